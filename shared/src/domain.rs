@@ -1,0 +1,600 @@
+//! The pure domain: credit types, pricing resolution, purchase validation and quoting.
+//!
+//! Nothing here knows about DynamoDB or HTTP, so every rule can be unit-tested directly.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+/// The only currency the platform sells in today; stored on every record so a second one can be added later.
+pub const CURRENCY: &str = "USD";
+
+/// Largest quantity of one credit type in one purchase: a typo guard, not a business cap.
+pub const MAX_QUANTITY: u64 = 1_000_000;
+
+/// Prices and costs are per credit and may be fractions of a cent, up to this many decimal places.
+pub const MAX_RATE_SCALE: u32 = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditType {
+    Audience,
+    Enrichment,
+    Pixel,
+    CustomModel,
+}
+
+impl CreditType {
+    /// Every type, in the order the dashboard lists them.
+    pub const ALL: [CreditType; 4] = [
+        CreditType::Audience,
+        CreditType::Enrichment,
+        CreditType::Pixel,
+        CreditType::CustomModel,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditType::Audience => "audience",
+            CreditType::Enrichment => "enrichment",
+            CreditType::Pixel => "pixel",
+            CreditType::CustomModel => "custom_model",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CreditType> {
+        CreditType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for CreditType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a client pays per credit and what its agency owes the platform per credit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rate {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub price: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub cost: Decimal,
+}
+
+/// An agency's overrides: any of price or cost may be left to the platform default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateOverride {
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    pub price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "rust_decimal::serde::str_option")]
+    pub cost: Option<Decimal>,
+}
+
+/// The platform's default rates: complete for every credit type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultPricing {
+    /// Bumped on every change; a purchase checks it inside its transaction.
+    pub version: u64,
+    pub rates: BTreeMap<CreditType, Rate>,
+}
+
+/// One agency's overrides of the default rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgencyPricing {
+    pub agency_id: String,
+    pub version: u64,
+    pub rates: BTreeMap<CreditType, RateOverride>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceSource {
+    Agency,
+    Default,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveRate {
+    pub credit_type: CreditType,
+    pub price: Decimal,
+    pub cost: Decimal,
+    pub price_source: PriceSource,
+}
+
+/// The rates that apply to one agency's clients, and the versions they were resolved from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EffectivePricing {
+    pub agency_id: String,
+    pub default_version: u64,
+    /// `None` when the agency has no pricing item: the purchase then checks that none appeared.
+    pub agency_version: Option<u64>,
+    pub rates: Vec<EffectiveRate>,
+}
+
+impl EffectivePricing {
+    pub fn rate(&self, credit_type: CreditType) -> &EffectiveRate {
+        self.rates
+            .iter()
+            .find(|r| r.credit_type == credit_type)
+            .expect("resolve_pricing yields every credit type")
+    }
+}
+
+/// A pricing document that cannot be used to sell: a data error, never a client mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricingDataError(pub String);
+
+impl fmt::Display for PricingDataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PricingDataError {}
+
+/// Checks one rate value: non-negative, at most four decimal places.
+pub fn check_rate_value(what: &str, value: Decimal) -> Result<(), PricingDataError> {
+    if value.is_sign_negative() && !value.is_zero() {
+        return Err(PricingDataError(format!("{what} is negative: {value}")));
+    }
+    if value.normalize().scale() > MAX_RATE_SCALE {
+        return Err(PricingDataError(format!(
+            "{what} has more than {MAX_RATE_SCALE} decimal places: {value}"
+        )));
+    }
+    Ok(())
+}
+
+/// Per type: the agency's price if it set one, else the default; the same, independently, for the cost.
+pub fn resolve_pricing(
+    agency_id: &str,
+    default: &DefaultPricing,
+    agency: Option<&AgencyPricing>,
+) -> Result<EffectivePricing, PricingDataError> {
+    let mut rates = Vec::with_capacity(CreditType::ALL.len());
+    for credit_type in CreditType::ALL {
+        let base = default.rates.get(&credit_type).ok_or_else(|| {
+            PricingDataError(format!("default pricing has no rate for {credit_type}"))
+        })?;
+        let over = agency
+            .and_then(|a| a.rates.get(&credit_type))
+            .copied()
+            .unwrap_or_default();
+        let price = over.price.unwrap_or(base.price);
+        let cost = over.cost.unwrap_or(base.cost);
+        check_rate_value(&format!("{credit_type} price"), price)?;
+        check_rate_value(&format!("{credit_type} cost"), cost)?;
+        rates.push(EffectiveRate {
+            credit_type,
+            price,
+            cost,
+            price_source: if over.price.is_some() { PriceSource::Agency } else { PriceSource::Default },
+        });
+    }
+    Ok(EffectivePricing {
+        agency_id: agency_id.to_owned(),
+        default_version: default.version,
+        agency_version: agency.map(|a| a.version),
+        rates,
+    })
+}
+
+/// Rounds an amount to cents, half away from zero, and always shows two places ("25.00").
+pub fn round_to_cents(amount: Decimal) -> Decimal {
+    let mut rounded = amount.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(2);
+    rounded
+}
+
+/// Renders a per-credit rate with at least two decimal places and its own precision beyond ("0.0150").
+pub fn format_rate(rate: Decimal) -> String {
+    let mut shown = rate;
+    if shown.scale() < 2 {
+        shown.rescale(2);
+    }
+    shown.to_string()
+}
+
+/// Quantities per credit type, validated; types not mentioned are zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quantities(BTreeMap<CreditType, u64>);
+
+impl Quantities {
+    pub fn get(&self, credit_type: CreditType) -> u64 {
+        self.0.get(&credit_type).copied().unwrap_or(0)
+    }
+
+    /// The non-zero entries in dashboard order.
+    pub fn non_zero(&self) -> impl Iterator<Item = (CreditType, u64)> + '_ {
+        CreditType::ALL
+            .into_iter()
+            .map(|t| (t, self.get(t)))
+            .filter(|(_, q)| *q > 0)
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (CreditType, u64)>) -> Quantities {
+        Quantities(pairs.into_iter().collect())
+    }
+}
+
+/// A validated purchase request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseRequest {
+    pub quantities: Quantities,
+    /// The total the client saw; when it no longer matches, the client must confirm again.
+    pub expected_total: Option<Decimal>,
+}
+
+impl PurchaseRequest {
+    /// A canonical rendering, so the same request always hashes the same whatever its JSON spacing or key order.
+    pub fn canonical(&self) -> String {
+        let mut out = String::new();
+        for t in CreditType::ALL {
+            out.push_str(&format!("{}={};", t, self.quantities.get(t)));
+        }
+        if let Some(total) = self.expected_total {
+            out.push_str(&format!("expectedTotal={}", total.normalize()));
+        }
+        out
+    }
+}
+
+/// Why a purchase request was refused before anything was read or written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    NotAnObject,
+    UnknownField(String),
+    MissingField(&'static str),
+    UnknownCreditType(String),
+    InvalidQuantity { credit_type: String, reason: String },
+    EmptyPurchase,
+    InvalidExpectedTotal(String),
+}
+
+impl RequestError {
+    /// The machine-readable code of the problem response.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::NotAnObject => "invalid_body",
+            RequestError::UnknownField(_) => "unknown_field",
+            RequestError::MissingField(_) => "missing_field",
+            RequestError::UnknownCreditType(_) => "unknown_credit_type",
+            RequestError::InvalidQuantity { .. } => "invalid_quantity",
+            RequestError::EmptyPurchase => "empty_purchase",
+            RequestError::InvalidExpectedTotal(_) => "invalid_expected_total",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            RequestError::NotAnObject => "The body must be a JSON object.".into(),
+            RequestError::UnknownField(f) => format!("Unknown field `{f}`; allowed: `quantities`, `expectedTotal`."),
+            RequestError::MissingField(f) => format!("The field `{f}` is required."),
+            RequestError::UnknownCreditType(t) => format!(
+                "Unknown credit type `{t}`; allowed: audience, enrichment, pixel, custom_model."
+            ),
+            RequestError::InvalidQuantity { credit_type, reason } => {
+                format!("Quantity of `{credit_type}` {reason}.")
+            }
+            RequestError::EmptyPurchase => "At least one quantity must be above zero.".into(),
+            RequestError::InvalidExpectedTotal(why) => format!(
+                "`expectedTotal` must be a decimal string with at most two decimal places, like \"300.00\": {why}."
+            ),
+        }
+    }
+}
+
+/// Validates a purchase body already parsed as JSON. Strict: numbers must be whole JSON integers.
+pub fn parse_purchase_request(body: &serde_json::Value) -> Result<PurchaseRequest, RequestError> {
+    let object = body.as_object().ok_or(RequestError::NotAnObject)?;
+    if let Some(unknown) = object.keys().find(|k| *k != "quantities" && *k != "expectedTotal") {
+        return Err(RequestError::UnknownField(unknown.clone()));
+    }
+    let raw_quantities = object
+        .get("quantities")
+        .ok_or(RequestError::MissingField("quantities"))?
+        .as_object()
+        .ok_or_else(|| RequestError::InvalidQuantity {
+            credit_type: "quantities".into(),
+            reason: "must be an object of credit type to whole number".into(),
+        })?;
+
+    let mut quantities = BTreeMap::new();
+    for (name, value) in raw_quantities {
+        let credit_type =
+            CreditType::parse(name).ok_or_else(|| RequestError::UnknownCreditType(name.clone()))?;
+        let invalid = |reason: &str| RequestError::InvalidQuantity {
+            credit_type: name.clone(),
+            reason: reason.to_owned(),
+        };
+        let quantity = match value {
+            serde_json::Value::Number(n) => {
+                if let Some(q) = n.as_u64() {
+                    q
+                } else if n.as_i64().is_some() {
+                    return Err(invalid("must not be negative"));
+                } else {
+                    return Err(invalid("must be a whole number"));
+                }
+            }
+            serde_json::Value::Null => return Err(invalid("must be a number, not null")),
+            serde_json::Value::String(_) => return Err(invalid("must be a number, not a string")),
+            _ => return Err(invalid("must be a whole number")),
+        };
+        if quantity > MAX_QUANTITY {
+            return Err(invalid(&format!("must be at most {MAX_QUANTITY}")));
+        }
+        quantities.insert(credit_type, quantity);
+    }
+    let quantities = Quantities(quantities);
+    if quantities.non_zero().next().is_none() {
+        return Err(RequestError::EmptyPurchase);
+    }
+
+    let expected_total = match object.get("expectedTotal") {
+        None => None,
+        Some(serde_json::Value::String(s)) => Some(parse_money(s).map_err(RequestError::InvalidExpectedTotal)?),
+        Some(other) => {
+            return Err(RequestError::InvalidExpectedTotal(format!("got {}", json_kind(other))));
+        }
+    };
+    Ok(PurchaseRequest { quantities, expected_total })
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Parses a non-negative amount of money written as plain digits with at most two decimals.
+pub fn parse_money(text: &str) -> Result<Decimal, String> {
+    let well_formed = {
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        !whole.is_empty()
+            && whole.len() <= 15
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && (!text.contains('.') || (!fraction.is_empty() && fraction.len() <= 2))
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+    };
+    if !well_formed {
+        return Err(format!("got {text:?}"));
+    }
+    text.parse::<Decimal>().map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// One line of a purchase, with its unit rates frozen at the time of purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseLine {
+    pub credit_type: CreditType,
+    pub quantity: u64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unit_price: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unit_cost: Decimal,
+    /// quantity × unit price, rounded to cents.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub subtotal: Decimal,
+    /// quantity × unit cost, rounded to cents.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub subtotal_at_cost: Decimal,
+}
+
+/// The priced lines of a purchase and their totals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub lines: Vec<PurchaseLine>,
+    /// Sum of the rounded line subtotals, so the total always equals the lines shown.
+    pub total: Decimal,
+    pub total_at_cost: Decimal,
+}
+
+pub fn quote(pricing: &EffectivePricing, quantities: &Quantities) -> Quote {
+    let lines: Vec<PurchaseLine> = quantities
+        .non_zero()
+        .map(|(credit_type, quantity)| {
+            let rate = pricing.rate(credit_type);
+            let q = Decimal::from(quantity);
+            PurchaseLine {
+                credit_type,
+                quantity,
+                unit_price: rate.price,
+                unit_cost: rate.cost,
+                subtotal: round_to_cents(q * rate.price),
+                subtotal_at_cost: round_to_cents(q * rate.cost),
+            }
+        })
+        .collect();
+    let total = round_to_cents(lines.iter().map(|l| l.subtotal).sum());
+    let total_at_cost = round_to_cents(lines.iter().map(|l| l.subtotal_at_cost).sum());
+    Quote { lines, total, total_at_cost }
+}
+
+/// Credits held per type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Balances(pub BTreeMap<CreditType, u64>);
+
+impl Balances {
+    pub fn get(&self, credit_type: CreditType) -> u64 {
+        self.0.get(&credit_type).copied().unwrap_or(0)
+    }
+}
+
+/// Account ids are opaque to us but bounded, so a path can never smuggle a key separator into a key.
+pub fn is_valid_account_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn default_pricing() -> DefaultPricing {
+        DefaultPricing {
+            version: 3,
+            rates: CreditType::ALL
+                .into_iter()
+                .map(|t| (t, Rate { price: d("0.0500"), cost: d("0.0300") }))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn agency_price_overrides_default_and_cost_falls_back_independently() {
+        let agency = AgencyPricing {
+            agency_id: "a1".into(),
+            version: 7,
+            rates: [(CreditType::Pixel, RateOverride { price: Some(d("0.0150")), cost: None })].into(),
+        };
+        let p = resolve_pricing("a1", &default_pricing(), Some(&agency)).unwrap();
+        let pixel = p.rate(CreditType::Pixel);
+        assert_eq!(pixel.price, d("0.0150"));
+        assert_eq!(pixel.cost, d("0.0300"));
+        assert_eq!(pixel.price_source, PriceSource::Agency);
+        assert_eq!(p.rate(CreditType::Audience).price_source, PriceSource::Default);
+        assert_eq!(p.agency_version, Some(7));
+        assert_eq!(p.default_version, 3);
+    }
+
+    #[test]
+    fn missing_default_rate_is_a_data_error() {
+        let mut default = default_pricing();
+        default.rates.remove(&CreditType::CustomModel);
+        assert!(resolve_pricing("a", &default, None).is_err());
+    }
+
+    #[test]
+    fn rates_with_more_than_four_places_are_refused() {
+        assert!(check_rate_value("x", d("0.00001")).is_err());
+        assert!(check_rate_value("x", d("0.00010")).is_ok());
+        assert!(check_rate_value("x", d("-1")).is_err());
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero_to_cents() {
+        assert_eq!(round_to_cents(d("0.125")).to_string(), "0.13");
+        assert_eq!(round_to_cents(d("0.124999")).to_string(), "0.12");
+        assert_eq!(round_to_cents(d("2")).to_string(), "2.00");
+        assert_eq!(round_to_cents(d("-0.125")).to_string(), "-0.13");
+    }
+
+    #[test]
+    fn total_is_sum_of_rounded_lines_not_rounded_sum() {
+        // 1 × 0.0050 = 0.005 → 0.01 per line; rounding the unrounded sum (0.010) would give the same,
+        // so use three lines of 0.005 where sum-then-round gives 0.02 but lines give 0.03.
+        let mut default = default_pricing();
+        for t in [CreditType::Audience, CreditType::Enrichment, CreditType::Pixel] {
+            default.rates.insert(t, Rate { price: d("0.0050"), cost: d("0.0010") });
+        }
+        let p = resolve_pricing("a", &default, None).unwrap();
+        let q = Quantities::from_pairs([
+            (CreditType::Audience, 1),
+            (CreditType::Enrichment, 1),
+            (CreditType::Pixel, 1),
+        ]);
+        let quote = quote(&p, &q);
+        assert_eq!(quote.lines.len(), 3);
+        assert!(quote.lines.iter().all(|l| l.subtotal == d("0.01")));
+        assert_eq!(quote.total.to_string(), "0.03");
+        assert_eq!(quote.total, quote.lines.iter().map(|l| l.subtotal).sum::<Decimal>());
+    }
+
+    #[test]
+    fn quote_skips_zero_lines_and_keeps_dashboard_order() {
+        let p = resolve_pricing("a", &default_pricing(), None).unwrap();
+        let q = Quantities::from_pairs([(CreditType::Pixel, 5), (CreditType::Audience, 10), (CreditType::Enrichment, 0)]);
+        let quote = quote(&p, &q);
+        let types: Vec<_> = quote.lines.iter().map(|l| l.credit_type).collect();
+        assert_eq!(types, vec![CreditType::Audience, CreditType::Pixel]);
+        assert_eq!(quote.total.to_string(), "0.75");
+        assert_eq!(quote.total_at_cost.to_string(), "0.45");
+    }
+
+    #[test]
+    fn max_quantity_at_max_price_is_exact() {
+        let mut default = default_pricing();
+        default.rates.insert(CreditType::Audience, Rate { price: d("9999.9999"), cost: d("0") });
+        let p = resolve_pricing("a", &default, None).unwrap();
+        let quote = quote(&p, &Quantities::from_pairs([(CreditType::Audience, MAX_QUANTITY)]));
+        assert_eq!(quote.total.to_string(), "9999999900.00");
+    }
+
+    #[test]
+    fn valid_request_parses() {
+        let r = parse_purchase_request(&json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"})).unwrap();
+        assert_eq!(r.quantities.get(CreditType::Audience), 10);
+        assert_eq!(r.quantities.get(CreditType::Pixel), 5);
+        assert_eq!(r.expected_total, Some(d("300.00")));
+    }
+
+    #[test]
+    fn every_bad_request_has_its_code() {
+        let cases = [
+            (json!([1]), "invalid_body"),
+            (json!("x"), "invalid_body"),
+            (json!({"quantities": {"audience": 1}, "extra": 1}), "unknown_field"),
+            (json!({}), "missing_field"),
+            (json!({"quantities": [1]}), "invalid_quantity"),
+            (json!({"quantities": {"gold": 1}}), "unknown_credit_type"),
+            (json!({"quantities": {"audience": -1}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 1.5}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 1.0}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": "1"}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": null}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 1_000_001}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 0, "pixel": 0}}), "empty_purchase"),
+            (json!({"quantities": {}}), "empty_purchase"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": 3}), "invalid_expected_total"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": "abc"}), "invalid_expected_total"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": "1.005"}), "invalid_expected_total"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": "-1.00"}), "invalid_expected_total"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": "1e3"}), "invalid_expected_total"),
+            (json!({"quantities": {"audience": 1}, "expectedTotal": null}), "invalid_expected_total"),
+        ];
+        for (body, code) in cases {
+            let err = parse_purchase_request(&body).expect_err(&body.to_string());
+            assert_eq!(err.code(), code, "{body}");
+        }
+        assert!(parse_purchase_request(&json!({"quantities": {"audience": 1_000_000}})).is_ok());
+    }
+
+    #[test]
+    fn canonical_form_ignores_key_order_and_zero_entries() {
+        let a = parse_purchase_request(&json!({"quantities": {"audience": 1, "pixel": 2}})).unwrap();
+        let b = parse_purchase_request(&json!({"quantities": {"pixel": 2, "audience": 1, "enrichment": 0}})).unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c = parse_purchase_request(&json!({"quantities": {"pixel": 3, "audience": 1}})).unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+    }
+
+    #[test]
+    fn rates_render_with_at_least_two_places() {
+        assert_eq!(format_rate(d("25")), "25.00");
+        assert_eq!(format_rate(d("0.0150")), "0.0150");
+        assert_eq!(format_rate(d("0.5")), "0.50");
+    }
+
+    #[test]
+    fn account_ids_cannot_carry_key_separators() {
+        assert!(is_valid_account_id("acct-brightside_01"));
+        assert!(!is_valid_account_id("a#b"));
+        assert!(!is_valid_account_id(""));
+        assert!(!is_valid_account_id(&"a".repeat(65)));
+    }
+}

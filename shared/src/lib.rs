@@ -1,0 +1,15 @@
+//! The library every overage-credits Lambda is built from.
+//!
+//! - [`domain`]: pure rules (pricing, quoting, validation), no AWS types.
+//! - [`storage`]: the DynamoDB adapter, the only module speaking attribute values.
+//! - [`table`]: the table's one definition (keys, indexes, TTL).
+//! - [`http`], [`error`], [`api`]: reading requests, the one error type, and the handlers.
+//! - [`runtime`]: what each `main.rs` wires up at cold start.
+
+pub mod api;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod runtime;
+pub mod storage;
+pub mod table;
