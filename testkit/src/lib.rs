@@ -1,0 +1,335 @@
+//! Test support: a real dynoxide server on an ephemeral port, a seeded table, and API Gateway events.
+//!
+//! Everything here is real: the handlers under test talk to dynoxide over HTTP through the real SDK.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_http::Request;
+use serde_json::{Value, json};
+use shared::api::{App, Settings};
+use shared::storage::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A dynoxide server on `127.0.0.1:<ephemeral>`, in memory, that can be stopped and restarted on the same port.
+pub struct LocalDynamo {
+    addr: SocketAddr,
+    db: dynoxide::Database,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl LocalDynamo {
+    pub async fn start() -> LocalDynamo {
+        let db = dynoxide::Database::memory().expect("in-memory dynoxide database");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let addr = listener.local_addr().expect("bound address");
+        let mut dynamo = LocalDynamo { addr, db, shutdown: None, task: None };
+        dynamo.serve(listener);
+        dynamo
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let db = self.db.clone();
+        self.shutdown = Some(tx);
+        self.task = Some(tokio::spawn(async move {
+            let _ = dynoxide::server::serve_with_shutdown(listener, db, async {
+                let _ = rx.await;
+            })
+            .await;
+        }));
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving: new connections are refused, as in an outage. The data is kept.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // A request already running is allowed to finish; don't wait forever on a stuck client.
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    /// Serves the same data on the same port again.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let mut last_error = None;
+        for _ in 0..50 {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(listener) => {
+                    self.serve(listener);
+                    return;
+                }
+                Err(e) => {
+                    last_error = Some(e);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        panic!("could not rebind {}: {last_error:?}", self.addr);
+    }
+}
+
+impl Drop for LocalDynamo {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// An SDK client for a local engine, with the same timeouts as the functions, so outages behave alike.
+pub fn client_for(endpoint: &str) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
+        .timeout_config(
+            aws_smithy_types::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_millis(500))
+                .operation_attempt_timeout(Duration::from_millis(1500))
+                .operation_timeout(Duration::from_secs(3))
+                .build(),
+        )
+        .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(3))
+        .build();
+    Client::from_conf(config)
+}
+
+static TABLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A running engine, a table loaded with the bundled seeds, and the app the handlers run with.
+pub struct TestEnv {
+    pub dynamo: LocalDynamo,
+    pub client: Client,
+    pub table: String,
+    pub app: App,
+}
+
+impl TestEnv {
+    /// A fresh engine with the bundled seeds loaded.
+    pub async fn seeded() -> TestEnv {
+        let env = TestEnv::empty().await;
+        let seed = seed_loader::read_seed_files(&seed_loader::bundled_seed_files()).expect("bundled seeds are valid");
+        seed_loader::load(&env.app.store, &seed).await.expect("seeds load");
+        env
+    }
+
+    /// A fresh engine with an empty table.
+    pub async fn empty() -> TestEnv {
+        let dynamo = LocalDynamo::start().await;
+        let client = client_for(&dynamo.endpoint());
+        let table = format!("overage-credits-test-{}", TABLE_COUNTER.fetch_add(1, Ordering::Relaxed));
+        shared::table::create_table_if_missing(&client, &table).await.expect("create table");
+        let app = App::new(Store::new(client.clone(), &table), Settings::default());
+        TestEnv { dynamo, client, table, app }
+    }
+
+    /// Every item of the table, sorted by key, as comparable JSON: a test-only full read.
+    pub async fn snapshot(&self) -> Vec<Value> {
+        table_snapshot(&self.client, &self.table).await
+    }
+}
+
+pub async fn table_snapshot(client: &Client, table: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items.unwrap_or_default() {
+            items.push(item_to_json(&item));
+        }
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => break,
+        }
+    }
+    items.sort_by_key(|v| format!("{}|{}", v["pk"], v["sk"]));
+    items
+}
+
+fn item_to_json(item: &HashMap<String, AttributeValue>) -> Value {
+    let map: serde_json::Map<String, Value> = item.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect();
+    Value::Object(map)
+}
+
+fn value_to_json(value: &AttributeValue) -> Value {
+    match value {
+        AttributeValue::S(s) => json!({"S": s}),
+        AttributeValue::N(n) => json!({"N": n}),
+        AttributeValue::Bool(b) => json!({"BOOL": b}),
+        AttributeValue::Null(_) => json!({"NULL": true}),
+        AttributeValue::L(l) => json!({"L": l.iter().map(value_to_json).collect::<Vec<_>>()}),
+        AttributeValue::M(m) => json!({"M": item_to_json(m)}),
+        AttributeValue::Ss(s) => json!({"SS": s}),
+        AttributeValue::Ns(s) => json!({"NS": s}),
+        other => json!({"OTHER": format!("{other:?}")}),
+    }
+}
+
+/// The repository root, for reading `events/` and `infra/`.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("testkit sits in the repo root").to_path_buf()
+}
+
+/// Reads a sample event from `events/` as the raw JSON value.
+pub fn event_json(name: &str) -> Value {
+    let path = repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Turns an API Gateway v2 event (JSON) into the `Request` lambda_http hands a handler.
+pub fn request_from_event(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// Builds an API Gateway HTTP API (payload 2.0) event as the deployed API would send it.
+pub struct ApiEvent {
+    method: String,
+    route_key: String,
+    raw_path: String,
+    path_account: String,
+    claims: Option<Value>,
+    headers: serde_json::Map<String, Value>,
+    query: Option<String>,
+    body: Option<String>,
+}
+
+impl ApiEvent {
+    /// `route` is the template route with `{accountId}`, e.g. `/accounts/{accountId}/pricing`.
+    pub fn new(method: &str, route: &str, path_account: &str) -> ApiEvent {
+        ApiEvent {
+            method: method.to_owned(),
+            route_key: format!("{method} {route}"),
+            raw_path: route.replace("{accountId}", path_account),
+            path_account: path_account.to_owned(),
+            claims: None,
+            headers: serde_json::Map::new(),
+            query: None,
+            body: None,
+        }
+    }
+
+    /// Signed in as `account_id` (claim `custom:account_id`).
+    pub fn as_account(self, account_id: &str) -> ApiEvent {
+        self.claims(json!({"sub": format!("user-of-{account_id}"), "custom:account_id": account_id}))
+    }
+
+    pub fn claims(mut self, claims: Value) -> ApiEvent {
+        self.claims = Some(claims);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> ApiEvent {
+        self.headers.insert(name.to_ascii_lowercase(), json!(value));
+        self
+    }
+
+    pub fn query(mut self, raw: &str) -> ApiEvent {
+        self.query = Some(raw.to_owned());
+        self
+    }
+
+    /// A JSON body with `content-type: application/json`.
+    pub fn json(self, body: &Value) -> ApiEvent {
+        self.header("content-type", "application/json").raw_body(&body.to_string())
+    }
+
+    pub fn raw_body(mut self, body: &str) -> ApiEvent {
+        self.body = Some(body.to_owned());
+        self
+    }
+
+    pub fn to_json(&self) -> Value {
+        let mut context = json!({
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "local.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "local",
+            "http": {"method": self.method, "path": self.raw_path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "testkit"},
+            "requestId": "testkit-request",
+            "routeKey": self.route_key,
+            "stage": "$default",
+            "time": "25/Nov/2026:12:00:00 +0000",
+            "timeEpoch": 1795000000000u64
+        });
+        if let Some(claims) = &self.claims {
+            context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+        }
+        let mut query_parameters = serde_json::Map::new();
+        if let Some(raw) = &self.query {
+            for pair in raw.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                query_parameters.insert(k.to_owned(), json!(v));
+            }
+        }
+        let mut event = json!({
+            "version": "2.0",
+            "routeKey": self.route_key,
+            "rawPath": self.raw_path,
+            "rawQueryString": self.query.clone().unwrap_or_default(),
+            "headers": self.headers,
+            "pathParameters": {"accountId": self.path_account},
+            "requestContext": context,
+            "isBase64Encoded": false
+        });
+        if !query_parameters.is_empty() {
+            event["queryStringParameters"] = Value::Object(query_parameters);
+        }
+        if let Some(body) = &self.body {
+            event["body"] = json!(body);
+        }
+        event
+    }
+
+    pub fn request(&self) -> Request {
+        request_from_event(&self.to_json())
+    }
+}
+
+/// A handler response, read back for assertions.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn answer(response: lambda_http::Response<lambda_http::Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = match response.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap_or_else(|_| json!(t)),
+        lambda_http::Body::Binary(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    Answer { status, headers, body }
+}
