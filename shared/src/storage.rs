@@ -507,6 +507,33 @@ impl Store {
         Ok(items)
     }
 
+    /// Every purchase record of an account, oldest first (Query on the account's item collection).
+    pub async fn all_purchases(&self, account_id: &str) -> Result<Vec<PurchaseRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table_name)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(keys::account(account_id)))
+                .expression_attribute_values(":prefix", s(keys::PURCHASE_SK_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query purchases", e))?;
+            for item in output.items.unwrap_or_default() {
+                records.push(serde_dynamo::from_item(item).map_err(|e| internal("purchase item", e))?);
+            }
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(records),
+            }
+        }
+    }
+
     // ---- seed loading -------------------------------------------------------------------------
 
     /// Stores the default pricing; bumps its version only when the rates change, so loading twice is a no-op.
