@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# README command 1: set up and run the service locally, on a fresh machine.
+# Installs what is missing, starts dynoxide with its data in .local/ (git-ignored), creates the table,
+# loads the seeds, runs `cargo lambda watch`, serves the dashboard and the API through the dev gateway,
+# then prints how to call it. Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DYNAMO_PORT="${DYNAMO_PORT:-8000}"
+INVOKE_PORT="${INVOKE_PORT:-9000}"
+GATEWAY_PORT="${GATEWAY_PORT:-3000}"
+
+source scripts/install-tools.sh
+mkdir -p .local/logs
+export STACK_LOG_DIR="$PWD/.local/logs"
+source scripts/local-stack.sh
+trap stack_stop EXIT INT TERM
+
+stack_start_dynamo "$DYNAMO_PORT" "$PWD/.local/dynamo.db"
+stack_seed
+stack_start_functions "$INVOKE_PORT"
+stack_start_gateway "$GATEWAY_PORT"
+token="$(node dev/gateway.mjs --print-token acct-northwind-coffee)"
+
+cat <<MSG
+
+  overage-credits is running locally (logs in .local/logs, data in .local/dynamo.db)
+
+  Dashboard:  $GATEWAY_URL/
+  Invoke a function with a sample event (functions served by cargo lambda watch on :$INVOKE_PORT):
+    cargo lambda invoke get-pricing      --data-file events/get-pricing.json      -P $INVOKE_PORT
+    cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P $INVOKE_PORT
+    cargo lambda invoke get-balances     --data-file events/get-balances.json     -P $INVOKE_PORT
+  Call the API as the dashboard does (dev gateway; the token is unsigned, for local use only):
+    curl -H "Authorization: Bearer $token" $GATEWAY_URL/accounts/acct-northwind-coffee/pricing
+    curl -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \\
+         -H "Idempotency-Key: \$(uuidgen 2>/dev/null || date +%s%N)" \\
+         -d '{"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"}' \\
+         $GATEWAY_URL/accounts/acct-northwind-coffee/credit-purchases
+  Use the same engine from other tools with:
+    export AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB TABLE_NAME=$TABLE_NAME AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+
+  Ctrl-C stops everything.
+MSG
+wait

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The local stack, as functions for scripts/dev.sh and scripts/test.sh to source:
+# dynoxide (the DynamoDB engine) -> seed-loader -> `cargo lambda watch` (the functions) -> dev/gateway.mjs
+# (the stand-in for API Gateway and its JWT authorizer, serving the dashboard too).
+# Every service runs in its own process group and is stopped by stack_stop (trap it on EXIT).
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STACK_LOG_DIR="${STACK_LOG_DIR:-$(mktemp -d /tmp/overage-credits-stack.XXXXXX)}"
+STACK_PGIDS=()
+
+export TABLE_NAME="${TABLE_NAME:-overage-credits}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+# The local engine accepts any credentials; real ones are never needed or sent anywhere.
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export RUST_LOG="${RUST_LOG:-info}"
+
+stack_log() { printf '[stack] %s\n' "$*" >&2; }
+
+# Starts "$@" in a new process group with its output in $STACK_LOG_DIR/<name>.log.
+stack_spawn() {
+  local name="$1"; shift
+  setsid "$@" >"$STACK_LOG_DIR/$name.log" 2>&1 < /dev/null &
+  local pid=$!
+  STACK_PGIDS+=("$pid")
+  echo "$pid"
+}
+
+stack_stop() {
+  local pgid
+  for pgid in "${STACK_PGIDS[@]:-}"; do
+    [ -n "$pgid" ] || continue
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+  done
+  sleep 1
+  for pgid in "${STACK_PGIDS[@]:-}"; do
+    [ -n "$pgid" ] || continue
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+  done
+  STACK_PGIDS=()
+}
+
+# wait_for_http URL SECONDS [NAME]: waits until URL answers any HTTP status.
+wait_for_http() {
+  local url="$1" seconds="$2" name="${3:-$1}" i
+  for ((i = 0; i < seconds * 5; i++)); do
+    if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
+    sleep 0.2
+  done
+  stack_log "$name did not answer at $url within ${seconds}s; its log:"
+  tail -n 40 "$STACK_LOG_DIR/$name.log" >&2 2>/dev/null || true
+  return 1
+}
+
+port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stack_start_dynamo PORT [DB_PATH]: in memory without a path.
+stack_start_dynamo() {
+  local port="$1" db_path="${2:-}"
+  port_is_free "$port" || { stack_log "port $port is busy (dynoxide)"; return 1; }
+  local args=(dynoxide --host 127.0.0.1 --port "$port" --log quiet)
+  [ -n "$db_path" ] && args+=(--db-path "$db_path")
+  stack_spawn dynoxide "${args[@]}" >/dev/null
+  export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port"
+  wait_for_http "$AWS_ENDPOINT_URL_DYNAMODB/" 30 dynoxide
+  stack_log "dynoxide on $AWS_ENDPOINT_URL_DYNAMODB${db_path:+ (data in $db_path)}"
+}
+
+stack_seed() {
+  (cd "$repo_root" && cargo run --quiet -p seed-loader -- "$@")
+}
+
+# stack_start_functions PORT [extra cargo lambda watch flags]: serves every function of the workspace.
+stack_start_functions() {
+  local port="$1"; shift
+  port_is_free "$port" || { stack_log "port $port is busy (cargo lambda watch)"; return 1; }
+  # Build first so the first invocation is not a multi-minute compile.
+  (cd "$repo_root" && cargo build --quiet --workspace --bins)
+  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A 127.0.0.1 -P '$port' \
+    --env-var TABLE_NAME='$TABLE_NAME' --env-var AWS_ENDPOINT_URL_DYNAMODB='$AWS_ENDPOINT_URL_DYNAMODB' \
+    --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
+    --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' $*" >/dev/null
+  export LAMBDA_INVOKE_URL="http://127.0.0.1:$port"
+  wait_for_http "$LAMBDA_INVOKE_URL/" 120 functions
+  stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"
+}
+
+# stack_start_gateway PORT: the local API Gateway stand-in (never deployed), also serving the dashboard.
+stack_start_gateway() {
+  local port="$1"
+  port_is_free "$port" || { stack_log "port $port is busy (gateway)"; return 1; }
+  GATEWAY_PORT="$port" stack_spawn gateway node "$repo_root/dev/gateway.mjs" >/dev/null
+  export GATEWAY_URL="http://127.0.0.1:$port"
+  wait_for_http "$GATEWAY_URL/dev/config.json" 30 gateway
+  stack_log "gateway (dashboard + API) on $GATEWAY_URL"
+}
