@@ -61,7 +61,7 @@ const TRANSIENT_CODES: [&str; 7] = [
     "TransactionConflictException",
 ];
 
-fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+pub(crate) fn classify<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -83,11 +83,11 @@ where
     }
 }
 
-fn internal(context: &str, err: impl std::fmt::Display) -> StoreError {
+pub(crate) fn internal(context: &str, err: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(format!("{context}: {err}"))
 }
 
-mod keys {
+pub(crate) mod keys {
     pub const DEFAULT_PRICING_PK: &str = "PRICING#DEFAULT";
     pub const PRICING_SK: &str = "PRICING";
     pub const ACCOUNT_SK: &str = "ACCOUNT";
@@ -108,15 +108,15 @@ mod keys {
     }
 }
 
-fn s(value: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
-fn n(value: impl ToString) -> AttributeValue {
+pub(crate) fn n(value: impl ToString) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
-fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+pub(crate) fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([(PARTITION_KEY.to_owned(), s(pk)), (SORT_KEY.to_owned(), s(sk))])
 }
 
@@ -236,8 +236,8 @@ impl Default for ConflictRetryPolicy {
 
 #[derive(Clone)]
 pub struct Store {
-    client: Client,
-    table_name: String,
+    pub(crate) client: Client,
+    pub(crate) table_name: String,
     retry: ConflictRetryPolicy,
 }
 
