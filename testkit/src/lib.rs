@@ -18,6 +18,10 @@ use shared::storage::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod faults;
+
+use faults::{FaultInjectingHttpClient, FaultPlan, OperationCounter};
+
 /// A dynoxide server on `127.0.0.1:<ephemeral>`, in memory, that can be stopped and restarted on the same port.
 pub struct LocalDynamo {
     addr: SocketAddr,
@@ -93,7 +97,12 @@ impl Drop for LocalDynamo {
 
 /// An SDK client for a local engine, with the same timeouts as the functions, so outages behave alike.
 pub fn client_for(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
+    instrumented_client(endpoint, None, None)
+}
+
+/// A client whose HTTP calls go through `faults` and whose operations are counted by `counter`.
+pub fn instrumented_client(endpoint: &str, faults: Option<FaultPlan>, counter: Option<OperationCounter>) -> Client {
+    let mut config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
@@ -105,9 +114,19 @@ pub fn client_for(endpoint: &str) -> Client {
                 .operation_timeout(Duration::from_secs(3))
                 .build(),
         )
-        .retry_config(aws_smithy_types::retry::RetryConfig::standard().with_max_attempts(3))
-        .build();
-    Client::from_conf(config)
+        .retry_config(
+            aws_smithy_types::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(Duration::from_millis(25)),
+        );
+    if let Some(plan) = faults {
+        let inner = aws_smithy_http_client::Builder::new().build_http();
+        config = config.http_client(FaultInjectingHttpClient { inner, plan });
+    }
+    if let Some(counter) = counter {
+        config = config.interceptor(counter);
+    }
+    Client::from_conf(config.build())
 }
 
 static TABLE_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -115,9 +134,13 @@ static TABLE_COUNTER: AtomicU32 = AtomicU32::new(0);
 /// A running engine, a table loaded with the bundled seeds, and the app the handlers run with.
 pub struct TestEnv {
     pub dynamo: LocalDynamo,
+    /// A plain client, for setup and assertions.
     pub client: Client,
     pub table: String,
+    /// The handlers' app; its client goes through `faults` and is counted by `operations`.
     pub app: App,
+    pub faults: FaultPlan,
+    pub operations: OperationCounter,
 }
 
 impl TestEnv {
@@ -135,8 +158,11 @@ impl TestEnv {
         let client = client_for(&dynamo.endpoint());
         let table = format!("overage-credits-test-{}", TABLE_COUNTER.fetch_add(1, Ordering::Relaxed));
         shared::table::create_table_if_missing(&client, &table).await.expect("create table");
-        let app = App::new(Store::new(client.clone(), &table), Settings::default());
-        TestEnv { dynamo, client, table, app }
+        let faults = FaultPlan::default();
+        let operations = OperationCounter::default();
+        let app_client = instrumented_client(&dynamo.endpoint(), Some(faults.clone()), Some(operations.clone()));
+        let app = App::new(Store::new(app_client, &table), Settings::default());
+        TestEnv { dynamo, client, table, app, faults, operations }
     }
 
     /// Every item of the table, sorted by key, as comparable JSON: a test-only full read.

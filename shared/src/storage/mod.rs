@@ -656,15 +656,17 @@ fn condition_outcome(
             .ok_or_else(|| StoreError::Internal("idempotency condition failed without the stored item".into()))?;
         return Ok(Some(RecordOutcome::IdempotencyKeyTaken(stored_idempotency(item)?)));
     }
+    // Our own purchase id already exists only if an earlier attempt of this very call committed and its
+    // response was lost (the request token can be forgotten, e.g. across an engine restart): that is success.
+    if failed(1) {
+        return Ok(Some(RecordOutcome::Recorded));
+    }
     if failed(0) {
         let account_exists = reasons[0].item().is_some_and(|item| !item.is_empty());
         return Ok(Some(if account_exists { RecordOutcome::PricingChanged } else { RecordOutcome::AccountMissing }));
     }
     if failed(2) || failed(3) {
         return Ok(Some(RecordOutcome::PricingChanged));
-    }
-    if failed(1) {
-        return Err(StoreError::Internal("purchase id collision".into()));
     }
     Ok(None)
 }

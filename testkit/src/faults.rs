@@ -1,0 +1,150 @@
+//! Failure injection below the real SDK: a wrapped HTTP client that answers chosen DynamoDB calls with
+//! the errors DynamoDB sends under contention (throttling, cancelled transactions) or loses a response
+//! after the write happened; and an interceptor counting the SDK operations a handler performs.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `TransactionCanceledException` with a `TransactionConflict` reason, as under concurrent writers.
+    TransactionConflict,
+    /// `ThrottlingException`, as when a partition is over its throughput.
+    Throttling,
+    /// The request reaches the engine and is applied, but its response is lost on the way back.
+    LoseResponse,
+}
+
+/// Which faults to inject next, per DynamoDB operation (`TransactWriteItems`, `GetItem`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    queue: Arc<Mutex<VecDeque<(String, Fault)>>>,
+    injected: Arc<Mutex<Vec<(String, Fault)>>>,
+}
+
+impl FaultPlan {
+    /// The next `times` calls of `operation` get `fault`, after any faults already queued.
+    pub fn inject(&self, operation: &str, fault: Fault, times: usize) {
+        let mut queue = self.queue.lock().unwrap();
+        for _ in 0..times {
+            queue.push_back((operation.to_owned(), fault));
+        }
+    }
+
+    /// Faults injected so far, in order.
+    pub fn injected(&self) -> Vec<(String, Fault)> {
+        self.injected.lock().unwrap().clone()
+    }
+
+    pub fn pending(&self) -> usize {
+        self.queue.lock().unwrap().len()
+    }
+
+    fn take(&self, operation: &str) -> Option<Fault> {
+        let mut queue = self.queue.lock().unwrap();
+        let position = queue.iter().position(|(op, _)| op == operation)?;
+        let (op, fault) = queue.remove(position)?;
+        self.injected.lock().unwrap().push((op, fault));
+        Some(fault)
+    }
+}
+
+/// Wraps a real HTTP client; calls the plan does not target pass through untouched.
+#[derive(Debug, Clone)]
+pub struct FaultInjectingHttpClient {
+    pub inner: SharedHttpClient,
+    pub plan: FaultPlan,
+}
+
+impl HttpClient for FaultInjectingHttpClient {
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(FaultInjectingConnector {
+            inner: self.inner.http_connector(settings, components),
+            plan: self.plan.clone(),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct FaultInjectingConnector {
+    inner: SharedHttpConnector,
+    plan: FaultPlan,
+}
+
+fn error_response(type_name: &str, extra: &str) -> HttpResponse {
+    let body = format!(
+        "{{\"__type\":\"com.amazonaws.dynamodb.v20120810#{type_name}\",\"message\":\"injected by testkit\"{extra}}}"
+    );
+    let mut response = HttpResponse::new(StatusCode::try_from(400u16).expect("valid status"), SdkBody::from(body));
+    response.headers_mut().insert("content-type", "application/x-amz-json-1.0");
+    response
+}
+
+impl HttpConnector for FaultInjectingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or_default()
+            .to_owned();
+        match self.plan.take(&operation) {
+            None => self.inner.call(request),
+            Some(Fault::TransactionConflict) => HttpConnectorFuture::ready(Ok(error_response(
+                "TransactionCanceledException",
+                ",\"CancellationReasons\":[{\"Code\":\"TransactionConflict\",\"Message\":\"Transaction is ongoing for the item\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"}]",
+            ))),
+            Some(Fault::Throttling) => HttpConnectorFuture::ready(Ok(error_response("ThrottlingException", ""))),
+            Some(Fault::LoseResponse) => {
+                let applied = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    let _ = applied.await;
+                    Err(ConnectorError::io("connection reset after the request was applied (injected)".into()))
+                })
+            }
+        }
+    }
+}
+
+/// Counts the SDK operations started through a client (one per operation, whatever its retries).
+#[derive(Debug, Clone, Default)]
+pub struct OperationCounter {
+    operations: Arc<Mutex<Vec<String>>>,
+}
+
+impl OperationCounter {
+    pub fn operations(&self) -> Vec<String> {
+        self.operations.lock().unwrap().clone()
+    }
+
+    pub fn reset(&self) {
+        self.operations.lock().unwrap().clear();
+    }
+}
+
+impl Intercept for OperationCounter {
+    fn name(&self) -> &'static str {
+        "OperationCounter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let name = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_owned();
+        self.operations.lock().unwrap().push(name);
+        Ok(())
+    }
+}
