@@ -10,6 +10,7 @@ pub mod api;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod reconcile;
 pub mod runtime;
 pub mod storage;
 pub mod table;

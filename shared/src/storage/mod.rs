@@ -182,6 +182,21 @@ pub struct PurchaseRecord {
     pub idempotency_key: Option<String>,
 }
 
+/// The part of a purchase item the reconciliation reads.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LedgerPurchase {
+    account_id: String,
+    lines: Vec<LedgerLine>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LedgerLine {
+    credit_type: CreditType,
+    quantity: u64,
+}
+
 /// Claims an `Idempotency-Key` in the purchase's own transaction.
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
@@ -530,6 +545,67 @@ impl Store {
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => return Ok(records),
+            }
+        }
+    }
+
+    /// Reads every account and purchase item into `ledger` (a parallel Scan: an operator's audit, never a
+    /// request path). Only the attributes the check needs are read.
+    pub async fn read_ledger(&self, ledger: &mut crate::reconcile::Ledger, segments: i32) -> Result<(), StoreError> {
+        let mut tasks = Vec::new();
+        for segment in 0..segments {
+            let store = self.clone();
+            tasks.push(tokio::spawn(async move { store.scan_ledger_segment(segment, segments).await }));
+        }
+        for task in tasks {
+            let items = task.await.map_err(|e| internal("ledger scan task", e))??;
+            for item in items {
+                let sk = match item.get(SORT_KEY) {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => continue,
+                };
+                if sk == keys::ACCOUNT_SK {
+                    let account = account_from_item(&item)?;
+                    ledger.add_account(&account.account_id, account.balances);
+                } else if sk.starts_with(keys::PURCHASE_SK_PREFIX) {
+                    let record: LedgerPurchase =
+                        serde_dynamo::from_item(item).map_err(|e| internal("purchase item", e))?;
+                    ledger.add_purchase(&record.account_id, record.lines.iter().map(|l| (l.credit_type, l.quantity)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn scan_ledger_segment(
+        &self,
+        segment: i32,
+        segments: i32,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let request = self
+                .client
+                .scan()
+                .table_name(&self.table_name)
+                .consistent_read(true)
+                .segment(segment)
+                .total_segments(segments)
+                .filter_expression("sk = :account OR begins_with(sk, :purchase)")
+                .expression_attribute_values(":account", s(keys::ACCOUNT_SK))
+                .expression_attribute_values(":purchase", s(keys::PURCHASE_SK_PREFIX))
+                .expression_attribute_names("#lines", "lines") // a reserved word
+                .projection_expression(format!(
+                    "sk, accountId, agencyId, #lines, {}",
+                    CreditType::ALL.map(balance_attribute).join(", ")
+                ))
+                .set_exclusive_start_key(start.take());
+            let output = request.send().await.map_err(|e| classify("Scan ledger", e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
             }
         }
     }
