@@ -1,5 +1,6 @@
 //! The HTTP handlers: plain async functions from a `Request` to a `Response`, callable from tests.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
@@ -7,6 +8,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::cache::PricingCache;
 use crate::domain::{
     self, Balances, CURRENCY, CreditType, EffectivePricing, PriceSource, PurchaseRequest, format_rate,
 };
@@ -24,16 +26,23 @@ pub struct Settings {
     pub account_claim: String,
     /// A request gives up (503) after this long, safely inside the function timeout.
     pub request_budget: Duration,
+    /// How long an instance trusts its cached account → agency and agency → prices (zero: no cache).
+    /// Purchases re-check both inside their transaction; `GET /pricing` may show a price this old.
+    pub pricing_cache_ttl: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { account_claim: "custom:account_id".into(), request_budget: Duration::from_secs(7) }
+        Settings {
+            account_claim: "custom:account_id".into(),
+            request_budget: Duration::from_secs(7),
+            pricing_cache_ttl: Duration::from_secs(30),
+        }
     }
 }
 
 impl Settings {
-    /// `ACCOUNT_ID_CLAIM` and `REQUEST_BUDGET_MS` override the defaults.
+    /// `ACCOUNT_ID_CLAIM`, `REQUEST_BUDGET_MS` and `PRICING_CACHE_TTL_SECONDS` override the defaults.
     pub fn from_env() -> Settings {
         let mut settings = Settings::default();
         if let Ok(claim) = std::env::var("ACCOUNT_ID_CLAIM") {
@@ -44,6 +53,9 @@ impl Settings {
         if let Some(ms) = std::env::var("REQUEST_BUDGET_MS").ok().and_then(|v| v.parse().ok()) {
             settings.request_budget = Duration::from_millis(ms);
         }
+        if let Some(seconds) = std::env::var("PRICING_CACHE_TTL_SECONDS").ok().and_then(|v| v.parse().ok()) {
+            settings.pricing_cache_ttl = Duration::from_secs(seconds);
+        }
         settings
     }
 }
@@ -53,11 +65,13 @@ impl Settings {
 pub struct App {
     pub store: Store,
     pub settings: Settings,
+    pub cache: Arc<PricingCache>,
 }
 
 impl App {
     pub fn new(store: Store, settings: Settings) -> App {
-        App { store, settings }
+        let cache = Arc::new(PricingCache::new(settings.pricing_cache_ttl));
+        App { store, settings, cache }
     }
 }
 
@@ -77,8 +91,8 @@ async fn respond(
 pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let account_id = authorize(&request, &app.settings.account_claim)?;
-        let account = load_account(app, &account_id).await?;
-        let pricing = load_pricing(app, &account).await?;
+        let agency_id = agency_of(app, &account_id).await?;
+        let pricing = pricing_of(app, &agency_id).await?;
         Ok(json_response(StatusCode::OK, &pricing_body(&account_id, &pricing)))
     })
     .await
@@ -103,21 +117,22 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
     // Everything the request alone can tell is checked before any read or write.
     let account_id = authorize(request, &app.settings.account_claim)?;
     let key = idempotency_key(request)?;
+    let minimal = prefers_minimal_return(request);
     let body = json_body(request)?;
     let purchase_request = domain::parse_purchase_request(&body)?;
     let request_hash = request_hash(&account_id, &purchase_request);
 
-    let mut account = load_account(app, &account_id).await?;
-    // One refresh is allowed when prices or the agency move between our read and our write.
+    let mut agency_id = agency_of(app, &account_id).await?;
+    // One refresh is allowed when prices or the agency move between our read (or cache) and our write.
     for attempt in 0..2 {
-        let pricing = load_pricing(app, &account).await?;
+        let pricing = pricing_of(app, &agency_id).await?;
         let quote = domain::quote(&pricing, &purchase_request.quantities);
         if let Some(expected) = purchase_request.expected_total {
             if expected != quote.total {
                 // A retry of an earlier success must get that success back, not a 409 for today's prices.
                 if let Some(key) = &key {
                     if let Some(stored) = app.store.idempotency(key, epoch_seconds(SystemTime::now())).await? {
-                        return replay(app, &account_id, &request_hash, stored).await;
+                        return replay(app, &account_id, &request_hash, stored, minimal).await;
                     }
                 }
                 return Err(AppError::PriceChanged {
@@ -132,7 +147,7 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
         let record = PurchaseRecord {
             purchase_id: uuid::Uuid::now_v7().to_string(),
             account_id: account_id.clone(),
-            agency_id: account.agency_id.clone(),
+            agency_id: agency_id.clone(),
             created_at: humantime::format_rfc3339_millis(now).to_string(),
             currency: CURRENCY.to_owned(),
             lines: quote.lines,
@@ -161,11 +176,16 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
                     total = %record.total,
                     "purchase recorded"
                 );
-                let balances = load_account(app, &account_id).await?.balances;
-                let mut response = json_response(
-                    StatusCode::CREATED,
-                    &json!({"purchase": purchase_view, "balances": balances_map(&balances)}),
-                );
+                let mut response = if minimal {
+                    // One DynamoDB call in all: the caller asked not to pay for the balances read.
+                    minimal_response(json!({"purchase": purchase_view}))
+                } else {
+                    let balances = load_account(app, &account_id).await?.balances;
+                    json_response(
+                        StatusCode::CREATED,
+                        &json!({"purchase": purchase_view, "balances": balances_map(&balances)}),
+                    )
+                };
                 let location = format!("/accounts/{account_id}/credit-purchases/{}", record.purchase_id);
                 if let Ok(value) = HeaderValue::from_str(&location) {
                     response.headers_mut().insert(header::LOCATION, value);
@@ -173,12 +193,16 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
                 return Ok(response);
             }
             RecordOutcome::IdempotencyKeyTaken(stored) => {
-                return replay(app, &account_id, &request_hash, stored).await;
+                return replay(app, &account_id, &request_hash, stored, minimal).await;
             }
-            RecordOutcome::AccountMissing => return Err(AppError::AccountNotFound),
+            RecordOutcome::AccountMissing => {
+                app.cache.invalidate(&account_id, &agency_id);
+                return Err(AppError::AccountNotFound);
+            }
             RecordOutcome::PricingChanged if attempt == 0 => {
-                tracing::info!(account_id = %account_id, "prices or agency changed during the purchase; re-reading");
-                account = load_account(app, &account_id).await?;
+                tracing::info!(account_id = %account_id, "prices or agency changed since read; refreshing");
+                app.cache.invalidate(&account_id, &agency_id);
+                agency_id = agency_of(app, &account_id).await?;
             }
             RecordOutcome::PricingChanged => break,
         }
@@ -192,27 +216,65 @@ async fn replay(
     account_id: &str,
     request_hash: &str,
     stored: crate::storage::StoredIdempotency,
+    minimal: bool,
 ) -> Result<Response<Body>, AppError> {
     if stored.account_id != account_id || stored.request_hash != request_hash {
         return Err(AppError::IdempotencyKeyReused);
     }
     let purchase: Value = serde_json::from_str(&stored.purchase_body)
         .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
-    // Balances are read now: they include this purchase and anything since.
-    let balances = load_account(app, account_id).await?.balances;
-    let mut response =
-        json_response(StatusCode::CREATED, &json!({"purchase": purchase, "balances": balances_map(&balances)}));
+    let mut response = if minimal {
+        minimal_response(json!({"purchase": purchase}))
+    } else {
+        // Balances are read now: they include this purchase and anything since.
+        let balances = load_account(app, account_id).await?.balances;
+        json_response(StatusCode::CREATED, &json!({"purchase": purchase, "balances": balances_map(&balances)}))
+    };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(response)
 }
 
+/// Reads the account (always fresh) and remembers its agency.
 async fn load_account(app: &App, account_id: &str) -> Result<Account, AppError> {
-    app.store.account(account_id).await?.ok_or(AppError::AccountNotFound)
+    let account = app.store.account(account_id).await?.ok_or(AppError::AccountNotFound)?;
+    app.cache.agency_of_account.put(account_id.to_owned(), account.agency_id.clone());
+    Ok(account)
 }
 
-async fn load_pricing(app: &App, account: &Account) -> Result<EffectivePricing, AppError> {
-    let (default, agency) = app.store.pricing(&account.agency_id).await?;
-    Ok(domain::resolve_pricing(&account.agency_id, &default, agency.as_ref())?)
+/// The account's agency, from the cache when fresh enough.
+async fn agency_of(app: &App, account_id: &str) -> Result<String, AppError> {
+    match app.cache.agency_of_account.get(&account_id.to_owned()) {
+        Some(agency_id) => Ok(agency_id),
+        None => Ok(load_account(app, account_id).await?.agency_id),
+    }
+}
+
+/// The agency's effective prices, from the cache when fresh enough.
+async fn pricing_of(app: &App, agency_id: &str) -> Result<EffectivePricing, AppError> {
+    if let Some(pricing) = app.cache.pricing_of_agency.get(&agency_id.to_owned()) {
+        return Ok(pricing);
+    }
+    let (default, agency) = app.store.pricing(agency_id).await?;
+    let pricing = domain::resolve_pricing(agency_id, &default, agency.as_ref())?;
+    app.cache.pricing_of_agency.put(agency_id.to_owned(), pricing.clone());
+    Ok(pricing)
+}
+
+/// RFC 7240 `Prefer: return=minimal`: the caller does not need the balances in the answer.
+fn prefers_minimal_return(request: &Request) -> bool {
+    request.headers().get_all("prefer").iter().any(|value| {
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
+    })
+}
+
+fn minimal_response(body: Value) -> Response<Body> {
+    let mut response = json_response(StatusCode::CREATED, &body);
+    response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=minimal"));
+    response
 }
 
 /// Binds a key to the account and the request's meaning, not its bytes.

@@ -4,9 +4,11 @@
 //! - [`storage`]: the DynamoDB adapter, the only module speaking attribute values.
 //! - [`table`]: the table's one definition (keys, indexes, TTL).
 //! - [`http`], [`error`], [`api`]: reading requests, the one error type, and the handlers.
+//! - [`cache`]: per-instance cache of account → agency and agency → prices, re-checked by every purchase.
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
+pub mod cache;
 pub mod domain;
 pub mod error;
 pub mod http;

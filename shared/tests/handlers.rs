@@ -249,7 +249,7 @@ async fn reads_are_tenant_scoped_and_need_claims() {
 #[tokio::test]
 async fn account_claim_name_is_configurable() {
     let mut env = TestEnv::seeded().await;
-    env.app.settings = Settings { account_claim: "tenant".into(), ..Settings::default() };
+    env.app = shared::api::App::new(env.app.store.clone(), Settings { account_claim: "tenant".into(), ..Settings::default() });
     let default_claim = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).as_account(COFFEE);
     assert_problem(&answer(api::get_balances(&env.app, default_claim.request()).await), 401, "unauthenticated");
     let custom = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"tenant": COFFEE}));

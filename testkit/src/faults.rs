@@ -138,9 +138,11 @@ impl Intercept for OperationCounter {
         "OperationCounter"
     }
 
-    fn read_before_execution(
+    // Once per operation, after the operation's own configuration (which names it) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let name = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_owned();

@@ -119,6 +119,12 @@ pub fn instrumented_client(endpoint: &str, faults: Option<FaultPlan>, counter: O
                 .with_max_attempts(3)
                 .with_initial_backoff(Duration::from_millis(25)),
         );
+    // The SDK shares its retry token bucket per partition across the whole process; each test client gets
+    // its own, so one test's injected outage cannot drain another's retries.
+    config = config.retry_partition(aws_smithy_runtime::client::retries::RetryPartition::new(format!(
+        "testkit-{}",
+        CLIENT_COUNTER.fetch_add(1, Ordering::Relaxed)
+    )));
     if let Some(plan) = faults {
         let inner = aws_smithy_http_client::Builder::new().build_http();
         config = config.http_client(FaultInjectingHttpClient { inner, plan });
@@ -130,6 +136,7 @@ pub fn instrumented_client(endpoint: &str, faults: Option<FaultPlan>, counter: O
 }
 
 static TABLE_COUNTER: AtomicU32 = AtomicU32::new(0);
+static CLIENT_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A running engine, a table loaded with the bundled seeds, and the app the handlers run with.
 pub struct TestEnv {

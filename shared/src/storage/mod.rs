@@ -30,6 +30,8 @@ use crate::domain::{
 };
 use crate::table::{PARTITION_KEY, SORT_KEY, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS};
 
+/// Billing runs, purchase history and statements.
+
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
