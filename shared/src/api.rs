@@ -180,11 +180,7 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
                     // One DynamoDB call in all: the caller asked not to pay for the balances read.
                     minimal_response(json!({"purchase": purchase_view}))
                 } else {
-                    let balances = load_account(app, &account_id).await?.balances;
-                    json_response(
-                        StatusCode::CREATED,
-                        &json!({"purchase": purchase_view, "balances": balances_map(&balances)}),
-                    )
+                    created_response(app, &account_id, purchase_view).await
                 };
                 let location = format!("/accounts/{account_id}/credit-purchases/{}", record.purchase_id);
                 if let Ok(value) = HeaderValue::from_str(&location) {
@@ -223,13 +219,9 @@ async fn replay(
     }
     let purchase: Value = serde_json::from_str(&stored.purchase_body)
         .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
-    let mut response = if minimal {
-        minimal_response(json!({"purchase": purchase}))
-    } else {
-        // Balances are read now: they include this purchase and anything since.
-        let balances = load_account(app, account_id).await?.balances;
-        json_response(StatusCode::CREATED, &json!({"purchase": purchase, "balances": balances_map(&balances)}))
-    };
+    // Balances are read now: they include this purchase and anything since.
+    let mut response =
+        if minimal { minimal_response(json!({"purchase": purchase})) } else { created_response(app, account_id, purchase).await };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(response)
 }
@@ -269,6 +261,21 @@ fn prefers_minimal_return(request: &Request) -> bool {
             .split(',')
             .any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
     })
+}
+
+/// The 201 after a committed write. It never turns into an error: if the balances cannot be read just now,
+/// the purchase stands and the answer simply omits them (the dashboard then asks `GET /balances`).
+async fn created_response(app: &App, account_id: &str, purchase: Value) -> Response<Body> {
+    match load_account(app, account_id).await {
+        Ok(account) => json_response(
+            StatusCode::CREATED,
+            &json!({"purchase": purchase, "balances": balances_map(&account.balances)}),
+        ),
+        Err(err) => {
+            tracing::warn!(account_id = %account_id, error = ?err, "purchase recorded but balances unreadable");
+            json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
+        }
+    }
 }
 
 fn minimal_response(body: Value) -> Response<Body> {

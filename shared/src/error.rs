@@ -137,8 +137,10 @@ impl AppError {
             AppError::PriceChanged { server_total, expected_total, .. } => format!(
                 "The total is now {server_total}, not {expected_total}: review the current prices and confirm again."
             ),
-            AppError::Unavailable(_) => "Please try again in a moment; nothing was charged.".into(),
-            AppError::Internal(_) => "Something went wrong on our side; nothing was charged.".into(),
+            AppError::Unavailable(_) => {
+                "Please try again in a moment; a retry with the same Idempotency-Key never buys twice.".into()
+            }
+            AppError::Internal(_) => "Something went wrong on our side; the details are in our logs.".into(),
         }
     }
 

@@ -201,3 +201,18 @@ async fn outage_mid_burst_then_replays_end_with_one_purchase_per_key_and_no_drif
         drifted.len()
     );
 }
+
+#[tokio::test]
+async fn a_committed_purchase_is_a_201_even_if_the_balances_read_fails() {
+    let env = TestEnv::seeded().await;
+    let warm_up = ApiEvent::new("GET", "/accounts/{accountId}/pricing", COFFEE).as_account(COFFEE);
+    assert_eq!(answer(api::get_pricing(&env.app, warm_up.request()).await).status, 200);
+    // The write goes through; every attempt of the balances read after it is throttled.
+    env.faults.inject("GetItem", Fault::Throttling, 3);
+    let a = buy(&env.app, &purchase(COFFEE, json!({"audience": 2}), Some("after-commit"))).await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    assert!(a.body.get("balances").is_none());
+    assert_eq!(env.faults.pending(), 0);
+    assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
+    assert!(drift(&env, COFFEE).await.is_empty());
+}
