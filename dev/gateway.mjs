@@ -37,6 +37,13 @@ export const CORS = {
   maxAgeSeconds: 600,
 };
 
+/**
+ * What API Gateway (HTTP API) answers itself when the integration fails: a function that errors, is missing
+ * or returns a malformed response gets 500; one that is unreachable or exceeds the timeout gets 503.
+ */
+export const INTEGRATION_FAILED = { status: 500, body: { message: 'Internal Server Error' } };
+export const INTEGRATION_UNAVAILABLE = { status: 503, body: { message: 'Service Unavailable' } };
+
 /** API Gateway's payload limit for HTTP APIs. */
 export const MAX_BODY_BYTES = 10 * 1024 * 1024;
 
@@ -474,10 +481,9 @@ export function createGateway({
         res.destroy();
         return done(`${match.route.fn}: ${err.message}`);
       }
-      // Function missing, crashed or answered garbage: 502. Unreachable or too slow: 503, as API Gateway does.
-      const unreachable = err.kind !== 'integration';
-      if (unreachable) sendJson(res, req, 503, { message: 'Service Unavailable' }, requestId);
-      else sendJson(res, req, 502, { message: 'Internal Server Error' }, requestId);
+      // Function missing, crashed or answered garbage: 500. Unreachable or too slow: 503.
+      const { status, body: message } = err.kind === 'integration' ? INTEGRATION_FAILED : INTEGRATION_UNAVAILABLE;
+      sendJson(res, req, status, message, requestId);
       return done(`${match.route.fn}: ${err.cause?.code ?? err.name}: ${err.message}`);
     }
   }
@@ -523,7 +529,10 @@ async function main(argv) {
     process.exit(1);
   });
   server.listen(port, '127.0.0.1', () => console.log(banner(port, invokeBase, allowedOrigins)));
-  const stop = () => server.close(() => process.exit(0));
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+  };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }

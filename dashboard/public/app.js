@@ -1,0 +1,562 @@
+// The "Buy Additional Credits" panel: plain ES module, no framework, no build step.
+//
+// Configuration (see dashboard/README.md): `config.json` next to index.html, else `/dev/config.json` (served by
+// the dev gateway only). Prices always come from the API: the panel never shows or charges a price it made up.
+
+import { centsToDecimal, decimalToCents, formatCents, formatRate, parseQuantity, parseRate, quote } from './money.js';
+
+/** The credit types, in the order the API and this table list them. */
+export const CREDIT_TYPES = [
+  { id: 'audience', label: 'Audience' },
+  { id: 'enrichment', label: 'Enrichment' },
+  { id: 'pixel', label: 'Pixel' },
+  { id: 'custom_model', label: 'Custom Model' },
+];
+
+const ACCOUNT_CLAIM = 'custom:account_id';
+/** Automatic retries of one click after a network failure or a 503, always with the same Idempotency-Key. */
+const RETRY_DELAYS_MS = [400, 1200];
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  /** { apiBaseUrl, accountId, getToken } once configured. */
+  api: null,
+  /** creditType → { text: "25.00", units: 250000n }; null until prices are loaded. */
+  prices: null,
+  currency: 'USD',
+  inFlight: false,
+  /**
+   * The last purchase whose outcome we do not know (network failure, 5xx): clicking again with the same body
+   * reuses its key, so the server answers that purchase again instead of charging twice.
+   */
+  unsettled: null,
+};
+
+// ------------------------------------------------------------------------------------------ configuration
+
+async function fetchJson(url) {
+  try {
+    const response = await fetch(url, { cache: 'no-store', headers: { accept: 'application/json' } });
+    if (!response.ok) return null;
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+function claimsOf(token) {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0)));
+    return JSON.parse(json);
+  } catch {
+    return {};
+  }
+}
+
+async function loadConfig() {
+  const config = (await fetchJson(new URL('config.json', document.baseURI))) ?? (await fetchJson('/dev/config.json'));
+  if (!config || typeof config !== 'object') throw new Error('config.json is missing or is not valid JSON.');
+
+  // A deployment supplies tokens through a module exporting getToken(); a static token is for local use only.
+  let getToken = async () => config.token ?? null;
+  if (typeof config.authModule === 'string' && config.authModule) {
+    const auth = await import(new URL(config.authModule, document.baseURI).href);
+    if (typeof auth.getToken !== 'function') throw new Error(`${config.authModule} does not export getToken().`);
+    getToken = async () => auth.getToken();
+  }
+  let accountId = typeof config.accountId === 'string' && config.accountId ? config.accountId : null;
+  if (!accountId) {
+    const token = await getToken();
+    accountId = token ? claimsOf(token)[ACCOUNT_CLAIM] ?? null : null;
+  }
+  if (!accountId) throw new Error('No account: set accountId in config.json or sign in with a token carrying it.');
+  const apiBaseUrl = String(config.apiBaseUrl ?? '').replace(/\/+$/, '');
+  return { apiBaseUrl, accountId, getToken };
+}
+
+// ------------------------------------------------------------------------------------------ API client
+
+/** One API call. Resolves with { status, headers, body } for any HTTP answer; rejects only on network failure. */
+async function callApi(path, { method = 'GET', body, headers = {} } = {}) {
+  const token = await state.api.getToken();
+  const response = await fetch(`${state.api.apiBaseUrl}/accounts/${encodeURIComponent(state.api.accountId)}${path}`, {
+    method,
+    cache: 'no-store',
+    headers: {
+      accept: 'application/json, application/problem+json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body,
+  });
+  const text = await response.text();
+  let json = null;
+  if (/json/i.test(response.headers.get('content-type') ?? '')) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+  }
+  return { status: response.status, headers: response.headers, body: json };
+}
+
+/** The sentence for people from any non-success answer, reading `detail` from problem+json. */
+function explain(answer, doing) {
+  const detail = answer.body && typeof answer.body.detail === 'string' ? answer.body.detail : null;
+  switch (answer.status) {
+    case 401:
+      return 'You are not signed in, or your session has expired. Please sign in again and reload this page.';
+    case 403:
+      return 'Your sign-in does not give you permission to do this for this account. Ask your agency for access.';
+    case 404:
+      return answer.body?.code === 'account_not_found'
+        ? 'We could not find your account. Please contact your agency.'
+        : `The service could not be found while ${doing}. Please try again later.`;
+    case 503:
+    case 502:
+    case 504:
+      return `The service is temporarily unavailable while ${doing}. Please try again in a moment.`;
+    default:
+      if (answer.status >= 500) return `Something went wrong on our side while ${doing}. Please try again.`;
+      return detail ?? `The request was refused (HTTP ${answer.status}) while ${doing}.`;
+  }
+}
+
+// ------------------------------------------------------------------------------------------ messages
+
+function renderMessage(element, { tone, title, lines = [], list = [] }) {
+  element.replaceChildren();
+  element.className = `message${tone === 'error' ? ' error' : tone === 'warning' ? ' warning' : ''}`;
+  if (title) {
+    const strong = document.createElement('p');
+    const b = document.createElement('strong');
+    b.textContent = title;
+    strong.append(b);
+    element.append(strong);
+  }
+  for (const line of lines) {
+    const p = document.createElement('p');
+    p.textContent = line;
+    element.append(p);
+  }
+  if (list.length) {
+    const ul = document.createElement('ul');
+    for (const item of list) {
+      const li = document.createElement('li');
+      li.textContent = item;
+      ul.append(li);
+    }
+    element.append(ul);
+  }
+  element.hidden = false;
+}
+
+/** Errors and warnings that need the user's attention (role="alert"). */
+function showAlert(message, { focus = false } = {}) {
+  $('status').hidden = true;
+  renderMessage($('alert'), message);
+  if (focus) $('alert').focus();
+}
+
+/** Good news (role="status", polite). */
+function showStatus(message, { focus = false } = {}) {
+  $('alert').hidden = true;
+  renderMessage($('status'), message);
+  if (focus) $('status').focus();
+}
+
+function clearMessages() {
+  $('alert').hidden = true;
+  $('status').hidden = true;
+}
+
+// ------------------------------------------------------------------------------------------ prices table
+
+function buildRows() {
+  const rows = CREDIT_TYPES.map(({ id, label }) => {
+    const tr = document.createElement('tr');
+    tr.dataset.type = id;
+
+    const type = document.createElement('th');
+    type.scope = 'row';
+    type.className = 'type';
+    type.id = `label-${id}`;
+    type.textContent = label;
+
+    const price = document.createElement('td');
+    price.className = 'num price';
+    price.dataset.label = 'Price per credit';
+    const priceValue = document.createElement('span');
+    priceValue.id = `price-${id}`;
+    const was = document.createElement('span');
+    was.className = 'was';
+    was.id = `was-${id}`;
+    was.hidden = true;
+    price.append(priceValue, was);
+
+    const qty = document.createElement('td');
+    qty.className = 'num qty-cell';
+    qty.dataset.label = 'Quantity';
+    const inputLabel = document.createElement('label');
+    inputLabel.className = 'visually-hidden';
+    inputLabel.htmlFor = `qty-${id}`;
+    inputLabel.textContent = `Quantity of ${label} credits`;
+    const input = document.createElement('input');
+    input.id = `qty-${id}`;
+    input.name = id;
+    input.className = 'qty';
+    input.type = 'text';
+    input.inputMode = 'numeric';
+    input.autocomplete = 'off';
+    input.placeholder = '0';
+    input.maxLength = 9;
+    input.setAttribute('aria-describedby', `err-${id}`);
+    const error = document.createElement('span');
+    error.id = `err-${id}`;
+    error.className = 'field-error';
+    error.hidden = true;
+    qty.append(inputLabel, input, error);
+
+    const subtotal = document.createElement('td');
+    subtotal.className = 'num subtotal';
+    subtotal.dataset.label = 'Subtotal';
+    const out = document.createElement('output');
+    out.id = `subtotal-${id}`;
+    out.htmlFor = input.id;
+    out.setAttribute('aria-live', 'off'); // the total is announced; four subtotals per keystroke would be noise
+    out.textContent = formatCents(0n);
+    subtotal.append(out);
+
+    tr.append(type, price, qty, subtotal);
+    return tr;
+  });
+  $('price-rows').replaceChildren(...rows);
+  for (const { id } of CREDIT_TYPES) {
+    const input = $(`qty-${id}`);
+    input.addEventListener('input', recompute);
+    // Enter in a quantity box must not buy anything: only the button (or Enter/Space on it) confirms.
+    input.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') event.preventDefault();
+    });
+  }
+}
+
+function showPricesUnavailable(reason) {
+  state.prices = null;
+  const tr = document.createElement('tr');
+  tr.className = 'unavailable';
+  const td = document.createElement('td');
+  td.colSpan = 4;
+  td.textContent = `Prices are unavailable: ${reason} Buying is disabled until prices can be loaded.`;
+  tr.append(td);
+  $('price-rows').replaceChildren(tr);
+  $('price-rows').setAttribute('aria-busy', 'false');
+  recompute();
+}
+
+/**
+ * Validates a pricing body from the API: every credit type once, every price a decimal with ≤ 4 places.
+ * Returns the price map, or null when anything is off (then nothing may be sold).
+ */
+function readPricing(body) {
+  if (!body || !Array.isArray(body.prices)) return null;
+  const prices = {};
+  for (const entry of body.prices) {
+    const units = parseRate(entry?.pricePerCredit);
+    if (units === null || typeof entry.creditType !== 'string') return null;
+    prices[entry.creditType] = { text: entry.pricePerCredit, units };
+  }
+  return CREDIT_TYPES.every(({ id }) => prices[id]) ? prices : null;
+}
+
+/** Shows new prices; returns the types whose price moved, with old and new text. */
+function applyPricing(body, { markChanges = false } = {}) {
+  const prices = readPricing(body);
+  if (!prices) return null;
+  if (!$(`price-${CREDIT_TYPES[0].id}`)) buildRows();
+  const changed = [];
+  for (const { id, label } of CREDIT_TYPES) {
+    const before = state.prices?.[id]?.text;
+    const now = prices[id].text;
+    $(`price-${id}`).textContent = formatRate(now);
+    const was = $(`was-${id}`);
+    const row = $(`price-${id}`).closest('tr');
+    if (markChanges && before !== undefined && parseRate(before) !== prices[id].units) {
+      changed.push({ label, before, now });
+      was.textContent = `was ${formatRate(before)}`;
+      was.hidden = false;
+      row.classList.add('changed');
+    } else {
+      was.hidden = true;
+      row.classList.remove('changed');
+    }
+  }
+  state.prices = prices;
+  state.currency = typeof body.currency === 'string' ? body.currency : 'USD';
+  $('currency').textContent = state.currency;
+  $('price-rows').setAttribute('aria-busy', 'false');
+  recompute();
+  return changed;
+}
+
+// ------------------------------------------------------------------------------------------ quantities
+
+/** Reads the form: per type its parsed quantity (or error); the quote when everything is valid. */
+function readForm() {
+  const lines = [];
+  let valid = true;
+  let any = false;
+  const quantities = {};
+  for (const { id } of CREDIT_TYPES) {
+    const input = $(`qty-${id}`);
+    const parsed = parseQuantity(input ? input.value : '');
+    quantities[id] = parsed;
+    if (parsed.error) valid = false;
+    else if (parsed.value > 0n) any = true;
+    if (!parsed.error && state.prices) lines.push({ creditType: id, quantity: parsed.value, rateUnits: state.prices[id].units });
+  }
+  return { quantities, valid, any, quote: state.prices ? quote(lines) : null };
+}
+
+function recompute() {
+  const form = readForm();
+  for (const { id } of CREDIT_TYPES) {
+    const input = $(`qty-${id}`);
+    if (!input) continue;
+    const parsed = form.quantities[id];
+    const error = $(`err-${id}`);
+    input.setAttribute('aria-invalid', parsed.error ? 'true' : 'false');
+    error.textContent = parsed.error ?? '';
+    error.hidden = !parsed.error;
+    const line = form.quote?.lines.find((l) => l.creditType === id);
+    $(`subtotal-${id}`).textContent = line ? formatCents(line.cents) : '—';
+  }
+  $('total').textContent = form.quote && form.valid ? formatCents(form.quote.totalCents) : '—';
+  $('buy').disabled = !(state.prices && form.valid && form.any && !state.inFlight && state.api);
+  return form;
+}
+
+function resetForm() {
+  for (const { id } of CREDIT_TYPES) {
+    const input = $(`qty-${id}`);
+    if (input) input.value = '';
+  }
+  recompute();
+}
+
+// ------------------------------------------------------------------------------------------ balances
+
+function renderBalances(balances) {
+  const list = $('balances-list');
+  list.replaceChildren(
+    ...CREDIT_TYPES.map(({ id, label }) => {
+      const div = document.createElement('div');
+      div.dataset.type = id;
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      dd.id = `balance-${id}`;
+      const value = balances?.[id];
+      dd.textContent = Number.isSafeInteger(value) ? value.toLocaleString('en-US') : '—';
+      div.append(dt, dd);
+      return div;
+    }),
+  );
+  list.hidden = false;
+  $('balances-state').hidden = true;
+}
+
+async function loadBalances() {
+  try {
+    const answer = await callApi('/balances');
+    if (answer.status === 200 && answer.body?.balances) {
+      renderBalances(answer.body.balances);
+      return;
+    }
+    $('balances-state').textContent = `Balances are unavailable: ${explain(answer, 'loading your balances')}`;
+  } catch {
+    $('balances-state').textContent = 'Balances are unavailable: the service could not be reached.';
+  }
+  $('balances-state').hidden = false;
+}
+
+async function loadPricing() {
+  try {
+    const answer = await callApi('/pricing');
+    if (answer.status === 200) {
+      if (!applyPricing(answer.body)) showPricesUnavailable('the prices received were not valid.');
+      return;
+    }
+    showPricesUnavailable(explain(answer, 'loading prices'));
+    if (answer.status === 401 || answer.status === 403) {
+      showAlert({ tone: 'error', title: 'Cannot load your prices', lines: [explain(answer, 'loading prices')] });
+    }
+  } catch {
+    showPricesUnavailable('the service could not be reached. Check your connection and reload the page.');
+  }
+}
+
+// ------------------------------------------------------------------------------------------ purchase
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Sends one purchase, retrying network failures and 503s with the same key. Null means no answer at all. */
+async function sendPurchase(body, key) {
+  for (let attempt = 0; ; attempt++) {
+    let answer = null;
+    try {
+      answer = await callApi('/credit-purchases', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key },
+        body,
+      });
+    } catch {
+      answer = null;
+    }
+    const retryable = answer === null || answer.status === 503;
+    if (!retryable || attempt >= RETRY_DELAYS_MS.length) return answer;
+    const retryAfter = Number(answer?.headers.get('retry-after'));
+    await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter * 1000, 3000) : RETRY_DELAYS_MS[attempt]);
+  }
+}
+
+function describeQuantities(quantities) {
+  return CREDIT_TYPES.filter(({ id }) => quantities[id] > 0)
+    .map(({ id, label }) => `${Number(quantities[id]).toLocaleString('en-US')} ${label}`)
+    .join(', ');
+}
+
+async function purchase() {
+  const form = recompute();
+  if ($('buy').disabled || !form.quote) return;
+  const quantities = {};
+  for (const { id } of CREDIT_TYPES) {
+    const q = form.quantities[id].value;
+    if (q > 0n) quantities[id] = Number(q);
+  }
+  const expectedTotal = centsToDecimal(form.quote.totalCents);
+  const body = JSON.stringify({ quantities, expectedTotal });
+  // A fresh key per click, except to settle an earlier identical click whose outcome we never learned.
+  const key = state.unsettled?.body === body ? state.unsettled.key : crypto.randomUUID();
+  state.unsettled = { body, key };
+
+  state.inFlight = true;
+  $('busy').hidden = false;
+  const inputs = CREDIT_TYPES.map(({ id }) => $(`qty-${id}`));
+  for (const input of inputs) input.readOnly = true; // what is sent is what is shown
+  clearMessages();
+  recompute();
+  let answer;
+  try {
+    answer = await sendPurchase(body, key);
+  } finally {
+    state.inFlight = false;
+    $('busy').hidden = true;
+    for (const input of inputs) input.readOnly = false;
+  }
+
+  if (answer === null) {
+    showAlert(
+      {
+        tone: 'error',
+        title: 'We could not reach the service',
+        lines: [
+          'Your purchase may not have gone through. Check your connection and click Confirm Purchase again:',
+          'retrying the same purchase is safe, you will not be charged twice.',
+        ],
+      },
+      { focus: true },
+    );
+  } else if (answer.status === 201) {
+    state.unsettled = null;
+    const total = decimalToCents(answer.body?.purchase?.total) ?? form.quote.totalCents;
+    const balances = answer.body?.balances;
+    showStatus(
+      {
+        tone: 'ok',
+        title: 'Purchase confirmed',
+        lines: [
+          `${describeQuantities(quantities)} credits are in your account now. ` +
+            `Your agency will bill you ${formatCents(total)} at the end of the billing cycle.`,
+          // The server omits balances when it could not read them right after the purchase.
+          balances ? 'New balances:' : 'Your balances below are being refreshed.',
+        ],
+        list: balances
+          ? CREDIT_TYPES.map(({ id, label }) => `${label}: ${Number(balances[id] ?? 0).toLocaleString('en-US')}`)
+          : [],
+      },
+      { focus: true },
+    );
+    if (balances) renderBalances(balances);
+    resetForm();
+    for (const { id } of CREDIT_TYPES) {
+      $(`was-${id}`).hidden = true;
+      $(`price-${id}`).closest('tr').classList.remove('changed');
+    }
+    loadBalances();
+  } else if (answer.status === 409 && answer.body?.code === 'price_changed') {
+    state.unsettled = null;
+    const changed = applyPricing(answer.body.currentPricing, { markChanges: true });
+    if (!changed) {
+      showPricesUnavailable('the new prices could not be read.');
+      showAlert({ tone: 'error', title: 'Prices changed', lines: ['Please reload the page to see the current prices.'] }, { focus: true });
+    } else {
+      const now = readForm().quote;
+      showAlert(
+        {
+          tone: 'warning',
+          title: 'Prices changed — nothing was charged',
+          lines: [
+            `Prices changed since you opened this page. The table now shows the current prices: your total is ` +
+              `${now ? formatCents(now.totalCents) : '—'} instead of ${formatCents(form.quote.totalCents)}.`,
+            'Please review it and click “Confirm Purchase (Pay Later)” again to buy at the new prices.',
+          ],
+          list: changed.map((c) => `${c.label}: ${formatRate(c.before)} → ${formatRate(c.now)} per credit`),
+        },
+        { focus: true },
+      );
+    }
+  } else {
+    // A 4xx is a final answer; after a 5xx the key is kept (state.unsettled) so a retry cannot buy twice.
+    if (answer.status < 500) state.unsettled = null;
+    showAlert(
+      {
+        tone: 'error',
+        title: answer.status === 503 ? 'Please try again' : 'The purchase did not go through',
+        lines: [
+          explain(answer, 'confirming your purchase'),
+          ...(answer.status >= 500
+            ? ['Clicking Confirm Purchase again with the same quantities is safe: you will never be charged twice.']
+            : []),
+        ],
+      },
+      { focus: true },
+    );
+  }
+  recompute();
+}
+
+// ------------------------------------------------------------------------------------------ start
+
+async function start() {
+  $('purchase-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    purchase();
+  });
+  try {
+    state.api = await loadConfig();
+  } catch (err) {
+    showPricesUnavailable('this panel is not configured.');
+    $('balances-state').textContent = 'Balances are unavailable: this panel is not configured.';
+    showAlert({ tone: 'error', title: 'This panel is not set up', lines: [err.message] });
+    return;
+  }
+  $('account-id').textContent = state.api.accountId;
+  $('account').hidden = false;
+  await Promise.all([loadPricing(), loadBalances()]);
+}
+
+start();

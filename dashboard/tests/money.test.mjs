@@ -1,0 +1,87 @@
+// Unit tests of the panel's money arithmetic: it must agree with the server (shared/src/domain.rs) to the cent.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  centsToDecimal,
+  decimalToCents,
+  formatCents,
+  formatRate,
+  parseQuantity,
+  parseRate,
+  quote,
+  subtotalCents,
+} from '../public/money.js';
+
+test('rates parse exactly into ten-thousandths', () => {
+  assert.equal(parseRate('25.00'), 250000n);
+  assert.equal(parseRate('0.0150'), 150n);
+  assert.equal(parseRate('0.75'), 7500n);
+  assert.equal(parseRate('9999.9999'), 99999999n);
+  assert.equal(parseRate('3'), 30000n);
+  for (const bad of ['0.00001', '-1.00', '1e3', '', ' 1.00', '1.', '.5', '1,000.00', 'NaN', null, 25]) {
+    assert.equal(parseRate(bad), null, String(bad));
+  }
+});
+
+test('quantities are whole numbers from 0 to 1,000,000; empty is 0', () => {
+  assert.deepEqual(parseQuantity(''), { value: 0n });
+  assert.deepEqual(parseQuantity('  12 '), { value: 12n });
+  assert.deepEqual(parseQuantity('1000000'), { value: 1000000n });
+  for (const bad of ['1000001', '-1', '1.5', '1e3', 'abc', '0x10', '1 000']) {
+    assert.ok(parseQuantity(bad).error, bad);
+  }
+});
+
+test('subtotals round half away from zero to the cent, like the server', () => {
+  assert.equal(subtotalCents(3n, parseRate('0.0150')), 5n); // 0.045 → 0.05
+  assert.equal(subtotalCents(1n, parseRate('0.0050')), 1n); // 0.005 → 0.01
+  assert.equal(subtotalCents(1n, parseRate('0.0049')), 0n); // 0.0049 → 0.00
+  assert.equal(subtotalCents(7n, parseRate('0.75')), 525n);
+  assert.equal(subtotalCents(0n, parseRate('25.00')), 0n);
+  assert.equal(subtotalCents(1n, parseRate('0.1250')), 13n); // 0.125 → 0.13
+  assert.equal(subtotalCents(1n, parseRate('0.1249')), 12n);
+});
+
+test('the total is the sum of rounded subtotals, not the rounded sum', () => {
+  const rate = parseRate('0.0050');
+  const q = quote(['audience', 'enrichment', 'pixel'].map((creditType) => ({ creditType, quantity: 1n, rateUnits: rate })));
+  assert.deepEqual(q.lines.map((l) => l.cents), [1n, 1n, 1n]);
+  assert.equal(centsToDecimal(q.totalCents), '0.03');
+});
+
+test('the largest purchase is exact (no floating point)', () => {
+  const q = quote([{ creditType: 'audience', quantity: 1000000n, rateUnits: parseRate('9999.9999') }]);
+  assert.equal(centsToDecimal(q.totalCents), '9999999900.00');
+  const all = quote(
+    ['audience', 'enrichment', 'pixel', 'custom_model'].map((creditType) => ({
+      creditType,
+      quantity: 999999n,
+      rateUnits: parseRate('0.0155'),
+    })),
+  );
+  // 999999 × 0.0155 = 15499.9845 → 15499.98 per line.
+  assert.equal(centsToDecimal(all.totalCents), '61999.92');
+});
+
+test('seeded Northwind prices give the totals the browser test expects', () => {
+  const rates = { audience: '25.00', enrichment: '0.75', pixel: '10.00', custom_model: '120.00' };
+  const quantities = { audience: 3n, enrichment: 7n, pixel: 0n, custom_model: 1n };
+  const q = quote(Object.entries(quantities).map(([creditType, quantity]) => ({ creditType, quantity, rateUnits: parseRate(rates[creditType]) })));
+  assert.equal(centsToDecimal(q.totalCents), '200.25');
+});
+
+test('formatting', () => {
+  assert.equal(centsToDecimal(0n), '0.00');
+  assert.equal(centsToDecimal(5n), '0.05');
+  assert.equal(centsToDecimal(30025n), '300.25');
+  assert.equal(formatCents(123456789n), '$1,234,567.89');
+  assert.equal(formatCents(0n), '$0.00');
+  assert.equal(formatRate('0.0150'), '$0.0150');
+  assert.equal(formatRate('1200.00'), '$1,200.00');
+  assert.equal(decimalToCents('300.25'), 30025n);
+  assert.equal(decimalToCents('300'), 30000n);
+  assert.equal(decimalToCents('3.5'), 350n);
+  assert.equal(decimalToCents('3.555'), null);
+  assert.equal(decimalToCents(undefined), null);
+});

@@ -1,0 +1,419 @@
+// End-to-end test of the panel in Debian's Chromium, through the dev gateway, against the seeded functions.
+//
+// Needs: a running gateway at GATEWAY_URL (default http://127.0.0.1:3000) in front of `cargo lambda watch`,
+// and TABLE_NAME + AWS_ENDPOINT_URL_DYNAMODB naming the seeded local table (the test changes a price with
+// the seed loader and restores the seeds afterwards). Screenshots go to .artifacts/dashboard/.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
+const WARMUP_MS = Number(process.env.WARMUP_TIMEOUT_MS ?? 600_000); // cargo lambda watch builds on first call
+const ACCOUNT = 'acct-northwind-coffee';
+const SEEDED = { audience: '$25.00', enrichment: '$0.75', pixel: '$10.00', custom_model: '$120.00' };
+const LABELS = { audience: 'Audience', enrichment: 'Enrichment', pixel: 'Pixel', custom_model: 'Custom Model' };
+const CHANGED_AUDIENCE_PRICE = '26.50';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+let context;
+let page;
+let token;
+let userDataDir;
+let workDir;
+let seedsTouched = false;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function api(path) {
+  const response = await fetch(`${GATEWAY_URL}/accounts/${ACCOUNT}${path}`, { headers: { authorization: `Bearer ${token}` } });
+  return { status: response.status, body: await response.json().catch(() => null) };
+}
+
+async function storedBalances() {
+  const { status, body } = await api('/balances');
+  assert.equal(status, 200, 'GET /balances through the gateway');
+  return body.balances;
+}
+
+/**
+ * Runs the seed loader on `files`: SEED_LOADER may name a prebuilt binary; else `cargo run -p seed-loader`,
+ * falling back to the last built binary when the working tree does not compile right now.
+ */
+async function loadSeeds(files) {
+  if (process.env.SEED_LOADER) return run(process.env.SEED_LOADER, files);
+  try {
+    return await run('cargo', ['run', '-q', '-p', 'seed-loader', '--', ...files]);
+  } catch (err) {
+    const built = join(process.env.CARGO_TARGET_DIR ?? join(REPO, 'target'), 'debug', 'seed-loader');
+    if (!existsSync(built)) throw err;
+    console.error(`cargo run -p seed-loader failed; using ${built}\n${err.message.slice(0, 2000)}`);
+    return run(built, files);
+  }
+}
+
+function run(cmd, args) {
+  const env = {
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: 'local',
+    AWS_SECRET_ACCESS_KEY: 'local',
+    ...process.env,
+  };
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0 ? resolvePromise(output.trim()) : reject(new Error(`${cmd} exited ${code}: ${output.trim()}`)),
+    );
+  });
+}
+
+const agenciesSeed = join(REPO, 'seeds', 'data', 'agencies.json');
+
+/** Writes a seed file that gives agency-northwind a different audience price, everything else as seeded. */
+function changedPriceSeed() {
+  const seeded = JSON.parse(readFileSync(agenciesSeed, 'utf8'));
+  const northwind = structuredClone(seeded.agencies.find((a) => a.agencyId === 'agency-northwind'));
+  assert.ok(northwind, 'agency-northwind is in seeds/data/agencies.json');
+  northwind.rates.audience.price = CHANGED_AUDIENCE_PRICE;
+  const file = join(workDir, 'northwind-price-change.json');
+  writeFileSync(file, JSON.stringify({ agencies: [northwind] }, null, 2));
+  return file;
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+const text = (selector) => page.locator(selector).innerText().then((t) => t.trim());
+const quantity = (type) => page.getByLabel(`Quantity of ${LABELS[type]} credits`, { exact: true });
+
+/** Clicks the buy button and returns the purchase requests the page sent and the final response. */
+async function buy() {
+  const requests = [];
+  const onRequest = (request) => {
+    if (request.method() === 'POST' && request.url().endsWith('/credit-purchases')) requests.push(request);
+  };
+  page.on('request', onRequest);
+  const settled = page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/credit-purchases'));
+  await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).click();
+  const response = await settled;
+  await page.waitForFunction(() => !document.getElementById('busy') || document.getElementById('busy').hidden);
+  page.off('request', onRequest);
+  return { requests, response };
+}
+
+before(async () => {
+  for (const name of ['TABLE_NAME', 'AWS_ENDPOINT_URL_DYNAMODB']) {
+    assert.ok(process.env[name], `${name} must be set (the seeded local table the gateway's functions use)`);
+  }
+  mkdirSync(ARTIFACTS, { recursive: true });
+  workDir = mkdtempSync(join(tmpdir(), 'panel-test-'));
+
+  let config;
+  try {
+    config = await (await fetch(`${GATEWAY_URL}/dev/config.json`)).json();
+  } catch (err) {
+    throw new Error(`no dev gateway at ${GATEWAY_URL} (start: node dev/gateway.mjs): ${err.cause?.code ?? err.message}`);
+  }
+  assert.equal(config.accountId, ACCOUNT, 'the gateway acts for the seeded account (DEV_ACCOUNT_ID)');
+  token = config.token;
+
+  // Seeded prices in place (a no-op when they are: the loader only bumps versions when rates change).
+  await loadSeeds([agenciesSeed]);
+
+  // The first call may wait for `cargo lambda watch` to build the functions.
+  const deadline = Date.now() + WARMUP_MS;
+  for (;;) {
+    const [pricing, balances] = await Promise.all([api('/pricing'), api('/balances')]).catch(() => [{}, {}]);
+    if (pricing.status === 200 && balances.status === 200) break;
+    if (pricing.status === 401 || pricing.status === 403) throw new Error(`gateway refused the dev token: ${pricing.status}`);
+    if (Date.now() > deadline) throw new Error(`functions not ready after ${WARMUP_MS} ms (last: ${pricing.status}, ${balances.status})`);
+    await sleep(2000);
+  }
+
+  userDataDir = mkdtempSync(join(tmpdir(), 'panel-chromium-'));
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1000, height: 900 },
+  });
+  page = context.pages()[0] ?? (await context.newPage());
+  page.setDefaultTimeout(20_000);
+  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+});
+
+after(async () => {
+  await context?.close();
+  if (seedsTouched) await loadSeeds([agenciesSeed]); // restore the seeded prices
+  for (const dir of [userDataDir, workDir]) if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('the panel loads the seeded prices for acct-northwind-coffee', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.getByRole('heading', { level: 1, name: 'Buy Additional Credits' }).waitFor();
+  await page.locator('#price-custom_model').filter({ hasText: '$' }).waitFor();
+  for (const [type, price] of Object.entries(SEEDED)) {
+    assert.equal(await text(`#price-${type}`), price, `${type} price`);
+    assert.equal(await text(`#label-${type}`), LABELS[type]);
+    assert.equal(await quantity(type).inputValue(), '');
+  }
+  assert.equal(await text('#total'), '$0.00');
+  assert.ok(await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).isDisabled(), 'nothing to buy yet');
+  assert.match(await text('.info'), /added to your account at once[\s\S]*agency bills you[\s\S]*end of your billing cycle/);
+  assert.equal(await page.locator('#status').getAttribute('aria-live'), 'polite');
+  assert.equal(await page.locator('#alert').getAttribute('role'), 'alert');
+  const stored = await storedBalances();
+  for (const type of Object.keys(LABELS)) assert.equal(await text(`#balance-${type}`), stored[type].toLocaleString('en-US'));
+  await shot('01-loaded');
+});
+
+test('subtotals and the total follow the typing, exactly', async () => {
+  await quantity('audience').pressSequentially('3');
+  await quantity('enrichment').pressSequentially('7');
+  await quantity('custom_model').fill('1');
+  assert.equal(await text('#subtotal-audience'), '$75.00');
+  assert.equal(await text('#subtotal-enrichment'), '$5.25');
+  assert.equal(await text('#subtotal-pixel'), '$0.00');
+  assert.equal(await text('#subtotal-custom_model'), '$120.00');
+  assert.equal(await text('#total'), '$200.25');
+  const button = page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' });
+  assert.ok(await button.isEnabled());
+
+  for (const bad of ['1.5', '-2', '1000001', 'ten']) {
+    await quantity('pixel').fill(bad);
+    assert.equal(await quantity('pixel').getAttribute('aria-invalid'), 'true', bad);
+    assert.ok(await page.locator('#err-pixel').isVisible(), bad);
+    assert.ok(await button.isDisabled(), `buying is disabled with quantity ${bad}`);
+  }
+  await quantity('pixel').fill('1000000');
+  assert.equal(await text('#subtotal-pixel'), '$10,000,000.00');
+  assert.equal(await text('#total'), '$10,000,200.25');
+  await quantity('pixel').fill('');
+  assert.equal(await text('#total'), '$200.25');
+  assert.ok(await button.isEnabled());
+});
+
+test('buying records the purchase and shows the new balances', async () => {
+  const before = await storedBalances();
+  const { requests, response } = await buy();
+  assert.equal(response.status(), 201);
+  assert.equal(requests.length, 1);
+  const request = requests[0];
+  const headers = await request.allHeaders();
+  assert.match(headers['idempotency-key'], UUID);
+  assert.match(headers['content-type'], /^application\/json/);
+  assert.match(headers.authorization, /^Bearer /);
+  assert.deepEqual(JSON.parse(request.postData()), {
+    quantities: { audience: 3, enrichment: 7, custom_model: 1 },
+    expectedTotal: '200.25',
+  });
+
+  await page.locator('#status').filter({ hasText: 'Purchase confirmed' }).waitFor();
+  const message = await text('#status');
+  assert.match(message, /3 Audience, 7 Enrichment, 1 Custom Model credits are in your account now/);
+  assert.match(message, /bill you \$200\.25/);
+
+  const after = await storedBalances();
+  const bought = { audience: 3, enrichment: 7, pixel: 0, custom_model: 1 };
+  for (const type of Object.keys(LABELS)) {
+    assert.equal(after[type], before[type] + bought[type], `stored ${type} balance`);
+    assert.match(message, new RegExp(`${LABELS[type]}: ${after[type].toLocaleString('en-US')}`));
+    await page.locator(`#balance-${type}`).filter({ hasText: new RegExp(`^${after[type].toLocaleString('en-US')}$`) }).waitFor();
+  }
+  for (const type of Object.keys(LABELS)) assert.equal(await quantity(type).inputValue(), '', 'the form is reset');
+  assert.equal(await text('#total'), '$0.00');
+  assert.ok(await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).isDisabled());
+  await shot('02-purchased');
+});
+
+test('a price change after loading: 409, the new prices are shown, confirming again succeeds', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await quantity('audience').fill('2');
+  await quantity('pixel').fill('1');
+  assert.equal(await text('#total'), '$60.00');
+  const before = await storedBalances();
+
+  seedsTouched = true;
+  const loaded = await loadSeeds([changedPriceSeed()]);
+  assert.match(loaded, /agencies 1 changed/, loaded);
+
+  const first = await buy();
+  assert.equal(first.response.status(), 409);
+  assert.equal(JSON.parse(first.requests[0].postData()).expectedTotal, '60.00');
+  await page.locator('#alert').filter({ hasText: 'Prices changed' }).waitFor();
+  const warning = await text('#alert');
+  assert.match(warning, /your total is \$63\.00 instead of \$60\.00/);
+  assert.match(warning, /click “Confirm Purchase \(Pay Later\)” again/);
+  assert.match(warning, /Audience: \$25\.00 → \$26\.50 per credit/);
+  assert.equal(await text('#price-audience'), '$26.50');
+  assert.equal(await text('#was-audience'), 'was $25.00');
+  assert.equal(await text('#price-pixel'), SEEDED.pixel);
+  assert.equal(await text('#subtotal-audience'), '$53.00');
+  assert.equal(await text('#total'), '$63.00');
+  assert.equal(await quantity('audience').inputValue(), '2', 'quantities are kept');
+  assert.deepEqual(await storedBalances(), before, 'nothing was bought');
+  await shot('03-price-changed');
+
+  const second = await buy();
+  assert.equal(second.response.status(), 201);
+  const body = JSON.parse(second.requests[0].postData());
+  assert.deepEqual(body, { quantities: { audience: 2, pixel: 1 }, expectedTotal: '63.00' });
+  const key1 = (await first.requests[0].allHeaders())['idempotency-key'];
+  const key2 = (await second.requests[0].allHeaders())['idempotency-key'];
+  assert.notEqual(key1, key2, 'a fresh Idempotency-Key per click');
+  await page.locator('#status').filter({ hasText: 'Purchase confirmed' }).waitFor();
+  assert.match(await text('#status'), /bill you \$63\.00/);
+  const after = await storedBalances();
+  assert.equal(after.audience, before.audience + 2);
+  assert.equal(after.pixel, before.pixel + 1);
+  await page.locator('#balance-audience').filter({ hasText: new RegExp(`^${after.audience.toLocaleString('en-US')}$`) }).waitFor();
+  await shot('04-confirmed-again');
+
+  await loadSeeds([agenciesSeed]);
+  seedsTouched = false;
+  const restored = await api('/pricing');
+  assert.equal(restored.body.prices.find((p) => p.creditType === 'audience').pricePerCredit, '25.00', 'seeds restored');
+});
+
+test('a purchase whose answer is lost is retried with the same key and charged once', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await quantity('enrichment').fill('4');
+  const before = await storedBalances();
+  let calls = 0;
+  await page.route('**/credit-purchases', async (route) => {
+    calls += 1;
+    if (calls === 1) {
+      await route.fetch(); // the server records the purchase...
+      await route.abort('connectionreset'); // ...but the page never hears back
+    } else {
+      await route.continue();
+    }
+  });
+  try {
+    const { requests, response } = await buy();
+    assert.equal(response.status(), 201);
+    assert.equal(requests.length, 2, 'one automatic retry');
+    const keys = await Promise.all(requests.map(async (r) => (await r.allHeaders())['idempotency-key']));
+    assert.equal(keys[0], keys[1], 'the retry reuses the Idempotency-Key');
+    assert.equal(await response.headerValue('idempotent-replayed'), 'true');
+  } finally {
+    await page.unroute('**/credit-purchases');
+  }
+  await page.locator('#status').filter({ hasText: 'Purchase confirmed' }).waitFor();
+  const after = await storedBalances();
+  assert.equal(after.enrichment, before.enrichment + 4, 'charged once');
+});
+
+test('problems are explained: server detail, sign-in, unavailable', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await quantity('audience').fill('1');
+
+  // A 400 from the server: its `detail` is shown.
+  await page.route('**/credit-purchases', (route) =>
+    route.continue({ postData: JSON.stringify({ quantities: { audience: 1 }, expectedTotal: '25.001' }) }),
+  );
+  let result = await buy();
+  assert.equal(result.response.status(), 400);
+  await page.locator('#alert').filter({ hasText: '`expectedTotal` must be a decimal string' }).waitFor();
+  await page.unroute('**/credit-purchases');
+
+  // A 503 (after the panel's own retries): "try again".
+  await page.route('**/credit-purchases', (route) =>
+    route.fulfill({
+      status: 503,
+      headers: { 'content-type': 'application/problem+json', 'retry-after': '0' },
+      body: JSON.stringify({ status: 503, code: 'service_unavailable', detail: 'Please try again in a moment; nothing was charged.' }),
+    }),
+  );
+  result = await buy();
+  assert.equal(result.response.status(), 503);
+  await page.locator('#alert').filter({ hasText: 'try again' }).waitFor();
+  await page.unroute('**/credit-purchases');
+  await shot('05-unavailable');
+
+  // A token the gateway refuses: no prices, no buying, a sign-in message.
+  await page.route('**/dev/config.json', (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ apiBaseUrl: '', accountId: ACCOUNT, token: 'not-a-jwt' }) }),
+  );
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.locator('#alert').filter({ hasText: 'sign in again' }).waitFor();
+  assert.match(await text('#price-rows'), /Prices are unavailable/);
+  assert.ok(await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).isDisabled());
+  await page.unroute('**/dev/config.json');
+});
+
+test('deployed-style config: config.json with apiBaseUrl and a getToken module, API on another origin (CORS)', async (t) => {
+  const gateway = new URL(GATEWAY_URL);
+  const allowed = (process.env.DASHBOARD_ORIGIN ?? '').split(',').map((o) => o.trim());
+  const panelOrigin = `http://localhost:${gateway.port}`;
+  if (gateway.hostname !== '127.0.0.1' || (process.env.DASHBOARD_ORIGIN && !allowed.includes(panelOrigin))) {
+    t.skip(`needs the gateway on 127.0.0.1 allowing ${panelOrigin}`);
+    return;
+  }
+  // The panel is loaded from http://localhost:PORT and calls the API at http://127.0.0.1:PORT: a cross-origin
+  // call with a CORS preflight (Authorization, Idempotency-Key), as from a static host to API Gateway.
+  await page.route(`${panelOrigin}/config.json`, (route) =>
+    route.fulfill({ contentType: 'application/json', body: JSON.stringify({ apiBaseUrl: `${GATEWAY_URL}/`, authModule: 'auth.js' }) }),
+  );
+  await page.route(`${panelOrigin}/auth.js`, (route) =>
+    route.fulfill({ contentType: 'text/javascript', body: `export async function getToken() { return ${JSON.stringify(token)}; }` }),
+  );
+  try {
+    await page.goto(`${panelOrigin}/`);
+    await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+    assert.equal(await text('#account-id'), ACCOUNT, 'the account comes from the token when config.json has none');
+    const before = await storedBalances();
+    await quantity('pixel').fill('1');
+    const { requests, response } = await buy();
+    assert.equal(response.status(), 201);
+    assert.ok(requests[0].url().startsWith(`${GATEWAY_URL}/accounts/`));
+    assert.equal((await requests[0].allHeaders()).origin, panelOrigin);
+    assert.equal(await response.headerValue('access-control-allow-origin'), panelOrigin);
+    await page.locator('#status').filter({ hasText: 'Purchase confirmed' }).waitFor();
+    assert.equal((await storedBalances()).pixel, before.pixel + 1);
+  } finally {
+    await page.unroute(`${panelOrigin}/config.json`);
+    await page.unroute(`${panelOrigin}/auth.js`);
+  }
+});
+
+test('readable at 375px: no sideways scrolling, inputs reachable by keyboard', async () => {
+  await page.setViewportSize({ width: 375, height: 812 });
+  await page.goto(`${GATEWAY_URL}/`);
+  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await quantity('audience').focus();
+  await page.keyboard.type('2');
+  await page.keyboard.press('Tab');
+  await page.keyboard.type('10');
+  assert.equal(await quantity('enrichment').inputValue(), '10', 'Tab moves to the next quantity');
+  await page.keyboard.press('Enter'); // must not buy
+  assert.equal(await text('#total'), '$57.50');
+  assert.ok(await page.locator('#status').isHidden());
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `page is ${overflow}px wider than the screen`);
+  await shot('06-mobile-375');
+});

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Browser test of the dashboard: headless Debian Chromium driven by playwright-core, through a running dev
+# gateway in front of the seeded functions. Also runs the panel's money and gateway unit tests.
+#
+# Expects in the environment (scripts/local-stack.sh sets them up):
+#   GATEWAY_URL                 the dev gateway, e.g. http://127.0.0.1:3000 (node dev/gateway.mjs)
+#   TABLE_NAME                  the seeded table the functions use
+#   AWS_ENDPOINT_URL_DYNAMODB   its local engine (the test changes one price there and restores the seeds)
+# Optional: CHROMIUM_PATH (default /usr/bin/chromium), SEED_LOADER (a prebuilt seed-loader binary instead of
+# `cargo run -p seed-loader`). Screenshots: .artifacts/dashboard/*.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for name in GATEWAY_URL TABLE_NAME AWS_ENDPOINT_URL_DYNAMODB; do
+  [[ -n ${!name:-} ]] || missing+=("$name")
+done
+if ((${#missing[@]})); then
+  echo "browser-test: set ${missing[*]} (start the local stack first: scripts/dev.sh or scripts/test.sh)" >&2
+  exit 2
+fi
+
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+if [[ ! -x $chromium ]]; then
+  echo "browser-test: installing Debian's chromium (downloading a browser through Playwright does not work here)" >&2
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+echo "browser-test: $("$chromium" --version 2>/dev/null || echo "chromium at $chromium")" >&2
+
+want=$(node -p "require('./dashboard/package-lock.json').packages['node_modules/playwright-core'].version")
+have=$(node -p "try { require('./dashboard/node_modules/playwright-core/package.json').version } catch { '' }")
+if [[ $want != "$have" ]]; then
+  echo "browser-test: npm ci (playwright-core $want)" >&2
+  # The browser comes from Debian: never let an install script fetch one.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix dashboard --no-audit --no-fund
+fi
+
+exec node --test dashboard/tests/
