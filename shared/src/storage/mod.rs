@@ -31,6 +31,7 @@ use crate::domain::{
 use crate::table::{PARTITION_KEY, SORT_KEY, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS};
 
 /// Billing runs, purchase history and statements.
+pub mod billing;
 
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,7 +425,10 @@ impl Store {
         ceiling.mul_f64(fastrand::f64())
     }
 
-    fn purchase_transaction(
+    /// The items of the purchase transaction `record_purchase` sends, in its order (balance update, purchase put,
+    /// default and agency price checks, then the idempotency claim if any). Public so the benchmark can send
+    /// exactly the same items through a bare SDK call.
+    pub fn purchase_transaction(
         &self,
         purchase: &PurchaseRecord,
         pricing: &EffectivePricing,

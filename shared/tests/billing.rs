@@ -1,0 +1,627 @@
+//! The billing run against a real dynoxide server through the real SDK: sums to the cent, every purchase
+//! billed exactly once, re-runs, crashes half way, concurrent purchases and runs, and reads that grow with
+//! the unbilled purchases only.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use shared::api;
+use shared::billing::{self, BillingError, BillingRun, CycleEnd, RunSummary, Statement, StatementKind};
+use shared::domain::{self, CreditType, EffectivePricing, Quantities, Rate, RateOverride};
+use shared::storage::{PurchaseRecord, RecordOutcome, Store};
+use testkit::faults::Fault;
+use testkit::{ApiEvent, TestEnv, answer, event_json};
+use tokio::sync::Semaphore;
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn cycle(text: &str) -> CycleEnd {
+    CycleEnd::parse(text).unwrap()
+}
+
+/// A small deterministic generator, so two tables can be filled with identical purchases.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// Agencies and accounts of a test book, with prices of two and four decimals.
+struct Book {
+    accounts: Vec<(String, String)>, // (account, agency)
+    agencies: Vec<String>,
+    pricing: HashMap<String, EffectivePricing>,
+}
+
+impl Book {
+    fn agency_ids(&self) -> &[String] {
+        &self.agencies
+    }
+
+    fn account_ids(&self) -> impl Iterator<Item = &str> {
+        self.accounts.iter().map(|(a, _)| a.as_str())
+    }
+}
+
+async fn create_book(store: &Store, agencies: usize, accounts: usize) -> Book {
+    let default: BTreeMap<CreditType, Rate> = [
+        (CreditType::Audience, Rate { price: d("30.00"), cost: d("18.00") }),
+        (CreditType::Enrichment, Rate { price: d("0.0150"), cost: d("0.0045") }),
+        (CreditType::Pixel, Rate { price: d("12.00"), cost: d("6.25") }),
+        (CreditType::CustomModel, Rate { price: d("149.9999"), cost: d("80.0001") }),
+    ]
+    .into();
+    store.upsert_default_pricing(&default).await.unwrap();
+    let mut agency_ids = Vec::new();
+    for a in 0..agencies {
+        let agency_id = format!("agency-{a}");
+        let step = Decimal::from(a as u64);
+        // Every agency overrides something else, some prices and costs with four decimals.
+        let mut rates = BTreeMap::new();
+        rates.insert(CreditType::Audience, RateOverride { price: Some(d("24.9975") + step * d("1.1375")), cost: None });
+        if a % 2 == 0 {
+            rates.insert(
+                CreditType::Enrichment,
+                RateOverride { price: Some(d("0.0125") + step * d("0.0011")), cost: Some(d("0.0033")) },
+            );
+        }
+        if a % 3 == 1 {
+            rates.insert(CreditType::Pixel, RateOverride { price: None, cost: Some(d("5.5555")) });
+        }
+        store.upsert_agency_pricing(&agency_id, &rates).await.unwrap();
+        agency_ids.push(agency_id);
+    }
+    let mut pricing = HashMap::new();
+    for agency_id in &agency_ids {
+        let (default, agency) = store.pricing(agency_id).await.unwrap();
+        pricing.insert(agency_id.clone(), domain::resolve_pricing(agency_id, &default, agency.as_ref()).unwrap());
+    }
+    let mut account_ids = Vec::new();
+    for i in 0..accounts {
+        let account_id = format!("acct-{i:04}");
+        let agency_id = agency_ids[i % agencies].clone();
+        store.upsert_account(&account_id, &agency_id, None).await.unwrap();
+        account_ids.push((account_id, agency_id));
+    }
+    Book { accounts: account_ids, agencies: agency_ids, pricing }
+}
+
+/// Purchases spread over the book's accounts, priced as the real purchase is, created `created_from` onwards.
+fn make_purchases(book: &Book, count: usize, seed: u64, created_from: &str) -> Vec<PurchaseRecord> {
+    let mut rng = Lcg(seed);
+    let base = humantime::parse_rfc3339(created_from).unwrap();
+    (0..count)
+        .map(|i| {
+            let (account_id, agency_id) = &book.accounts[i % book.accounts.len()];
+            let mut quantities = Quantities::from_pairs([
+                (CreditType::Audience, rng.next(4)),
+                (CreditType::Enrichment, rng.next(3) * rng.next(5000)),
+                (CreditType::Pixel, rng.next(3)),
+                (CreditType::CustomModel, rng.next(5) / 4),
+            ]);
+            if quantities.non_zero().next().is_none() {
+                quantities = Quantities::from_pairs([(CreditType::Enrichment, 333)]);
+            }
+            let quote = domain::quote(&book.pricing[agency_id], &quantities);
+            let created = base + Duration::from_millis(i as u64 * 7);
+            PurchaseRecord {
+                purchase_id: uuid::Uuid::now_v7().to_string(),
+                account_id: account_id.clone(),
+                agency_id: agency_id.clone(),
+                created_at: humantime::format_rfc3339_millis(created).to_string(),
+                currency: "USD".into(),
+                lines: quote.lines,
+                total: quote.total,
+                total_at_cost: quote.total_at_cost,
+                billed_to_client: false,
+                billed_to_agency: false,
+                client_statement_id: None,
+                agency_statement_id: None,
+                idempotency_key: None,
+            }
+        })
+        .collect()
+}
+
+/// Records purchases through the real storage path (balance, record and index keys in one transaction),
+/// with bounded concurrency.
+async fn record_all(store: &Store, book: &Book, purchases: &[PurchaseRecord]) {
+    let permits = Arc::new(Semaphore::new(8));
+    let mut tasks = tokio::task::JoinSet::new();
+    for purchase in purchases.iter().cloned() {
+        let store = store.clone();
+        let pricing = book.pricing[&purchase.agency_id].clone();
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        tasks.spawn(async move {
+            let outcome = store.record_purchase(&purchase, &pricing, None).await.unwrap();
+            assert_eq!(outcome, RecordOutcome::Recorded);
+            drop(permit);
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+}
+
+/// The state of the books after (part of) a run, checked for consistency on the way.
+#[derive(Debug, Default)]
+struct Ledger {
+    purchases: usize,
+    total_at_price: Decimal,
+    total_at_cost: Decimal,
+    unbilled_to_client: usize,
+    unbilled_to_agency: usize,
+    client_statements: Vec<Statement>,
+    agency_statements: Vec<Statement>,
+    billed_at_price: Decimal,
+    billed_at_cost: Decimal,
+    records: Vec<PurchaseRecord>,
+    /// The whole table as read at the end of the check.
+    snapshot: Vec<Value>,
+}
+
+/// Reads every purchase and statement and checks, whatever point a run reached: each statement's sums,
+/// lines and ids are exactly those of the purchases marked with its id; no purchase is in two statements;
+/// a purchase is in an unbilled index exactly when it is not billed.
+async fn ledger(env: &TestEnv, book: &Book) -> Ledger {
+    let mut ledger = Ledger::default();
+    // Reads run side by side: dynoxide serialises writes, not reads.
+    let permits = Arc::new(Semaphore::new(4));
+    let mut reads = tokio::task::JoinSet::new();
+    for account_id in book.account_ids().map(str::to_owned) {
+        let store = env.app.store.clone();
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        reads.spawn(async move {
+            let _permit = permit;
+            let records = store.all_purchases(&account_id).await.unwrap();
+            (records, store.client_statements(&account_id).await.unwrap(), Vec::new())
+        });
+    }
+    for agency_id in book.agency_ids().to_vec() {
+        let store = env.app.store.clone();
+        reads.spawn(async move { (Vec::new(), Vec::new(), store.agency_statements(&agency_id).await.unwrap()) });
+    }
+    while let Some(read) = reads.join_next().await {
+        let (records, client_statements, agency_statements) = read.unwrap();
+        ledger.records.extend(records);
+        ledger.client_statements.extend(client_statements);
+        ledger.agency_statements.extend(agency_statements);
+    }
+    ledger.purchases = ledger.records.len();
+    for record in &ledger.records {
+        ledger.total_at_price += record.total;
+        ledger.total_at_cost += record.total_at_cost;
+        assert_eq!(record.billed_to_client, record.client_statement_id.is_some(), "{record:?}");
+        assert_eq!(record.billed_to_agency, record.agency_statement_id.is_some(), "{record:?}");
+        ledger.unbilled_to_client += usize::from(!record.billed_to_client);
+        ledger.unbilled_to_agency += usize::from(!record.billed_to_agency);
+    }
+    for (kind, statements) in [(StatementKind::Client, &ledger.client_statements), (StatementKind::Agency, &ledger.agency_statements)] {
+        // Purchases by the statement id they are marked with.
+        let mut by_statement: HashMap<&str, Vec<&PurchaseRecord>> = HashMap::new();
+        for record in &ledger.records {
+            let marked_with = match kind {
+                StatementKind::Client => record.client_statement_id.as_deref(),
+                StatementKind::Agency => record.agency_statement_id.as_deref(),
+            };
+            if let Some(id) = marked_with {
+                by_statement.entry(id).or_default().push(record);
+            }
+        }
+        let statement_ids: BTreeSet<&str> = statements.iter().map(|s| s.statement_id.as_str()).collect();
+        assert!(by_statement.keys().all(|id| statement_ids.contains(id)), "a purchase is marked with a missing statement");
+        let mut seen = BTreeSet::new();
+        for statement in statements {
+            assert_eq!(statement.kind, kind);
+            assert_eq!(statement.status, "pending_payment");
+            assert_eq!(statement.currency, "USD");
+            let marked = by_statement.remove(statement.statement_id.as_str()).unwrap_or_default();
+            let mut marked_ids: Vec<String> = marked.iter().map(|r| r.purchase_id.clone()).collect();
+            marked_ids.sort();
+            assert_eq!(statement.purchase_ids, marked_ids, "{} lists exactly its purchases", statement.statement_id);
+            assert_eq!(statement.purchase_count as usize, marked.len());
+            for id in &statement.purchase_ids {
+                assert!(seen.insert(id.clone()), "purchase {id} is in two {kind:?} statements");
+            }
+            let delta = billing::statement_delta(kind, &marked.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+            assert_eq!(statement.total, delta.total, "{} total", statement.statement_id);
+            let lines: BTreeMap<CreditType, (u64, Decimal)> =
+                statement.lines.iter().map(|l| (l.credit_type, (l.quantity, l.amount))).collect();
+            let expected: BTreeMap<CreditType, (u64, Decimal)> =
+                delta.lines.iter().map(|(t, s)| (*t, (s.quantity, s.amount))).collect();
+            assert_eq!(lines, expected, "{} lines", statement.statement_id);
+            assert_eq!(statement.lines.iter().map(|l| l.amount).sum::<Decimal>(), statement.total);
+        }
+    }
+    ledger.billed_at_price = ledger.client_statements.iter().map(|s| s.total).sum();
+    ledger.billed_at_cost = ledger.agency_statements.iter().map(|s| s.total).sum();
+
+    // Billed ⇔ out of the index: the snapshot holds every item's attributes as stored.
+    ledger.snapshot = env.snapshot().await;
+    for item in &ledger.snapshot {
+        if !item["sk"]["S"].as_str().unwrap_or("").starts_with("PURCHASE#") {
+            continue;
+        }
+        let billed_to_client = item["billedToClient"]["BOOL"].as_bool().unwrap();
+        let billed_to_agency = item["billedToAgency"]["BOOL"].as_bool().unwrap();
+        assert_eq!(item.get("unbilledClientPk").is_some(), !billed_to_client, "{item}");
+        assert_eq!(item.get("unbilledClientSk").is_some(), !billed_to_client, "{item}");
+        assert_eq!(item.get("unbilledAgencyPk").is_some(), !billed_to_agency, "{item}");
+        assert_eq!(item.get("unbilledAgencySk").is_some(), !billed_to_agency, "{item}");
+    }
+    ledger
+}
+
+fn assert_all_billed(ledger: &Ledger, purchases: usize) {
+    assert_eq!(ledger.purchases, purchases);
+    assert_eq!(ledger.unbilled_to_client, 0);
+    assert_eq!(ledger.unbilled_to_agency, 0);
+    assert_eq!(ledger.billed_at_price, ledger.total_at_price, "client statements vs purchases at price");
+    assert_eq!(ledger.billed_at_cost, ledger.total_at_cost, "agency statements vs purchases at cost");
+}
+
+/// Statements and purchases with the run-dependent timestamps blanked, for comparing two tables.
+fn comparable(ledger: &Ledger) -> (Vec<Statement>, Vec<PurchaseRecord>) {
+    let mut statements: Vec<Statement> = ledger
+        .client_statements
+        .iter()
+        .chain(&ledger.agency_statements)
+        .cloned()
+        .map(|mut s| {
+            s.created_at.clear();
+            s.updated_at.clear();
+            s
+        })
+        .collect();
+    statements.sort_by(|a, b| a.statement_id.cmp(&b.statement_id));
+    let mut records = ledger.records.clone();
+    records.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
+    (statements, records)
+}
+
+fn print_summary(label: &str, summary: &RunSummary, took: Duration) {
+    println!(
+        "{label}: {:.2?}, items read {} (scanned {}, {} queries), statements written {} client + {} agency, \
+         purchases billed {} to clients + {} to agencies in {} transactions, at price {}, at cost {}, already billed {}",
+        took,
+        summary.items_read,
+        summary.items_scanned,
+        summary.queries,
+        summary.client_statements_written,
+        summary.agency_statements_written,
+        summary.purchases_billed_to_client,
+        summary.purchases_billed_to_agency,
+        summary.transactions,
+        summary.total_at_price,
+        summary.total_at_cost,
+        summary.purchases_already_billed,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_purchases_are_billed_exactly_once_to_the_cent() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 5, 200).await;
+    let purchases = make_purchases(&book, 10_000, 42, "2026-11-01T00:00:00Z");
+    let started = Instant::now();
+    record_all(store, &book, &purchases).await;
+    println!("setup: 10000 purchases over 200 accounts and 5 agencies recorded in {:.2?}", started.elapsed());
+
+    let started = Instant::now();
+    let summary = store.run_billing(&BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+    let took = started.elapsed();
+    print_summary("billing run, 10000 purchases", &summary, took);
+    assert_eq!(summary.purchases_billed_to_client, 10_000);
+    assert_eq!(summary.purchases_billed_to_agency, 10_000);
+    assert_eq!(summary.client_statements_written, 200);
+    assert_eq!(summary.agency_statements_written, 5);
+    assert_eq!(summary.items_read, 20_000, "each purchase is read once per index");
+    // dynoxide counts one look-ahead item per truncated page in ScannedCount.
+    assert!(summary.items_scanned <= summary.items_read + summary.queries, "{summary:?}");
+    assert_eq!(summary.purchases_already_billed, 0);
+
+    let started = Instant::now();
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 10_000);
+    println!("ledger check: {:.2?}", started.elapsed());
+    assert_eq!(summary.total_at_price, books.total_at_price);
+    assert_eq!(summary.total_at_cost, books.total_at_cost);
+    assert_eq!(books.client_statements.len(), 200);
+    assert_eq!(books.agency_statements.len(), 5);
+    // Four-decimal prices make half-cent line amounts; the statements still add up to the cent.
+    assert!(books.total_at_price.scale() <= 2 && books.total_at_cost.scale() <= 2);
+    println!(
+        "books: {} purchases, at price {} = client statements {}, at cost {} = agency statements {}",
+        books.purchases, books.total_at_price, books.billed_at_price, books.total_at_cost, books.billed_at_cost
+    );
+
+    // The same cycle again finds nothing to do and changes nothing.
+    let before = books.snapshot;
+    let again = store.run_billing(&BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+    assert_eq!(env.snapshot().await, before, "a second run for the same cycle changed the table");
+    assert_eq!((again.items_read, again.transactions, again.purchases_billed_to_client), (0, 0, 0));
+
+    // Reads grow with the unbilled purchases, not with the table: 10,000 billed, 50 new.
+    let new = make_purchases(&book, 50, 7, "2026-11-20T12:00:00Z");
+    record_all(store, &book, &new).await;
+    let started = Instant::now();
+    let next = store.run_billing(&BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
+    print_summary("next cycle, 10000 billed + 50 unbilled", &next, started.elapsed());
+    assert_eq!(next.items_read, 100, "50 unbilled purchases, read once per index");
+    assert!(next.items_scanned <= next.items_read + next.queries, "{next:?}");
+    assert_eq!(next.purchases_billed_to_client, 50);
+    assert_eq!(next.client_statements_written, 50);
+    assert_eq!(next.agency_statements_written, 5);
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 10_050);
+    assert_eq!(books.client_statements.len(), 250);
+    assert_eq!(books.agency_statements.len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_dies_half_way_and_runs_again_ends_as_an_uninterrupted_run() {
+    // Two tables with identical purchases: one billed in one go, one stopped after a few steps and re-run.
+    let whole = TestEnv::empty().await;
+    let broken = TestEnv::empty().await;
+    let book = create_book(&whole.app.store, 3, 12).await;
+    let book_broken = create_book(&broken.app.store, 3, 12).await;
+    let purchases = make_purchases(&book, 300, 9, "2026-11-02T00:00:00Z");
+    record_all(&whole.app.store, &book, &purchases).await;
+    record_all(&broken.app.store, &book_broken, &purchases).await;
+
+    // Small steps, so each statement is built in several transactions and the stop lands inside statements.
+    let run = |stop_after_batches| BillingRun {
+        purchases_per_transaction: 7,
+        stop_after_batches,
+        ..BillingRun::new(cycle("2026-11-20T00:00:00Z"))
+    };
+    let summary = whole.app.store.run_billing(&run(None)).await.unwrap();
+    assert!(summary.transactions > 60, "{summary:?}");
+    let expected = ledger(&whole, &book).await;
+    assert_all_billed(&expected, 300);
+
+    let mut stops = Vec::new();
+    for stop_after in [5, 20, 35] {
+        match broken.app.store.run_billing(&run(Some(stop_after))).await {
+            Err(BillingError::Stopped { batches }) => stops.push(batches),
+            other => panic!("expected the test hook to stop the run, got {other:?}"),
+        }
+        // Consistent at every step: `ledger` checks each statement against the purchases marked with its id.
+        let partial = ledger(&broken, &book_broken).await;
+        assert!(partial.unbilled_to_client + partial.unbilled_to_agency > 0);
+    }
+    let finish = broken.app.store.run_billing(&run(None)).await.unwrap();
+    println!("stopped runs committed {stops:?} transactions; the re-run finished with {} more", finish.transactions);
+    let finished = ledger(&broken, &book_broken).await;
+    assert_all_billed(&finished, 300);
+    assert_eq!(comparable(&finished), comparable(&expected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_during_a_run_are_billed_now_or_next_cycle_never_lost_or_twice() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 10).await;
+    let before = make_purchases(&book, 400, 3, "2026-11-03T00:00:00Z");
+    record_all(store, &book, &before).await;
+
+    // Purchases through the real handler (createdAt = now) while a run bills a cycle ending after now, so
+    // each new purchase lands either before or behind the run's position in the index.
+    let purchasing = {
+        let app = env.app.clone();
+        let accounts: Vec<String> = book.account_ids().map(str::to_owned).collect();
+        tokio::spawn(async move {
+            let mut created = 0;
+            for i in 0..100 {
+                let account = &accounts[i % accounts.len()];
+                let event = ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", account)
+                    .as_account(account)
+                    .json(&json!({"quantities": {"audience": 1 + i % 3, "enrichment": 7 * i}}));
+                let a = answer(api::purchase_credits(&app, event.request()).await);
+                assert_eq!(a.status, 201, "{}", a.body);
+                created += 1;
+            }
+            created
+        })
+    };
+    let in_an_hour = CycleEnd::at(SystemTime::now() + Duration::from_secs(3600));
+    let during = store.run_billing(&BillingRun { purchases_per_transaction: 5, ..BillingRun::new(in_an_hour) }).await.unwrap();
+    let created = purchasing.await.unwrap();
+    print_summary("run during 100 purchases", &during, Duration::from_millis(during.duration_ms));
+    assert!(during.purchases_billed_to_client >= 400);
+
+    // Whatever the first run missed, the next cycle bills; nothing is lost or billed twice.
+    let later = CycleEnd::at(SystemTime::now() + Duration::from_secs(7200));
+    let after = store.run_billing(&BillingRun::new(later)).await.unwrap();
+    println!(
+        "purchases made during the run: {created}; billed to clients by that run {} and by the next cycle {}, \
+         to agencies by that run {} and by the next cycle {}",
+        during.purchases_billed_to_client - 400,
+        after.purchases_billed_to_client,
+        during.purchases_billed_to_agency - 400,
+        after.purchases_billed_to_agency
+    );
+    assert_eq!(during.purchases_billed_to_client + after.purchases_billed_to_client, 400 + created as u64);
+    assert_eq!(during.purchases_billed_to_agency + after.purchases_billed_to_agency, 400 + created as u64);
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 400 + created);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_of_one_cycle_bill_each_purchase_once() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 6).await;
+    let purchases = make_purchases(&book, 400, 5, "2026-11-04T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+
+    let run = BillingRun { purchases_per_transaction: 5, ..BillingRun::new(cycle("2026-11-20T00:00:00Z")) };
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            let store = store.clone();
+            let run = run.clone();
+            tokio::spawn(async move { store.run_billing(&run).await.unwrap() })
+        })
+        .collect();
+    let mut billed_to_client = 0;
+    let mut billed_to_agency = 0;
+    let mut dropped = 0;
+    for handle in runs {
+        let summary = handle.await.unwrap();
+        billed_to_client += summary.purchases_billed_to_client;
+        billed_to_agency += summary.purchases_billed_to_agency;
+        dropped += summary.purchases_already_billed;
+    }
+    println!("three concurrent runs: {billed_to_client} billed to clients, {dropped} dropped as already billed");
+    assert_eq!(billed_to_client, 400);
+    assert_eq!(billed_to_agency, 400);
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 400);
+}
+
+#[tokio::test]
+async fn a_statement_taken_by_payment_takes_nothing_more() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 1).await;
+    let first = make_purchases(&book, 3, 1, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &first).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    store.run_billing(&BillingRun::new(cycle_end.clone())).await.unwrap();
+
+    // The payment step moves the statement on (simulated here with a plain update), then a straggler with
+    // an earlier createdAt shows up and the same cycle is run again.
+    env.client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("ACCOUNT#acct-0000".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("STATEMENT#{cycle_end}")))
+        .update_expression("SET #s = :paid")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":paid", aws_sdk_dynamodb::types::AttributeValue::S("paid".into()))
+        .send()
+        .await
+        .unwrap();
+    let straggler = make_purchases(&book, 1, 2, "2026-11-06T00:00:00Z");
+    record_all(store, &book, &straggler).await;
+    let rerun = store.run_billing(&BillingRun::new(cycle_end)).await.unwrap();
+    assert_eq!(rerun.purchases_left_for_next_cycle, 1);
+    assert_eq!(rerun.purchases_billed_to_client, 0);
+    assert_eq!(rerun.purchases_billed_to_agency, 1, "the agency statement is still pending and takes it");
+    let statements = store.client_statements("acct-0000").await.unwrap();
+    assert_eq!((statements.len(), statements[0].purchase_count, statements[0].status.as_str()), (1, 3, "paid"));
+
+    // The next cycle bills it.
+    let next = store.run_billing(&BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
+    assert_eq!(next.purchases_billed_to_client, 1);
+    let statements = store.client_statements("acct-0000").await.unwrap();
+    assert_eq!(statements[0].cycle_end, "2026-12-01T00:00:00.000Z", "newest cycle first");
+    assert_eq!(statements[0].purchase_ids, vec![straggler[0].purchase_id.clone()]);
+}
+
+#[tokio::test]
+async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
+    let env = TestEnv::seeded().await;
+    let store = &env.app.store;
+    let buy = |account: &str, quantities: Value| {
+        let event = ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", account)
+            .as_account(account)
+            .json(&json!({"quantities": quantities}));
+        let app = env.app.clone();
+        async move { answer(api::purchase_credits(&app, event.request()).await) }
+    };
+    assert_eq!(buy("acct-northwind-coffee", json!({"audience": 10, "pixel": 5})).await.status, 201);
+    assert_eq!(buy("acct-brightside-dental", json!({"enrichment": 333})).await.status, 201);
+
+    let before = env.snapshot().await;
+    for bad in [json!({"cycleEnd": "next month"}), json!({"cycleEnd": 20261201}), json!({"cycle": "x"}), json!([])] {
+        let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
+        assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
+    }
+    assert_eq!(env.snapshot().await, before, "a refused event wrote something");
+
+    // The sample event names the cycle end (2026-12-01) explicitly.
+    let summary = billing::run_from_event(store, &event_json("billing-run.json"), None).await.unwrap();
+    assert_eq!(summary.cycle_end, "2026-12-01T00:00:00.000Z");
+    assert_eq!(summary.purchases_billed_to_client, 2);
+    assert_eq!(summary.client_statements_written, 2);
+    assert_eq!(summary.agency_statements_written, 2);
+    assert_eq!(summary.total_at_price, d("305.00")); // 300.00 + 333 × 0.0150 = 4.995 → 5.00
+    let response = serde_json::to_value(&summary).unwrap();
+    assert_eq!(response["totalAtPrice"], "305.00", "money is a decimal string: {response}");
+
+    // A scheduled event bills the cycle ending at its scheduled time; the same event again changes nothing.
+    let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
+        "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
+    let before = env.snapshot().await;
+    let again = billing::run_from_event(store, &scheduled, None).await.unwrap();
+    assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-12-01T00:00:00.000Z", 0));
+    assert_eq!(env.snapshot().await, before);
+
+    // A deadline too close: the run refuses to start a transaction and says so.
+    assert_eq!(buy("acct-northwind-coffee", json!({"pixel": 1})).await.status, 201);
+    let soon = SystemTime::now() + Duration::from_millis(1);
+    let err = billing::run_from_event(store, &json!({}), Some(soon)).await.unwrap_err();
+    assert_eq!(err, BillingError::OutOfTime);
+    // One already past when the invocation starts is not a real one (`cargo lambda watch` sends such) and is ignored.
+    let emulator = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
+    let summary = billing::run_from_event(store, &json!({}), Some(emulator)).await.unwrap();
+    assert_eq!(summary.purchases_billed_to_client, 1);
+}
+
+#[tokio::test]
+async fn conflicts_throttling_and_lost_responses_still_bill_each_purchase_once() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 3).await;
+    let purchases = make_purchases(&book, 60, 11, "2026-11-07T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+
+    // Faults below the real SDK: cancelled transactions, throttling, and steps applied whose answers are lost.
+    env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 3);
+    env.faults.inject("TransactWriteItems", Fault::Throttling, 2);
+    env.faults.inject("TransactWriteItems", Fault::LoseResponse, 2);
+    env.faults.inject("Query", Fault::Throttling, 1);
+    let run = BillingRun { purchases_per_transaction: 10, ..BillingRun::new(cycle("2026-11-20T00:00:00Z")) };
+    let summary = store.run_billing(&run).await.unwrap();
+    assert_eq!(env.faults.pending(), 0);
+    // A lost answer is resent with the same client request token: DynamoDB answers the first outcome, so the
+    // step counts as billed by this run, not as billed by someone else.
+    assert_eq!((summary.purchases_billed_to_client, summary.purchases_billed_to_agency), (60, 60));
+    assert_eq!(summary.purchases_already_billed, 0);
+    assert_all_billed(&ledger(&env, &book).await, 60);
+}
+
+#[tokio::test]
+async fn endless_conflicts_fail_the_run_cleanly_and_a_rerun_finishes() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 2).await;
+    let purchases = make_purchases(&book, 30, 13, "2026-11-08T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let before = env.snapshot().await;
+
+    env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 1000);
+    let run = BillingRun::new(cycle("2026-11-20T00:00:00Z"));
+    let started = Instant::now();
+    let err = store.run_billing(&run).await.unwrap_err();
+    assert!(matches!(err, BillingError::Storage(shared::storage::StoreError::Unavailable(_))), "{err}");
+    let attempts = env.faults.injected().len();
+    println!("endless conflicts: the run gave up after {attempts} attempts in {:.2?}", started.elapsed());
+    assert!((2..=12).contains(&attempts), "bounded retries, got {attempts}");
+    assert_eq!(env.snapshot().await, before, "a cancelled step wrote something");
+
+    // The same cycle through a client without faults finishes the job.
+    let healthy = Store::new(env.client.clone(), &env.table);
+    healthy.run_billing(&run).await.unwrap();
+    assert_all_billed(&ledger(&env, &book).await, 30);
+}

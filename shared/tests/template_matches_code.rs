@@ -1,0 +1,435 @@
+//! Checks `infra/template.yaml` against the code: the table it declares is the one `shared::table`
+//! describes, each function may do exactly what its code does in DynamoDB, and no route, event source or
+//! environment variable lets a request reach a function without API Gateway's JWT authorizer.
+//!
+//! Adding a function means adding it to `FUNCTIONS` below: the test fails until it is listed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_yaml::{Mapping, Value};
+use shared::table::{INDEXES, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, key_attributes};
+
+/// Every function in the template: logical id, cargo binary, the DynamoDB actions its code performs
+/// (see `shared/src/storage/`), and its one route.
+struct ExpectedFunction {
+    logical_id: &'static str,
+    binary: &'static str,
+    actions: &'static [&'static str],
+    route: Option<(&'static str, &'static str)>,
+}
+
+const FUNCTIONS: &[ExpectedFunction] = &[
+    ExpectedFunction {
+        logical_id: "GetPricingFunction",
+        binary: "get-pricing",
+        actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+        route: Some(("GET", "/accounts/{accountId}/pricing")),
+    },
+    ExpectedFunction {
+        logical_id: "PurchaseCreditsFunction",
+        binary: "purchase-credits",
+        // TransactWriteItems is authorised per contained Update, Put and ConditionCheck.
+        actions: &[
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:TransactWriteItems",
+            "dynamodb:UpdateItem",
+            "dynamodb:PutItem",
+            "dynamodb:ConditionCheckItem",
+        ],
+        route: Some(("POST", "/accounts/{accountId}/credit-purchases")),
+    },
+    ExpectedFunction {
+        logical_id: "GetBalancesFunction",
+        binary: "get-balances",
+        actions: &["dynamodb:GetItem"],
+        route: Some(("GET", "/accounts/{accountId}/balances")),
+    },
+];
+
+/// Event types that are not API routes (a scheduled billing run); anything else is refused.
+const NON_API_EVENT_TYPES: &[&str] = &["Schedule", "ScheduleV2"];
+
+struct Template {
+    root: Value,
+}
+
+impl Template {
+    fn load() -> Template {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/template.yaml");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let root = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+        Template { root }
+    }
+
+    fn resources(&self) -> &Mapping {
+        self.root["Resources"].as_mapping().expect("Resources is a mapping")
+    }
+
+    fn resources_of_type(&self, kind: &str) -> Vec<(&str, &Value)> {
+        self.resources()
+            .iter()
+            .filter(|(_, r)| r["Type"].as_str() == Some(kind))
+            .map(|(id, r)| (id.as_str().expect("logical ids are strings"), r))
+            .collect()
+    }
+
+    fn only_resource_of_type(&self, kind: &str) -> (&str, &Value) {
+        let found = self.resources_of_type(kind);
+        assert_eq!(found.len(), 1, "expected exactly one {kind}, found {}", found.len());
+        found[0]
+    }
+
+    fn table(&self) -> (&str, &Value) {
+        self.only_resource_of_type("AWS::DynamoDB::Table")
+    }
+
+    fn api(&self) -> (&str, &Value) {
+        self.only_resource_of_type("AWS::Serverless::HttpApi")
+    }
+
+    fn functions(&self) -> BTreeMap<&str, &Value> {
+        self.resources_of_type("AWS::Serverless::Function").into_iter().collect()
+    }
+
+    fn globals(&self) -> &Value {
+        &self.root["Globals"]["Function"]
+    }
+
+    /// A function property as deployed: its own value, else the one in `Globals`.
+    fn property<'a>(&'a self, function: &'a Value, name: &str) -> &'a Value {
+        match &function["Properties"][name] {
+            Value::Null => &self.globals()[name],
+            own => own,
+        }
+    }
+
+    /// Environment variables as deployed: `Globals` merged with the function's own.
+    fn environment(&self, function: &Value) -> BTreeMap<String, Value> {
+        let mut vars = BTreeMap::new();
+        for source in [&self.globals()["Environment"]["Variables"], &function["Properties"]["Environment"]["Variables"]] {
+            if let Some(map) = source.as_mapping() {
+                for (k, v) in map {
+                    vars.insert(k.as_str().expect("variable names are strings").to_owned(), v.clone());
+                }
+            }
+        }
+        vars
+    }
+}
+
+/// The target of `!Ref X` or `{Ref: X}`.
+fn ref_target(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+        Value::Mapping(map) if map.len() == 1 => map.get("Ref").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+/// `!GetAtt X.Arn`, `{Fn::GetAtt: [X, Arn]}` or `{Fn::GetAtt: X.Arn}`, as "X.Arn".
+fn get_att(value: &Value) -> Option<String> {
+    let inner = match value {
+        Value::Tagged(tagged) if tagged.tag == "GetAtt" => &tagged.value,
+        Value::Mapping(map) if map.len() == 1 => map.get("Fn::GetAtt")?,
+        _ => return None,
+    };
+    match inner {
+        Value::String(s) => Some(s.clone()),
+        Value::Sequence(parts) => {
+            let parts: Option<Vec<&str>> = parts.iter().map(Value::as_str).collect();
+            Some(parts?.join("."))
+        }
+        _ => None,
+    }
+}
+
+/// The string of `!Sub "..."` or `{Fn::Sub: "..."}`.
+fn sub_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "Sub" => tagged.value.as_str(),
+        Value::Mapping(map) if map.len() == 1 => map.get("Fn::Sub").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn as_list(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Sequence(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn strings(value: &Value) -> BTreeSet<String> {
+    as_list(value)
+        .into_iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("expected a string, got {v:?}")).to_owned())
+        .collect()
+}
+
+/// `[(AttributeName, KeyType)]` of a KeySchema.
+fn key_schema(value: &Value) -> Vec<(String, String)> {
+    as_list(value)
+        .into_iter()
+        .map(|k| {
+            (
+                k["AttributeName"].as_str().expect("AttributeName").to_owned(),
+                k["KeyType"].as_str().expect("KeyType").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn hash_range(partition: &str, sort: &str) -> Vec<(String, String)> {
+    vec![(partition.to_owned(), "HASH".to_owned()), (sort.to_owned(), "RANGE".to_owned())]
+}
+
+#[test]
+fn table_keys_indexes_and_ttl_match_shared_table() {
+    let template = Template::load();
+    let (_, table) = template.table();
+    let props = &table["Properties"];
+
+    assert_eq!(key_schema(&props["KeySchema"]), hash_range(PARTITION_KEY, SORT_KEY), "table key schema");
+
+    let definitions: Vec<(String, String)> = as_list(&props["AttributeDefinitions"])
+        .into_iter()
+        .map(|d| {
+            (
+                d["AttributeName"].as_str().expect("AttributeName").to_owned(),
+                d["AttributeType"].as_str().expect("AttributeType").to_owned(),
+            )
+        })
+        .collect();
+    let declared: BTreeSet<&str> = definitions.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(declared.len(), definitions.len(), "an attribute is defined twice: {definitions:?}");
+    assert_eq!(declared, key_attributes().into_iter().collect(), "attribute definitions");
+    for (name, kind) in &definitions {
+        assert_eq!(kind, "S", "key attribute {name} must be a string");
+    }
+
+    let indexes: BTreeMap<&str, &Value> = as_list(&props["GlobalSecondaryIndexes"])
+        .into_iter()
+        .map(|i| (i["IndexName"].as_str().expect("IndexName"), i))
+        .collect();
+    assert_eq!(
+        indexes.keys().copied().collect::<BTreeSet<_>>(),
+        INDEXES.iter().map(|i| i.name).collect::<BTreeSet<_>>(),
+        "global secondary index names"
+    );
+    for expected in INDEXES {
+        let index = indexes[expected.name];
+        assert_eq!(
+            key_schema(&index["KeySchema"]),
+            hash_range(expected.partition_key, expected.sort_key),
+            "key schema of index {}",
+            expected.name
+        );
+        assert_eq!(index["Projection"]["ProjectionType"].as_str(), Some("ALL"), "projection of {}", expected.name);
+    }
+    assert!(props["LocalSecondaryIndexes"].is_null(), "shared::table declares no local indexes");
+
+    let ttl = &props["TimeToLiveSpecification"];
+    assert_eq!(ttl["AttributeName"].as_str(), Some(TTL_ATTRIBUTE), "TTL attribute");
+    assert_eq!(ttl["Enabled"].as_bool(), Some(true), "TTL enabled");
+}
+
+#[test]
+fn table_is_on_demand_encrypted_recoverable_and_retained() {
+    let template = Template::load();
+    let (_, table) = template.table();
+    let props = &table["Properties"];
+    assert_eq!(props["BillingMode"].as_str(), Some("PAY_PER_REQUEST"));
+    assert_eq!(props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"].as_bool(), Some(true));
+    assert_eq!(props["DeletionProtectionEnabled"].as_bool(), Some(true));
+    assert_eq!(props["SSESpecification"]["SSEEnabled"].as_bool(), Some(true));
+    assert_eq!(table["DeletionPolicy"].as_str(), Some("Retain"));
+    assert_eq!(table["UpdateReplacePolicy"].as_str(), Some("Retain"));
+}
+
+#[test]
+fn every_function_is_listed_and_built_from_its_crate() {
+    let template = Template::load();
+    let functions = template.functions();
+    assert_eq!(
+        functions.keys().copied().collect::<BTreeSet<_>>(),
+        FUNCTIONS.iter().map(|f| f.logical_id).collect::<BTreeSet<_>>(),
+        "functions in the template vs FUNCTIONS in this test"
+    );
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let budget = shared::api::Settings::default().request_budget;
+    for expected in FUNCTIONS {
+        let function = functions[expected.logical_id];
+        let id = expected.logical_id;
+        assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"), "{id} build method");
+        assert_eq!(function["Metadata"]["BuildProperties"]["Binary"].as_str(), Some(expected.binary), "{id} binary");
+        assert!(
+            workspace.join("functions").join(expected.binary).join("Cargo.toml").is_file(),
+            "{id}: no crate functions/{}",
+            expected.binary
+        );
+        // The workspace root, relative to infra/: the build runs `cargo lambda build --bin <Binary>` there.
+        assert_eq!(template.property(function, "CodeUri").as_str(), Some("../"), "{id} CodeUri");
+        assert_eq!(template.property(function, "Runtime").as_str(), Some("provided.al2023"), "{id} runtime");
+        assert_eq!(template.property(function, "Handler").as_str(), Some("bootstrap"), "{id} handler");
+        assert_eq!(strings(template.property(function, "Architectures")), BTreeSet::from(["arm64".to_owned()]));
+        let timeout = template.property(function, "Timeout").as_u64().expect("a numeric Timeout");
+        assert!(timeout > budget.as_secs(), "{id}: Timeout {timeout}s must exceed the {budget:?} request budget");
+
+        let logging = template.property(function, "LoggingConfig");
+        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{id} log format");
+        let group = ref_target(&logging["LogGroup"]).unwrap_or_else(|| panic!("{id}: LogGroup must !Ref a log group"));
+        let group = &template.resources()[group];
+        assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"), "{id} log group type");
+        assert!(!group["Properties"]["RetentionInDays"].is_null(), "{id}: log group without retention");
+    }
+}
+
+#[test]
+fn function_policies_name_only_the_actions_the_code_performs() {
+    let template = Template::load();
+    let (table_id, _) = template.table();
+    let table_arn = format!("{table_id}.Arn");
+    let index_arns: BTreeSet<String> =
+        INDEXES.iter().map(|i| format!("${{{table_id}.Arn}}/index/{}", i.name)).collect();
+    assert!(template.globals()["Policies"].is_null() && template.globals()["Role"].is_null(), "no global policies");
+
+    let functions = template.functions();
+    for expected in FUNCTIONS {
+        let id = expected.logical_id;
+        let props = &functions[id]["Properties"];
+        assert!(props["Role"].is_null(), "{id}: a custom Role would escape this check; use Policies");
+        let mut actions = BTreeSet::new();
+        for policy in as_list(&props["Policies"]) {
+            // Only inline documents: managed policy names and SAM policy templates (DynamoDBCrudPolicy, ...) are refused.
+            let statements = policy["Statement"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{id}: only inline policy documents are allowed, got {policy:?}"));
+            for statement in statements {
+                assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}: statement effect");
+                assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null(), "{id}: NotAction/NotResource");
+                let these = strings(&statement["Action"]);
+                assert!(!these.is_empty(), "{id}: statement without actions");
+                for action in &these {
+                    assert!(!action.contains('*'), "{id}: wildcard action {action}");
+                }
+                let queries = these.iter().any(|a| a == "dynamodb:Query" || a == "dynamodb:Scan");
+                let resources = as_list(&statement["Resource"]);
+                assert!(!resources.is_empty(), "{id}: statement without resources");
+                for resource in resources {
+                    if let Some(att) = get_att(resource) {
+                        assert_eq!(att, table_arn, "{id}: resource must be the table");
+                    } else if let Some(text) = sub_text(resource) {
+                        assert!(queries && index_arns.contains(text), "{id}: unexpected resource {text}");
+                    } else {
+                        panic!("{id}: resource must be the table's or an index's ARN, got {resource:?}");
+                    }
+                }
+                actions.extend(these);
+            }
+        }
+        let wanted: BTreeSet<String> = expected.actions.iter().map(|a| (*a).to_owned()).collect();
+        assert_eq!(actions, wanted, "{id}: policy actions vs what its code performs");
+    }
+}
+
+#[test]
+fn every_route_requires_the_jwt_authorizer() {
+    let template = Template::load();
+    let (api_id, api) = template.api();
+    let auth = &api["Properties"]["Auth"];
+    let default = auth["DefaultAuthorizer"].as_str().expect("the HTTP API needs a DefaultAuthorizer");
+    assert_ne!(default.to_ascii_uppercase(), "NONE");
+    let authorizer = &auth["Authorizers"][default];
+    assert_eq!(authorizer["IdentitySource"].as_str(), Some("$request.header.Authorization"));
+    assert_eq!(ref_target(&authorizer["JwtConfiguration"]["issuer"]), Some("JwtIssuer"), "JWT issuer");
+    assert_eq!(ref_target(&authorizer["JwtConfiguration"]["audience"]), Some("JwtAudience"), "JWT audience");
+    for (id, resource) in template.resources() {
+        let kind = resource["Type"].as_str().unwrap_or_default();
+        // Anything else that would expose a function or a route outside the one HTTP API.
+        assert!(
+            !(kind.starts_with("AWS::ApiGateway")
+                || kind == "AWS::Serverless::Api"
+                || kind == "AWS::Lambda::Url"
+                || kind == "AWS::Lambda::Permission"),
+            "{id:?}: {kind} is not allowed"
+        );
+    }
+
+    let functions = template.functions();
+    let mut routes = BTreeSet::new();
+    for expected in FUNCTIONS {
+        let id = expected.logical_id;
+        let props = &functions[id]["Properties"];
+        assert!(template.property(functions[id], "FunctionUrlConfig").is_null(), "{id}: function URL");
+        for (name, event) in props["Events"].as_mapping().into_iter().flatten() {
+            let kind = event["Type"].as_str().unwrap_or_default();
+            if NON_API_EVENT_TYPES.contains(&kind) {
+                continue;
+            }
+            assert_eq!(kind, "HttpApi", "{id}.{name:?}: only HttpApi events may reach a function");
+            let event = &event["Properties"];
+            assert_eq!(ref_target(&event["ApiId"]), Some(api_id), "{id}.{name:?}: must be on the one HTTP API");
+            assert_eq!(event["PayloadFormatVersion"].as_str(), Some("2.0"), "{id}.{name:?}: payload format");
+            match &event["Auth"]["Authorizer"] {
+                Value::Null => {}
+                Value::String(s) => assert_eq!(s, default, "{id}.{name:?}: route authorizer"),
+                other => panic!("{id}.{name:?}: route authorizer {other:?}"),
+            }
+            routes.insert((
+                event["Method"].as_str().expect("Method").to_ascii_uppercase(),
+                event["Path"].as_str().expect("Path").to_owned(),
+                id,
+            ));
+        }
+    }
+    let wanted: BTreeSet<_> = FUNCTIONS
+        .iter()
+        .filter_map(|f| f.route.map(|(method, path)| (method.to_owned(), path.to_owned(), f.logical_id)))
+        .collect();
+    assert_eq!(routes, wanted, "routes");
+}
+
+#[test]
+fn cors_allows_only_the_dashboard_origin() {
+    let template = Template::load();
+    let (_, api) = template.api();
+    let cors = &api["Properties"]["CorsConfiguration"];
+    let origins = as_list(&cors["AllowOrigins"]);
+    assert_eq!(origins.len(), 1, "exactly one allowed origin");
+    assert_eq!(ref_target(origins[0]), Some("DashboardOrigin"), "the allowed origin is the DashboardOrigin parameter");
+    let parameter = &template.root["Parameters"]["DashboardOrigin"];
+    assert!(parameter["AllowedPattern"].as_str().is_some_and(|p| p.starts_with('^') && p.ends_with('$')));
+    assert!(!parameter["Default"].as_str().unwrap_or_default().contains('*'), "no wildcard default origin");
+    assert_ne!(cors["AllowCredentials"].as_bool(), Some(true), "bearer tokens need no credentialed CORS");
+    let upper = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_uppercase()).collect::<BTreeSet<_>>();
+    let lower = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_lowercase()).collect::<BTreeSet<_>>();
+    assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST"].map(String::from)));
+    assert_eq!(
+        lower(&cors["AllowHeaders"]),
+        BTreeSet::from(["authorization", "content-type", "idempotency-key"].map(String::from))
+    );
+}
+
+#[test]
+fn no_function_has_a_local_or_bypass_setting() {
+    let template = Template::load();
+    let (table_id, _) = template.table();
+    let claim_default = template.root["Parameters"]["AccountIdClaim"]["Default"].as_str();
+    assert_eq!(claim_default, Some(shared::api::Settings::default().account_claim.as_str()), "claim default");
+    for (id, function) in template.functions() {
+        let vars = template.environment(function);
+        for name in vars.keys() {
+            let upper = name.to_ascii_uppercase();
+            for word in ["DEV", "LOCAL", "BYPASS", "INSECURE"] {
+                assert!(!upper.contains(word), "{id}: environment variable {name} looks like a dev/bypass switch");
+            }
+            // A local endpoint (dynoxide) or any endpoint override belongs to dev only.
+            assert!(!upper.starts_with("AWS_ENDPOINT_URL"), "{id}: {name} overrides an AWS endpoint");
+        }
+        assert_eq!(vars.get("TABLE_NAME").and_then(ref_target), Some(table_id), "{id}: TABLE_NAME");
+        assert_eq!(vars.get("ACCOUNT_ID_CLAIM").and_then(ref_target), Some("AccountIdClaim"), "{id}: ACCOUNT_ID_CLAIM");
+    }
+}
