@@ -32,8 +32,8 @@ export const ROUTES = [
 /** CORS as the deployed HttpApi declares it (keep in step with the SAM template's CorsConfiguration). */
 export const CORS = {
   allowMethods: ['GET', 'POST', 'OPTIONS'],
-  allowHeaders: ['authorization', 'content-type', 'idempotency-key'],
-  exposeHeaders: ['location', 'idempotent-replayed', 'retry-after'],
+  allowHeaders: ['authorization', 'content-type', 'idempotency-key', 'prefer'],
+  exposeHeaders: ['location', 'idempotent-replayed', 'preference-applied', 'retry-after'],
   maxAgeSeconds: 600,
 };
 

@@ -46,6 +46,25 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         actions: &["dynamodb:GetItem"],
         route: Some(("GET", "/accounts/{accountId}/balances")),
     },
+    ExpectedFunction {
+        logical_id: "BillingRunFunction",
+        binary: "billing-run",
+        // Query on the two unbilled indexes; TransactWriteItems of Updates and Puts on the table.
+        actions: &["dynamodb:Query", "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem"],
+        route: None,
+    },
+    ExpectedFunction {
+        logical_id: "ListPurchasesFunction",
+        binary: "list-purchases",
+        actions: &["dynamodb:GetItem", "dynamodb:Query"],
+        route: Some(("GET", "/accounts/{accountId}/credit-purchases")),
+    },
+    ExpectedFunction {
+        logical_id: "ListStatementsFunction",
+        binary: "list-statements",
+        actions: &["dynamodb:GetItem", "dynamodb:Query"],
+        route: Some(("GET", "/accounts/{accountId}/statements")),
+    },
 ];
 
 /// Event types that are not API routes (a scheduled billing run); anything else is refused.
@@ -409,7 +428,7 @@ fn cors_allows_only_the_dashboard_origin() {
     assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST"].map(String::from)));
     assert_eq!(
         lower(&cors["AllowHeaders"]),
-        BTreeSet::from(["authorization", "content-type", "idempotency-key"].map(String::from))
+        BTreeSet::from(["authorization", "content-type", "idempotency-key", "prefer"].map(String::from))
     );
 }
 
