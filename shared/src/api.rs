@@ -45,10 +45,10 @@ impl Settings {
     /// `ACCOUNT_ID_CLAIM`, `REQUEST_BUDGET_MS` and `PRICING_CACHE_TTL_SECONDS` override the defaults.
     pub fn from_env() -> Settings {
         let mut settings = Settings::default();
-        if let Ok(claim) = std::env::var("ACCOUNT_ID_CLAIM") {
-            if !claim.is_empty() {
-                settings.account_claim = claim;
-            }
+        if let Ok(claim) = std::env::var("ACCOUNT_ID_CLAIM")
+            && !claim.is_empty()
+        {
+            settings.account_claim = claim;
         }
         if let Some(ms) = std::env::var("REQUEST_BUDGET_MS").ok().and_then(|v| v.parse().ok()) {
             settings.request_budget = Duration::from_millis(ms);
@@ -76,10 +76,7 @@ impl App {
 }
 
 /// Runs a handler body within the request budget and maps its error in the one place errors become HTTP.
-async fn respond(
-    app: &App,
-    work: impl Future<Output = Result<Response<Body>, AppError>>,
-) -> Response<Body> {
+async fn respond(app: &App, work: impl Future<Output = Result<Response<Body>, AppError>>) -> Response<Body> {
     let outcome = match tokio::time::timeout(app.settings.request_budget, work).await {
         Ok(outcome) => outcome,
         Err(_) => Err(AppError::Unavailable("request budget exhausted".into())),
@@ -127,20 +124,20 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
     for attempt in 0..2 {
         let pricing = pricing_of(app, &agency_id).await?;
         let quote = domain::quote(&pricing, &purchase_request.quantities);
-        if let Some(expected) = purchase_request.expected_total {
-            if expected != quote.total {
-                // A retry of an earlier success must get that success back, not a 409 for today's prices.
-                if let Some(key) = &key {
-                    if let Some(stored) = app.store.idempotency(key, epoch_seconds(SystemTime::now())).await? {
-                        return replay(app, &account_id, &request_hash, stored, minimal).await;
-                    }
-                }
-                return Err(AppError::PriceChanged {
-                    current_pricing: pricing_body(&account_id, &pricing),
-                    server_total: quote.total.to_string(),
-                    expected_total: domain::round_to_cents(expected).to_string(),
-                });
+        if let Some(expected) = purchase_request.expected_total
+            && expected != quote.total
+        {
+            // A retry of an earlier success must get that success back, not a 409 for today's prices.
+            if let Some(key) = &key
+                && let Some(stored) = app.store.idempotency(key, epoch_seconds(SystemTime::now())).await?
+            {
+                return replay(app, &account_id, &request_hash, stored, minimal).await;
             }
+            return Err(AppError::PriceChanged {
+                current_pricing: pricing_body(&account_id, &pricing),
+                server_total: quote.total.to_string(),
+                expected_total: domain::round_to_cents(expected).to_string(),
+            });
         }
 
         let now = SystemTime::now();
@@ -220,8 +217,11 @@ async fn replay(
     let purchase: Value = serde_json::from_str(&stored.purchase_body)
         .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
     // Balances are read now: they include this purchase and anything since.
-    let mut response =
-        if minimal { minimal_response(json!({"purchase": purchase})) } else { created_response(app, account_id, purchase).await };
+    let mut response = if minimal {
+        minimal_response(json!({"purchase": purchase}))
+    } else {
+        created_response(app, account_id, purchase).await
+    };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(response)
 }
@@ -255,11 +255,7 @@ async fn pricing_of(app: &App, agency_id: &str) -> Result<EffectivePricing, AppE
 /// RFC 7240 `Prefer: return=minimal`: the caller does not need the balances in the answer.
 fn prefers_minimal_return(request: &Request) -> bool {
     request.headers().get_all("prefer").iter().any(|value| {
-        value
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
+        value.to_str().unwrap_or("").split(',').any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
     })
 }
 
@@ -337,10 +333,8 @@ pub fn purchase_view(record: &PurchaseRecord) -> Value {
 }
 
 fn balances_map(balances: &Balances) -> Value {
-    let map: serde_json::Map<String, Value> = CreditType::ALL
-        .into_iter()
-        .map(|t| (t.as_str().to_owned(), json!(balances.get(t))))
-        .collect();
+    let map: serde_json::Map<String, Value> =
+        CreditType::ALL.into_iter().map(|t| (t.as_str().to_owned(), json!(balances.get(t)))).collect();
     Value::Object(map)
 }
 

@@ -38,8 +38,9 @@ pub struct CycleEnd(String);
 impl CycleEnd {
     /// Parses an RFC 3339 UTC instant ("2026-12-01T00:00:00Z", fractions up to milliseconds).
     pub fn parse(text: &str) -> Result<CycleEnd, String> {
-        let at = humantime::parse_rfc3339(text)
-            .map_err(|e| format!("`cycleEnd` must be an RFC 3339 UTC instant like \"2026-12-01T00:00:00Z\": {text:?}: {e}"))?;
+        let at = humantime::parse_rfc3339(text).map_err(|e| {
+            format!("`cycleEnd` must be an RFC 3339 UTC instant like \"2026-12-01T00:00:00Z\": {text:?}: {e}")
+        })?;
         let since_epoch = at.duration_since(UNIX_EPOCH).map_err(|_| format!("`cycleEnd` is before 1970: {text:?}"))?;
         // A finer cycle end would be silently truncated in every key; refuse it instead.
         if since_epoch.subsec_nanos() % 1_000_000 != 0 {
@@ -237,7 +238,9 @@ pub enum BillingError {
     /// The event is not one the function accepts.
     InvalidEvent(String),
     /// The `stop_after_batches` test hook fired.
-    Stopped { batches: usize },
+    Stopped {
+        batches: usize,
+    },
     /// The Lambda deadline came close; an asynchronous retry of the same event continues the same cycle.
     OutOfTime,
     Storage(StoreError),
@@ -247,8 +250,12 @@ impl fmt::Display for BillingError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BillingError::InvalidEvent(why) => write!(f, "invalid billing event: {why}"),
-            BillingError::Stopped { batches } => write!(f, "billing run stopped after {batches} transactions (test hook)"),
-            BillingError::OutOfTime => f.write_str("billing run out of time; invoke it again with the same cycleEnd to finish"),
+            BillingError::Stopped { batches } => {
+                write!(f, "billing run stopped after {batches} transactions (test hook)")
+            }
+            BillingError::OutOfTime => {
+                f.write_str("billing run out of time; invoke it again with the same cycleEnd to finish")
+            }
             BillingError::Storage(e) => write!(f, "billing run failed: {e}"),
         }
     }
@@ -302,7 +309,8 @@ pub async fn run_from_event(
     deadline: Option<SystemTime>,
 ) -> Result<RunSummary, BillingError> {
     let now = SystemTime::now();
-    let cycle_end = cycle_end_from_event(event, now).inspect_err(|e| tracing::error!(error = %e, "billing run refused"))?;
+    let cycle_end =
+        cycle_end_from_event(event, now).inspect_err(|e| tracing::error!(error = %e, "billing run refused"))?;
     let mut run = BillingRun::new(cycle_end);
     // A deadline already past when the invocation starts is no real one (`cargo lambda watch` sends 600000 ms
     // after the epoch): ignore it rather than refuse to work.
@@ -358,7 +366,10 @@ mod tests {
         assert_eq!(StatementKind::Client.statement_id("acct-a", &cycle), "client-20261201T000000.000Z-acct-a");
         assert_eq!(StatementKind::Agency.statement_id("agency-a", &cycle), "agency-20261201T000000.000Z-agency-a");
         let later = CycleEnd::parse("2027-01-01T00:00:00Z").unwrap();
-        assert_ne!(StatementKind::Client.statement_id("acct-a", &cycle), StatementKind::Client.statement_id("acct-a", &later));
+        assert_ne!(
+            StatementKind::Client.statement_id("acct-a", &cycle),
+            StatementKind::Client.statement_id("acct-a", &later)
+        );
     }
 
     #[test]
@@ -412,7 +423,10 @@ mod tests {
             idempotency_key: None,
         };
         let purchases = vec![
-            purchase(vec![line(CreditType::Audience, 2, "55.00", "32.00"), line(CreditType::Enrichment, 333, "5.00", "133.20")]),
+            purchase(vec![
+                line(CreditType::Audience, 2, "55.00", "32.00"),
+                line(CreditType::Enrichment, 333, "5.00", "133.20"),
+            ]),
             purchase(vec![line(CreditType::Enrichment, 1, "0.02", "0.01")]),
         ];
         let client = statement_delta(StatementKind::Client, &purchases);

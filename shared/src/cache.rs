@@ -33,10 +33,7 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             return None;
         }
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries
-            .get(key)
-            .filter(|(_, stored_at)| stored_at.elapsed() < self.ttl)
-            .map(|(value, _)| value.clone())
+        entries.get(key).filter(|(_, stored_at)| stored_at.elapsed() < self.ttl).map(|(value, _)| value.clone())
     }
 
     pub fn put(&self, key: K, value: V) {

@@ -28,12 +28,8 @@ pub enum CreditType {
 
 impl CreditType {
     /// Every type, in the order the dashboard lists them.
-    pub const ALL: [CreditType; 4] = [
-        CreditType::Audience,
-        CreditType::Enrichment,
-        CreditType::Pixel,
-        CreditType::CustomModel,
-    ];
+    pub const ALL: [CreditType; 4] =
+        [CreditType::Audience, CreditType::Enrichment, CreditType::Pixel, CreditType::CustomModel];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,10 +112,7 @@ pub struct EffectivePricing {
 
 impl EffectivePricing {
     pub fn rate(&self, credit_type: CreditType) -> &EffectiveRate {
-        self.rates
-            .iter()
-            .find(|r| r.credit_type == credit_type)
-            .expect("resolve_pricing yields every credit type")
+        self.rates.iter().find(|r| r.credit_type == credit_type).expect("resolve_pricing yields every credit type")
     }
 }
 
@@ -141,9 +134,7 @@ pub fn check_rate_value(what: &str, value: Decimal) -> Result<(), PricingDataErr
         return Err(PricingDataError(format!("{what} is negative: {value}")));
     }
     if value.normalize().scale() > MAX_RATE_SCALE {
-        return Err(PricingDataError(format!(
-            "{what} has more than {MAX_RATE_SCALE} decimal places: {value}"
-        )));
+        return Err(PricingDataError(format!("{what} has more than {MAX_RATE_SCALE} decimal places: {value}")));
     }
     Ok(())
 }
@@ -156,13 +147,11 @@ pub fn resolve_pricing(
 ) -> Result<EffectivePricing, PricingDataError> {
     let mut rates = Vec::with_capacity(CreditType::ALL.len());
     for credit_type in CreditType::ALL {
-        let base = default.rates.get(&credit_type).ok_or_else(|| {
-            PricingDataError(format!("default pricing has no rate for {credit_type}"))
-        })?;
-        let over = agency
-            .and_then(|a| a.rates.get(&credit_type))
-            .copied()
-            .unwrap_or_default();
+        let base = default
+            .rates
+            .get(&credit_type)
+            .ok_or_else(|| PricingDataError(format!("default pricing has no rate for {credit_type}")))?;
+        let over = agency.and_then(|a| a.rates.get(&credit_type)).copied().unwrap_or_default();
         let price = over.price.unwrap_or(base.price);
         let cost = over.cost.unwrap_or(base.cost);
         check_rate_value(&format!("{credit_type} price"), price)?;
@@ -209,10 +198,7 @@ impl Quantities {
 
     /// The non-zero entries in dashboard order.
     pub fn non_zero(&self) -> impl Iterator<Item = (CreditType, u64)> + '_ {
-        CreditType::ALL
-            .into_iter()
-            .map(|t| (t, self.get(t)))
-            .filter(|(_, q)| *q > 0)
+        CreditType::ALL.into_iter().map(|t| (t, self.get(t))).filter(|(_, q)| *q > 0)
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (CreditType, u64)>) -> Quantities {
@@ -273,9 +259,9 @@ impl RequestError {
             RequestError::NotAnObject => "The body must be a JSON object.".into(),
             RequestError::UnknownField(f) => format!("Unknown field `{f}`; allowed: `quantities`, `expectedTotal`."),
             RequestError::MissingField(f) => format!("The field `{f}` is required."),
-            RequestError::UnknownCreditType(t) => format!(
-                "Unknown credit type `{t}`; allowed: audience, enrichment, pixel, custom_model."
-            ),
+            RequestError::UnknownCreditType(t) => {
+                format!("Unknown credit type `{t}`; allowed: audience, enrichment, pixel, custom_model.")
+            }
             RequestError::InvalidQuantity { credit_type, reason } => {
                 format!("Quantity of `{credit_type}` {reason}.")
             }
@@ -293,23 +279,19 @@ pub fn parse_purchase_request(body: &serde_json::Value) -> Result<PurchaseReques
     if let Some(unknown) = object.keys().find(|k| *k != "quantities" && *k != "expectedTotal") {
         return Err(RequestError::UnknownField(unknown.clone()));
     }
-    let raw_quantities = object
-        .get("quantities")
-        .ok_or(RequestError::MissingField("quantities"))?
-        .as_object()
-        .ok_or_else(|| RequestError::InvalidQuantity {
-            credit_type: "quantities".into(),
-            reason: "must be an object of credit type to whole number".into(),
+    let raw_quantities =
+        object.get("quantities").ok_or(RequestError::MissingField("quantities"))?.as_object().ok_or_else(|| {
+            RequestError::InvalidQuantity {
+                credit_type: "quantities".into(),
+                reason: "must be an object of credit type to whole number".into(),
+            }
         })?;
 
     let mut quantities = BTreeMap::new();
     for (name, value) in raw_quantities {
-        let credit_type =
-            CreditType::parse(name).ok_or_else(|| RequestError::UnknownCreditType(name.clone()))?;
-        let invalid = |reason: &str| RequestError::InvalidQuantity {
-            credit_type: name.clone(),
-            reason: reason.to_owned(),
-        };
+        let credit_type = CreditType::parse(name).ok_or_else(|| RequestError::UnknownCreditType(name.clone()))?;
+        let invalid =
+            |reason: &str| RequestError::InvalidQuantity { credit_type: name.clone(), reason: reason.to_owned() };
         let quantity = match value {
             serde_json::Value::Number(n) => {
                 if let Some(q) = n.as_u64() {
@@ -431,9 +413,7 @@ impl Balances {
 
 /// Account ids are opaque to us but bounded, so a path can never smuggle a key separator into a key.
 pub fn is_valid_account_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]
@@ -448,10 +428,7 @@ mod tests {
     fn default_pricing() -> DefaultPricing {
         DefaultPricing {
             version: 3,
-            rates: CreditType::ALL
-                .into_iter()
-                .map(|t| (t, Rate { price: d("0.0500"), cost: d("0.0300") }))
-                .collect(),
+            rates: CreditType::ALL.into_iter().map(|t| (t, Rate { price: d("0.0500"), cost: d("0.0300") })).collect(),
         }
     }
 
@@ -503,11 +480,8 @@ mod tests {
             default.rates.insert(t, Rate { price: d("0.0050"), cost: d("0.0010") });
         }
         let p = resolve_pricing("a", &default, None).unwrap();
-        let q = Quantities::from_pairs([
-            (CreditType::Audience, 1),
-            (CreditType::Enrichment, 1),
-            (CreditType::Pixel, 1),
-        ]);
+        let q =
+            Quantities::from_pairs([(CreditType::Audience, 1), (CreditType::Enrichment, 1), (CreditType::Pixel, 1)]);
         let quote = quote(&p, &q);
         assert_eq!(quote.lines.len(), 3);
         assert!(quote.lines.iter().all(|l| l.subtotal == d("0.01")));
@@ -518,7 +492,8 @@ mod tests {
     #[test]
     fn quote_skips_zero_lines_and_keeps_dashboard_order() {
         let p = resolve_pricing("a", &default_pricing(), None).unwrap();
-        let q = Quantities::from_pairs([(CreditType::Pixel, 5), (CreditType::Audience, 10), (CreditType::Enrichment, 0)]);
+        let q =
+            Quantities::from_pairs([(CreditType::Pixel, 5), (CreditType::Audience, 10), (CreditType::Enrichment, 0)]);
         let quote = quote(&p, &q);
         let types: Vec<_> = quote.lines.iter().map(|l| l.credit_type).collect();
         assert_eq!(types, vec![CreditType::Audience, CreditType::Pixel]);
@@ -537,7 +512,8 @@ mod tests {
 
     #[test]
     fn valid_request_parses() {
-        let r = parse_purchase_request(&json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"})).unwrap();
+        let r = parse_purchase_request(&json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"}))
+            .unwrap();
         assert_eq!(r.quantities.get(CreditType::Audience), 10);
         assert_eq!(r.quantities.get(CreditType::Pixel), 5);
         assert_eq!(r.expected_total, Some(d("300.00")));

@@ -22,14 +22,23 @@ pub enum AppError {
     InvalidAccountId,
     AccountNotFound,
     UnsupportedMediaType(String),
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     MalformedJson(String),
     InvalidRequest(RequestError),
     InvalidIdempotencyKey(String),
     IdempotencyKeyReused,
-    InvalidQuery { parameter: &'static str, detail: String },
+    InvalidQuery {
+        parameter: &'static str,
+        detail: String,
+    },
     /// The price changed since the client saw it; carries the current pricing body and the server's total.
-    PriceChanged { current_pricing: Value, server_total: String, expected_total: String },
+    PriceChanged {
+        current_pricing: Value,
+        server_total: String,
+        expected_total: String,
+    },
     Unavailable(String),
     Internal(String),
 }
@@ -191,9 +200,7 @@ impl AppError {
             .body(Body::Text(Value::Object(body).to_string()))
             .expect("static status and headers are valid");
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
         }
         response
     }

@@ -218,7 +218,9 @@ mod tests {
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#not-a-uuid"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"STATEMENT#2026-12-01T00:00:00.000Z"}"#).is_err());
-        assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","x":1}"#).is_err());
+        assert!(
+            other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","x":1}"#).is_err()
+        );
         assert!(other(r#"{"pk":"ACCOUNT#acct-a"}"#).is_err());
         assert!(decode_cursor("", "acct-a").is_err());
         assert!(decode_cursor(&"A".repeat(600), "acct-a").is_err());

@@ -51,10 +51,8 @@ pub fn json_body(request: &Request) -> Result<serde_json::Value, AppError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(AppError::PayloadTooLarge { limit: MAX_BODY_BYTES });
     }
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let content_type =
+        request.headers().get(header::CONTENT_TYPE).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     match content_type.as_deref() {
         Some(value) if is_json_media_type(value) => {}
         Some(value) => return Err(AppError::UnsupportedMediaType(value.to_owned())),

@@ -5,8 +5,8 @@
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection, ProjectionType,
+    ScalarAttributeType, TimeToLiveSpecification,
 };
 
 pub const PARTITION_KEY: &str = "pk";
@@ -23,18 +23,12 @@ pub struct SparseIndex {
 }
 
 /// Purchases not yet billed to their client; the attributes are removed when the client is billed.
-pub const UNBILLED_CLIENT_INDEX: SparseIndex = SparseIndex {
-    name: "unbilled-client",
-    partition_key: "unbilledClientPk",
-    sort_key: "unbilledClientSk",
-};
+pub const UNBILLED_CLIENT_INDEX: SparseIndex =
+    SparseIndex { name: "unbilled-client", partition_key: "unbilledClientPk", sort_key: "unbilledClientSk" };
 
 /// Purchases not yet billed to their agency; independent of client billing.
-pub const UNBILLED_AGENCY_INDEX: SparseIndex = SparseIndex {
-    name: "unbilled-agency",
-    partition_key: "unbilledAgencyPk",
-    sort_key: "unbilledAgencySk",
-};
+pub const UNBILLED_AGENCY_INDEX: SparseIndex =
+    SparseIndex { name: "unbilled-agency", partition_key: "unbilledAgencyPk", sort_key: "unbilledAgencySk" };
 
 pub const INDEXES: [SparseIndex; 2] = [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX];
 
@@ -52,11 +46,7 @@ pub fn key_attributes() -> Vec<&'static str> {
 }
 
 fn key(name: &str, key_type: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(key_type)
-        .build()
-        .expect("name and key type are set")
+    KeySchemaElement::builder().attribute_name(name).key_type(key_type).build().expect("name and key type are set")
 }
 
 /// Creates the table (on-demand) with its indexes and TTL, unless it already exists.

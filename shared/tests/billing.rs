@@ -204,7 +204,9 @@ async fn ledger(env: &TestEnv, book: &Book) -> Ledger {
         ledger.unbilled_to_client += usize::from(!record.billed_to_client);
         ledger.unbilled_to_agency += usize::from(!record.billed_to_agency);
     }
-    for (kind, statements) in [(StatementKind::Client, &ledger.client_statements), (StatementKind::Agency, &ledger.agency_statements)] {
+    for (kind, statements) in
+        [(StatementKind::Client, &ledger.client_statements), (StatementKind::Agency, &ledger.agency_statements)]
+    {
         // Purchases by the statement id they are marked with.
         let mut by_statement: HashMap<&str, Vec<&PurchaseRecord>> = HashMap::new();
         for record in &ledger.records {
@@ -217,7 +219,10 @@ async fn ledger(env: &TestEnv, book: &Book) -> Ledger {
             }
         }
         let statement_ids: BTreeSet<&str> = statements.iter().map(|s| s.statement_id.as_str()).collect();
-        assert!(by_statement.keys().all(|id| statement_ids.contains(id)), "a purchase is marked with a missing statement");
+        assert!(
+            by_statement.keys().all(|id| statement_ids.contains(id)),
+            "a purchase is marked with a missing statement"
+        );
         let mut seen = BTreeSet::new();
         for statement in statements {
             assert_eq!(statement.kind, kind);
@@ -434,7 +439,8 @@ async fn purchases_during_a_run_are_billed_now_or_next_cycle_never_lost_or_twice
         })
     };
     let in_an_hour = CycleEnd::at(SystemTime::now() + Duration::from_secs(3600));
-    let during = store.run_billing(&BillingRun { purchases_per_transaction: 5, ..BillingRun::new(in_an_hour) }).await.unwrap();
+    let during =
+        store.run_billing(&BillingRun { purchases_per_transaction: 5, ..BillingRun::new(in_an_hour) }).await.unwrap();
     let created = purchasing.await.unwrap();
     print_summary("run during 100 purchases", &during, Duration::from_millis(during.duration_ms));
     assert!(during.purchases_billed_to_client >= 400);

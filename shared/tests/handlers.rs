@@ -109,8 +109,14 @@ async fn pricing_shows_agency_prices_over_defaults_and_never_costs() {
     let by_type = |body: &Value, t: &str| {
         body["prices"].as_array().unwrap().iter().find(|p| p["creditType"] == t).unwrap().clone()
     };
-    assert_eq!(by_type(&dental.body, "enrichment"), json!({"creditType": "enrichment", "pricePerCredit": "0.0150", "source": "agency"}));
-    assert_eq!(by_type(&dental.body, "pixel"), json!({"creditType": "pixel", "pricePerCredit": "12.00", "source": "default"}));
+    assert_eq!(
+        by_type(&dental.body, "enrichment"),
+        json!({"creditType": "enrichment", "pricePerCredit": "0.0150", "source": "agency"})
+    );
+    assert_eq!(
+        by_type(&dental.body, "pixel"),
+        json!({"creditType": "pixel", "pricePerCredit": "12.00", "source": "default"})
+    );
 
     // An agency that set nothing gets every default.
     let bakery = pricing(&env, BAKERY).await;
@@ -129,14 +135,21 @@ async fn pricing_shows_agency_prices_over_defaults_and_never_costs() {
 #[tokio::test]
 async fn purchase_records_unbilled_purchase_and_credits_atomically() {
     let env = TestEnv::seeded().await;
-    let a = buy(&env, purchase_event(DENTAL, json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "60.00"}))).await;
+    let a = buy(
+        &env,
+        purchase_event(DENTAL, json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "60.00"})),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", a.body);
     let purchase = &a.body["purchase"];
     // 333 × 0.0150 = 4.995 → 5.00 (half away from zero); 2 × 27.50 = 55.00.
-    assert_eq!(purchase["lines"], json!([
-        {"creditType": "audience", "quantity": 2, "unitPrice": "27.50", "subtotal": "55.00"},
-        {"creditType": "enrichment", "quantity": 333, "unitPrice": "0.0150", "subtotal": "5.00"},
-    ]));
+    assert_eq!(
+        purchase["lines"],
+        json!([
+            {"creditType": "audience", "quantity": 2, "unitPrice": "27.50", "subtotal": "55.00"},
+            {"creditType": "enrichment", "quantity": 333, "unitPrice": "0.0150", "subtotal": "5.00"},
+        ])
+    );
     assert_eq!(purchase["total"], "60.00");
     assert_eq!(purchase["currency"], "USD");
     assert_eq!(purchase["billedToClient"], false);
@@ -193,16 +206,50 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         (base().json(&json!({"quantities": {"audience": 1_000_001}})), 400, "invalid_quantity"),
         (base().json(&json!({"quantities": {"audience": 0, "pixel": 0}})), 400, "empty_purchase"),
         (base().json(&json!({"quantities": {"audience": 1}, "expectedTotal": 25})), 400, "invalid_expected_total"),
-        (base().json(&json!({"quantities": {"audience": 1}, "expectedTotal": "25.001"})), 400, "invalid_expected_total"),
+        (
+            base().json(&json!({"quantities": {"audience": 1}, "expectedTotal": "25.001"})),
+            400,
+            "invalid_expected_total",
+        ),
         (base().header("content-type", "application/json").raw_body(&big), 413, "payload_too_large"),
-        (base().header("content-type", "text/plain").raw_body("{\"quantities\": {\"audience\": 1}}"), 415, "unsupported_media_type"),
+        (
+            base().header("content-type", "text/plain").raw_body("{\"quantities\": {\"audience\": 1}}"),
+            415,
+            "unsupported_media_type",
+        ),
         (base().raw_body("{\"quantities\": {\"audience\": 1}}"), 415, "unsupported_media_type"),
-        (base().header("idempotency-key", "").json(&json!({"quantities": {"audience": 1}})), 400, "invalid_idempotency_key"),
-        (base().header("idempotency-key", &"k".repeat(256)).json(&json!({"quantities": {"audience": 1}})), 400, "invalid_idempotency_key"),
-        (base().header("idempotency-key", "tab\there").json(&json!({"quantities": {"audience": 1}})), 400, "invalid_idempotency_key"),
-        (ApiEvent::new("POST", PURCHASES, COFFEE).json(&json!({"quantities": {"audience": 1}})), 401, "unauthenticated"),
-        (ApiEvent::new("POST", PURCHASES, DENTAL).as_account(COFFEE).json(&json!({"quantities": {"audience": 1}})), 403, "forbidden"),
-        (ApiEvent::new("POST", PURCHASES, "acct-nobody").as_account("acct-nobody").json(&json!({"quantities": {"audience": 1}})), 404, "account_not_found"),
+        (
+            base().header("idempotency-key", "").json(&json!({"quantities": {"audience": 1}})),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            base().header("idempotency-key", &"k".repeat(256)).json(&json!({"quantities": {"audience": 1}})),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            base().header("idempotency-key", "tab\there").json(&json!({"quantities": {"audience": 1}})),
+            400,
+            "invalid_idempotency_key",
+        ),
+        (
+            ApiEvent::new("POST", PURCHASES, COFFEE).json(&json!({"quantities": {"audience": 1}})),
+            401,
+            "unauthenticated",
+        ),
+        (
+            ApiEvent::new("POST", PURCHASES, DENTAL).as_account(COFFEE).json(&json!({"quantities": {"audience": 1}})),
+            403,
+            "forbidden",
+        ),
+        (
+            ApiEvent::new("POST", PURCHASES, "acct-nobody")
+                .as_account("acct-nobody")
+                .json(&json!({"quantities": {"audience": 1}})),
+            404,
+            "account_not_found",
+        ),
         (base().json(&json!({"quantities": {"audience": 1}, "expectedTotal": "24.99"})), 409, "price_changed"),
     ];
     for (event, status, code) in cases {
@@ -215,13 +262,19 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
 #[tokio::test]
 async fn price_change_conflict_carries_current_prices() {
     let env = TestEnv::seeded().await;
-    let a = buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "290.00"}))).await;
+    let a = buy(
+        &env,
+        purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "290.00"})),
+    )
+    .await;
     assert_problem(&a, 409, "price_changed");
     assert_eq!(a.body["total"], "300.00");
     assert_eq!(a.body["expectedTotal"], "290.00");
     assert_eq!(a.body["currentPricing"], pricing(&env, COFFEE).await.body);
     // The same total written differently is the same amount.
-    let ok = buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300"}))).await;
+    let ok =
+        buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300"})))
+            .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
 }
 
@@ -230,9 +283,17 @@ async fn reads_are_tenant_scoped_and_need_claims() {
     let env = TestEnv::seeded().await;
     for (event, status, code) in [
         (ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE), 401, "unauthenticated"),
-        (ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"sub": "x"})), 401, "unauthenticated"),
+        (
+            ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"sub": "x"})),
+            401,
+            "unauthenticated",
+        ),
         (ApiEvent::new("GET", "/accounts/{accountId}/balances", DENTAL).as_account(COFFEE), 403, "forbidden"),
-        (ApiEvent::new("GET", "/accounts/{accountId}/balances", "acct-ghost").as_account("acct-ghost"), 404, "account_not_found"),
+        (
+            ApiEvent::new("GET", "/accounts/{accountId}/balances", "acct-ghost").as_account("acct-ghost"),
+            404,
+            "account_not_found",
+        ),
         (ApiEvent::new("GET", "/accounts/{accountId}/balances", "a#b").as_account("a#b"), 400, "invalid_account_id"),
     ] {
         assert_problem(&answer(api::get_balances(&env.app, event.request()).await), status, code);
@@ -240,7 +301,11 @@ async fn reads_are_tenant_scoped_and_need_claims() {
     for (event, status, code) in [
         (ApiEvent::new("GET", "/accounts/{accountId}/pricing", COFFEE), 401, "unauthenticated"),
         (ApiEvent::new("GET", "/accounts/{accountId}/pricing", DENTAL).as_account(COFFEE), 403, "forbidden"),
-        (ApiEvent::new("GET", "/accounts/{accountId}/pricing", "acct-ghost").as_account("acct-ghost"), 404, "account_not_found"),
+        (
+            ApiEvent::new("GET", "/accounts/{accountId}/pricing", "acct-ghost").as_account("acct-ghost"),
+            404,
+            "account_not_found",
+        ),
     ] {
         assert_problem(&answer(api::get_pricing(&env.app, event.request()).await), status, code);
     }
@@ -249,7 +314,10 @@ async fn reads_are_tenant_scoped_and_need_claims() {
 #[tokio::test]
 async fn account_claim_name_is_configurable() {
     let mut env = TestEnv::seeded().await;
-    env.app = shared::api::App::new(env.app.store.clone(), Settings { account_claim: "tenant".into(), ..Settings::default() });
+    env.app = shared::api::App::new(
+        env.app.store.clone(),
+        Settings { account_claim: "tenant".into(), ..Settings::default() },
+    );
     let default_claim = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).as_account(COFFEE);
     assert_problem(&answer(api::get_balances(&env.app, default_claim.request()).await), 401, "unauthenticated");
     let custom = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"tenant": COFFEE}));
@@ -289,7 +357,12 @@ async fn idempotency_key_replays_the_first_answer_and_writes_once() {
     let body = json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"});
     let first = buy(&env, purchase_event(COFFEE, body.clone()).header("Idempotency-Key", "click-1")).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    let again = buy(&env, purchase_event(COFFEE, json!({"expectedTotal": "50.00", "quantities": {"audience": 2, "pixel": 0}})).header("Idempotency-Key", "click-1")).await;
+    let again = buy(
+        &env,
+        purchase_event(COFFEE, json!({"expectedTotal": "50.00", "quantities": {"audience": 2, "pixel": 0}}))
+            .header("Idempotency-Key", "click-1"),
+    )
+    .await;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.body["purchase"], first.body["purchase"]);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
@@ -298,9 +371,12 @@ async fn idempotency_key_replays_the_first_answer_and_writes_once() {
 
     // Same key, different body or another account: 422 and nothing written.
     let before = env.snapshot().await;
-    let other_body = buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 3}})).header("Idempotency-Key", "click-1")).await;
+    let other_body =
+        buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 3}})).header("Idempotency-Key", "click-1"))
+            .await;
     assert_problem(&other_body, 422, "idempotency_key_reused");
-    let other_account = buy(&env, purchase_event("acct-northwind-bikes", body.clone()).header("Idempotency-Key", "click-1")).await;
+    let other_account =
+        buy(&env, purchase_event("acct-northwind-bikes", body.clone()).header("Idempotency-Key", "click-1")).await;
     assert_problem(&other_account, 422, "idempotency_key_reused");
     assert_eq!(env.snapshot().await, before);
 
@@ -318,7 +394,8 @@ async fn same_key_at_the_same_moment_makes_one_purchase() {
     for _ in 0..20 {
         let app = env.app.clone();
         tasks.push(tokio::spawn(async move {
-            let event = purchase_event(COFFEE, json!({"quantities": {"pixel": 3}})).header("Idempotency-Key", "double-click");
+            let event =
+                purchase_event(COFFEE, json!({"quantities": {"pixel": 3}})).header("Idempotency-Key", "double-click");
             answer(api::purchase_credits(&app, event.request()).await)
         }));
     }

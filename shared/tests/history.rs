@@ -182,7 +182,10 @@ async fn bad_limits_and_cursors_are_refused_before_any_read() {
 #[tokio::test]
 async fn history_and_statements_are_tenant_scoped_and_need_claims() {
     let env = TestEnv::seeded().await;
-    type Handler = fn(&api::App, lambda_http::Request) -> std::pin::Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + '_>>;
+    type Handler = fn(
+        &api::App,
+        lambda_http::Request,
+    ) -> std::pin::Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + '_>>;
     let routes: [(&str, Handler); 2] = [
         (PURCHASES, |app, r| Box::pin(history::list_purchases(app, r))),
         (STATEMENTS, |app, r| Box::pin(history::list_statements(app, r))),
@@ -209,7 +212,9 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
     assert_eq!(statements(&env, COFFEE).await.body, json!({"statements": []}));
 
     let mut first_cycle = Vec::new();
-    for quantities in [json!({"audience": 10, "pixel": 5}), json!({"enrichment": 333}), json!({"audience": 1, "custom_model": 1})] {
+    for quantities in
+        [json!({"audience": 10, "pixel": 5}), json!({"enrichment": 333}), json!({"audience": 1, "custom_model": 1})]
+    {
         first_cycle.push(buy(&env, COFFEE, quantities).await);
     }
     buy(&env, BIKES, json!({"pixel": 4})).await;
@@ -231,7 +236,8 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
 
     // 10 × 25.00 + 5 × 10.00 = 300.00; 333 × 0.75 = 249.75; 25.00 + 120.00 = 145.00 (Northwind's prices).
     let older = &list[1];
-    let mut purchase_ids: Vec<String> = first_cycle.iter().map(|p| p["purchaseId"].as_str().unwrap().to_owned()).collect();
+    let mut purchase_ids: Vec<String> =
+        first_cycle.iter().map(|p| p["purchaseId"].as_str().unwrap().to_owned()).collect();
     purchase_ids.sort();
     assert_eq!(
         *older,
@@ -293,7 +299,8 @@ async fn sample_events_answer_as_documented() {
         let a = answer(response);
         assert_eq!(a.status, status, "{file}: {}", a.body);
     }
-    let purchases = answer(history::list_purchases(&env.app, request_from_event(&event_json("list-purchases.json"))).await);
+    let purchases =
+        answer(history::list_purchases(&env.app, request_from_event(&event_json("list-purchases.json"))).await);
     assert_eq!(purchases.body["purchases"].as_array().unwrap().len(), 1);
     let accounts: BTreeSet<&str> =
         purchases.body["purchases"].as_array().unwrap().iter().map(|p| p["accountId"].as_str().unwrap()).collect();

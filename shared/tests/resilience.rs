@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use shared::api::{self, Settings};
 use shared::domain::CreditType;
 use testkit::faults::Fault;
-use testkit::{ApiEvent, Answer, TestEnv, answer};
+use testkit::{Answer, ApiEvent, TestEnv, answer};
 
 const COFFEE: &str = "acct-northwind-coffee";
 
@@ -33,7 +33,8 @@ async fn drift(env: &TestEnv, account: &str) -> Vec<String> {
     CreditType::ALL
         .into_iter()
         .filter_map(|t| {
-            let sum: u64 = records.iter().flat_map(|r| &r.lines).filter(|l| l.credit_type == t).map(|l| l.quantity).sum();
+            let sum: u64 =
+                records.iter().flat_map(|r| &r.lines).filter(|l| l.credit_type == t).map(|l| l.quantity).sum();
             (sum != balances.get(t)).then(|| format!("{t}: balance {} != records {sum}", balances.get(t)))
         })
         .collect()

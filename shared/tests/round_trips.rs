@@ -37,12 +37,14 @@ async fn set_northwind_audience_price(env: &TestEnv, price: &str) {
 async fn a_warm_purchase_is_one_transaction_plus_the_balances_read() {
     let env = TestEnv::seeded().await;
     env.operations.reset(); // forget the seeding
-    let cold = answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
+    let cold =
+        answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
     assert_eq!(cold.status, 201);
     assert_eq!(env.operations.operations(), ["GetItem", "BatchGetItem", "TransactWriteItems", "GetItem"]);
 
     env.operations.reset();
-    let warm = answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
+    let warm =
+        answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
     assert_eq!(warm.status, 201);
     assert_eq!(warm.body["balances"]["audience"], 2);
     assert_eq!(env.operations.operations(), ["TransactWriteItems", "GetItem"]);
@@ -53,7 +55,8 @@ async fn a_warm_purchase_with_prefer_minimal_is_exactly_one_call() {
     let env = TestEnv::seeded().await;
     let _ = api::get_pricing(&env.app, pricing_event().request()).await; // warms the cache, as the dashboard does
     env.operations.reset();
-    let event = purchase(json!({"quantities": {"pixel": 2}, "expectedTotal": "20.00"})).header("Prefer", "return=minimal");
+    let event =
+        purchase(json!({"quantities": {"pixel": 2}, "expectedTotal": "20.00"})).header("Prefer", "return=minimal");
     let a = answer(api::purchase_credits(&env.app, event.request()).await);
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.header("preference-applied"), Some("return=minimal"));
@@ -93,8 +96,11 @@ async fn a_cached_price_that_changed_is_never_charged() {
     // The client still believes 25.00: 409 with the new prices, nothing written.
     let before = env.snapshot().await;
     let stale = answer(
-        api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"})).request())
-            .await,
+        api::purchase_credits(
+            &env.app,
+            purchase(json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"})).request(),
+        )
+        .await,
     );
     assert_eq!(stale.status, 409, "{}", stale.body);
     assert_eq!(stale.body["total"], "52.00");

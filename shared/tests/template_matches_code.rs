@@ -127,7 +127,8 @@ impl Template {
     /// Environment variables as deployed: `Globals` merged with the function's own.
     fn environment(&self, function: &Value) -> BTreeMap<String, Value> {
         let mut vars = BTreeMap::new();
-        for source in [&self.globals()["Environment"]["Variables"], &function["Properties"]["Environment"]["Variables"]] {
+        for source in [&self.globals()["Environment"]["Variables"], &function["Properties"]["Environment"]["Variables"]]
+        {
             if let Some(map) = source.as_mapping() {
                 for (k, v) in map {
                     vars.insert(k.as_str().expect("variable names are strings").to_owned(), v.clone());
@@ -328,7 +329,10 @@ fn function_policies_name_only_the_actions_the_code_performs() {
                 .unwrap_or_else(|| panic!("{id}: only inline policy documents are allowed, got {policy:?}"));
             for statement in statements {
                 assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}: statement effect");
-                assert!(statement["NotAction"].is_null() && statement["NotResource"].is_null(), "{id}: NotAction/NotResource");
+                assert!(
+                    statement["NotAction"].is_null() && statement["NotResource"].is_null(),
+                    "{id}: NotAction/NotResource"
+                );
                 let these = strings(&statement["Action"]);
                 assert!(!these.is_empty(), "{id}: statement without actions");
                 for action in &these {

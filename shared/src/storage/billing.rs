@@ -35,7 +35,9 @@ use crate::billing::{
     StatementLine,
 };
 use crate::domain::{CreditType, round_to_cents};
-use crate::table::{PARTITION_KEY, SORT_KEY, SparseIndex, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS};
+use crate::table::{
+    PARTITION_KEY, SORT_KEY, SparseIndex, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
+};
 
 const STATEMENT_SK_PREFIX: &str = "STATEMENT#";
 const PART_MARKER: &str = "#PART#";
@@ -196,7 +198,12 @@ impl Store {
         (tally, result)
     }
 
-    async fn bill_side_inner(&self, side: &BillingSide, state: &RunState<'_>, tally: &mut Tally) -> Result<(), BillingError> {
+    async fn bill_side_inner(
+        &self,
+        side: &BillingSide,
+        state: &RunState<'_>,
+        tally: &mut Tally,
+    ) -> Result<(), BillingError> {
         let batch_size = state.run.purchases_per_transaction.clamp(1, billing::MAX_PURCHASES_PER_TRANSACTION);
         // Per owner, purchases read but not yet billed: batches fill across pages and shards.
         let mut pending: BTreeMap<String, Vec<PurchaseRecord>> = BTreeMap::new();
@@ -345,7 +352,10 @@ impl Store {
                             return Err(StoreError::Internal("statement part exists for an unbilled purchase".into()));
                         }
                         reasons.iter().any(|r| {
-                            matches!(r.code(), Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded"))
+                            matches!(
+                                r.code(),
+                                Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+                            )
                         })
                     }
                     TransactWriteItemsError::TransactionInProgressException(_) => true,
@@ -366,7 +376,11 @@ impl Store {
                     classify("TransactWriteItems billing step", err)
                 )));
             }
-            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, "billing step conflicted or unanswered; resending");
+            tracing::info!(
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                "billing step conflicted or unanswered; resending"
+            );
             tokio::time::sleep(delay).await;
         }
     }
@@ -581,11 +595,7 @@ impl Store {
         }
         let more = purchases.len() > limit;
         purchases.truncate(limit);
-        let next = if more {
-            purchases.last().map(|p| PurchaseKey::of(&p.account_id, &p.purchase_id))
-        } else {
-            None
-        };
+        let next = if more { purchases.last().map(|p| PurchaseKey::of(&p.account_id, &p.purchase_id)) } else { None };
         Ok(PurchasePage { purchases, next })
     }
 }
@@ -698,7 +708,8 @@ fn statement_from_item(item: &HashMap<String, AttributeValue>) -> Result<Stateme
     let mut lines = Vec::new();
     for credit_type in CreditType::ALL {
         let (quantity_attribute, amount_attribute) = line_attributes(credit_type);
-        let quantity = number(item, quantity_attribute)?.map(|q| whole(q, quantity_attribute)).transpose()?.unwrap_or(0);
+        let quantity =
+            number(item, quantity_attribute)?.map(|q| whole(q, quantity_attribute)).transpose()?.unwrap_or(0);
         let amount = number(item, amount_attribute)?.unwrap_or_default();
         if quantity > 0 || !amount.is_zero() {
             lines.push(StatementLine { credit_type, quantity, amount: round_to_cents(amount) });

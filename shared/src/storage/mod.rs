@@ -19,8 +19,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -71,7 +71,10 @@ where
 {
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Unavailable(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err)))
+            StoreError::Unavailable(format!(
+                "{operation}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&err)
+            ))
         }
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or("unknown");
@@ -82,7 +85,10 @@ where
                 StoreError::Internal(format!("{operation}: {code}: {message}"))
             }
         }
-        _ => StoreError::Internal(format!("{operation}: {}", aws_smithy_types::error::display::DisplayErrorContext(&err))),
+        _ => StoreError::Internal(format!(
+            "{operation}: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&err)
+        )),
     }
 }
 
@@ -346,7 +352,11 @@ impl Store {
     }
 
     /// Reads what an earlier request stored under an idempotency key, if it has not expired.
-    pub async fn idempotency(&self, key_value: &str, now_epoch_seconds: u64) -> Result<Option<StoredIdempotency>, StoreError> {
+    pub async fn idempotency(
+        &self,
+        key_value: &str,
+        now_epoch_seconds: u64,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
         let Some(item) = self.get_raw(keys::idempotency(key_value), keys::IDEMPOTENCY_SK).await? else {
             return Ok(None);
         };
@@ -393,7 +403,12 @@ impl Store {
                         if let Some(outcome) = condition_outcome(reasons, idempotency.is_some())? {
                             return Ok(outcome);
                         }
-                        reasons.iter().any(|r| matches!(r.code(), Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")))
+                        reasons.iter().any(|r| {
+                            matches!(
+                                r.code(),
+                                Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
+                            )
+                        })
                     }
                     TransactWriteItemsError::TransactionInProgressException(_) => true,
                     _ => false,
@@ -417,11 +432,7 @@ impl Store {
 
     /// Full jitter over an exponential ceiling: spreads retrying writers apart.
     fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .retry
-            .base_delay
-            .saturating_mul(1 << attempt.min(16))
-            .min(self.retry.max_delay);
+        let ceiling = self.retry.base_delay.saturating_mul(1 << attempt.min(16)).min(self.retry.max_delay);
         ceiling.mul_f64(fastrand::f64())
     }
 
@@ -488,9 +499,9 @@ impl Store {
             .table_name(&self.table_name)
             .set_key(Some(key(keys::agency(&pricing.agency_id), keys::PRICING_SK)));
         let agency_check = match pricing.agency_version {
-            Some(version) => agency_check
-                .condition_expression("version = :v")
-                .expression_attribute_values(":v", n(version)),
+            Some(version) => {
+                agency_check.condition_expression("version = :v").expression_attribute_values(":v", n(version))
+            }
             None => agency_check.condition_expression("attribute_not_exists(pk)"),
         }
         .build()
@@ -621,15 +632,14 @@ impl Store {
     /// Stores the default pricing; bumps its version only when the rates change, so loading twice is a no-op.
     pub async fn upsert_default_pricing(&self, rates: &BTreeMap<CreditType, Rate>) -> Result<bool, StoreError> {
         let current = self.get_raw(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK).await?;
-        let current: Option<DefaultPricingItem> = current
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(|e| internal("default pricing item", e))?;
+        let current: Option<DefaultPricingItem> =
+            current.map(serde_dynamo::from_item).transpose().map_err(|e| internal("default pricing item", e))?;
         if current.as_ref().is_some_and(|c| &c.rates == rates) {
             return Ok(false);
         }
         let version = current.as_ref().map_or(0, |c| c.version);
-        let item = DefaultPricingItem { version: version + 1, currency: crate::domain::CURRENCY.into(), rates: rates.clone() };
+        let item =
+            DefaultPricingItem { version: version + 1, currency: crate::domain::CURRENCY.into(), rates: rates.clone() };
         self.put_versioned(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK, &item, current.map(|c| c.version))
             .await?;
         Ok(true)
@@ -642,10 +652,8 @@ impl Store {
         rates: &BTreeMap<CreditType, RateOverride>,
     ) -> Result<bool, StoreError> {
         let current = self.get_raw(keys::agency(agency_id), keys::PRICING_SK).await?;
-        let current: Option<AgencyPricingItem> = current
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(|e| internal("agency pricing item", e))?;
+        let current: Option<AgencyPricingItem> =
+            current.map(serde_dynamo::from_item).transpose().map_err(|e| internal("agency pricing item", e))?;
         if current.as_ref().is_some_and(|c| &c.rates == rates) {
             return Ok(false);
         }
@@ -661,7 +669,12 @@ impl Store {
     }
 
     /// Creates or updates an account's agency and name; existing balances are never touched.
-    pub async fn upsert_account(&self, account_id: &str, agency_id: &str, name: Option<&str>) -> Result<(), StoreError> {
+    pub async fn upsert_account(
+        &self,
+        account_id: &str,
+        agency_id: &str,
+        name: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut update = "SET accountId = :id, agencyId = :agency".to_owned();
         let mut values = HashMap::from([(":id".to_owned(), s(account_id)), (":agency".to_owned(), s(agency_id))]);
         if let Some(name) = name {
@@ -776,9 +789,9 @@ fn account_from_item(item: &HashMap<String, AttributeValue>) -> Result<Account, 
     for credit_type in CreditType::ALL {
         let value = match item.get(balance_attribute(credit_type)) {
             None => 0,
-            Some(AttributeValue::N(v)) => v
-                .parse::<u64>()
-                .map_err(|e| internal(&format!("balance of {credit_type}"), e))?,
+            Some(AttributeValue::N(v)) => {
+                v.parse::<u64>().map_err(|e| internal(&format!("balance of {credit_type}"), e))?
+            }
             Some(_) => return Err(StoreError::Internal(format!("balance of {credit_type} is not a number"))),
         };
         balances.insert(credit_type, value);
