@@ -15,7 +15,7 @@ for file in events/*.json; do
     purchase-credits) function="$name"; want="201" ;;
     *) function="$name"; want="200" ;;
   esac
-  output="$(cargo lambda invoke "$function" --data-file "$file" -A 127.0.0.1 -P "$port" 2>&1)" || true
+  output="$(cargo lambda invoke "$function" --data-file "$file" -P "$port" 2>&1)" || true
   got="$(printf '%s' "$output" | python3 -c 'import json,sys; print(json.load(sys.stdin)["statusCode"])' 2>/dev/null || echo "no-response")"
   if [ "$got" = "$want" ]; then
     passed=$((passed + 1)); echo "ok   $function $file -> $got"

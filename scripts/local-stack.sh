@@ -70,17 +70,18 @@ stack_seed() {
   (cd "$repo_root" && cargo run --quiet -p seed-loader -- "$@")
 }
 
-# stack_start_functions PORT [extra cargo lambda watch flags]: serves every function of the workspace.
+# stack_start_functions PORT [extra cargo lambda watch flags]: serves every function of the workspace on
+# the IPv6 loopback, where a plain `cargo lambda invoke` (default address ::1) finds it.
 stack_start_functions() {
   local port="$1"; shift
-  port_is_free "$port" || { stack_log "port $port is busy (cargo lambda watch)"; return 1; }
+  (exec 3<>"/dev/tcp/::1/$port") 2>/dev/null && { stack_log "port $port is busy (cargo lambda watch)"; return 1; }
   # Build first so the first invocation is not a multi-minute compile.
   (cd "$repo_root" && cargo build --quiet --workspace --bins)
-  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A 127.0.0.1 -P '$port' \
+  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' \
     --env-var TABLE_NAME='$TABLE_NAME' --env-var AWS_ENDPOINT_URL_DYNAMODB='$AWS_ENDPOINT_URL_DYNAMODB' \
     --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
     --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' $*" >/dev/null
-  export LAMBDA_INVOKE_URL="http://127.0.0.1:$port"
+  export LAMBDA_INVOKE_URL="http://[::1]:$port"
   wait_for_http "$LAMBDA_INVOKE_URL/" 120 functions
   stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"
 }
