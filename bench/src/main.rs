@@ -1,0 +1,286 @@
+//! `make bench`: figures for issue 6, printed and written to bench/RESULTS.md. Not a test: a missed target is
+//! reported (exit 0); only a bench that could not measure exits non-zero.
+//!
+//! 1. Warm requests in process against an embedded dynoxide: handler vs a bare SDK call doing the same DynamoDB
+//!    work, interleaved, at concurrency 1 and 32.
+//! 2. One warm purchase-credits process fed a sustained stream of invocations: peak RSS.
+//! 3. Cold starts of the release bootstraps under a mock Lambda Runtime API, against the echo binary.
+//! 4. arm64 release binary sizes.
+//!
+//! Options: `--quick` (small counts, writes nothing unless `--out` is given), `--bin-dir DIR` (host binaries,
+//! default target/release), `--out FILE`, `--stale-arm64` (lists binaries whose arm64 bootstrap needs a build).
+
+mod artifacts;
+mod inproc;
+mod process;
+mod report;
+mod runtime_api;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use inproc::{Fixture, Scenario};
+use process::{Engine, Function, event_bytes};
+use report::{ColdRow, Machine, Results, SizeRow};
+
+/// The functions benchmarked (and whose arm64 size is a target), then the floor they are compared with.
+const FUNCTIONS: [&str; 2] = ["purchase-credits", "get-pricing"];
+const ECHO: &str = "echo-lambda";
+/// The system CA bundle (Debian's path), for the diagnostic cold-start variant.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+struct Plan {
+    warmup: usize,
+    sequential: usize,
+    concurrency: usize,
+    concurrent: usize,
+    block: usize,
+    stream: usize,
+    cold_runs: usize,
+}
+
+const FULL: Plan =
+    Plan { warmup: 100, sequential: 1000, concurrency: 32, concurrent: 2000, block: 250, stream: 2000, cold_runs: 20 };
+const QUICK: Plan =
+    Plan { warmup: 10, sequential: 100, concurrency: 32, concurrent: 256, block: 64, stream: 100, cold_runs: 3 };
+
+struct Args {
+    quick: bool,
+    stale_arm64: bool,
+    bin_dir: PathBuf,
+    out: Option<PathBuf>,
+}
+
+fn parse_args(root: &std::path::Path) -> Result<Args, String> {
+    let mut args = Args { quick: false, stale_arm64: false, bin_dir: root.join("target/release"), out: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--stale-arm64" => args.stale_arm64 = true,
+            "--bin-dir" => args.bin_dir = it.next().ok_or("--bin-dir needs a directory")?.into(),
+            "--out" => args.out = Some(it.next().ok_or("--out needs a file")?.into()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if args.out.is_none() && !args.quick {
+        args.out = Some(root.join("bench/RESULTS.md"));
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The functions' log setup (`shared::runtime::init_tracing`: JSON lines, level info) writing to a sink: the
+/// handler pays for formatting its log lines as in Lambda, and the bench's output stays readable.
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time()
+        .with_writer(std::io::sink)
+        .init();
+}
+
+fn phase(text: &str) {
+    eprintln!("bench: {text}");
+}
+
+async fn run() -> Result<(), String> {
+    let root = testkit::repo_root();
+    let args = parse_args(&root)?;
+    let all: Vec<&str> = FUNCTIONS.iter().copied().chain([ECHO]).collect();
+    if args.stale_arm64 {
+        println!("{}", artifacts::stale_arm64(&root, &all).join(" ")); // one line, for scripts/bench.sh
+        return Ok(());
+    }
+    let plan = if args.quick { QUICK } else { FULL };
+    let function = |name: &'static str, expect_status: Option<u64>| Function {
+        name,
+        binary: args.bin_dir.join(name),
+        expect_status,
+        extra_env: Vec::new(),
+    };
+    let purchase = function("purchase-credits", Some(201));
+    let pricing = function("get-pricing", Some(200));
+    let echo = function(ECHO, None);
+    for f in [&purchase, &pricing, &echo] {
+        if !f.binary.is_file() {
+            return Err(format!("{} is missing: scripts/bench.sh builds it", f.binary.display()));
+        }
+    }
+
+    init_tracing();
+    let machine = Machine::describe(&root);
+    phase("seeding an embedded dynoxide");
+    let fx = Arc::new(Fixture::new().await?);
+    fx.check_call_counts().await?;
+    let engine = Engine { endpoint: fx.env.dynamo.endpoint(), table: fx.env.table.clone() };
+
+    let scenarios = [Scenario::PurchaseMinimal, Scenario::PurchaseDefault, Scenario::PricingWarm];
+    let mut comparisons = Vec::new();
+    for scenario in scenarios {
+        phase(&format!("c=1: {} vs bare {}", scenario.handler_name(), scenario.bare_name()));
+        comparisons.push(inproc::sequential(&fx, scenario, plan.warmup, plan.sequential).await?);
+    }
+    for scenario in scenarios {
+        phase(&format!("c={}: {} vs bare {}", plan.concurrency, scenario.handler_name(), scenario.bare_name()));
+        comparisons.push(inproc::concurrent(&fx, scenario, plan.concurrency, plan.block, plan.concurrent).await?);
+    }
+
+    // Right after the c=32 phase, not during it: a second load on 2 cores would blur the interleaved figures.
+    let purchase_event = testkit::event_json("purchase-credits.json");
+    let stream_event = |i: usize| {
+        let mut event = purchase_event.clone();
+        event["headers"]["idempotency-key"] = json!(uuid::Uuid::now_v7().to_string());
+        if i.is_multiple_of(2) {
+            event["headers"]["prefer"] = json!("return=minimal");
+        }
+        event["requestContext"]["requestId"] = json!(format!("bench-stream-{i}"));
+        event_bytes(&event)
+    };
+    let mut sustained = Vec::new();
+    for f in [&purchase, &echo] {
+        phase(&format!("memory: {} invocations, one at a time, into {}", plan.stream, f.name));
+        sustained.push((f.name, process::sustained(f, &engine, plan.stream, stream_event).await?));
+    }
+
+    phase(&format!("cold starts: {} rounds of {}, {} and {}", plan.cold_runs, purchase.name, pricing.name, echo.name));
+    let pricing_event = event_bytes(&testkit::event_json("get-pricing.json"));
+    let cold_event = |f: &Function| {
+        if f.name == purchase.name { event_bytes(&purchase_event) } else { pricing_event.clone() }
+    };
+    // Diagnostic variant: the SDK's HTTPS client reads the system's root certificates at cold start, here a
+    // bundle plus a directory of ~150 more files; Lambda's AL2023 image has bundles only. Not a target.
+    let bundle_only = Function {
+        extra_env: vec![("SSL_CERT_FILE", CA_BUNDLE.into()), ("SSL_CERT_DIR", String::new())],
+        ..purchase.clone()
+    };
+    let mut order = vec![&purchase, &pricing, &echo];
+    if std::path::Path::new(CA_BUNDLE).is_file() {
+        order.push(&bundle_only);
+    }
+    for f in &order {
+        process::cold_start(f, &engine, cold_event(f)).await?; // untimed: loads the binary into the page cache
+    }
+    let mut cold: Vec<ColdRow> = order
+        .iter()
+        .map(|f| ColdRow {
+            name: if f.extra_env.is_empty() {
+                f.name.into()
+            } else {
+                format!("{} (CA bundle only; diagnostic)", f.name)
+            },
+            diagnostic: !f.extra_env.is_empty(),
+            samples: Vec::new(),
+        })
+        .collect();
+    for round in 0..plan.cold_runs {
+        // Rotating the order spreads any drift (and whichever ran just before) over all three.
+        for k in 0..order.len() {
+            let i = (round + k) % order.len();
+            cold[i].samples.push(process::cold_start(order[i], &engine, cold_event(order[i])).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    let sizes = all
+        .iter()
+        .map(|name| SizeRow {
+            name,
+            arm64: artifacts::arm64(&root, name),
+            host_bytes: artifacts::host_size(&args.bin_dir, name),
+            is_function: *name != ECHO,
+        })
+        .collect();
+
+    let results = Results {
+        machine,
+        load_after: report::load_average(),
+        comparisons,
+        cold,
+        sustained,
+        sizes,
+        notes: notes(&plan),
+    };
+    let markdown = results.markdown();
+    println!("{markdown}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &markdown).map_err(|e| format!("{}: {e}", out.display()))?;
+        phase(&format!("wrote {}", out.display()));
+    }
+    Ok(())
+}
+
+fn notes(plan: &Plan) -> Vec<String> {
+    vec![
+        "Engine: dynoxide 3.2 embedded in the bench process (in-memory SQLite behind its HTTP server on 127.0.0.1), \
+         sharing the 2 cores with the load it serves; absolute times are this machine's, the ratios are the point."
+            .into(),
+        "Both sides use an SDK client from `testkit::client_for` (the functions' timeouts and retry settings, the \
+         default HTTP stack, each client with its own retry partition)."
+            .into(),
+        "Handler side: `shared::api` handlers called in process on an `App` built as a function builds it, with a \
+         pricing-cache TTL longer than the run so every call is the warm path the row names. Requests are built \
+         with `testkit::ApiEvent` before the clock starts (the runtime parses the event before a handler runs): \
+         the body of events/purchase-credits.json (two lines, `expectedTotal`) with a fresh `Idempotency-Key`, \
+         so each purchase is a five-item transaction. The functions' JSON log subscriber is installed, writing \
+         to a sink, so the handler's log line is formatted as in Lambda."
+            .into(),
+        "Bare side: the same five items from `Store::purchase_transaction` (fresh purchase id and key per call, \
+         the purchase id as `ClientRequestToken`, as the Store sends it); for the default purchase the same \
+         consistent `GetItem` of the account follows. Only `send()` is timed."
+            .into(),
+        "Call counts checked before timing with the counting client: warm minimal purchase = [TransactWriteItems], \
+         default purchase = [TransactWriteItems, GetItem], warm get-pricing = []."
+            .into(),
+        format!(
+            "c=1: {} handler/bare pairs after {} warm-up pairs, alternating which side goes first; req/s = requests \
+             ÷ time inside that side's calls. c={}: {} requests per side in blocks of {} with {} in flight, \
+             handler and bare blocks alternating (ABBA) after one warm-up block each; req/s = requests ÷ wall \
+             time of that side's blocks.",
+            plan.sequential, plan.warmup, plan.concurrency, plan.concurrent, plan.block, plan.concurrency
+        ),
+        format!(
+            "Cold start: a fresh process per run (x86_64 release build, same profile), environment limited to what \
+             Lambda sets (runtime API, function name/memory/version, log group/stream, TABLE_NAME, region, \
+             credentials, AWS_ENDPOINT_URL_DYNAMODB → the bench's dynoxide), stdout to /dev/null. First poll = \
+             the first `GET /2018-06-01/runtime/invocation/next`; first answer = its `POST .../response` for \
+             events/purchase-credits.json or events/get-pricing.json (echo gets the latter). One untimed run per \
+             binary first (page cache), then {} rounds in rotating order. The diagnostic row runs the same \
+             purchase-credits with `SSL_CERT_FILE={CA_BUNDLE}` and an empty `SSL_CERT_DIR`: the SDK's HTTPS \
+             client then parses one CA bundle, approximating Lambda's AL2023 image (whose certificate directory \
+             holds bundles only), instead of the bundle plus every file in /etc/ssl/certs it finds on this \
+             Debian host.",
+            plan.cold_runs
+        ),
+        format!(
+            "Memory: right after the c={} phase, one purchase-credits process was fed {} invocations one at a time \
+             (events/purchase-credits.json, a fresh `Idempotency-Key` each, every other one with \
+             `Prefer: return=minimal`); VmHWM/VmRSS from /proc/<pid>/status. Same stream into the echo binary for \
+             the floor. Measured on the x86_64 build (arm64 cannot run here).",
+            plan.concurrency, plan.stream
+        ),
+        "Sizes: `cargo lambda build --release --arm64` output (cargo-lambda adds panic=abort and \
+         target-cpu=neoverse-n1) or `sam build`'s copy under .aws-sam/build, whichever is newer; scripts/bench.sh \
+         rebuilds any older than its sources. Limits read as MiB."
+            .into(),
+    ]
+}
