@@ -90,7 +90,7 @@ async fn main() -> ExitCode {
 fn init_tracing() {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)

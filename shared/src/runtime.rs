@@ -10,13 +10,18 @@ use crate::api::{App, Settings};
 use crate::storage::Store;
 
 /// JSON logs; the Lambda runtime's span adds the request id to every line.
+///
+/// The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`
+/// (a plain level such as `debug`), default `info`. A plain level filter instead of `EnvFilter` keeps the
+/// regex engine out of the binary and off the cold start.
 pub fn init_tracing() {
+    let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
+        .into_iter()
+        .find_map(|name| std::env::var(name).ok()?.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_max_level(level)
         .with_current_span(true)
         .with_span_list(false)
         .with_target(false)
