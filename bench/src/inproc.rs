@@ -14,7 +14,7 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::api::{self, App, Settings};
-use shared::domain::{self, CURRENCY, CreditType, EffectivePricing, Quantities};
+use shared::domain::{self, CreditType, EffectivePricing, Quantities};
 use shared::storage::{IdempotencyClaim, PurchaseRecord, Store};
 use testkit::{ApiEvent, TestEnv, answer};
 use tokio::task::JoinSet;
@@ -150,21 +150,8 @@ impl Fixture {
         let quote = domain::quote(&self.pricing, &self.quantities);
         let purchase_id = uuid::Uuid::now_v7().to_string();
         let key = uuid::Uuid::now_v7().to_string();
-        let record = PurchaseRecord {
-            purchase_id: purchase_id.clone(),
-            account_id: ACCOUNT.to_owned(),
-            agency_id: self.agency_id.clone(),
-            created_at: humantime::format_rfc3339_millis(now).to_string(),
-            currency: CURRENCY.to_owned(),
-            lines: quote.lines,
-            total: quote.total,
-            total_at_cost: quote.total_at_cost,
-            billed_to_client: false,
-            billed_to_agency: false,
-            client_statement_id: None,
-            agency_statement_id: None,
-            idempotency_key: Some(key.clone()),
-        };
+        let record =
+            PurchaseRecord::unbilled(purchase_id.clone(), ACCOUNT, &self.agency_id, now, quote, Some(key.clone()));
         let claim = IdempotencyClaim {
             key,
             // Same shape as the handler's SHA-256 hex: 64 hex characters.

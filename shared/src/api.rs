@@ -76,7 +76,7 @@ impl App {
 }
 
 /// Runs a handler body within the request budget and maps its error in the one place errors become HTTP.
-async fn respond(app: &App, work: impl Future<Output = Result<Response<Body>, AppError>>) -> Response<Body> {
+pub(crate) async fn respond(app: &App, work: impl Future<Output = Result<Response<Body>, AppError>>) -> Response<Body> {
     let outcome = match tokio::time::timeout(app.settings.request_budget, work).await {
         Ok(outcome) => outcome,
         Err(_) => Err(AppError::Unavailable("request budget exhausted".into())),
@@ -141,21 +141,14 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
         }
 
         let now = SystemTime::now();
-        let record = PurchaseRecord {
-            purchase_id: uuid::Uuid::now_v7().to_string(),
-            account_id: account_id.clone(),
-            agency_id: agency_id.clone(),
-            created_at: humantime::format_rfc3339_millis(now).to_string(),
-            currency: CURRENCY.to_owned(),
-            lines: quote.lines,
-            total: quote.total,
-            total_at_cost: quote.total_at_cost,
-            billed_to_client: false,
-            billed_to_agency: false,
-            client_statement_id: None,
-            agency_statement_id: None,
-            idempotency_key: key.clone(),
-        };
+        let record = PurchaseRecord::unbilled(
+            uuid::Uuid::now_v7().to_string(),
+            &account_id,
+            &agency_id,
+            now,
+            quote,
+            key.clone(),
+        );
         let purchase_view = purchase_view(&record);
         let claim = key.as_ref().map(|key| IdempotencyClaim {
             key: key.clone(),
@@ -227,7 +220,7 @@ async fn replay(
 }
 
 /// Reads the account (always fresh) and remembers its agency.
-async fn load_account(app: &App, account_id: &str) -> Result<Account, AppError> {
+pub(crate) async fn load_account(app: &App, account_id: &str) -> Result<Account, AppError> {
     let account = app.store.account(account_id).await?.ok_or(AppError::AccountNotFound)?;
     app.cache.agency_of_account.put(account_id.to_owned(), account.agency_id.clone());
     Ok(account)

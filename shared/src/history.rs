@@ -6,12 +6,11 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-use crate::api::{App, purchase_view};
+use crate::api::{App, load_account, purchase_view, respond};
 use crate::billing::Statement;
 use crate::domain::round_to_cents;
 use crate::error::AppError;
 use crate::http::{authorize, json_response, query_parameter};
-use crate::storage::Account;
 use crate::storage::billing::PurchaseKey;
 
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -19,19 +18,6 @@ pub const MAX_PAGE_SIZE: usize = 100;
 
 /// A cursor is a purchase key (~130 bytes of JSON); anything much longer is not one of ours.
 const MAX_CURSOR_CHARS: usize = 512;
-
-/// Runs a handler body within the request budget; errors become problems in `AppError::into_response`.
-async fn respond(app: &App, work: impl Future<Output = Result<Response<Body>, AppError>>) -> Response<Body> {
-    let outcome = match tokio::time::timeout(app.settings.request_budget, work).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(AppError::Unavailable("request budget exhausted".into())),
-    };
-    outcome.unwrap_or_else(AppError::into_response)
-}
-
-async fn load_account(app: &App, account_id: &str) -> Result<Account, AppError> {
-    app.store.account(account_id).await?.ok_or(AppError::AccountNotFound)
-}
 
 /// `GET /accounts/{accountId}/credit-purchases?limit=&cursor=`: newest first, `nextCursor` while more follow.
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {

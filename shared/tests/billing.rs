@@ -112,21 +112,7 @@ fn make_purchases(book: &Book, count: usize, seed: u64, created_from: &str) -> V
             }
             let quote = domain::quote(&book.pricing[agency_id], &quantities);
             let created = base + Duration::from_millis(i as u64 * 7);
-            PurchaseRecord {
-                purchase_id: uuid::Uuid::now_v7().to_string(),
-                account_id: account_id.clone(),
-                agency_id: agency_id.clone(),
-                created_at: humantime::format_rfc3339_millis(created).to_string(),
-                currency: "USD".into(),
-                lines: quote.lines,
-                total: quote.total,
-                total_at_cost: quote.total_at_cost,
-                billed_to_client: false,
-                billed_to_agency: false,
-                client_statement_id: None,
-                agency_statement_id: None,
-                idempotency_key: None,
-            }
+            PurchaseRecord::unbilled(uuid::Uuid::now_v7().to_string(), account_id, agency_id, created, quote, None)
         })
         .collect()
 }

@@ -446,21 +446,14 @@ async fn stale_prices_never_reach_a_purchase_record() {
     change_northwind_audience_price(&env, "26.00").await;
 
     let quote = shared::domain::quote(&stale, &shared::domain::Quantities::from_pairs([(CreditType::Audience, 1)]));
-    let record = shared::storage::PurchaseRecord {
-        purchase_id: uuid_like(),
-        account_id: COFFEE.into(),
-        agency_id: account.agency_id.clone(),
-        created_at: "2026-11-25T12:00:00.000Z".into(),
-        currency: "USD".into(),
-        lines: quote.lines,
-        total: quote.total,
-        total_at_cost: quote.total_at_cost,
-        billed_to_client: false,
-        billed_to_agency: false,
-        client_statement_id: None,
-        agency_statement_id: None,
-        idempotency_key: None,
-    };
+    let record = shared::storage::PurchaseRecord::unbilled(
+        uuid_like(),
+        COFFEE,
+        &account.agency_id,
+        std::time::SystemTime::now(),
+        quote,
+        None,
+    );
     let before = env.snapshot().await;
     assert_eq!(store.record_purchase(&record, &stale, None).await.unwrap(), RecordOutcome::PricingChanged);
     assert_eq!(env.snapshot().await, before);

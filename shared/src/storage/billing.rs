@@ -22,8 +22,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -319,70 +317,26 @@ impl Store {
     /// Sends one step, resending the same items and token (bounded, with jittered backoff) while DynamoDB reports
     /// conflicts or the outcome is unknown.
     async fn send_step(&self, items: Vec<TransactWriteItem>, token: &str) -> Result<StepOutcome, StoreError> {
-        let started = Instant::now();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .client_request_token(token)
-                .send()
-                .await;
-            let err = match result {
-                Ok(_) => return Ok(StepOutcome::Committed),
-                Err(err) => err,
-            };
-            let retryable = match &err {
-                SdkError::ServiceError(service) => match service.err() {
-                    TransactWriteItemsError::TransactionCanceledException(cancelled) => {
-                        let reasons = cancelled.cancellation_reasons();
-                        let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-                        if failed(0) {
-                            return Ok(StepOutcome::StatementClosed);
-                        }
-                        let billed: Vec<usize> = (2..items.len()).filter(|i| failed(*i)).map(|i| i - 2).collect();
-                        if !billed.is_empty() {
-                            return Ok(StepOutcome::AlreadyBilled(billed));
-                        }
-                        if failed(1) {
-                            // A part exists for our first purchase only if that purchase was billed, which its own
-                            // condition would have reported.
-                            return Err(StoreError::Internal("statement part exists for an unbilled purchase".into()));
-                        }
-                        reasons.iter().any(|r| {
-                            matches!(
-                                r.code(),
-                                Some("TransactionConflict" | "ThrottlingError" | "ProvisionedThroughputExceeded")
-                            )
-                        })
-                    }
-                    TransactWriteItemsError::TransactionInProgressException(_) => true,
-                    _ => false,
-                },
-                // The outcome is unknown (the SDK's own retries are spent): resending the same items with the
-                // same token is safe, and DynamoDB answers with the first outcome if the step was applied.
-                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-                _ => false,
-            };
-            if !retryable {
-                return Err(classify("TransactWriteItems billing step", err));
-            }
-            let delay = self.backoff(attempt);
-            if attempt >= self.retry.max_attempts || started.elapsed() + delay > self.retry.budget {
-                return Err(StoreError::Unavailable(format!(
-                    "TransactWriteItems billing step: conflicts or no answer {attempt} times: {}",
-                    classify("TransactWriteItems billing step", err)
-                )));
-            }
-            tracing::info!(
-                attempt,
-                delay_ms = delay.as_millis() as u64,
-                "billing step conflicted or unanswered; resending"
-            );
-            tokio::time::sleep(delay).await;
-        }
+        let purchases = items.len().saturating_sub(2);
+        let outcome = self
+            .transact_with_retries("TransactWriteItems billing step", &items, token, true, |reasons| {
+                let failed = |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+                if failed(0) {
+                    return Ok(Some(StepOutcome::StatementClosed));
+                }
+                let billed: Vec<usize> = (0..purchases).filter(|i| failed(i + 2)).collect();
+                if !billed.is_empty() {
+                    return Ok(Some(StepOutcome::AlreadyBilled(billed)));
+                }
+                if failed(1) {
+                    // A part exists for our first purchase only if that purchase was billed, which its own
+                    // condition would have reported.
+                    return Err(StoreError::Internal("statement part exists for an unbilled purchase".into()));
+                }
+                Ok(None)
+            })
+            .await?;
+        Ok(outcome.unwrap_or(StepOutcome::Committed))
     }
 
     /// The step's items: [0] the statement's sums, [1] the part listing the purchase ids, [2..] each purchase.

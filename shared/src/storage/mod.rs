@@ -191,6 +191,34 @@ pub struct PurchaseRecord {
     pub idempotency_key: Option<String>,
 }
 
+impl PurchaseRecord {
+    /// A new, unbilled purchase priced by `quote`, created at `created_at`.
+    pub fn unbilled(
+        purchase_id: String,
+        account_id: &str,
+        agency_id: &str,
+        created_at: std::time::SystemTime,
+        quote: crate::domain::Quote,
+        idempotency_key: Option<String>,
+    ) -> PurchaseRecord {
+        PurchaseRecord {
+            purchase_id,
+            account_id: account_id.to_owned(),
+            agency_id: agency_id.to_owned(),
+            created_at: humantime::format_rfc3339_millis(created_at).to_string(),
+            currency: crate::domain::CURRENCY.to_owned(),
+            lines: quote.lines,
+            total: quote.total,
+            total_at_cost: quote.total_at_cost,
+            billed_to_client: false,
+            billed_to_agency: false,
+            client_statement_id: None,
+            agency_statement_id: None,
+            idempotency_key,
+        }
+    }
+}
+
 /// The part of a purchase item the reconciliation reads.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -380,7 +408,28 @@ impl Store {
     ) -> Result<RecordOutcome, StoreError> {
         let items = self.purchase_transaction(purchase, pricing, idempotency)?;
         // The same token on every attempt makes a resend after a lost response a no-op for 10 minutes.
-        let token = purchase.purchase_id.clone();
+        // An unanswered purchase is not resent here: the handler's budget is short, and the client's replay
+        // with its Idempotency-Key settles it.
+        let outcome = self
+            .transact_with_retries("TransactWriteItems purchase", &items, &purchase.purchase_id, false, |reasons| {
+                condition_outcome(reasons, idempotency.is_some())
+            })
+            .await?;
+        Ok(outcome.unwrap_or(RecordOutcome::Recorded))
+    }
+
+    /// Sends one `TransactWriteItems`, resending it with the same token on transient cancellations
+    /// (conflicts, throttling) and, if `resend_unanswered`, when the outcome is unknown, with full-jitter
+    /// backoff bounded by the retry policy. `on_conditions` turns condition failures into an outcome
+    /// (`Some`), or `None` when none failed. `Ok(None)` means the transaction committed.
+    pub(crate) async fn transact_with_retries<T>(
+        &self,
+        what: &str,
+        items: &[TransactWriteItem],
+        token: &str,
+        resend_unanswered: bool,
+        on_conditions: impl Fn(&[aws_sdk_dynamodb::types::CancellationReason]) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -388,20 +437,20 @@ impl Store {
             let result = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .client_request_token(&token)
+                .set_transact_items(Some(items.to_vec()))
+                .client_request_token(token)
                 .send()
                 .await;
             let err = match result {
-                Ok(_) => return Ok(RecordOutcome::Recorded),
+                Ok(_) => return Ok(None),
                 Err(err) => err,
             };
             let retryable = match &err {
                 SdkError::ServiceError(service) => match service.err() {
                     TransactWriteItemsError::TransactionCanceledException(cancelled) => {
                         let reasons = cancelled.cancellation_reasons();
-                        if let Some(outcome) = condition_outcome(reasons, idempotency.is_some())? {
-                            return Ok(outcome);
+                        if let Some(outcome) = on_conditions(reasons)? {
+                            return Ok(Some(outcome));
                         }
                         reasons.iter().any(|r| {
                             matches!(
@@ -413,19 +462,25 @@ impl Store {
                     TransactWriteItemsError::TransactionInProgressException(_) => true,
                     _ => false,
                 },
+                // The outcome is unknown (the SDK's own retries are spent): resending the same items with the
+                // same token is safe, and DynamoDB answers with the first outcome if they were applied.
+                SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                    resend_unanswered
+                }
                 _ => false,
             };
             if !retryable {
-                return Err(classify("TransactWriteItems purchase", err));
+                return Err(classify(what, err));
             }
             let delay = self.backoff(attempt);
             if attempt >= self.retry.max_attempts || started.elapsed() + delay > self.retry.budget {
-                tracing::warn!(attempt, "purchase transaction still conflicting; giving up");
+                tracing::warn!(attempt, "{what}: still cancelled or unanswered; giving up");
                 return Err(StoreError::Unavailable(format!(
-                    "TransactWriteItems purchase: cancelled by conflicts {attempt} times"
+                    "{what}: cancelled or unanswered {attempt} times: {}",
+                    classify(what, err)
                 )));
             }
-            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, "purchase transaction conflicted; retrying");
+            tracing::info!(attempt, delay_ms = delay.as_millis() as u64, "{what}: cancelled or unanswered; resending");
             tokio::time::sleep(delay).await;
         }
     }
