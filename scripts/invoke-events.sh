@@ -23,5 +23,5 @@ for file in events/*.json; do
     failed=$((failed + 1)); echo "FAIL $function $file -> $got (want $want)"; printf '%s\n' "$output" | head -c 2000; echo
   fi
 done
-echo "invoke events: $passed passed, $failed failed"
+echo "invoke-events: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -56,5 +56,5 @@ echo
 if [ "$stages_failed" -ne 0 ]; then
   echo "failed stages: ${failed_names[*]} (logs of the local stack: $STACK_LOG_DIR)"
 fi
-echo "test stages: $stages_passed passed, $stages_failed failed"
+echo "stages: $stages_passed passed, $stages_failed failed"
 [ "$stages_failed" -eq 0 ]
