@@ -34,17 +34,25 @@ pub fn init_tracing() {
 /// The endpoint comes from the SDK's own settings, so `AWS_ENDPOINT_URL_DYNAMODB` points it at a local engine.
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(500))
-                .operation_attempt_timeout(Duration::from_millis(1500))
-                .operation_timeout(Duration::from_secs(3))
-                .build(),
-        )
-        .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(25)))
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
         .load()
         .await;
     aws_sdk_dynamodb::Client::new(&config)
+}
+
+/// Short timeouts: a DynamoDB call that hangs fails fast enough for the request budget to answer a 503.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .operation_attempt_timeout(Duration::from_millis(1500))
+        .operation_timeout(Duration::from_secs(3))
+        .build()
+}
+
+/// The SDK's standard retries (throttling, 5xx, transient network errors), three attempts in all.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(25))
 }
 
 /// The table name every function reads from `TABLE_NAME`.

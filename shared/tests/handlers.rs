@@ -423,16 +423,7 @@ async fn replay_after_a_price_change_still_returns_the_first_answer() {
 }
 
 async fn change_northwind_audience_price(env: &TestEnv, price: &str) {
-    let mut rates = std::collections::BTreeMap::new();
-    for (t, p, c) in [
-        (CreditType::Audience, price, "17.50"),
-        (CreditType::Enrichment, "0.75", "0.40"),
-        (CreditType::Pixel, "10.00", "6.00"),
-        (CreditType::CustomModel, "120.00", "80.00"),
-    ] {
-        rates.insert(t, shared::domain::RateOverride { price: Some(d(p)), cost: Some(d(c)) });
-    }
-    assert!(env.app.store.upsert_agency_pricing("agency-northwind", &rates).await.unwrap());
+    assert!(env.set_seeded_agency_price("agency-northwind", CreditType::Audience, price).await);
 }
 
 #[tokio::test]

@@ -1,12 +1,11 @@
 //! DynamoDB calls per request, counted by an interceptor on the real SDK client.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::api::{self, App, Settings};
-use shared::domain::{CreditType, RateOverride};
+use shared::domain::CreditType;
 use testkit::{ApiEvent, TestEnv, answer};
 
 const COFFEE: &str = "acct-northwind-coffee";
@@ -20,17 +19,7 @@ fn pricing_event() -> ApiEvent {
 }
 
 async fn set_northwind_audience_price(env: &TestEnv, price: &str) {
-    let d = |s: &str| s.parse::<Decimal>().unwrap();
-    let mut rates = BTreeMap::new();
-    for (t, p, c) in [
-        (CreditType::Audience, price, "17.50"),
-        (CreditType::Enrichment, "0.75", "0.40"),
-        (CreditType::Pixel, "10.00", "6.00"),
-        (CreditType::CustomModel, "120.00", "80.00"),
-    ] {
-        rates.insert(t, RateOverride { price: Some(d(p)), cost: Some(d(c)) });
-    }
-    env.app.store.upsert_agency_pricing("agency-northwind", &rates).await.unwrap();
+    env.set_seeded_agency_price("agency-northwind", CreditType::Audience, price).await;
 }
 
 #[tokio::test]

@@ -95,7 +95,7 @@ impl Drop for LocalDynamo {
     }
 }
 
-/// An SDK client for a local engine, with the same timeouts as the functions, so outages behave alike.
+/// An SDK client for a local engine, with the functions' timeouts and retries.
 pub fn client_for(endpoint: &str) -> Client {
     instrumented_client(endpoint, None, None)
 }
@@ -107,18 +107,9 @@ pub fn instrumented_client(endpoint: &str, faults: Option<FaultPlan>, counter: O
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "testkit"))
-        .timeout_config(
-            aws_smithy_types::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_millis(500))
-                .operation_attempt_timeout(Duration::from_millis(1500))
-                .operation_timeout(Duration::from_secs(3))
-                .build(),
-        )
-        .retry_config(
-            aws_smithy_types::retry::RetryConfig::standard()
-                .with_max_attempts(3)
-                .with_initial_backoff(Duration::from_millis(25)),
-        );
+        // The functions' own timeouts and retries, so outages behave in tests as they do deployed.
+        .timeout_config(shared::runtime::timeout_config())
+        .retry_config(shared::runtime::retry_config());
     // The SDK shares its retry token bucket per partition across the whole process; each test client gets
     // its own, so one test's injected outage cannot drain another's retries.
     config = config.retry_partition(aws_smithy_runtime::client::retries::RetryPartition::new(format!(
@@ -170,6 +161,21 @@ impl TestEnv {
         let app_client = instrumented_client(&dynamo.endpoint(), Some(faults.clone()), Some(operations.clone()));
         let app = App::new(Store::new(app_client, &table), Settings::default());
         TestEnv { dynamo, client, table, app, faults, operations }
+    }
+
+    /// Sets one price of a seeded agency, keeping the rest of its seeded rates; returns whether the pricing
+    /// version moved (it does whenever the price differs from the stored one).
+    pub async fn set_seeded_agency_price(
+        &self,
+        agency_id: &str,
+        credit_type: shared::domain::CreditType,
+        price: &str,
+    ) -> bool {
+        let seed = seed_loader::read_seed_files(&seed_loader::bundled_seed_files()).expect("bundled seeds are valid");
+        let agency = seed.agencies.iter().find(|a| a.agency_id == agency_id).expect("a seeded agency");
+        let mut rates = agency.rates.clone();
+        rates.entry(credit_type).or_default().price = Some(price.parse().expect("a decimal price"));
+        self.app.store.upsert_agency_pricing(agency_id, &rates).await.expect("pricing upsert")
     }
 
     /// Every item of the table, sorted by key, as comparable JSON: a test-only full read.

@@ -48,11 +48,6 @@ fn statement_part_sk(cycle_end: &str, first_purchase_id: &str) -> String {
     format!("{STATEMENT_SK_PREFIX}{cycle_end}{PART_MARKER}{first_purchase_id}")
 }
 
-/// The partition of unbilled index shard `shard`, as `record_purchase` writes it.
-fn unbilled_partition(shard: u32) -> String {
-    format!("UNBILLED#{shard}")
-}
-
 /// Top-level number attributes of a statement per credit type (top-level so `ADD` can create them).
 fn line_attributes(credit_type: CreditType) -> (&'static str, &'static str) {
     match credit_type {
@@ -219,7 +214,7 @@ impl Store {
                     .key_condition_expression("#shard = :shard AND #created < :cycleEnd")
                     .expression_attribute_names("#shard", side.index.partition_key)
                     .expression_attribute_names("#created", side.index.sort_key)
-                    .expression_attribute_values(":shard", s(unbilled_partition(shard)))
+                    .expression_attribute_values(":shard", s(keys::unbilled(shard)))
                     .expression_attribute_values(":cycleEnd", s(state.run.cycle_end.as_str()))
                     .set_exclusive_start_key(start.take())
                     .send()

@@ -112,6 +112,10 @@ pub(crate) mod keys {
     pub fn purchase_sk(purchase_id: &str) -> String {
         format!("{PURCHASE_SK_PREFIX}{purchase_id}")
     }
+    /// The unbilled-index partition of shard `shard`: written by a purchase, queried by the billing run.
+    pub fn unbilled(shard: u32) -> String {
+        format!("UNBILLED#{shard}")
+    }
     pub fn idempotency(key: &str) -> String {
         format!("IDEMPOTENCY#{key}")
     }
@@ -531,9 +535,9 @@ impl Store {
         record.extend(key(keys::account(&purchase.account_id), &keys::purchase_sk(&purchase.purchase_id)));
         let shard = unbilled_shard(&purchase.purchase_id);
         let index_sort = format!("{}#{}", purchase.created_at, purchase.purchase_id);
-        record.insert(UNBILLED_CLIENT_INDEX.partition_key.to_owned(), s(format!("UNBILLED#{shard}")));
+        record.insert(UNBILLED_CLIENT_INDEX.partition_key.to_owned(), s(keys::unbilled(shard)));
         record.insert(UNBILLED_CLIENT_INDEX.sort_key.to_owned(), s(&index_sort));
-        record.insert(UNBILLED_AGENCY_INDEX.partition_key.to_owned(), s(format!("UNBILLED#{shard}")));
+        record.insert(UNBILLED_AGENCY_INDEX.partition_key.to_owned(), s(keys::unbilled(shard)));
         record.insert(UNBILLED_AGENCY_INDEX.sort_key.to_owned(), s(&index_sort));
         let purchase_put = Put::builder()
             .table_name(&self.table_name)
