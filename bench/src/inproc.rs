@@ -14,8 +14,9 @@ use lambda_http::Request;
 use lambda_http::http::StatusCode;
 use serde_json::json;
 use shared::api::{self, App, Settings};
+use shared::domain::PurchaseRecord;
 use shared::domain::{self, CreditType, EffectivePricing, Quantities};
-use shared::storage::{IdempotencyClaim, PurchaseRecord, Store};
+use shared::storage::{IdempotencyClaim, Store};
 use testkit::{ApiEvent, TestEnv, answer};
 use tokio::task::JoinSet;
 
@@ -162,7 +163,7 @@ impl Fixture {
         };
         let items = self
             .bare_items
-            .purchase_transaction(&record, &self.pricing, Some(&claim))
+            .purchase_transaction_for_bench(&record, &self.pricing, Some(&claim))
             .expect("the purchase transaction builds");
         Input::Transact { items, token: purchase_id }
     }

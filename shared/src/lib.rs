@@ -1,22 +1,19 @@
-//! The library every overage-credits Lambda is built from.
+//! The library every overage-credits Lambda is built from. Dependencies point one way:
+//! `domain` ← `storage` ← `api` / `billing`, and `runtime` wires them up at cold start.
 //!
-//! - [`domain`]: pure rules (pricing, quoting, validation), no AWS types.
-//! - [`storage`]: the DynamoDB adapter, the only module speaking attribute values.
+//! - [`domain`]: pure rules and entities (pricing, quotes, purchases, statements, billing decisions,
+//!   reconciliation), no AWS or HTTP types.
 //! - [`table`]: the table's one definition (keys, indexes, TTL).
-//! - [`http`], [`error`], [`api`]: reading requests, the one error type, and the handlers.
+//! - [`storage`]: the DynamoDB adapter, the only module speaking attribute values.
 //! - [`cache`]: per-instance cache of account → agency and agency → prices, re-checked by every purchase.
-//! - [`billing`]: statements per cycle (the run itself is in `storage::billing`); [`history`]: the
-//!   purchase history and statements routes.
+//! - [`api`]: the HTTP handlers, request parsing and the one error → problem mapping.
+//! - [`billing`]: the billing run's loop over storage's pages and steps.
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
 pub mod billing;
 pub mod cache;
 pub mod domain;
-pub mod error;
-pub mod history;
-pub mod http;
-pub mod reconcile;
 pub mod runtime;
 pub mod storage;
 pub mod table;

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::api;
-use shared::billing::{self, BillingError, BillingRun, CycleEnd, RunSummary, Statement, StatementKind};
+use shared::billing::{self, BillingError, BillingRun, RunSummary};
+use shared::domain::PurchaseRecord;
+use shared::domain::billing::{CycleEnd, Statement, StatementKind, statement_delta};
 use shared::domain::{self, CreditType, EffectivePricing, Quantities, Rate, RateOverride};
-use shared::storage::{PurchaseRecord, RecordOutcome, Store};
+use shared::storage::{RecordOutcome, Store};
 use testkit::faults::Fault;
 use testkit::{ApiEvent, TestEnv, answer, event_json};
 use tokio::sync::Semaphore;
@@ -222,7 +224,7 @@ async fn ledger(env: &TestEnv, book: &Book) -> Ledger {
             for id in &statement.purchase_ids {
                 assert!(seen.insert(id.clone()), "purchase {id} is in two {kind:?} statements");
             }
-            let delta = billing::statement_delta(kind, &marked.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
+            let delta = statement_delta(kind, &marked.iter().map(|r| (*r).clone()).collect::<Vec<_>>());
             assert_eq!(statement.total, delta.total, "{} total", statement.statement_id);
             let lines: BTreeMap<CreditType, (u64, Decimal)> =
                 statement.lines.iter().map(|l| (l.credit_type, (l.quantity, l.amount))).collect();
@@ -308,7 +310,7 @@ async fn ten_thousand_purchases_are_billed_exactly_once_to_the_cent() {
     println!("setup: 10000 purchases over 200 accounts and 5 agencies recorded in {:.2?}", started.elapsed());
 
     let started = Instant::now();
-    let summary = store.run_billing(&BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+    let summary = billing::run_billing(store, &BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
     let took = started.elapsed();
     print_summary("billing run, 10000 purchases", &summary, took);
     assert_eq!(summary.purchases_billed_to_client, 10_000);
@@ -337,7 +339,7 @@ async fn ten_thousand_purchases_are_billed_exactly_once_to_the_cent() {
 
     // The same cycle again finds nothing to do and changes nothing.
     let before = books.snapshot;
-    let again = store.run_billing(&BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+    let again = billing::run_billing(store, &BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
     assert_eq!(env.snapshot().await, before, "a second run for the same cycle changed the table");
     assert_eq!((again.items_read, again.transactions, again.purchases_billed_to_client), (0, 0, 0));
 
@@ -345,7 +347,7 @@ async fn ten_thousand_purchases_are_billed_exactly_once_to_the_cent() {
     let new = make_purchases(&book, 50, 7, "2026-11-20T12:00:00Z");
     record_all(store, &book, &new).await;
     let started = Instant::now();
-    let next = store.run_billing(&BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
+    let next = billing::run_billing(store, &BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
     print_summary("next cycle, 10000 billed + 50 unbilled", &next, started.elapsed());
     assert_eq!(next.items_read, 100, "50 unbilled purchases, read once per index");
     assert!(next.items_scanned <= next.items_read + next.queries, "{next:?}");
@@ -370,27 +372,26 @@ async fn a_run_that_dies_half_way_and_runs_again_ends_as_an_uninterrupted_run() 
     record_all(&broken.app.store, &book_broken, &purchases).await;
 
     // Small steps, so each statement is built in several transactions and the stop lands inside statements.
-    let run = |stop_after_batches| BillingRun {
-        purchases_per_transaction: 7,
-        stop_after_batches,
-        ..BillingRun::new(cycle("2026-11-20T00:00:00Z"))
-    };
-    let summary = whole.app.store.run_billing(&run(None)).await.unwrap();
+    let run = BillingRun { purchases_per_transaction: 7, ..BillingRun::new(cycle("2026-11-20T00:00:00Z")) };
+    let summary = billing::run_billing(&whole.app.store, &run).await.unwrap();
     assert!(summary.transactions > 60, "{summary:?}");
     let expected = ledger(&whole, &book).await;
     assert_all_billed(&expected, 300);
 
     let mut stops = Vec::new();
     for stop_after in [5, 20, 35] {
-        match broken.app.store.run_billing(&run(Some(stop_after))).await {
-            Err(BillingError::Stopped { batches }) => stops.push(batches),
-            other => panic!("expected the test hook to stop the run, got {other:?}"),
+        // The process "dies" after `stop_after` transactions: every later one is refused outright.
+        broken.faults.fail_after("TransactWriteItems", stop_after, Fault::Refused);
+        match billing::run_billing(&broken.app.store, &run).await {
+            Err(BillingError::Storage(_)) => stops.push(stop_after),
+            other => panic!("expected the refused transaction to stop the run, got {other:?}"),
         }
+        broken.faults.clear();
         // Consistent at every step: `ledger` checks each statement against the purchases marked with its id.
         let partial = ledger(&broken, &book_broken).await;
         assert!(partial.unbilled_to_client + partial.unbilled_to_agency > 0);
     }
-    let finish = broken.app.store.run_billing(&run(None)).await.unwrap();
+    let finish = billing::run_billing(&broken.app.store, &run).await.unwrap();
     println!("stopped runs committed {stops:?} transactions; the re-run finished with {} more", finish.transactions);
     let finished = ledger(&broken, &book_broken).await;
     assert_all_billed(&finished, 300);
@@ -426,14 +427,16 @@ async fn purchases_during_a_run_are_billed_now_or_next_cycle_never_lost_or_twice
     };
     let in_an_hour = CycleEnd::at(SystemTime::now() + Duration::from_secs(3600));
     let during =
-        store.run_billing(&BillingRun { purchases_per_transaction: 5, ..BillingRun::new(in_an_hour) }).await.unwrap();
+        billing::run_billing(store, &BillingRun { purchases_per_transaction: 5, ..BillingRun::new(in_an_hour) })
+            .await
+            .unwrap();
     let created = purchasing.await.unwrap();
     print_summary("run during 100 purchases", &during, Duration::from_millis(during.duration_ms));
     assert!(during.purchases_billed_to_client >= 400);
 
     // Whatever the first run missed, the next cycle bills; nothing is lost or billed twice.
     let later = CycleEnd::at(SystemTime::now() + Duration::from_secs(7200));
-    let after = store.run_billing(&BillingRun::new(later)).await.unwrap();
+    let after = billing::run_billing(store, &BillingRun::new(later)).await.unwrap();
     println!(
         "purchases made during the run: {created}; billed to clients by that run {} and by the next cycle {}, \
          to agencies by that run {} and by the next cycle {}",
@@ -461,7 +464,7 @@ async fn concurrent_runs_of_one_cycle_bill_each_purchase_once() {
         .map(|_| {
             let store = store.clone();
             let run = run.clone();
-            tokio::spawn(async move { store.run_billing(&run).await.unwrap() })
+            tokio::spawn(async move { billing::run_billing(&store, &run).await.unwrap() })
         })
         .collect();
     let mut billed_to_client = 0;
@@ -488,7 +491,7 @@ async fn a_statement_taken_by_payment_takes_nothing_more() {
     let first = make_purchases(&book, 3, 1, "2026-11-05T00:00:00Z");
     record_all(store, &book, &first).await;
     let cycle_end = cycle("2026-11-20T00:00:00Z");
-    store.run_billing(&BillingRun::new(cycle_end.clone())).await.unwrap();
+    billing::run_billing(store, &BillingRun::new(cycle_end.clone())).await.unwrap();
 
     // The payment step moves the statement on (simulated here with a plain update), then a straggler with
     // an earlier createdAt shows up and the same cycle is run again.
@@ -505,7 +508,7 @@ async fn a_statement_taken_by_payment_takes_nothing_more() {
         .unwrap();
     let straggler = make_purchases(&book, 1, 2, "2026-11-06T00:00:00Z");
     record_all(store, &book, &straggler).await;
-    let rerun = store.run_billing(&BillingRun::new(cycle_end)).await.unwrap();
+    let rerun = billing::run_billing(store, &BillingRun::new(cycle_end)).await.unwrap();
     assert_eq!(rerun.purchases_left_for_next_cycle, 1);
     assert_eq!(rerun.purchases_billed_to_client, 0);
     assert_eq!(rerun.purchases_billed_to_agency, 1, "the agency statement is still pending and takes it");
@@ -513,7 +516,7 @@ async fn a_statement_taken_by_payment_takes_nothing_more() {
     assert_eq!((statements.len(), statements[0].purchase_count, statements[0].status.as_str()), (1, 3, "paid"));
 
     // The next cycle bills it.
-    let next = store.run_billing(&BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
+    let next = billing::run_billing(store, &BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
     assert_eq!(next.purchases_billed_to_client, 1);
     let statements = store.client_statements("acct-0000").await.unwrap();
     assert_eq!(statements[0].cycle_end, "2026-12-01T00:00:00.000Z", "newest cycle first");
@@ -584,7 +587,7 @@ async fn conflicts_throttling_and_lost_responses_still_bill_each_purchase_once()
     env.faults.inject("TransactWriteItems", Fault::LoseResponse, 2);
     env.faults.inject("Query", Fault::Throttling, 1);
     let run = BillingRun { purchases_per_transaction: 10, ..BillingRun::new(cycle("2026-11-20T00:00:00Z")) };
-    let summary = store.run_billing(&run).await.unwrap();
+    let summary = billing::run_billing(store, &run).await.unwrap();
     assert_eq!(env.faults.pending(), 0);
     // A lost answer is resent with the same client request token: DynamoDB answers the first outcome, so the
     // step counts as billed by this run, not as billed by someone else.
@@ -605,7 +608,7 @@ async fn endless_conflicts_fail_the_run_cleanly_and_a_rerun_finishes() {
     env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 1000);
     let run = BillingRun::new(cycle("2026-11-20T00:00:00Z"));
     let started = Instant::now();
-    let err = store.run_billing(&run).await.unwrap_err();
+    let err = billing::run_billing(store, &run).await.unwrap_err();
     assert!(matches!(err, BillingError::Storage(shared::storage::StoreError::Unavailable(_))), "{err}");
     let attempts = env.faults.injected().len();
     println!("endless conflicts: the run gave up after {attempts} attempts in {:.2?}", started.elapsed());
@@ -614,6 +617,6 @@ async fn endless_conflicts_fail_the_run_cleanly_and_a_rerun_finishes() {
 
     // The same cycle through a client without faults finishes the job.
     let healthy = Store::new(env.client.clone(), &env.table);
-    healthy.run_billing(&run).await.unwrap();
+    billing::run_billing(&healthy, &run).await.unwrap();
     assert_all_billed(&ledger(&env, &book).await, 30);
 }

@@ -2,47 +2,28 @@
 
 use std::time::{Duration, Instant};
 
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::api::{self, Settings};
 use shared::domain::CreditType;
-use testkit::{ApiEvent, TestEnv, answer, event_json, request_from_event};
-
-const COFFEE: &str = "acct-northwind-coffee";
-const DENTAL: &str = "acct-brightside-dental";
-const BAKERY: &str = "acct-plainsail-bakery";
-const PURCHASES: &str = "/accounts/{accountId}/credit-purchases";
-
-fn d(s: &str) -> Decimal {
-    s.parse().unwrap()
-}
-
-fn purchase_event(account: &str, body: Value) -> ApiEvent {
-    ApiEvent::new("POST", PURCHASES, account).as_account(account).json(&body)
-}
+use testkit::{
+    ApiEvent, BAKERY, BALANCES_ROUTE, BIKES, COFFEE, DENTAL, PRICING_ROUTE, PURCHASES_ROUTE, TestEnv, answer,
+    assert_problem, d, event_json, request_from_event,
+};
 
 async fn buy(env: &TestEnv, event: ApiEvent) -> testkit::Answer {
     answer(api::purchase_credits(&env.app, event.request()).await)
 }
 
 async fn pricing(env: &TestEnv, account: &str) -> testkit::Answer {
-    let event = ApiEvent::new("GET", "/accounts/{accountId}/pricing", account).as_account(account);
+    let event = ApiEvent::new("GET", PRICING_ROUTE, account).as_account(account);
     answer(api::get_pricing(&env.app, event.request()).await)
 }
 
 async fn balances(env: &TestEnv, account: &str) -> Value {
-    let event = ApiEvent::new("GET", "/accounts/{accountId}/balances", account).as_account(account);
+    let event = ApiEvent::new("GET", BALANCES_ROUTE, account).as_account(account);
     let a = answer(api::get_balances(&env.app, event.request()).await);
     assert_eq!(a.status, 200, "{}", a.body);
     a.body["balances"].clone()
-}
-
-fn assert_problem(a: &testkit::Answer, status: u16, code: &str) {
-    assert_eq!(a.status, status, "{}", a.body);
-    assert_eq!(a.header("content-type"), Some("application/problem+json"));
-    assert_eq!(a.body["code"], code, "{}", a.body);
-    assert_eq!(a.body["status"], status);
-    assert!(a.body["title"].is_string() && a.body["detail"].is_string() && a.body["type"].is_string());
 }
 
 #[tokio::test]
@@ -137,7 +118,10 @@ async fn purchase_records_unbilled_purchase_and_credits_atomically() {
     let env = TestEnv::seeded().await;
     let a = buy(
         &env,
-        purchase_event(DENTAL, json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "60.00"})),
+        ApiEvent::purchase(
+            DENTAL,
+            &json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "60.00"}),
+        ),
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
@@ -176,7 +160,7 @@ async fn purchase_records_unbilled_purchase_and_credits_atomically() {
 #[tokio::test]
 async fn costs_fall_back_to_defaults_independently_of_prices() {
     let env = TestEnv::seeded().await;
-    let a = buy(&env, purchase_event(DENTAL, json!({"quantities": {"enrichment": 100}}))).await;
+    let a = buy(&env, ApiEvent::purchase(DENTAL, &json!({"quantities": {"enrichment": 100}}))).await;
     assert_eq!(a.status, 201, "{}", a.body);
     let record = &env.app.store.all_purchases(DENTAL).await.unwrap()[0];
     let line = &record.lines[0];
@@ -192,7 +176,7 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     let env = TestEnv::seeded().await;
     let before = env.snapshot().await;
     let big = format!("{{\"quantities\": {{\"audience\": 1}}, \"pad\": \"{}\"}}", "x".repeat(17 * 1024));
-    let base = || ApiEvent::new("POST", PURCHASES, COFFEE).as_account(COFFEE);
+    let base = || ApiEvent::new("POST", PURCHASES_ROUTE, COFFEE).as_account(COFFEE);
     let cases: Vec<(ApiEvent, u16, &str)> = vec![
         (base().header("content-type", "application/json").raw_body("{\"quantities\":"), 400, "malformed_json"),
         (base().header("content-type", "application/json").raw_body(""), 400, "malformed_json"),
@@ -234,17 +218,19 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
             "invalid_idempotency_key",
         ),
         (
-            ApiEvent::new("POST", PURCHASES, COFFEE).json(&json!({"quantities": {"audience": 1}})),
+            ApiEvent::new("POST", PURCHASES_ROUTE, COFFEE).json(&json!({"quantities": {"audience": 1}})),
             401,
             "unauthenticated",
         ),
         (
-            ApiEvent::new("POST", PURCHASES, DENTAL).as_account(COFFEE).json(&json!({"quantities": {"audience": 1}})),
+            ApiEvent::new("POST", PURCHASES_ROUTE, DENTAL)
+                .as_account(COFFEE)
+                .json(&json!({"quantities": {"audience": 1}})),
             403,
             "forbidden",
         ),
         (
-            ApiEvent::new("POST", PURCHASES, "acct-nobody")
+            ApiEvent::new("POST", PURCHASES_ROUTE, "acct-nobody")
                 .as_account("acct-nobody")
                 .json(&json!({"quantities": {"audience": 1}})),
             404,
@@ -264,7 +250,7 @@ async fn price_change_conflict_carries_current_prices() {
     let env = TestEnv::seeded().await;
     let a = buy(
         &env,
-        purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "290.00"})),
+        ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "290.00"})),
     )
     .await;
     assert_problem(&a, 409, "price_changed");
@@ -272,9 +258,11 @@ async fn price_change_conflict_carries_current_prices() {
     assert_eq!(a.body["expectedTotal"], "290.00");
     assert_eq!(a.body["currentPricing"], pricing(&env, COFFEE).await.body);
     // The same total written differently is the same amount.
-    let ok =
-        buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300"})))
-            .await;
+    let ok = buy(
+        &env,
+        ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300"})),
+    )
+    .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
 }
 
@@ -282,30 +270,18 @@ async fn price_change_conflict_carries_current_prices() {
 async fn reads_are_tenant_scoped_and_need_claims() {
     let env = TestEnv::seeded().await;
     for (event, status, code) in [
-        (ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE), 401, "unauthenticated"),
-        (
-            ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"sub": "x"})),
-            401,
-            "unauthenticated",
-        ),
-        (ApiEvent::new("GET", "/accounts/{accountId}/balances", DENTAL).as_account(COFFEE), 403, "forbidden"),
-        (
-            ApiEvent::new("GET", "/accounts/{accountId}/balances", "acct-ghost").as_account("acct-ghost"),
-            404,
-            "account_not_found",
-        ),
-        (ApiEvent::new("GET", "/accounts/{accountId}/balances", "a#b").as_account("a#b"), 400, "invalid_account_id"),
+        (ApiEvent::new("GET", BALANCES_ROUTE, COFFEE), 401, "unauthenticated"),
+        (ApiEvent::new("GET", BALANCES_ROUTE, COFFEE).claims(json!({"sub": "x"})), 401, "unauthenticated"),
+        (ApiEvent::new("GET", BALANCES_ROUTE, DENTAL).as_account(COFFEE), 403, "forbidden"),
+        (ApiEvent::new("GET", BALANCES_ROUTE, "acct-ghost").as_account("acct-ghost"), 404, "account_not_found"),
+        (ApiEvent::new("GET", BALANCES_ROUTE, "a#b").as_account("a#b"), 400, "invalid_account_id"),
     ] {
         assert_problem(&answer(api::get_balances(&env.app, event.request()).await), status, code);
     }
     for (event, status, code) in [
-        (ApiEvent::new("GET", "/accounts/{accountId}/pricing", COFFEE), 401, "unauthenticated"),
-        (ApiEvent::new("GET", "/accounts/{accountId}/pricing", DENTAL).as_account(COFFEE), 403, "forbidden"),
-        (
-            ApiEvent::new("GET", "/accounts/{accountId}/pricing", "acct-ghost").as_account("acct-ghost"),
-            404,
-            "account_not_found",
-        ),
+        (ApiEvent::new("GET", PRICING_ROUTE, COFFEE), 401, "unauthenticated"),
+        (ApiEvent::new("GET", PRICING_ROUTE, DENTAL).as_account(COFFEE), 403, "forbidden"),
+        (ApiEvent::new("GET", PRICING_ROUTE, "acct-ghost").as_account("acct-ghost"), 404, "account_not_found"),
     ] {
         assert_problem(&answer(api::get_pricing(&env.app, event.request()).await), status, code);
     }
@@ -318,9 +294,9 @@ async fn account_claim_name_is_configurable() {
         env.app.store.clone(),
         Settings { account_claim: "tenant".into(), ..Settings::default() },
     );
-    let default_claim = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).as_account(COFFEE);
+    let default_claim = ApiEvent::new("GET", BALANCES_ROUTE, COFFEE).as_account(COFFEE);
     assert_problem(&answer(api::get_balances(&env.app, default_claim.request()).await), 401, "unauthenticated");
-    let custom = ApiEvent::new("GET", "/accounts/{accountId}/balances", COFFEE).claims(json!({"tenant": COFFEE}));
+    let custom = ApiEvent::new("GET", BALANCES_ROUTE, COFFEE).claims(json!({"tenant": COFFEE}));
     assert_eq!(answer(api::get_balances(&env.app, custom.request()).await).status, 200);
 }
 
@@ -332,7 +308,7 @@ async fn fifty_concurrent_purchases_keep_balance_equal_to_records() {
         let app = env.app.clone();
         tasks.push(tokio::spawn(async move {
             let quantities = json!({"audience": 1 + i % 3, "pixel": i % 4, "custom_model": i % 2});
-            let event = purchase_event(COFFEE, json!({"quantities": quantities}));
+            let event = ApiEvent::purchase(COFFEE, &json!({"quantities": quantities}));
             answer(api::purchase_credits(&app, event.request()).await).status
         }));
     }
@@ -355,11 +331,11 @@ async fn fifty_concurrent_purchases_keep_balance_equal_to_records() {
 async fn idempotency_key_replays_the_first_answer_and_writes_once() {
     let env = TestEnv::seeded().await;
     let body = json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"});
-    let first = buy(&env, purchase_event(COFFEE, body.clone()).header("Idempotency-Key", "click-1")).await;
+    let first = buy(&env, ApiEvent::purchase(COFFEE, &body.clone()).header("Idempotency-Key", "click-1")).await;
     assert_eq!(first.status, 201, "{}", first.body);
     let again = buy(
         &env,
-        purchase_event(COFFEE, json!({"expectedTotal": "50.00", "quantities": {"audience": 2, "pixel": 0}}))
+        ApiEvent::purchase(COFFEE, &json!({"expectedTotal": "50.00", "quantities": {"audience": 2, "pixel": 0}}))
             .header("Idempotency-Key", "click-1"),
     )
     .await;
@@ -371,18 +347,19 @@ async fn idempotency_key_replays_the_first_answer_and_writes_once() {
 
     // Same key, different body or another account: 422 and nothing written.
     let before = env.snapshot().await;
-    let other_body =
-        buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 3}})).header("Idempotency-Key", "click-1"))
-            .await;
+    let other_body = buy(
+        &env,
+        ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 3}})).header("Idempotency-Key", "click-1"),
+    )
+    .await;
     assert_problem(&other_body, 422, "idempotency_key_reused");
-    let other_account =
-        buy(&env, purchase_event("acct-northwind-bikes", body.clone()).header("Idempotency-Key", "click-1")).await;
+    let other_account = buy(&env, ApiEvent::purchase(BIKES, &body.clone()).header("Idempotency-Key", "click-1")).await;
     assert_problem(&other_account, 422, "idempotency_key_reused");
     assert_eq!(env.snapshot().await, before);
 
     // Without a key every request is a new purchase.
     for _ in 0..2 {
-        assert_eq!(buy(&env, purchase_event(COFFEE, body.clone())).await.status, 201);
+        assert_eq!(buy(&env, ApiEvent::purchase(COFFEE, &body.clone())).await.status, 201);
     }
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 3);
 }
@@ -394,8 +371,8 @@ async fn same_key_at_the_same_moment_makes_one_purchase() {
     for _ in 0..20 {
         let app = env.app.clone();
         tasks.push(tokio::spawn(async move {
-            let event =
-                purchase_event(COFFEE, json!({"quantities": {"pixel": 3}})).header("Idempotency-Key", "double-click");
+            let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"pixel": 3}}))
+                .header("Idempotency-Key", "double-click");
             answer(api::purchase_credits(&app, event.request()).await)
         }));
     }
@@ -414,10 +391,10 @@ async fn same_key_at_the_same_moment_makes_one_purchase() {
 async fn replay_after_a_price_change_still_returns_the_first_answer() {
     let env = TestEnv::seeded().await;
     let body = json!({"quantities": {"audience": 1}, "expectedTotal": "25.00"});
-    let first = buy(&env, purchase_event(COFFEE, body.clone()).header("Idempotency-Key", "k-price")).await;
+    let first = buy(&env, ApiEvent::purchase(COFFEE, &body.clone()).header("Idempotency-Key", "k-price")).await;
     assert_eq!(first.status, 201);
     change_northwind_audience_price(&env, "26.00").await;
-    let replay = buy(&env, purchase_event(COFFEE, body).header("Idempotency-Key", "k-price")).await;
+    let replay = buy(&env, ApiEvent::purchase(COFFEE, &body).header("Idempotency-Key", "k-price")).await;
     assert_eq!(replay.status, 201, "{}", replay.body);
     assert_eq!(replay.body["purchase"], first.body["purchase"]);
 }
@@ -437,7 +414,7 @@ async fn stale_prices_never_reach_a_purchase_record() {
     change_northwind_audience_price(&env, "26.00").await;
 
     let quote = shared::domain::quote(&stale, &shared::domain::Quantities::from_pairs([(CreditType::Audience, 1)]));
-    let record = shared::storage::PurchaseRecord::unbilled(
+    let record = shared::domain::PurchaseRecord::unbilled(
         uuid_like(),
         COFFEE,
         &account.agency_id,
@@ -458,7 +435,7 @@ async fn stale_prices_never_reach_a_purchase_record() {
     assert_eq!(env.snapshot().await, before);
 
     // And the handler re-reads and charges the new agency's prices.
-    let a = buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 1}}))).await;
+    let a = buy(&env, ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 1}}))).await;
     assert_eq!(a.status, 201);
     assert_eq!(a.body["purchase"]["lines"][0]["unitPrice"], "30.00");
 }
@@ -473,7 +450,7 @@ async fn outage_is_a_quick_503_with_retry_after_and_no_partial_write() {
     let before = env.snapshot().await;
     env.dynamo.stop().await;
     let started = Instant::now();
-    let a = buy(&env, purchase_event(COFFEE, json!({"quantities": {"audience": 1}}))).await;
+    let a = buy(&env, ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 1}}))).await;
     let took = started.elapsed();
     assert_problem(&a, 503, "service_unavailable");
     assert_eq!(a.header("retry-after"), Some("1"));

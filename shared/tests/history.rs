@@ -5,41 +5,31 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use shared::api;
-use shared::billing::{BillingRun, CycleEnd};
-use shared::history;
-use testkit::{Answer, ApiEvent, TestEnv, answer, event_json, request_from_event};
-
-const COFFEE: &str = "acct-northwind-coffee";
-const BIKES: &str = "acct-northwind-bikes";
-const DENTAL: &str = "acct-brightside-dental";
-const PURCHASES: &str = "/accounts/{accountId}/credit-purchases";
-const STATEMENTS: &str = "/accounts/{accountId}/statements";
+use shared::billing::{self, BillingRun};
+use shared::domain::billing::CycleEnd;
+use testkit::{
+    Answer, ApiEvent, BIKES, COFFEE, DENTAL, PURCHASES_ROUTE, STATEMENTS_ROUTE, TestEnv, answer, assert_problem,
+    event_json, request_from_event,
+};
 
 async fn buy(env: &TestEnv, account: &str, quantities: Value) -> Value {
-    let event = ApiEvent::new("POST", PURCHASES, account).as_account(account).json(&json!({"quantities": quantities}));
+    let event = ApiEvent::purchase(account, &json!({"quantities": quantities}));
     let a = answer(api::purchase_credits(&env.app, event.request()).await);
     assert_eq!(a.status, 201, "{}", a.body);
     a.body["purchase"].clone()
 }
 
 async fn list(env: &TestEnv, account: &str, query: Option<&str>) -> Answer {
-    let mut event = ApiEvent::new("GET", PURCHASES, account).as_account(account);
+    let mut event = ApiEvent::new("GET", PURCHASES_ROUTE, account).as_account(account);
     if let Some(query) = query {
         event = event.query(query);
     }
-    answer(history::list_purchases(&env.app, event.request()).await)
+    answer(api::list_purchases(&env.app, event.request()).await)
 }
 
 async fn statements(env: &TestEnv, account: &str) -> Answer {
-    let event = ApiEvent::new("GET", STATEMENTS, account).as_account(account);
-    answer(history::list_statements(&env.app, event.request()).await)
-}
-
-fn assert_problem(a: &Answer, status: u16, code: &str) {
-    assert_eq!(a.status, status, "{}", a.body);
-    assert_eq!(a.header("content-type"), Some("application/problem+json"));
-    assert_eq!(a.body["code"], code, "{}", a.body);
-    assert_eq!(a.body["status"], status);
+    let event = ApiEvent::new("GET", STATEMENTS_ROUTE, account).as_account(account);
+    answer(api::list_statements(&env.app, event.request()).await)
 }
 
 fn assert_no_costs(a: &Answer) {
@@ -108,7 +98,7 @@ async fn history_pages_newest_first_and_covers_every_purchase_once() {
 
     // After a billing run the history shows the purchases billed.
     let cycle = CycleEnd::at(SystemTime::now() + Duration::from_secs(3600));
-    env.app.store.run_billing(&BillingRun::new(cycle)).await.unwrap();
+    billing::run_billing(&env.app.store, &BillingRun::new(cycle)).await.unwrap();
     let billed = list(&env, COFFEE, Some("limit=100")).await;
     let billed = billed.body["purchases"].as_array().unwrap();
     assert_eq!(billed.len(), 45);
@@ -187,8 +177,8 @@ async fn history_and_statements_are_tenant_scoped_and_need_claims() {
         lambda_http::Request,
     ) -> std::pin::Pin<Box<dyn Future<Output = lambda_http::Response<lambda_http::Body>> + '_>>;
     let routes: [(&str, Handler); 2] = [
-        (PURCHASES, |app, r| Box::pin(history::list_purchases(app, r))),
-        (STATEMENTS, |app, r| Box::pin(history::list_statements(app, r))),
+        (PURCHASES_ROUTE, |app, r| Box::pin(api::list_purchases(app, r))),
+        (STATEMENTS_ROUTE, |app, r| Box::pin(api::list_statements(app, r))),
     ];
     for (route, handler) in routes {
         for (event, status, code) in [
@@ -220,10 +210,10 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
     buy(&env, BIKES, json!({"pixel": 4})).await;
     let store = &env.app.store;
     let cycle_a = CycleEnd::at(SystemTime::now() + Duration::from_secs(3600));
-    store.run_billing(&BillingRun::new(cycle_a.clone())).await.unwrap();
+    billing::run_billing(store, &BillingRun::new(cycle_a.clone())).await.unwrap();
     let later = buy(&env, COFFEE, json!({"pixel": 1})).await;
     let cycle_b = CycleEnd::at(SystemTime::now() + Duration::from_secs(7200));
-    store.run_billing(&BillingRun::new(cycle_b.clone())).await.unwrap();
+    billing::run_billing(store, &BillingRun::new(cycle_b.clone())).await.unwrap();
 
     let a = statements(&env, COFFEE).await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -292,15 +282,14 @@ async fn sample_events_answer_as_documented() {
     ] {
         let request = request_from_event(&event_json(file));
         let response = if file.starts_with("list-purchases") {
-            history::list_purchases(&env.app, request).await
+            api::list_purchases(&env.app, request).await
         } else {
-            history::list_statements(&env.app, request).await
+            api::list_statements(&env.app, request).await
         };
         let a = answer(response);
         assert_eq!(a.status, status, "{file}: {}", a.body);
     }
-    let purchases =
-        answer(history::list_purchases(&env.app, request_from_event(&event_json("list-purchases.json"))).await);
+    let purchases = answer(api::list_purchases(&env.app, request_from_event(&event_json("list-purchases.json"))).await);
     assert_eq!(purchases.body["purchases"].as_array().unwrap().len(), 1);
     let accounts: BTreeSet<&str> =
         purchases.body["purchases"].as_array().unwrap().iter().map(|p| p["accountId"].as_str().unwrap()).collect();

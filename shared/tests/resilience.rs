@@ -4,47 +4,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::api::{self, Settings};
 use shared::domain::CreditType;
 use testkit::faults::Fault;
-use testkit::{Answer, ApiEvent, TestEnv, answer};
-
-const COFFEE: &str = "acct-northwind-coffee";
-
-fn purchase(account: &str, quantities: Value, key: Option<&str>) -> ApiEvent {
-    let event = ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", account)
-        .as_account(account)
-        .json(&json!({ "quantities": quantities }));
-    match key {
-        Some(key) => event.header("Idempotency-Key", key),
-        None => event,
-    }
-}
+use testkit::{Answer, ApiEvent, COFFEE, TestEnv, answer};
 
 async fn buy(app: &api::App, event: &ApiEvent) -> Answer {
     answer(api::purchase_credits(app, event.request()).await)
-}
-
-/// Balance per type must equal the sum of the account's purchase records: the invariant of the product.
-async fn drift(env: &TestEnv, account: &str) -> Vec<String> {
-    let records = env.app.store.all_purchases(account).await.unwrap();
-    let balances = env.app.store.account(account).await.unwrap().unwrap().balances;
-    CreditType::ALL
-        .into_iter()
-        .filter_map(|t| {
-            let sum: u64 =
-                records.iter().flat_map(|r| &r.lines).filter(|l| l.credit_type == t).map(|l| l.quantity).sum();
-            (sum != balances.get(t)).then(|| format!("{t}: balance {} != records {sum}", balances.get(t)))
-        })
-        .collect()
 }
 
 #[tokio::test]
 async fn transaction_conflicts_are_retried_and_the_purchase_lands_once() {
     let env = TestEnv::seeded().await;
     env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 3);
-    let a = buy(&env.app, &purchase(COFFEE, json!({"audience": 4}), None)).await;
+    let a = buy(&env.app, &ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 4}}))).await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(env.faults.injected().len(), 3);
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
@@ -56,11 +30,15 @@ async fn throttling_is_retried_by_the_sdk_and_the_purchase_lands_once() {
     let env = TestEnv::seeded().await;
     env.faults.inject("TransactWriteItems", Fault::Throttling, 2);
     env.faults.inject("GetItem", Fault::Throttling, 1);
-    let a = buy(&env.app, &purchase(COFFEE, json!({"pixel": 7}), Some("throttled-click"))).await;
+    let a = buy(
+        &env.app,
+        &ApiEvent::purchase(COFFEE, &json!({"quantities": {"pixel": 7}})).header("Idempotency-Key", "throttled-click"),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(env.faults.pending(), 0);
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
-    assert!(drift(&env, COFFEE).await.is_empty());
+    assert!(env.drift(COFFEE).await.is_empty());
 }
 
 #[tokio::test]
@@ -69,7 +47,11 @@ async fn endless_conflicts_end_in_a_503_within_budget_and_write_nothing() {
     env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 1000);
     let before = env.snapshot().await;
     let started = Instant::now();
-    let a = buy(&env.app, &purchase(COFFEE, json!({"audience": 1}), Some("busy"))).await;
+    let a = buy(
+        &env.app,
+        &ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 1}})).header("Idempotency-Key", "busy"),
+    )
+    .await;
     let took = started.elapsed();
     assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(a.body["code"], "service_unavailable");
@@ -85,7 +67,7 @@ async fn endless_conflicts_end_in_a_503_within_budget_and_write_nothing() {
 async fn a_lost_response_is_retried_by_the_sdk_with_the_same_token() {
     let env = TestEnv::seeded().await;
     env.faults.inject("TransactWriteItems", Fault::LoseResponse, 1);
-    let a = buy(&env.app, &purchase(COFFEE, json!({"enrichment": 40}), None)).await;
+    let a = buy(&env.app, &ApiEvent::purchase(COFFEE, &json!({"quantities": {"enrichment": 40}}))).await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
     assert_eq!(env.app.store.account(COFFEE).await.unwrap().unwrap().balances.get(CreditType::Enrichment), 40);
@@ -96,7 +78,8 @@ async fn a_response_lost_on_the_way_to_the_client_is_replayed_from_the_key() {
     let env = TestEnv::seeded().await;
     // Every SDK attempt commits (or finds its token committed) and loses its answer: the client sees a 503.
     env.faults.inject("TransactWriteItems", Fault::LoseResponse, 3);
-    let event = purchase(COFFEE, json!({"custom_model": 2}), Some("lost-click"));
+    let event =
+        ApiEvent::purchase(COFFEE, &json!({"quantities": {"custom_model": 2}})).header("Idempotency-Key", "lost-click");
     let first = buy(&env.app, &event).await;
     assert_eq!(first.status, 503, "{}", first.body);
     let records = env.app.store.all_purchases(COFFEE).await.unwrap();
@@ -119,7 +102,10 @@ async fn outage_mid_burst_then_replays_end_with_one_purchase_per_key_and_no_drif
             let key = format!("burst-{i}");
             let account = accounts[i as usize % accounts.len()];
             let quantities = json!({"audience": 1 + i % 5, "pixel": i % 3});
-            (key.clone(), purchase(account, quantities, Some(&key)))
+            (
+                key.clone(),
+                ApiEvent::purchase(account, &json!({"quantities": quantities})).header("Idempotency-Key", &key),
+            )
         })
         .collect();
 
@@ -189,7 +175,7 @@ async fn outage_mid_burst_then_replays_end_with_one_purchase_per_key_and_no_drif
     assert!(keys_seen.values().all(|n| *n == 1), "a key with more than one purchase: {keys_seen:?}");
     let mut drifted = Vec::new();
     for account in accounts {
-        drifted.extend(drift(&env, account).await);
+        drifted.extend(env.drift(account).await);
     }
     assert!(drifted.is_empty(), "{drifted:?}");
     println!(
@@ -210,10 +196,14 @@ async fn a_committed_purchase_is_a_201_even_if_the_balances_read_fails() {
     assert_eq!(answer(api::get_pricing(&env.app, warm_up.request()).await).status, 200);
     // The write goes through; every attempt of the balances read after it is throttled.
     env.faults.inject("GetItem", Fault::Throttling, 3);
-    let a = buy(&env.app, &purchase(COFFEE, json!({"audience": 2}), Some("after-commit"))).await;
+    let a = buy(
+        &env.app,
+        &ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}})).header("Idempotency-Key", "after-commit"),
+    )
+    .await;
     assert_eq!(a.status, 201, "{}", a.body);
     assert!(a.body.get("balances").is_none());
     assert_eq!(env.faults.pending(), 0);
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
-    assert!(drift(&env, COFFEE).await.is_empty());
+    assert!(env.drift(COFFEE).await.is_empty());
 }

@@ -3,19 +3,13 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::json;
 use shared::api::{self, App, Settings};
 use shared::domain::CreditType;
-use testkit::{ApiEvent, TestEnv, answer};
-
-const COFFEE: &str = "acct-northwind-coffee";
-
-fn purchase(body: Value) -> ApiEvent {
-    ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", COFFEE).as_account(COFFEE).json(&body)
-}
+use testkit::{ApiEvent, COFFEE, PRICING_ROUTE, TestEnv, answer};
 
 fn pricing_event() -> ApiEvent {
-    ApiEvent::new("GET", "/accounts/{accountId}/pricing", COFFEE).as_account(COFFEE)
+    ApiEvent::new("GET", PRICING_ROUTE, COFFEE).as_account(COFFEE)
 }
 
 async fn set_northwind_audience_price(env: &TestEnv, price: &str) {
@@ -26,14 +20,18 @@ async fn set_northwind_audience_price(env: &TestEnv, price: &str) {
 async fn a_warm_purchase_is_one_transaction_plus_the_balances_read() {
     let env = TestEnv::seeded().await;
     env.operations.reset(); // forget the seeding
-    let cold =
-        answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
+    let cold = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 1}})).request())
+            .await,
+    );
     assert_eq!(cold.status, 201);
     assert_eq!(env.operations.operations(), ["GetItem", "BatchGetItem", "TransactWriteItems", "GetItem"]);
 
     env.operations.reset();
-    let warm =
-        answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 1}})).request()).await);
+    let warm = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 1}})).request())
+            .await,
+    );
     assert_eq!(warm.status, 201);
     assert_eq!(warm.body["balances"]["audience"], 2);
     assert_eq!(env.operations.operations(), ["TransactWriteItems", "GetItem"]);
@@ -44,8 +42,8 @@ async fn a_warm_purchase_with_prefer_minimal_is_exactly_one_call() {
     let env = TestEnv::seeded().await;
     let _ = api::get_pricing(&env.app, pricing_event().request()).await; // warms the cache, as the dashboard does
     env.operations.reset();
-    let event =
-        purchase(json!({"quantities": {"pixel": 2}, "expectedTotal": "20.00"})).header("Prefer", "return=minimal");
+    let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"pixel": 2}, "expectedTotal": "20.00"}))
+        .header("Prefer", "return=minimal");
     let a = answer(api::purchase_credits(&env.app, event.request()).await);
     assert_eq!(a.status, 201, "{}", a.body);
     assert_eq!(a.header("preference-applied"), Some("return=minimal"));
@@ -87,7 +85,7 @@ async fn a_cached_price_that_changed_is_never_charged() {
     let stale = answer(
         api::purchase_credits(
             &env.app,
-            purchase(json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"})).request(),
+            ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}, "expectedTotal": "50.00"})).request(),
         )
         .await,
     );
@@ -101,7 +99,10 @@ async fn a_cached_price_that_changed_is_never_charged() {
     let _ = api::get_pricing(&env.app, pricing_event().request()).await;
     set_northwind_audience_price(&env, "27.00").await;
     env.operations.reset();
-    let ok = answer(api::purchase_credits(&env.app, purchase(json!({"quantities": {"audience": 2}})).request()).await);
+    let ok = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}})).request())
+            .await,
+    );
     assert_eq!(ok.status, 201, "{}", ok.body);
     assert_eq!(ok.body["purchase"]["lines"][0]["unitPrice"], "27.00");
     assert_eq!(ok.body["purchase"]["total"], "54.00");

@@ -24,12 +24,17 @@ pub enum Fault {
     Throttling,
     /// The request reaches the engine and is applied, but its response is lost on the way back.
     LoseResponse,
+    /// A `ValidationException`: refused outright and never retried, as a process that dies at that point
+    /// would stop.
+    Refused,
 }
 
 /// Which faults to inject next, per DynamoDB operation (`TransactWriteItems`, `GetItem`, ...).
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan {
     queue: Arc<Mutex<VecDeque<(String, Fault)>>>,
+    /// (operation, calls still let through, fault for every call after them)
+    after: Arc<Mutex<Option<(String, usize, Fault)>>>,
     injected: Arc<Mutex<Vec<(String, Fault)>>>,
 }
 
@@ -42,6 +47,18 @@ impl FaultPlan {
         }
     }
 
+    /// Lets the next `passes` calls of `operation` through, then gives every later one `fault` until
+    /// [`FaultPlan::clear`]: a process that stops half way.
+    pub fn fail_after(&self, operation: &str, passes: usize, fault: Fault) {
+        *self.after.lock().unwrap() = Some((operation.to_owned(), passes, fault));
+    }
+
+    /// Forgets every queued fault and any `fail_after`.
+    pub fn clear(&self) {
+        self.queue.lock().unwrap().clear();
+        *self.after.lock().unwrap() = None;
+    }
+
     /// Faults injected so far, in order.
     pub fn injected(&self) -> Vec<(String, Fault)> {
         self.injected.lock().unwrap().clone()
@@ -52,10 +69,24 @@ impl FaultPlan {
     }
 
     fn take(&self, operation: &str) -> Option<Fault> {
-        let mut queue = self.queue.lock().unwrap();
-        let position = queue.iter().position(|(op, _)| op == operation)?;
-        let (op, fault) = queue.remove(position)?;
-        self.injected.lock().unwrap().push((op, fault));
+        let queued = {
+            let mut queue = self.queue.lock().unwrap();
+            queue.iter().position(|(op, _)| op == operation).and_then(|position| queue.remove(position))
+        };
+        let fault = match queued {
+            Some((_, fault)) => fault,
+            None => match self.after.lock().unwrap().as_mut() {
+                Some((op, passes, fault)) if op == operation => {
+                    if *passes > 0 {
+                        *passes -= 1;
+                        return None;
+                    }
+                    *fault
+                }
+                _ => return None,
+            },
+        };
+        self.injected.lock().unwrap().push((operation.to_owned(), fault));
         Some(fault)
     }
 }
@@ -106,6 +137,7 @@ impl HttpConnector for FaultInjectingConnector {
                 ",\"CancellationReasons\":[{\"Code\":\"TransactionConflict\",\"Message\":\"Transaction is ongoing for the item\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"}]",
             ))),
             Some(Fault::Throttling) => HttpConnectorFuture::ready(Ok(error_response("ThrottlingException", ""))),
+            Some(Fault::Refused) => HttpConnectorFuture::ready(Ok(error_response("ValidationException", ""))),
             Some(Fault::LoseResponse) => {
                 let applied = self.inner.call(request);
                 HttpConnectorFuture::new(async move {

@@ -20,6 +20,32 @@ use tokio::task::JoinHandle;
 
 pub mod faults;
 
+/// Seeded accounts (`seeds/data`): two of Northwind's, one of Brightside's, one of Plainsail's.
+pub const COFFEE: &str = "acct-northwind-coffee";
+pub const BIKES: &str = "acct-northwind-bikes";
+pub const DENTAL: &str = "acct-brightside-dental";
+pub const BAKERY: &str = "acct-plainsail-bakery";
+
+/// The HTTP API's routes, as `ApiEvent::new` takes them.
+pub const PRICING_ROUTE: &str = "/accounts/{accountId}/pricing";
+pub const BALANCES_ROUTE: &str = "/accounts/{accountId}/balances";
+pub const PURCHASES_ROUTE: &str = "/accounts/{accountId}/credit-purchases";
+pub const STATEMENTS_ROUTE: &str = "/accounts/{accountId}/statements";
+
+/// A decimal from its text, for expected amounts.
+pub fn d(text: &str) -> rust_decimal::Decimal {
+    text.parse().unwrap_or_else(|e| panic!("{text:?} is not a decimal: {e}"))
+}
+
+/// A problem+json answer with this status and code, and the RFC 9457 members.
+pub fn assert_problem(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{}", a.body);
+    assert_eq!(a.header("content-type"), Some("application/problem+json"));
+    assert_eq!(a.body["code"], code, "{}", a.body);
+    assert_eq!(a.body["status"], status);
+    assert!(a.body["title"].is_string() && a.body["detail"].is_string() && a.body["type"].is_string());
+}
+
 use faults::{FaultInjectingHttpClient, FaultPlan, OperationCounter};
 
 /// A dynoxide server on `127.0.0.1:<ephemeral>`, in memory, that can be stopped and restarted on the same port.
@@ -178,6 +204,18 @@ impl TestEnv {
         self.app.store.upsert_agency_pricing(agency_id, &rates).await.expect("pricing upsert")
     }
 
+    /// How the account's balances differ from its purchase records, one line per credit type (empty: none).
+    pub async fn drift(&self, account_id: &str) -> Vec<String> {
+        let ledger = self.app.store.account_ledger(account_id).await.expect("the account's ledger");
+        ledger
+            .drift()
+            .iter()
+            .flat_map(|d| {
+                d.differences.iter().map(|(t, balance, sum)| format!("{t}: balance {balance:?} != purchased {sum}"))
+            })
+            .collect()
+    }
+
     /// Every item of the table, sorted by key, as comparable JSON: a test-only full read.
     pub async fn snapshot(&self) -> Vec<Value> {
         table_snapshot(&self.client, &self.table).await
@@ -185,25 +223,17 @@ impl TestEnv {
 }
 
 pub async fn table_snapshot(client: &Client, table: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("scan");
-        for item in page.items.unwrap_or_default() {
-            items.push(item_to_json(&item));
-        }
-        match page.last_evaluated_key {
-            Some(key) if !key.is_empty() => start = Some(key),
-            _ => break,
-        }
-    }
+    let items: Vec<HashMap<String, AttributeValue>> = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .expect("scan");
+    let mut items: Vec<Value> = items.iter().map(item_to_json).collect();
     items.sort_by_key(|v| format!("{}|{}", v["pk"], v["sk"]));
     items
 }
@@ -269,6 +299,11 @@ impl ApiEvent {
             query: None,
             body: None,
         }
+    }
+
+    /// `POST /accounts/{account}/credit-purchases` with a JSON body, signed in as `account`.
+    pub fn purchase(account: &str, body: &Value) -> ApiEvent {
+        ApiEvent::new("POST", PURCHASES_ROUTE, account).as_account(account).json(body)
     }
 
     /// Signed in as `account_id` (claim `custom:account_id`).

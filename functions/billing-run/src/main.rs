@@ -1,5 +1,4 @@
-//! `billing-run` Lambda (scheduled, not HTTP): wiring only; the run lives in `shared::billing::run_from_event`
-//! and `shared::storage::Store::run_billing`.
+//! `billing-run` Lambda (scheduled, not HTTP): wiring only; the run lives in `shared::billing`.
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! `list-purchases` Lambda: wiring only; the handler lives in `shared::history::list_purchases`.
+//! `list-purchases` Lambda: wiring only; the handler lives in `shared::api::list_purchases`.
 
 use lambda_http::{Error, Request, run, service_fn};
 
@@ -8,7 +8,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::runtime::app_from_env().await;
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::history::list_purchases(app, request).await) }
+        async move { Ok::<_, Error>(shared::api::list_purchases(app, request).await) }
     }))
     .await
 }

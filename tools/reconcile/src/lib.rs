@@ -1,6 +1,6 @@
 //! `reconcile`: balance = sum of purchase records, per account and credit type.
 
-use shared::reconcile::{Drift, Ledger};
+use shared::domain::reconcile::{Drift, Ledger};
 use shared::storage::{Store, StoreError};
 
 /// Reads the whole ledger and returns what drifts, with the number of accounts and purchases read.

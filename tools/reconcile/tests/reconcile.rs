@@ -11,9 +11,7 @@ async fn clean_ledger_passes_and_tampering_is_reported_per_account() {
         ("acct-northwind-coffee", json!({"audience": 1})),
         ("acct-brightside-dental", json!({"enrichment": 700})),
     ] {
-        let event = ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", account)
-            .as_account(account)
-            .json(&json!({"quantities": quantities}));
+        let event = ApiEvent::purchase(account, &json!({"quantities": quantities}));
         assert_eq!(answer(shared::api::purchase_credits(&env.app, event.request()).await).status, 201);
     }
     let (drift, accounts, purchases) = reconcile::check(&env.app.store, 3).await.unwrap();

@@ -6,8 +6,8 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
+use super::error::AppError;
 use crate::domain::is_valid_account_id;
-use crate::error::AppError;
 
 /// Bodies above this are refused before parsing: a purchase is a few dozen bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

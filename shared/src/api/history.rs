@@ -6,12 +6,15 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
-use crate::api::{App, load_account, purchase_view, respond};
-use crate::billing::Statement;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use super::error::AppError;
+use super::http::{authorize, json_response, query_parameter};
+use super::{App, load_account, purchase_view, respond};
+use crate::domain::billing::Statement;
 use crate::domain::round_to_cents;
-use crate::error::AppError;
-use crate::http::{authorize, json_response, query_parameter};
-use crate::storage::billing::PurchaseKey;
+use crate::storage::PurchaseKey;
 
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -102,7 +105,7 @@ fn invalid_cursor(why: &str) -> AppError {
 
 /// Base64url (no padding) of the JSON of the page's last key.
 fn encode_cursor(key: &PurchaseKey) -> String {
-    base64url_encode(serde_json::to_string(key).expect("a purchase key serialises").as_bytes())
+    URL_SAFE_NO_PAD.encode(serde_json::to_string(key).expect("a purchase key serialises"))
 }
 
 /// Strict: canonical base64url, exactly `{"pk", "sk"}`, and the key of a purchase of this very account, so a
@@ -111,56 +114,13 @@ fn decode_cursor(cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError
     if cursor.is_empty() || cursor.len() > MAX_CURSOR_CHARS {
         return Err(invalid_cursor("wrong length"));
     }
-    let bytes = base64url_decode(cursor).ok_or_else(|| invalid_cursor("not base64url"))?;
+    // Strict: the engine refuses padding, other alphabets and non-zero trailing bits (one encoding per key).
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid_cursor("not base64url"))?;
     let key: PurchaseKey = serde_json::from_slice(&bytes).map_err(|_| invalid_cursor("not a position"))?;
     if !key.is_purchase_of(account_id) {
         return Err(invalid_cursor("not a position in this account's purchases"));
     }
     Ok(key)
-}
-
-const BASE64URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-fn base64url_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-        let bits = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..chunk.len() + 1 {
-            out.push(char::from(BASE64URL[(bits >> (18 - 6 * i)) as usize & 63]));
-        }
-    }
-    out
-}
-
-/// Decodes unpadded base64url; `None` for any other character, a dangling character or non-zero leftover
-/// bits, so each byte string has exactly one accepted encoding.
-fn base64url_decode(text: &str) -> Option<Vec<u8>> {
-    let value = |c: u8| BASE64URL.iter().position(|&a| a == c).map(|v| v as u32);
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    for chunk in bytes.chunks(4) {
-        let mut bits = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            bits |= value(c)? << (18 - 6 * i);
-        }
-        let produced = chunk.len() - 1;
-        let leftover_mask = match produced {
-            1 => 0xFFFF,
-            2 => 0xFF,
-            _ => 0,
-        };
-        if bits & leftover_mask != 0 {
-            return None;
-        }
-        for i in 0..produced {
-            out.push((bits >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -170,17 +130,17 @@ mod tests {
     #[test]
     fn base64url_round_trips_and_is_strict() {
         for text in ["", "f", "fo", "foo", "foob", "fooba", "foobar", "{\"pk\":\"ACCOUNT#a\"}\u{ff}"] {
-            let encoded = base64url_encode(text.as_bytes());
+            let encoded = URL_SAFE_NO_PAD.encode(text.as_bytes());
             assert!(!encoded.contains('='));
-            assert_eq!(base64url_decode(&encoded).unwrap(), text.as_bytes(), "{text}");
+            assert_eq!(URL_SAFE_NO_PAD.decode(&encoded).unwrap(), text.as_bytes(), "{text}");
         }
-        assert_eq!(base64url_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64url_encode(&[0xfb, 0xff]), "-_8");
-        assert!(base64url_decode("Zm9vYmFy=").is_none()); // padding
-        assert!(base64url_decode("Zm9v+mFy").is_none()); // standard alphabet
-        assert!(base64url_decode("Zm9vY").is_none()); // dangling character
-        assert!(base64url_decode("Zh").is_none()); // non-zero leftover bits ("Zg" is canonical)
-        assert_eq!(base64url_decode("Zg").unwrap(), b"f");
+        assert_eq!(URL_SAFE_NO_PAD.encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(URL_SAFE_NO_PAD.encode([0xfb, 0xff]), "-_8");
+        assert!(URL_SAFE_NO_PAD.decode("Zm9vYmFy=").is_err()); // padding
+        assert!(URL_SAFE_NO_PAD.decode("Zm9v+mFy").is_err()); // standard alphabet
+        assert!(URL_SAFE_NO_PAD.decode("Zm9vY").is_err()); // dangling character
+        assert!(URL_SAFE_NO_PAD.decode("Zh").is_err()); // non-zero leftover bits ("Zg" is canonical)
+        assert_eq!(URL_SAFE_NO_PAD.decode("Zg").unwrap(), b"f");
     }
 
     #[test]
@@ -199,7 +159,7 @@ mod tests {
         let cursor = encode_cursor(&key);
         assert_eq!(decode_cursor(&cursor, "acct-a").unwrap(), key);
         assert!(decode_cursor(&cursor, "acct-b").is_err());
-        let other = |json: &str| decode_cursor(&base64url_encode(json.as_bytes()), "acct-a");
+        let other = |json: &str| decode_cursor(&URL_SAFE_NO_PAD.encode(json), "acct-a");
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"ACCOUNT"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#not-a-uuid"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"}"#).is_err());

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::{Balances, CreditType};
+use super::{Balances, CreditType};
 
 /// One account whose balance disagrees with its purchase records.
 #[derive(Debug, Clone, PartialEq, Eq)]

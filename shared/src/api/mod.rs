@@ -1,0 +1,195 @@
+//! The HTTP API: plain async functions from a `Request` to a `Response`, callable from tests.
+//!
+//! - [`http`]: reading API Gateway requests (claims, path, body, headers, query).
+//! - [`error`]: the one error type and the one place it becomes a response.
+//! - this file: the instance's shared state, the request budget, the read routes and the client's views.
+//! - [`purchase`]: `POST /credit-purchases`; [`history`]: the purchase history and statements routes.
+//!
+//! Handlers import the domain and storage; neither imports them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::{Value, json};
+
+use crate::cache::PricingCache;
+use crate::domain::{
+    self, Account, Balances, CURRENCY, CreditType, EffectivePricing, PriceSource, PurchaseRecord, format_rate,
+};
+use crate::storage::Store;
+use error::AppError;
+use http::{authorize, json_response};
+
+pub mod error;
+pub mod history;
+pub mod http;
+pub mod purchase;
+
+pub use history::{list_purchases, list_statements};
+pub use purchase::{IDEMPOTENCY_TTL, purchase_credits};
+
+/// Settings read once at cold start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The JWT claim holding the caller's account id.
+    pub account_claim: String,
+    /// A request gives up (503) after this long, safely inside the function timeout.
+    pub request_budget: Duration,
+    /// How long an instance trusts its cached account → agency and agency → prices (zero: no cache).
+    /// Purchases re-check both inside their transaction; `GET /pricing` may show a price this old.
+    pub pricing_cache_ttl: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            account_claim: "custom:account_id".into(),
+            request_budget: Duration::from_secs(7),
+            pricing_cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// `ACCOUNT_ID_CLAIM`, `REQUEST_BUDGET_MS` and `PRICING_CACHE_TTL_SECONDS` override the defaults.
+    pub fn from_env() -> Settings {
+        let mut settings = Settings::default();
+        if let Ok(claim) = std::env::var("ACCOUNT_ID_CLAIM")
+            && !claim.is_empty()
+        {
+            settings.account_claim = claim;
+        }
+        if let Some(ms) = std::env::var("REQUEST_BUDGET_MS").ok().and_then(|v| v.parse().ok()) {
+            settings.request_budget = Duration::from_millis(ms);
+        }
+        if let Some(seconds) = std::env::var("PRICING_CACHE_TTL_SECONDS").ok().and_then(|v| v.parse().ok()) {
+            settings.pricing_cache_ttl = Duration::from_secs(seconds);
+        }
+        settings
+    }
+}
+
+/// Everything a handler needs, built once per Lambda instance.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub settings: Settings,
+    pub cache: Arc<PricingCache>,
+}
+
+impl App {
+    pub fn new(store: Store, settings: Settings) -> App {
+        let cache = Arc::new(PricingCache::new(settings.pricing_cache_ttl));
+        App { store, settings, cache }
+    }
+}
+
+/// Runs a handler body within the request budget and maps its error in the one place errors become HTTP.
+pub(crate) async fn respond(app: &App, work: impl Future<Output = Result<Response<Body>, AppError>>) -> Response<Body> {
+    let outcome = match tokio::time::timeout(app.settings.request_budget, work).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(AppError::Unavailable("request budget exhausted".into())),
+    };
+    outcome.unwrap_or_else(AppError::into_response)
+}
+
+/// `GET /accounts/{accountId}/pricing`
+pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
+    respond(app, async {
+        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let agency_id = agency_of(app, &account_id).await?;
+        let pricing = pricing_of(app, &agency_id).await?;
+        Ok(json_response(StatusCode::OK, &pricing_body(&account_id, &pricing)))
+    })
+    .await
+}
+
+/// `GET /accounts/{accountId}/balances`
+pub async fn get_balances(app: &App, request: Request) -> Response<Body> {
+    respond(app, async {
+        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account = load_account(app, &account_id).await?;
+        Ok(json_response(StatusCode::OK, &balances_body(&account_id, &account.balances)))
+    })
+    .await
+}
+
+/// Reads the account (always fresh) and remembers its agency.
+pub(crate) async fn load_account(app: &App, account_id: &str) -> Result<Account, AppError> {
+    let account = app.store.account(account_id).await?.ok_or(AppError::AccountNotFound)?;
+    app.cache.agency_of_account.put(account_id.to_owned(), account.agency_id.clone());
+    Ok(account)
+}
+
+/// The account's agency, from the cache when fresh enough.
+pub(crate) async fn agency_of(app: &App, account_id: &str) -> Result<String, AppError> {
+    match app.cache.agency_of_account.get(&account_id.to_owned()) {
+        Some(agency_id) => Ok(agency_id),
+        None => Ok(load_account(app, account_id).await?.agency_id),
+    }
+}
+
+/// The agency's effective prices, from the cache when fresh enough.
+pub(crate) async fn pricing_of(app: &App, agency_id: &str) -> Result<EffectivePricing, AppError> {
+    if let Some(pricing) = app.cache.pricing_of_agency.get(&agency_id.to_owned()) {
+        return Ok(pricing);
+    }
+    let (default, agency) = app.store.pricing(agency_id).await?;
+    let pricing = domain::resolve_pricing(agency_id, &default, agency.as_ref())?;
+    app.cache.pricing_of_agency.put(agency_id.to_owned(), pricing.clone());
+    Ok(pricing)
+}
+
+/// The client's view of its prices: never the agency's cost.
+pub fn pricing_body(account_id: &str, pricing: &EffectivePricing) -> Value {
+    let prices: Vec<Value> = pricing
+        .rates
+        .iter()
+        .map(|rate| {
+            json!({
+                "creditType": rate.credit_type.as_str(),
+                "pricePerCredit": format_rate(rate.price),
+                "source": match rate.price_source { PriceSource::Agency => "agency", PriceSource::Default => "default" },
+            })
+        })
+        .collect();
+    json!({"accountId": account_id, "currency": CURRENCY, "prices": prices})
+}
+
+/// The client's view of a purchase: lines at price, no costs.
+pub fn purchase_view(record: &PurchaseRecord) -> Value {
+    let lines: Vec<Value> = record
+        .lines
+        .iter()
+        .map(|line| {
+            json!({
+                "creditType": line.credit_type.as_str(),
+                "quantity": line.quantity,
+                "unitPrice": format_rate(line.unit_price),
+                "subtotal": line.subtotal.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "purchaseId": record.purchase_id,
+        "accountId": record.account_id,
+        "createdAt": record.created_at,
+        "currency": record.currency,
+        "lines": lines,
+        "total": record.total.to_string(),
+        "billedToClient": record.billed_to_client,
+        "billedToAgency": record.billed_to_agency,
+    })
+}
+
+pub(crate) fn balances_map(balances: &Balances) -> Value {
+    let map: serde_json::Map<String, Value> =
+        CreditType::ALL.into_iter().map(|t| (t.as_str().to_owned(), json!(balances.get(t)))).collect();
+    Value::Object(map)
+}
+
+fn balances_body(account_id: &str, balances: &Balances) -> Value {
+    json!({"accountId": account_id, "balances": balances_map(balances)})
+}

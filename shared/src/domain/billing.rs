@@ -1,0 +1,341 @@
+//! Billing rules: cycles, statements, what a batch of purchases adds to a statement, and how a run groups the
+//! purchases it reads into steps. The run itself (reading pages, sending steps) is `crate::billing`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::purchase::{PurchaseLine, PurchaseRecord};
+use super::{CreditType, time};
+
+/// A statement waits in this status for the payment step, which is out of scope here.
+pub const STATUS_PENDING_PAYMENT: &str = "pending_payment";
+
+/// The end of a billing cycle (exclusive), rendered as purchases' `createdAt` are ([`time::timestamp`]) so it
+/// compares with them as text, in the index sort key and in statement keys.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CycleEnd(String);
+
+impl CycleEnd {
+    /// Parses an RFC 3339 UTC instant ("2026-12-01T00:00:00Z", fractions up to milliseconds).
+    pub fn parse(text: &str) -> Result<CycleEnd, String> {
+        let at = humantime::parse_rfc3339(text).map_err(|e| {
+            format!("`cycleEnd` must be an RFC 3339 UTC instant like \"2026-12-01T00:00:00Z\": {text:?}: {e}")
+        })?;
+        let since_epoch = at.duration_since(UNIX_EPOCH).map_err(|_| format!("`cycleEnd` is before 1970: {text:?}"))?;
+        // A finer cycle end would be silently truncated in every key; refuse it instead.
+        if since_epoch.subsec_nanos() % 1_000_000 != 0 {
+            return Err(format!("`cycleEnd` has more precision than milliseconds: {text:?}"));
+        }
+        Ok(CycleEnd::at(at))
+    }
+
+    pub fn at(time: SystemTime) -> CycleEnd {
+        CycleEnd(time::timestamp(time))
+    }
+
+    /// "2026-12-01T00:00:00.000Z"
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The instant itself, for comparing with the clock.
+    pub fn instant(&self) -> SystemTime {
+        humantime::parse_rfc3339(&self.0).expect("a CycleEnd holds a valid timestamp")
+    }
+
+    /// "20261201T000000.000Z": the cycle end inside statement ids.
+    fn compact(&self) -> String {
+        self.0.chars().filter(|c| *c != '-' && *c != ':').collect()
+    }
+}
+
+impl fmt::Display for CycleEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who a statement bills: the client (its account, at price) or the agency (at cost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    Client,
+    Agency,
+}
+
+impl StatementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementKind::Client => "client",
+            StatementKind::Agency => "agency",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<StatementKind> {
+        [StatementKind::Client, StatementKind::Agency].into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The account (client statements) or agency (agency statements) a purchase is billed to.
+    pub fn owner(self, purchase: &PurchaseRecord) -> &str {
+        match self {
+            StatementKind::Client => &purchase.account_id,
+            StatementKind::Agency => &purchase.agency_id,
+        }
+    }
+
+    /// Deterministic, so a re-run of the same cycle finds the same statement: "client-20261201T000000.000Z-acct-x".
+    /// The owner comes last, so no owner id can make two statements' ids equal.
+    pub fn statement_id(self, owner: &str, cycle_end: &CycleEnd) -> String {
+        format!("{}-{}-{owner}", self.as_str(), cycle_end.compact())
+    }
+
+    /// A line's amount on this kind of statement: the subtotal at price, or at cost.
+    pub fn line_amount(self, line: &PurchaseLine) -> Decimal {
+        match self {
+            StatementKind::Client => line.subtotal,
+            StatementKind::Agency => line.subtotal_at_cost,
+        }
+    }
+
+    pub fn purchase_amount(self, purchase: &PurchaseRecord) -> Decimal {
+        match self {
+            StatementKind::Client => purchase.total,
+            StatementKind::Agency => purchase.total_at_cost,
+        }
+    }
+}
+
+/// Quantity and amount of one credit type, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LineSum {
+    pub quantity: u64,
+    pub amount: Decimal,
+}
+
+/// What a batch of purchases adds to its statement. Sums of cent amounts are exact: nothing is rounded here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementDelta {
+    pub lines: BTreeMap<CreditType, LineSum>,
+    pub total: Decimal,
+    pub purchase_count: u64,
+}
+
+pub fn statement_delta(kind: StatementKind, purchases: &[PurchaseRecord]) -> StatementDelta {
+    let mut delta = StatementDelta::default();
+    for purchase in purchases {
+        for line in &purchase.lines {
+            let sum = delta.lines.entry(line.credit_type).or_default();
+            sum.quantity += line.quantity;
+            sum.amount += kind.line_amount(line);
+        }
+        delta.total += kind.purchase_amount(purchase);
+        delta.purchase_count += 1;
+    }
+    delta
+}
+
+/// A statement as stored, with the ids of every purchase it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub statement_id: String,
+    pub kind: StatementKind,
+    /// The account id (client statements) or agency id (agency statements).
+    pub owner_id: String,
+    pub cycle_end: String,
+    pub status: String,
+    pub currency: String,
+    /// Credit types with a non-zero quantity, in dashboard order.
+    pub lines: Vec<StatementLine>,
+    pub total: Decimal,
+    pub purchase_count: u64,
+    /// Sorted.
+    pub purchase_ids: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementLine {
+    pub credit_type: CreditType,
+    pub quantity: u64,
+    pub amount: Decimal,
+}
+
+/// One step of a run: purchases of one owner, sorted by id and unique (a transaction may not touch an item
+/// twice, and the statement part is named by the first id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub owner: String,
+    pub purchases: Vec<PurchaseRecord>,
+}
+
+impl Step {
+    fn new(owner: String, mut purchases: Vec<PurchaseRecord>) -> Step {
+        purchases.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
+        purchases.dedup_by(|a, b| a.purchase_id == b.purchase_id);
+        Step { owner, purchases }
+    }
+
+    /// The same step without the purchases at `positions` (another run billed them since we read them).
+    pub fn without(self, positions: &[usize]) -> Step {
+        let dropped: BTreeSet<usize> = positions.iter().copied().collect();
+        let purchases =
+            self.purchases.into_iter().enumerate().filter(|(i, _)| !dropped.contains(i)).map(|(_, p)| p).collect();
+        Step { owner: self.owner, purchases }
+    }
+}
+
+/// How a run groups the purchases it reads into steps: per owner, a step as soon as `batch_size` purchases
+/// are waiting, and every waiting purchase once `max_buffered` are held (so memory stays bounded).
+#[derive(Debug)]
+pub struct StepPlanner {
+    kind: StatementKind,
+    batch_size: usize,
+    max_buffered: usize,
+    waiting: BTreeMap<String, Vec<PurchaseRecord>>,
+    buffered: usize,
+}
+
+impl StepPlanner {
+    pub fn new(kind: StatementKind, batch_size: usize, max_buffered: usize) -> StepPlanner {
+        StepPlanner { kind, batch_size: batch_size.max(1), max_buffered, waiting: BTreeMap::new(), buffered: 0 }
+    }
+
+    /// Takes one purchase; returns its owner's step when that step is full.
+    pub fn push(&mut self, purchase: PurchaseRecord) -> Option<Step> {
+        let owner = self.kind.owner(&purchase).to_owned();
+        let batch = self.waiting.entry(owner.clone()).or_default();
+        batch.push(purchase);
+        self.buffered += 1;
+        if batch.len() < self.batch_size {
+            return None;
+        }
+        let batch = self.waiting.remove(&owner).unwrap_or_default();
+        self.buffered -= batch.len();
+        Some(Step::new(owner, batch))
+    }
+
+    /// Every waiting purchase as steps, if the buffer is full; nothing otherwise.
+    pub fn flush_if_full(&mut self) -> Vec<Step> {
+        if self.buffered >= self.max_buffered { self.drain() } else { Vec::new() }
+    }
+
+    /// Every waiting purchase as steps (at the end of the run).
+    pub fn drain(&mut self) -> Vec<Step> {
+        self.buffered = 0;
+        std::mem::take(&mut self.waiting).into_iter().map(|(owner, batch)| Step::new(owner, batch)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::purchase::PurchaseLine;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn purchase(id: &str, account: &str, lines: Vec<PurchaseLine>) -> PurchaseRecord {
+        PurchaseRecord {
+            purchase_id: id.into(),
+            account_id: account.into(),
+            agency_id: "g".into(),
+            created_at: "2026-11-25T12:00:00.000Z".into(),
+            currency: "USD".into(),
+            total: lines.iter().map(|l| l.subtotal).sum(),
+            total_at_cost: lines.iter().map(|l| l.subtotal_at_cost).sum(),
+            lines,
+            billed_to_client: false,
+            billed_to_agency: false,
+            client_statement_id: None,
+            agency_statement_id: None,
+            idempotency_key: None,
+        }
+    }
+
+    #[test]
+    fn cycle_end_is_canonical_milliseconds() {
+        assert_eq!(CycleEnd::parse("2026-12-01T00:00:00Z").unwrap().as_str(), "2026-12-01T00:00:00.000Z");
+        assert_eq!(CycleEnd::parse("2026-12-01T00:00:00.250Z").unwrap().as_str(), "2026-12-01T00:00:00.250Z");
+        assert_eq!(CycleEnd::parse("2026-12-01T00:00:00+00:00").unwrap().as_str(), "2026-12-01T00:00:00.000Z");
+        assert!(CycleEnd::parse("2026-12-01T00:00:00.0001Z").is_err());
+        assert!(CycleEnd::parse("2026-12-01").is_err());
+        assert!(CycleEnd::parse("2026-12-01T00:00:00+02:00").is_err());
+        assert!(CycleEnd::parse("tomorrow").is_err());
+    }
+
+    #[test]
+    fn statement_ids_are_deterministic_and_distinct() {
+        let cycle = CycleEnd::parse("2026-12-01T00:00:00Z").unwrap();
+        assert_eq!(StatementKind::Client.statement_id("acct-a", &cycle), "client-20261201T000000.000Z-acct-a");
+        assert_eq!(StatementKind::Agency.statement_id("agency-a", &cycle), "agency-20261201T000000.000Z-agency-a");
+        let later = CycleEnd::parse("2027-01-01T00:00:00Z").unwrap();
+        assert_ne!(
+            StatementKind::Client.statement_id("acct-a", &cycle),
+            StatementKind::Client.statement_id("acct-a", &later)
+        );
+    }
+
+    #[test]
+    fn delta_sums_lines_at_price_or_cost_exactly() {
+        let line = |t, q, subtotal: &str, at_cost: &str| PurchaseLine {
+            credit_type: t,
+            quantity: q,
+            unit_price: d("0"),
+            unit_cost: d("0"),
+            subtotal: d(subtotal),
+            subtotal_at_cost: d(at_cost),
+        };
+        let purchases = vec![
+            purchase(
+                "p",
+                "a",
+                vec![
+                    line(CreditType::Audience, 2, "55.00", "32.00"),
+                    line(CreditType::Enrichment, 333, "5.00", "133.20"),
+                ],
+            ),
+            purchase("p", "a", vec![line(CreditType::Enrichment, 1, "0.02", "0.01")]),
+        ];
+        let client = statement_delta(StatementKind::Client, &purchases);
+        assert_eq!(client.total, d("60.02"));
+        assert_eq!(client.purchase_count, 2);
+        assert_eq!(client.lines[&CreditType::Enrichment], LineSum { quantity: 334, amount: d("5.02") });
+        assert_eq!(client.lines.values().map(|l| l.amount).sum::<Decimal>(), client.total);
+        let agency = statement_delta(StatementKind::Agency, &purchases);
+        assert_eq!(agency.total, d("165.21"));
+        assert_eq!(agency.lines[&CreditType::Audience], LineSum { quantity: 2, amount: d("32.00") });
+    }
+
+    #[test]
+    fn planner_emits_full_steps_per_owner_and_flushes_when_the_buffer_fills() {
+        let mut planner = StepPlanner::new(StatementKind::Client, 2, 3);
+        assert_eq!(planner.push(purchase("p3", "a", vec![])), None);
+        assert_eq!(planner.push(purchase("p9", "b", vec![])), None);
+        let full = planner.push(purchase("p1", "a", vec![])).expect("a's step is full");
+        assert_eq!(full.owner, "a");
+        assert_eq!(full.purchases.iter().map(|p| p.purchase_id.as_str()).collect::<Vec<_>>(), ["p1", "p3"]);
+        assert!(planner.flush_if_full().is_empty(), "one purchase waits, the buffer holds three");
+        assert_eq!(planner.push(purchase("p5", "c", vec![])), None);
+        assert_eq!(planner.push(purchase("p6", "d", vec![])), None);
+        let flushed = planner.flush_if_full();
+        assert_eq!(flushed.iter().map(|s| s.owner.as_str()).collect::<Vec<_>>(), ["b", "c", "d"]);
+        assert!(planner.drain().is_empty());
+    }
+
+    #[test]
+    fn a_step_drops_what_another_run_billed_and_never_holds_a_purchase_twice() {
+        let step = Step::new(
+            "a".into(),
+            vec![purchase("p2", "a", vec![]), purchase("p1", "a", vec![]), purchase("p2", "a", vec![])],
+        );
+        assert_eq!(step.purchases.len(), 2);
+        let rest = step.without(&[0]);
+        assert_eq!(rest.purchases.iter().map(|p| p.purchase_id.as_str()).collect::<Vec<_>>(), ["p2"]);
+    }
+}

@@ -1,0 +1,98 @@
+//! The pure domain: credit types, accounts, pricing, purchases, statements and the billing rules.
+//!
+//! Nothing here knows about DynamoDB or HTTP, so every rule can be unit-tested directly. The storage adapter
+//! and the handlers import from here; this module imports from neither.
+//!
+//! - [`pricing`]: rates, an agency's overrides, the effective prices and the one rounding rule.
+//! - [`purchase`]: validating a purchase request, quoting it, and the purchase record it becomes.
+//! - [`billing`]: cycles, statements and what a batch of purchases adds to one.
+//! - [`reconcile`]: the check that every balance equals its purchases.
+//! - [`time`]: the one timestamp format every sortable key uses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub mod billing;
+pub mod pricing;
+pub mod purchase;
+pub mod reconcile;
+pub mod time;
+
+pub use pricing::*;
+pub use purchase::*;
+
+/// The only currency the platform sells in today; stored on every record so a second one can be added later.
+pub const CURRENCY: &str = "USD";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditType {
+    Audience,
+    Enrichment,
+    Pixel,
+    CustomModel,
+}
+
+impl CreditType {
+    /// Every type, in the order the dashboard lists them.
+    pub const ALL: [CreditType; 4] =
+        [CreditType::Audience, CreditType::Enrichment, CreditType::Pixel, CreditType::CustomModel];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CreditType::Audience => "audience",
+            CreditType::Enrichment => "enrichment",
+            CreditType::Pixel => "pixel",
+            CreditType::CustomModel => "custom_model",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<CreditType> {
+        CreditType::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl fmt::Display for CreditType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Credits held per type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Balances(pub BTreeMap<CreditType, u64>);
+
+impl Balances {
+    pub fn get(&self, credit_type: CreditType) -> u64 {
+        self.0.get(&credit_type).copied().unwrap_or(0)
+    }
+}
+
+/// Account ids are opaque to us but bounded, so a path can never smuggle a key separator into a key.
+pub fn is_valid_account_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An account: its agency and its balances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub account_id: String,
+    pub agency_id: String,
+    pub name: Option<String>,
+    pub balances: Balances,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_ids_cannot_carry_key_separators() {
+        assert!(is_valid_account_id("acct-brightside_01"));
+        assert!(!is_valid_account_id("a#b"));
+        assert!(!is_valid_account_id(""));
+        assert!(!is_valid_account_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,82 @@
+//! Every key and attribute name of the table's items (the layout is in `storage`'s module comment).
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::domain::CreditType;
+use crate::domain::billing::StatementKind;
+use crate::table::{PARTITION_KEY, SORT_KEY};
+
+pub const DEFAULT_PRICING_PK: &str = "PRICING#DEFAULT";
+pub const PRICING_SK: &str = "PRICING";
+pub const ACCOUNT_SK: &str = "ACCOUNT";
+pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
+pub const PURCHASE_SK_PREFIX: &str = "PURCHASE#";
+pub const STATEMENT_SK_PREFIX: &str = "STATEMENT#";
+pub const PART_MARKER: &str = "#PART#";
+
+pub fn agency(agency_id: &str) -> String {
+    format!("AGENCY#{agency_id}")
+}
+
+pub fn account(account_id: &str) -> String {
+    format!("ACCOUNT#{account_id}")
+}
+
+pub fn purchase_sk(purchase_id: &str) -> String {
+    format!("{PURCHASE_SK_PREFIX}{purchase_id}")
+}
+
+/// The unbilled-index partition of shard `shard`: written by a purchase, queried by the billing run.
+pub fn unbilled(shard: u32) -> String {
+    format!("UNBILLED#{shard}")
+}
+
+pub fn idempotency(key: &str) -> String {
+    format!("IDEMPOTENCY#{key}")
+}
+
+pub fn statement_sk(cycle_end: &str) -> String {
+    format!("{STATEMENT_SK_PREFIX}{cycle_end}")
+}
+
+pub fn statement_part_sk(cycle_end: &str, first_purchase_id: &str) -> String {
+    format!("{STATEMENT_SK_PREFIX}{cycle_end}{PART_MARKER}{first_purchase_id}")
+}
+
+/// The partition holding an owner's statements: the account's (client) or the agency's (agency).
+pub fn statement_pk(kind: StatementKind, owner: &str) -> String {
+    match kind {
+        StatementKind::Client => account(owner),
+        StatementKind::Agency => agency(owner),
+    }
+}
+
+/// A full primary key.
+pub fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (PARTITION_KEY.to_owned(), AttributeValue::S(pk)),
+        (SORT_KEY.to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+/// The balance attribute of one credit type on the account item (top-level, so `ADD` can create it).
+pub fn balance_attribute(credit_type: CreditType) -> &'static str {
+    match credit_type {
+        CreditType::Audience => "balanceAudience",
+        CreditType::Enrichment => "balanceEnrichment",
+        CreditType::Pixel => "balancePixel",
+        CreditType::CustomModel => "balanceCustomModel",
+    }
+}
+
+/// Top-level number attributes of a statement per credit type (top-level so `ADD` can create them).
+pub fn statement_line_attributes(credit_type: CreditType) -> (&'static str, &'static str) {
+    match credit_type {
+        CreditType::Audience => ("quantityAudience", "amountAudience"),
+        CreditType::Enrichment => ("quantityEnrichment", "amountEnrichment"),
+        CreditType::Pixel => ("quantityPixel", "amountPixel"),
+        CreditType::CustomModel => ("quantityCustomModel", "amountCustomModel"),
+    }
+}

@@ -1,0 +1,301 @@
+//! Accounts, prices and the purchase transaction.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
+
+use super::items::{
+    AgencyPricingItem, Attributes, DefaultPricingItem, Item, account_from_item, from_item, n, s, to_item,
+};
+use super::transact::condition_failed;
+use super::{Store, StoreError, classify, internal, keys};
+use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
+use crate::table::{
+    PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
+};
+
+/// Claims an `Idempotency-Key` in the purchase's own transaction.
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub key: String,
+    pub request_hash: String,
+    /// The `purchase` part of the first 201 body, returned again on a replay.
+    pub purchase_body: String,
+    pub now_epoch_seconds: u64,
+    pub expires_at_epoch_seconds: u64,
+}
+
+/// What an earlier request stored under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIdempotency {
+    pub account_id: String,
+    pub request_hash: String,
+    pub purchase_body: String,
+}
+
+/// How a purchase write ended when it did not fail outright.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordOutcome {
+    Recorded,
+    /// The prices or the account's agency changed since they were read: re-read and re-quote.
+    PricingChanged,
+    /// The account item is gone.
+    AccountMissing,
+    /// The key was already claimed (and has not expired).
+    IdempotencyKeyTaken(StoredIdempotency),
+}
+
+/// The index partition an unbilled purchase lands in; stable for a given purchase id.
+pub fn unbilled_shard(purchase_id: &str) -> u32 {
+    let hash = purchase_id.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    hash % UNBILLED_SHARDS
+}
+
+impl Store {
+    /// Reads an account and its balances (strongly consistent, so a purchase's own credits show at once).
+    pub async fn account(&self, account_id: &str) -> Result<Option<Account>, StoreError> {
+        let item = self.get_item(keys::account(account_id), keys::ACCOUNT_SK).await?;
+        item.map(|item| account_from_item(&item)).transpose()
+    }
+
+    /// Reads the default pricing and the agency's overrides in one `BatchGetItem`.
+    pub async fn pricing(&self, agency_id: &str) -> Result<(DefaultPricing, Option<AgencyPricing>), StoreError> {
+        let keys = KeysAndAttributes::builder()
+            .keys(keys::key(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK))
+            .keys(keys::key(keys::agency(agency_id), keys::PRICING_SK))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| internal("BatchGetItem keys", e))?;
+        let mut pending = HashMap::from([(self.table_name.clone(), keys)]);
+        let mut items = Vec::new();
+        // BatchGetItem may hand back unprocessed keys under load (it has no paginator); a few rounds always
+        // finish two keys.
+        for _ in 0..5 {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await
+                .map_err(|e| classify("BatchGetItem pricing", e))?;
+            if let Some(mut responses) = output.responses {
+                items.extend(responses.remove(&self.table_name).unwrap_or_default());
+            }
+            pending = output.unprocessed_keys.unwrap_or_default();
+            if pending.is_empty() {
+                break;
+            }
+        }
+        if !pending.is_empty() {
+            return Err(StoreError::Unavailable("BatchGetItem pricing: keys left unprocessed".into()));
+        }
+        let mut default = None;
+        let mut agency = None;
+        for item in items {
+            if item.optional_string(PARTITION_KEY).as_deref() == Some(keys::DEFAULT_PRICING_PK) {
+                let stored: DefaultPricingItem = from_item("default pricing", item)?;
+                default = Some(DefaultPricing { version: stored.version, rates: stored.rates });
+            } else {
+                let stored: AgencyPricingItem = from_item("agency pricing", item)?;
+                agency =
+                    Some(AgencyPricing { agency_id: stored.agency_id, version: stored.version, rates: stored.rates });
+            }
+        }
+        let default = default.ok_or_else(|| StoreError::Internal("the default pricing item is missing".into()))?;
+        Ok((default, agency))
+    }
+
+    /// Reads what an earlier request stored under an idempotency key, if it has not expired.
+    pub async fn idempotency(
+        &self,
+        key_value: &str,
+        now_epoch_seconds: u64,
+    ) -> Result<Option<StoredIdempotency>, StoreError> {
+        let Some(item) = self.get_item(keys::idempotency(key_value), keys::IDEMPOTENCY_SK).await? else {
+            return Ok(None);
+        };
+        let expires_at = item.decimal(TTL_ATTRIBUTE).ok().flatten();
+        if expires_at.is_none_or(|at| at < now_epoch_seconds.into()) {
+            return Ok(None);
+        }
+        stored_idempotency(&item).map(Some)
+    }
+
+    /// Writes the purchase record, adds its credits to the balance and (optionally) claims the idempotency key,
+    /// all in one `TransactWriteItems`, checking in the same transaction that the prices used are still current.
+    pub async fn record_purchase(
+        &self,
+        purchase: &PurchaseRecord,
+        pricing: &EffectivePricing,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<RecordOutcome, StoreError> {
+        let items = self.purchase_transaction(purchase, pricing, idempotency)?;
+        // The same token on every attempt makes a resend after a lost response a no-op for 10 minutes.
+        // An unanswered purchase is not resent here: the handler's budget is short, and the client's replay
+        // with its Idempotency-Key settles it.
+        let outcome = self
+            .transact_with_retries("TransactWriteItems purchase", &items, &purchase.purchase_id, false, |reasons| {
+                condition_outcome(reasons, idempotency.is_some())
+            })
+            .await?;
+        Ok(outcome.unwrap_or(RecordOutcome::Recorded))
+    }
+
+    /// The items of the purchase transaction, in the order `condition_outcome` reads (balance update, purchase
+    /// put, default and agency price checks, then the idempotency claim if any).
+    pub(crate) fn purchase_transaction(
+        &self,
+        purchase: &PurchaseRecord,
+        pricing: &EffectivePricing,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the purchase transaction", e);
+
+        // 1. Credits into the balance, only if the account still belongs to the agency whose prices we used.
+        let mut add_expression = Vec::new();
+        let mut names = HashMap::from([("#agency".to_owned(), "agencyId".to_owned())]);
+        let mut values = HashMap::from([(":agency".to_owned(), s(&purchase.agency_id))]);
+        for (i, line) in purchase.lines.iter().enumerate() {
+            add_expression.push(format!("#b{i} :q{i}"));
+            names.insert(format!("#b{i}"), keys::balance_attribute(line.credit_type).to_owned());
+            values.insert(format!(":q{i}"), n(line.quantity));
+        }
+        if add_expression.is_empty() {
+            return Err(StoreError::Internal("a purchase without lines reached storage".into()));
+        }
+        let balance_update = Update::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::account(&purchase.account_id), keys::ACCOUNT_SK)))
+            .update_expression(format!("ADD {}", add_expression.join(", ")))
+            .condition_expression("attribute_exists(pk) AND #agency = :agency")
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build)?;
+
+        // 2. The purchase record, in both sparse billing indexes until billed.
+        let mut record = to_item("purchase", purchase)?;
+        record.extend(keys::key(keys::account(&purchase.account_id), &keys::purchase_sk(&purchase.purchase_id)));
+        let shard = s(keys::unbilled(unbilled_shard(&purchase.purchase_id)));
+        let index_sort = s(format!("{}#{}", purchase.created_at, purchase.purchase_id));
+        for index in [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX] {
+            record.insert(index.partition_key.to_owned(), shard.clone());
+            record.insert(index.sort_key.to_owned(), index_sort.clone());
+        }
+        let purchase_put = Put::builder()
+            .table_name(&self.table_name)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+
+        // 3. The prices used are still the current ones.
+        let default_check = ConditionCheck::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK)))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", n(pricing.default_version))
+            .build()
+            .map_err(build)?;
+        let agency_check = ConditionCheck::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::agency(&pricing.agency_id), keys::PRICING_SK)));
+        let agency_check = match pricing.agency_version {
+            Some(version) => {
+                agency_check.condition_expression("version = :v").expression_attribute_values(":v", n(version))
+            }
+            None => agency_check.condition_expression("attribute_not_exists(pk)"),
+        }
+        .build()
+        .map_err(build)?;
+
+        let mut items = vec![
+            TransactWriteItem::builder().update(balance_update).build(),
+            TransactWriteItem::builder().put(purchase_put).build(),
+            TransactWriteItem::builder().condition_check(default_check).build(),
+            TransactWriteItem::builder().condition_check(agency_check).build(),
+        ];
+
+        // 4. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
+        if let Some(claim) = idempotency {
+            let item = HashMap::from([
+                (PARTITION_KEY.to_owned(), s(keys::idempotency(&claim.key))),
+                (SORT_KEY.to_owned(), s(keys::IDEMPOTENCY_SK)),
+                ("accountId".to_owned(), s(&purchase.account_id)),
+                ("purchaseId".to_owned(), s(&purchase.purchase_id)),
+                ("requestHash".to_owned(), s(&claim.request_hash)),
+                ("purchaseBody".to_owned(), s(&claim.purchase_body)),
+                (TTL_ATTRIBUTE.to_owned(), n(claim.expires_at_epoch_seconds)),
+            ]);
+            let put = Put::builder()
+                .table_name(&self.table_name)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk) OR #expires < :now")
+                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(claim.now_epoch_seconds))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        Ok(items)
+    }
+
+    /// The purchase transaction's items, for the benchmark's bare-SDK side (never used by a function).
+    #[cfg(feature = "bench-internals")]
+    pub fn purchase_transaction_for_bench(
+        &self,
+        purchase: &PurchaseRecord,
+        pricing: &EffectivePricing,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.purchase_transaction(purchase, pricing, idempotency)
+    }
+
+    /// Every purchase record of an account, oldest first (Query on the account's item collection).
+    pub async fn all_purchases(&self, account_id: &str) -> Result<Vec<PurchaseRecord>, StoreError> {
+        let query = self.partition_query(keys::account(account_id), keys::PURCHASE_SK_PREFIX);
+        let items = self.partition_items("Query purchases", query).await?;
+        items.into_iter().map(|item| from_item("purchase", item)).collect()
+    }
+}
+
+/// Turns condition failures of the purchase transaction into an outcome; `None` if no condition failed.
+fn condition_outcome(
+    reasons: &[CancellationReason],
+    has_idempotency_item: bool,
+) -> Result<Option<RecordOutcome>, StoreError> {
+    let failed = |i: usize| condition_failed(reasons, i);
+    // The key outranks everything: a replay must return the first answer even if prices moved since.
+    if has_idempotency_item && failed(4) {
+        let item = reasons[4]
+            .item()
+            .ok_or_else(|| StoreError::Internal("idempotency condition failed without the stored item".into()))?;
+        return Ok(Some(RecordOutcome::IdempotencyKeyTaken(stored_idempotency(item)?)));
+    }
+    // Our own purchase id already exists only if an earlier attempt of this very call committed and its
+    // response was lost (the request token can be forgotten, e.g. across an engine restart): that is success.
+    if failed(1) {
+        return Ok(Some(RecordOutcome::Recorded));
+    }
+    if failed(0) {
+        let account_exists = reasons[0].item().is_some_and(|item| !item.is_empty());
+        return Ok(Some(if account_exists { RecordOutcome::PricingChanged } else { RecordOutcome::AccountMissing }));
+    }
+    if failed(2) || failed(3) {
+        return Ok(Some(RecordOutcome::PricingChanged));
+    }
+    Ok(None)
+}
+
+fn stored_idempotency(item: &Item) -> Result<StoredIdempotency, StoreError> {
+    Ok(StoredIdempotency {
+        account_id: item.string("accountId")?,
+        request_hash: item.string("requestHash")?,
+        purchase_body: item.string("purchaseBody")?,
+    })
+}
