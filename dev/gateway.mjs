@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // DEV ONLY: a local stand-in for API Gateway (HTTP API, payload format 2.0, JWT authorizer) in front of
-// `cargo lambda watch`. It is never deployed and tokens are NOT verified: never expose it beyond loopback.
+// `cargo lambda watch`. It is never deployed and listens on loopback only. It is its own token issuer: it signs
+// dev tokens with an RS256 key kept outside the repo and verifies every token as the JWT authorizer does
+// (signature, alg, kid, iss, aud/client_id, exp, nbf). Routes and CORS come from infra/template.yaml.
 //
 //   node dev/gateway.mjs                        # serve on 127.0.0.1:${GATEWAY_PORT:-3000}
-//   node dev/gateway.mjs --print-token acct-x   # print an unsigned dev token for account acct-x
+//   node dev/gateway.mjs --print-token acct-x   # print a signed dev token for account acct-x
+//   node dev/gateway.mjs --print-token acct-x --claims '{"custom:agency_id":"agency-x","cognito:groups":["agency-admin"]}'
 //
 // Environment:
 //   GATEWAY_PORT        port to listen on (default 3000; always bound to 127.0.0.1)
@@ -11,31 +14,263 @@
 //   DASHBOARD_ORIGIN    comma-separated origins allowed by CORS (default: this gateway's own origin)
 //   DEV_ACCOUNT_ID      account the dashboard's dev token acts for (default acct-northwind-coffee)
 //   INVOKE_TIMEOUT_MS   integration timeout (default 30000, API Gateway's maximum)
+//   DEV_JWT_ISSUER      iss of the dev tokens, the only one accepted (default dev-gateway)
+//   DEV_JWT_AUDIENCE    comma-separated accepted aud/client_id; tokens carry the first (default dashboard)
+//   DEV_JWT_KEY_FILE    the signing key, created 0600 when missing; shared with --print-token
+//                       (default ${XDG_STATE_HOME:-~/.local/state}/overage-credits/dev-gateway-key.pem)
 //
 // Zero dependencies: Node 20+ standard library only.
 
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+} from 'node:crypto';
+import { chmodSync, linkSync, mkdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-/** The API: one line per route, exactly as the HTTP API declares them. Add new functions here. */
-export const ROUTES = [
-  { method: 'GET', path: '/accounts/{accountId}/pricing', fn: 'get-pricing' },
-  { method: 'POST', path: '/accounts/{accountId}/credit-purchases', fn: 'purchase-credits' },
-  { method: 'GET', path: '/accounts/{accountId}/balances', fn: 'get-balances' },
-  { method: 'GET', path: '/accounts/{accountId}/credit-purchases', fn: 'list-purchases' },
-  { method: 'GET', path: '/accounts/{accountId}/statements', fn: 'list-statements' },
-];
+// ---------------------------------------------------------------------------------------------- template
 
-/** CORS as the deployed HttpApi declares it (keep in step with the SAM template's CorsConfiguration). */
-export const CORS = {
-  allowMethods: ['GET', 'POST', 'OPTIONS'],
-  allowHeaders: ['authorization', 'content-type', 'idempotency-key', 'prefer'],
-  exposeHeaders: ['location', 'idempotent-replayed', 'preference-applied', 'retry-after'],
-  maxAgeSeconds: 600,
-};
+/**
+ * Reads the subset of YAML the SAM template uses: block mappings and sequences, flow `[...]`/`{...}` on one
+ * line, quoted and plain scalars, CloudFormation tags (`!Ref X` becomes `{ '!Ref': 'X' }`), `>-`/`|` block
+ * scalars and comments. Anything else (anchors, multi-line flows, tabs, documents) throws with its line
+ * number, so a template this reader misunderstands stops the gateway instead of serving the wrong API.
+ */
+export function parseTemplateYaml(text) {
+  const lines = text.split(/\r?\n/).map((raw, i) => ({ raw, no: i + 1 }));
+  const fail = (line, why) => {
+    throw new Error(`infra/template.yaml line ${line?.no ?? 'end'}: ${why}`);
+  };
+  let at = 0;
+  // Content lines only; `text` has its comment removed.
+  const peek = () => {
+    while (at < lines.length) {
+      const line = lines[at];
+      if (line.text === undefined) {
+        if (/^\s*\t/.test(line.raw)) fail(line, 'tab indentation');
+        const body = stripComment(line.raw);
+        if (body.trim() === '' ) {
+          at++;
+          continue;
+        }
+        if (/^(---|\.\.\.|%)/.test(body)) fail(line, 'multiple documents or directives are not supported');
+        line.indent = body.length - body.trimStart().length;
+        line.text = body.trim();
+      }
+      return line;
+    }
+    return null;
+  };
+  const isSeqItem = (t) => t === '-' || t.startsWith('- ');
+  const keyOf = (t) => /^([^\s'"\[\]{}#&*!|>%@`,-][^:#]*?|"[^"]*"|'[^']*')\s*:(?:\s+(.*))?$/.exec(t);
+
+  function block(indent) {
+    const line = peek();
+    if (!line || line.indent < indent) return null;
+    return isSeqItem(line.text) ? sequence(line.indent) : mapping(line.indent);
+  }
+
+  function valueAfterKey(line, rest, indent) {
+    if (rest === undefined || rest === '') {
+      const next = peek();
+      if (next && (next.indent > indent || (next.indent === indent && isSeqItem(next.text)))) return block(next.indent);
+      return null;
+    }
+    if (/^[|>][+-]?$/.test(rest)) {
+      // Block scalar: every following line indented deeper (or blank) is its text, comments included.
+      const parts = [];
+      while (at < lines.length) {
+        const raw = lines[at].raw;
+        if (raw.trim() !== '' && raw.length - raw.trimStart().length <= indent) break;
+        parts.push(raw.trim());
+        at++;
+      }
+      return parts.join(rest.startsWith('>') ? ' ' : '\n').trim();
+    }
+    return inline(rest, line);
+  }
+
+  function mapping(indent) {
+    const out = Object.create(null);
+    for (let line = peek(); line && line.indent === indent && !isSeqItem(line.text); line = peek()) {
+      const m = keyOf(line.text);
+      if (!m) fail(line, `expected "key: value", got ${JSON.stringify(line.text)}`);
+      const key = /^['"]/.test(m[1]) ? m[1].slice(1, -1) : m[1].trim();
+      if (Object.hasOwn(out, key)) fail(line, `duplicate key ${key}`);
+      at++;
+      out[key] = valueAfterKey(line, m[2], indent);
+    }
+    const next = peek();
+    if (next && next.indent > indent) fail(next, 'unexpected indentation');
+    return out;
+  }
+
+  function sequence(indent) {
+    const out = [];
+    for (let line = peek(); line && line.indent === indent && isSeqItem(line.text); line = peek()) {
+      const rest = line.text.slice(1).trimStart();
+      if (rest === '') {
+        at++;
+        out.push(block(indent + 1));
+      } else if (keyOf(rest) && !/^[[{'"!]/.test(rest)) {
+        // "- key: value" opens a mapping whose keys line up with "key".
+        line.indent += line.text.length - rest.length;
+        line.text = rest;
+        out.push(mapping(line.indent));
+      } else {
+        at++;
+        out.push(inline(rest, line));
+      }
+    }
+    return out;
+  }
+
+  function inline(textValue, line) {
+    let i = 0;
+    const src = textValue.trim();
+    const space = () => {
+      while (src[i] === ' ') i++;
+    };
+    function value(inFlow) {
+      space();
+      const c = src[i];
+      if (c === '[' || c === '{') {
+        const close = c === '[' ? ']' : '}';
+        const out = c === '[' ? [] : Object.create(null);
+        i++;
+        space();
+        if (src[i] === close) return i++, out;
+        for (;;) {
+          if (c === '[') out.push(value(true));
+          else {
+            space();
+            const keyStart = i;
+            while (i < src.length && src[i] !== ':') i++;
+            const key = src.slice(keyStart, i).trim();
+            if (src[i] !== ':' || !key) fail(line, `bad flow mapping ${JSON.stringify(src)}`);
+            i++;
+            out[key.replace(/^(['"])(.*)\1$/, '$2')] = value(true);
+          }
+          space();
+          if (src[i] === ',') {
+            i++;
+            continue;
+          }
+          if (src[i] === close) return i++, out;
+          fail(line, `unterminated flow collection ${JSON.stringify(src)}`);
+        }
+      }
+      if (c === '"' || c === "'") {
+        const end = c === '"' ? /^"((?:[^"\\]|\\.)*)"/.exec(src.slice(i)) : /^'((?:[^']|'')*)'/.exec(src.slice(i));
+        if (!end) fail(line, `unterminated string ${JSON.stringify(src)}`);
+        i += end[0].length;
+        return c === '"' ? JSON.parse(end[0]) : end[1].replace(/''/g, "'");
+      }
+      if (c === '!') {
+        const tag = /^!\w+/.exec(src.slice(i))?.[0];
+        if (!tag) fail(line, `bad tag ${JSON.stringify(src)}`);
+        i += tag.length;
+        return { [tag]: value(inFlow) };
+      }
+      if (c === '&' || c === '*') fail(line, 'anchors and aliases are not supported');
+      const start = i;
+      while (i < src.length && !(inFlow && /[,\]}]/.test(src[i]))) i++;
+      return src.slice(start, i).trim();
+    }
+    const out = value(false);
+    space();
+    if (i !== src.length) fail(line, `unexpected ${JSON.stringify(src.slice(i))}`);
+    return out;
+  }
+
+  const doc = block(0);
+  if (peek()) fail(peek(), 'unexpected content');
+  return doc;
+}
+
+/** The line without its comment: a `#` at the start or after a space, outside quotes. */
+function stripComment(raw) {
+  let quote = null;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (quote) {
+      if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") {
+      if (i === 0 || /[\s:\[{,-]/.test(raw[i - 1])) quote = c;
+    } else if (c === '#' && (i === 0 || /\s/.test(raw[i - 1]))) {
+      return raw.slice(0, i).trimEnd();
+    }
+  }
+  return raw.trimEnd();
+}
+
+const HTTP_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'ANY'];
+
+/**
+ * The API as the SAM template declares it: every HttpApi event of every AWS::Serverless::Function (the
+ * function is the cargo binary named in Metadata.BuildProperties.Binary), and the HttpApi's CorsConfiguration.
+ * Throws when something it needs is missing or odd: a gateway serving a guessed API would hide the drift.
+ */
+export function readTemplateApi(templatePath = TEMPLATE_PATH) {
+  const doc = parseTemplateYaml(readFileSync(templatePath, 'utf8'));
+  const where = (...path) => `${templatePath}: ${path.join('.')}`;
+  const resources = doc?.Resources;
+  if (!resources || typeof resources !== 'object') throw new Error(`${where('Resources')} is missing`);
+  const routes = [];
+  const seen = new Set();
+  for (const [name, resource] of Object.entries(resources)) {
+    if (resource?.Type !== 'AWS::Serverless::Function') continue;
+    for (const [eventName, event] of Object.entries(resource.Properties?.Events ?? {})) {
+      if (event?.Type !== 'HttpApi') continue;
+      const fn = resource.Metadata?.BuildProperties?.Binary;
+      if (typeof fn !== 'string' || !/^[A-Za-z0-9_-]+$/.test(fn)) {
+        throw new Error(`${where('Resources', name, 'Metadata.BuildProperties.Binary')}: the cargo binary name is missing`);
+      }
+      const method = event.Properties?.Method;
+      const path = event.Properties?.Path;
+      if (typeof method !== 'string' || !HTTP_METHODS.includes(method.toUpperCase())) {
+        throw new Error(`${where('Resources', name, 'Properties.Events', eventName, 'Properties.Method')}: ${JSON.stringify(method)}`);
+      }
+      if (typeof path !== 'string' || !/^\/[A-Za-z0-9._~{}+/-]*$/.test(path)) {
+        throw new Error(`${where('Resources', name, 'Properties.Events', eventName, 'Properties.Path')}: ${JSON.stringify(path)}`);
+      }
+      const route = { method: method.toUpperCase(), path, fn };
+      const routeKey = `${route.method} ${route.path}`;
+      if (seen.has(routeKey)) throw new Error(`${templatePath}: route ${routeKey} is declared twice`);
+      seen.add(routeKey);
+      routes.push(route);
+    }
+  }
+  if (!routes.length) throw new Error(`${templatePath}: no AWS::Serverless::Function has an HttpApi event`);
+
+  const apis = Object.entries(resources).filter(([, r]) => r?.Type === 'AWS::Serverless::HttpApi');
+  if (apis.length !== 1) throw new Error(`${templatePath}: expected one AWS::Serverless::HttpApi, found ${apis.length}`);
+  const [apiName, api] = apis[0];
+  const cors = api.Properties?.CorsConfiguration;
+  if (!cors || typeof cors !== 'object') throw new Error(`${where('Resources', apiName, 'Properties.CorsConfiguration')} is missing`);
+  const list = (field, normalise) => {
+    const value = cors?.[field];
+    if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v)) {
+      throw new Error(`${where('Resources', apiName, 'Properties.CorsConfiguration', field)}: expected a list of names`);
+    }
+    return value.map(normalise);
+  };
+  const allowMethods = list('AllowMethods', (m) => m.toUpperCase());
+  const allowHeaders = list('AllowHeaders', (h) => h.toLowerCase());
+  const exposeHeaders = list('ExposeHeaders', (h) => h.toLowerCase());
+  const maxAgeSeconds = /^\d+$/.test(cors.MaxAge ?? '') ? Number(cors.MaxAge) : NaN;
+  if (!Number.isSafeInteger(maxAgeSeconds)) throw new Error(`${where('Resources', apiName, 'Properties.CorsConfiguration.MaxAge')}: ${cors.MaxAge}`);
+  return { routes, cors: { allowMethods, allowHeaders, exposeHeaders, maxAgeSeconds } };
+}
 
 /**
  * What API Gateway (HTTP API) answers itself when the integration fails: a function that errors, is missing
@@ -63,33 +298,102 @@ function isTextContentType(contentType) {
 const DEFAULT_ACCOUNT = 'acct-northwind-coffee';
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const DASHBOARD_DIR = resolve(HERE, '..', 'dashboard', 'public');
+const TEMPLATE_PATH = resolve(HERE, '..', 'infra', 'template.yaml');
 
 // ---------------------------------------------------------------------------------------------- tokens
 
 const b64url = (value) => Buffer.from(value).toString('base64url');
 
-/** An unsigned (alg "none") JWT for `accountId`: accepted by this gateway only, which never verifies tokens. */
-export function makeDevToken(accountId = DEFAULT_ACCOUNT, { ttlSeconds = 24 * 60 * 60 } = {}) {
+const DEFAULT_ISSUER = 'dev-gateway';
+const DEFAULT_AUDIENCE = 'dashboard';
+const issuerFromEnv = () => process.env.DEV_JWT_ISSUER || DEFAULT_ISSUER;
+/** Like the template's JwtAudience: a comma-separated list; dev tokens carry the first. */
+const audiencesFromEnv = () => (process.env.DEV_JWT_AUDIENCE || DEFAULT_AUDIENCE).split(',').map((a) => a.trim()).filter(Boolean);
+
+/** Outside the repo: `cargo lambda watch` rebuilds on any change in the working tree. */
+export function defaultKeyFile() {
+  if (process.env.DEV_JWT_KEY_FILE) return resolve(process.env.DEV_JWT_KEY_FILE);
+  const state = process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state');
+  return join(state, 'overage-credits', 'dev-gateway-key.pem');
+}
+
+const loadedKeys = new Map();
+
+/**
+ * The issuer's RS256 key, created (0600) on first use and shared by the running gateway and `--print-token`
+ * through the file. Two processes starting at once both end up with the first key written: the file is
+ * created complete under a temporary name and then hard-linked into place, which fails if it exists.
+ */
+export function loadSigningKey(keyFile = defaultKeyFile()) {
+  const cached = loadedKeys.get(keyFile);
+  if (cached) return cached;
+  let pem;
+  try {
+    pem = readFileSync(keyFile, 'utf8');
+  } catch (err) {
+    if (err.code !== 'ENOENT') throw err;
+    mkdirSync(dirname(keyFile), { recursive: true, mode: 0o700 });
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const temporary = `${keyFile}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(temporary, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600, flag: 'wx' });
+    chmodSync(temporary, 0o600); // whatever the umask
+    try {
+      linkSync(temporary, keyFile);
+    } catch (linkErr) {
+      if (linkErr.code !== 'EEXIST') throw linkErr;
+    } finally {
+      unlinkSync(temporary);
+    }
+    pem = readFileSync(keyFile, 'utf8');
+  }
+  if (statSync(keyFile).mode & 0o077) throw new Error(`${keyFile} is readable by others: chmod 600 it (or delete it to get a new key)`);
+  const privateKey = createPrivateKey(pem);
+  if (privateKey.asymmetricKeyType !== 'rsa') throw new Error(`${keyFile} is not an RSA private key`);
+  const publicKey = createPublicKey(privateKey);
+  const { n, e } = publicKey.export({ format: 'jwk' });
+  // RFC 7638 thumbprint: the same key always has the same kid, in every process.
+  const kid = createHash('sha256').update(JSON.stringify({ e, kty: 'RSA', n })).digest('base64url');
+  const key = { privateKey, publicKey, kid, jwk: { kty: 'RSA', use: 'sig', alg: 'RS256', kid, n, e }, keyFile };
+  loadedKeys.set(keyFile, key);
+  return key;
+}
+
+/**
+ * A dev ID token for `accountId`, signed RS256 by this gateway's key. `claims` are added last (they may
+ * override the defaults), e.g. an agency admin's `{ 'custom:agency_id': 'agency-x', 'cognito:groups': ['agency-admin'] }`.
+ */
+export function makeDevToken(
+  accountId = DEFAULT_ACCOUNT,
+  { ttlSeconds = 24 * 60 * 60, claims: extra = {}, key = loadSigningKey(), issuer = issuerFromEnv(), audience = audiencesFromEnv()[0] } = {},
+) {
   const now = Math.floor(Date.now() / 1000);
-  const header = { alg: 'none', typ: 'JWT' };
+  const header = { alg: 'RS256', typ: 'JWT', kid: key.kid };
   const claims = {
     sub: `dev-user-${accountId}`,
     'custom:account_id': accountId,
     token_use: 'id',
-    iss: 'dev-gateway',
+    iss: issuer,
+    aud: audience,
     iat: now,
     exp: now + ttlSeconds,
+    ...extra,
   };
-  return `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}.`;
+  const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  return `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), key.privateKey).toString('base64url')}`;
 }
 
 /**
- * The JWT authorizer, minus the signature check: returns the claims as API Gateway hands them to the
- * function (every value a string), or null when the request must get a 401.
+ * The JWT authorizer: returns the claims as API Gateway hands them to the function (every value a string),
+ * or null when the request must get a 401. Like API Gateway it requires an RS256 signature by a key of the
+ * JWKS (by `kid`), the configured `iss`, an `aud` among the audiences (or, without `aud`, a `client_id`
+ * among them, as access tokens carry), a numeric `exp` in the future and no `nbf` in the future.
  */
-export function authorizeRequest(authorization, nowSeconds = Date.now() / 1000) {
+export function authorizeRequest(
+  authorization,
+  { key = loadSigningKey(), issuer = issuerFromEnv(), audiences = audiencesFromEnv(), nowSeconds = Date.now() / 1000 } = {},
+) {
   if (typeof authorization !== 'string') return null;
-  const match = /^Bearer +([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]*)$/i.exec(authorization.trim());
+  const match = /^Bearer +([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/i.exec(authorization.trim());
   if (!match) return null;
   let header;
   let payload;
@@ -101,10 +405,17 @@ export function authorizeRequest(authorization, nowSeconds = Date.now() / 1000) 
   }
   const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
   if (!isObject(header) || !isObject(payload)) return null;
-  // API Gateway rejects expired or not-yet-valid tokens; the signature is the one thing not checked here.
-  if (typeof payload.exp === 'number' && payload.exp <= nowSeconds) return null;
-  if (typeof payload.nbf === 'number' && payload.nbf > nowSeconds) return null;
-  const claims = {};
+  // Never let the token pick the algorithm: RS256 with the key named by kid, or nothing.
+  if (header.alg !== 'RS256' || header.kid !== key.kid) return null;
+  const signature = Buffer.from(match[3], 'base64url');
+  if (!cryptoVerify('sha256', Buffer.from(`${match[1]}.${match[2]}`), key.publicKey, signature)) return null;
+  if (payload.iss !== issuer) return null;
+  const audienceClaim = payload.aud !== undefined ? payload.aud : payload.client_id;
+  const tokenAudiences = Array.isArray(audienceClaim) ? audienceClaim : [audienceClaim];
+  if (!tokenAudiences.some((a) => typeof a === 'string' && audiences.includes(a))) return null;
+  if (typeof payload.exp !== 'number' || !Number.isFinite(payload.exp) || payload.exp <= nowSeconds) return null;
+  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > nowSeconds)) return null;
+  const claims = Object.create(null); // a claim named __proto__ stays a claim
   for (const [name, value] of Object.entries(payload)) claims[name] = stringifyClaim(value);
   const scope = typeof payload.scope === 'string' ? payload.scope : typeof payload.scp === 'string' ? payload.scp : '';
   const scopes = scope.trim() ? scope.trim().split(/\s+/) : null;
@@ -121,27 +432,30 @@ function stringifyClaim(value) {
 
 // ---------------------------------------------------------------------------------------------- routing
 
-const compiled = ROUTES.map((route) => {
-  const names = [];
-  const pattern = route.path
-    .split('/')
-    .map((segment) => {
-      const param = /^\{([A-Za-z0-9_]+)\}$/.exec(segment);
-      if (!param) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      names.push(param[1]);
-      return '([^/]+)';
-    })
-    .join('/');
-  return { ...route, routeKey: `${route.method} ${route.path}`, regex: new RegExp(`^${pattern}$`), names };
-});
+/** Each route with its routeKey and a regex for raw paths: `{name}` is one segment, `{name+}` the rest. */
+export function compileRoutes(routes) {
+  return routes.map((route) => {
+    const names = [];
+    const pattern = route.path
+      .split('/')
+      .map((segment) => {
+        const param = /^\{([A-Za-z0-9_]+)(\+?)\}$/.exec(segment);
+        if (!param) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+        names.push(param[1]);
+        return param[2] ? '(.+)' : '([^/]+)';
+      })
+      .join('/');
+    return { ...route, routeKey: `${route.method} ${route.path}`, regex: new RegExp(`^${pattern}$`), names };
+  });
+}
 
 /** The route for a method and raw path, with its decoded path parameters; null when none matches. */
-export function matchRoute(method, rawPath) {
+export function matchRoute(compiled, method, rawPath) {
   for (const route of compiled) {
-    if (route.method !== method) continue;
+    if (route.method !== method && route.method !== 'ANY') continue;
     const m = route.regex.exec(rawPath);
     if (!m) continue;
-    const pathParameters = {};
+    const pathParameters = Object.create(null);
     route.names.forEach((name, i) => {
       try {
         pathParameters[name] = decodeURIComponent(m[i + 1]);
@@ -153,8 +467,6 @@ export function matchRoute(method, rawPath) {
   }
   return null;
 }
-
-const isApiPath = (rawPath) => compiled.some((r) => r.regex.test(rawPath));
 
 // ---------------------------------------------------------------------------------------------- events
 
@@ -172,7 +484,8 @@ const newRequestId = () => randomBytes(10).toString('base64');
 
 /** Builds the payload-2.0 event API Gateway would send for this request. */
 export function buildEvent({ req, rawPath, rawQueryString, match, body, auth, requestId, now = new Date() }) {
-  const headers = {};
+  // Null-prototype maps: a header or parameter named __proto__ or constructor is an ordinary key here.
+  const headers = Object.create(null);
   let cookies;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -193,7 +506,7 @@ export function buildEvent({ req, rawPath, rawQueryString, match, body, auth, re
 
   let queryStringParameters;
   if (rawQueryString) {
-    queryStringParameters = {};
+    queryStringParameters = Object.create(null);
     for (const [name, value] of new URLSearchParams(rawQueryString)) {
       queryStringParameters[name] = name in queryStringParameters ? `${queryStringParameters[name]},${value}` : value;
     }
@@ -290,8 +603,19 @@ export function createGateway({
   devAccountId = process.env.DEV_ACCOUNT_ID || DEFAULT_ACCOUNT,
   invokeTimeoutMs = Number(process.env.INVOKE_TIMEOUT_MS ?? 30000),
   staticDir = DASHBOARD_DIR,
+  templatePath = TEMPLATE_PATH,
+  api = readTemplateApi(templatePath),
+  keyFile = defaultKeyFile(),
+  issuer = issuerFromEnv(),
+  audiences = audiencesFromEnv(),
   log = (line) => console.log(line),
 } = {}) {
+  const { cors: CORS } = api;
+  const routes = compileRoutes(api.routes);
+  const isApiPath = (rawPath) => routes.some((r) => r.regex.test(rawPath));
+  const key = loadSigningKey(keyFile); // at start, so a bad key file stops the gateway now
+  const jwks = JSON.stringify({ keys: [key.jwk] });
+  const devToken = (accountId) => makeDevToken(accountId, { key, issuer, audience: audiences[0] });
   const ownOrigins = [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
   const allowedOrigins = new Set(
     dashboardOrigins ? dashboardOrigins.split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean) : ownOrigins,
@@ -377,7 +701,7 @@ export function createGateway({
     }
     const status = Number(result.statusCode);
     if (!Number.isInteger(status) || status < 100 || status > 599) throw Object.assign(new Error(`bad statusCode ${result.statusCode}`), { kind: 'integration' });
-    const headers = {};
+    const headers = Object.create(null);
     for (const [name, value] of Object.entries(result.headers ?? {})) headers[name.toLowerCase()] = String(value);
     for (const [name, values] of Object.entries(result.multiValueHeaders ?? {})) {
       if (Array.isArray(values) && values.length) headers[name.toLowerCase()] = values.map(String); // overrides the joined form
@@ -430,19 +754,36 @@ export function createGateway({
     const requestId = newRequestId();
     const done = (note) => log(`${req.method} ${rawPath} -> ${res.statusCode} ${Date.now() - started}ms${note ? ` ${note}` : ''}`);
 
+    // DNS rebinding: a page on evil.test that rebinds its name to 127.0.0.1 sends Host: evil.test. Only our
+    // own loopback names may reach the dev token or the functions.
+    const ownPort = server.address()?.port;
+    const host = String(req.headers.host ?? '').toLowerCase();
+    if (host !== `127.0.0.1:${ownPort}` && host !== `localhost:${ownPort}`) {
+      req.resume();
+      res.writeHead(421, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+      res.end(`Misdirected Request: use http://127.0.0.1:${ownPort}/\n`);
+      return done(`refused Host ${JSON.stringify(req.headers.host ?? '')}`);
+    }
+
     if (req.method === 'OPTIONS' && req.headers.origin && req.headers['access-control-request-method']) {
       preflight(req, res);
       return done('preflight');
     }
 
-    const match = matchRoute(req.method, rawPath);
+    const match = matchRoute(routes, req.method, rawPath);
     if (!match) {
-      if ((req.method === 'GET' || req.method === 'HEAD') && rawPath === '/dev/config.json') {
-        const config = { apiBaseUrl: '', accountId: devAccountId, token: makeDevToken(devAccountId) };
+      const isRead = req.method === 'GET' || req.method === 'HEAD';
+      // The panel asks config.json next to index.html first: answering it too keeps the console free of 404s.
+      if (isRead && (rawPath === '/dev/config.json' || rawPath === '/config.json')) {
+        const config = { apiBaseUrl: '', accountId: devAccountId, token: devToken(devAccountId) };
         send(res, req, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(config));
         return done();
       }
-      if ((req.method === 'GET' || req.method === 'HEAD') && !isApiPath(rawPath) && !rawPath.startsWith('/dev/')) {
+      if (isRead && rawPath === '/.well-known/jwks.json') {
+        send(res, req, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, jwks);
+        return done();
+      }
+      if (isRead && !isApiPath(rawPath) && !rawPath.startsWith('/dev/') && !rawPath.startsWith('/.well-known/')) {
         await serveStatic(req, res, rawPath);
         return done('static');
       }
@@ -451,7 +792,7 @@ export function createGateway({
       return done();
     }
 
-    const auth = authorizeRequest(req.headers.authorization);
+    const auth = authorizeRequest(req.headers.authorization, { key, issuer, audiences });
     if (!auth) {
       req.resume();
       sendJson(res, req, 401, { message: 'Unauthorized' }, requestId);
@@ -496,39 +837,59 @@ export function createGateway({
     });
   });
   server.requestTimeout = invokeTimeoutMs + 30000;
-  return { server, port, allowedOrigins, invokeBase };
+  return { server, port, allowedOrigins, invokeBase, routes, key };
 }
 
-function banner(port, invokeBase, origins) {
+function banner(port, invokeBase, origins, routes, key) {
   const line = '!'.repeat(72);
   return [
     line,
-    '!!  DEV GATEWAY — tokens are NOT verified — never expose',
+    '!!  DEV GATEWAY — local issuer of dev tokens — loopback only, never expose',
     '!!  Local stand-in for API Gateway; it is not part of any deployment.',
     `!!  listening  http://127.0.0.1:${port}/  (dashboard at /, dev token at /dev/config.json)`,
     `!!  functions  ${invokeBase}/2015-03-31/functions/<name>/invocations`,
     `!!  CORS       ${[...origins].join(', ')}`,
+    `!!  JWKS       http://127.0.0.1:${port}/.well-known/jwks.json (key ${key.keyFile})`,
+    ...routes.map((r) => `!!  route      ${r.routeKey} -> ${r.fn}`),
     line,
   ].join('\n');
 }
 
+const USAGE = `usage: node dev/gateway.mjs [--print-token [ACCOUNT_ID] [--claims JSON]]
+  --claims  extra claims for the token, e.g. '{"custom:agency_id":"agency-northwind","cognito:groups":["agency-admin"]}'
+`;
+
 async function main(argv) {
+  if (argv.includes('-h') || argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const i = argv.indexOf('--print-token');
   if (i !== -1) {
     const account = argv[i + 1] && !argv[i + 1].startsWith('-') ? argv[i + 1] : process.env.DEV_ACCOUNT_ID || DEFAULT_ACCOUNT;
-    process.stdout.write(`${makeDevToken(account)}\n`);
+    const c = argv.indexOf('--claims');
+    let claims = {};
+    if (c !== -1) {
+      try {
+        claims = JSON.parse(argv[c + 1] ?? '');
+      } catch {
+        claims = null;
+      }
+      if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+        process.stderr.write(`--claims needs a JSON object\n${USAGE}`);
+        process.exitCode = 2;
+        return;
+      }
+    }
+    process.stdout.write(`${makeDevToken(account, { claims })}\n`);
     return;
   }
-  if (argv.includes('-h') || argv.includes('--help')) {
-    process.stdout.write('usage: node dev/gateway.mjs [--print-token ACCOUNT_ID]\n');
-    return;
-  }
-  const { server, port, allowedOrigins, invokeBase } = createGateway();
+  const { server, port, allowedOrigins, invokeBase, routes, key } = createGateway();
   server.on('error', (err) => {
     console.error(`dev gateway: ${err.message}`);
     process.exit(1);
   });
-  server.listen(port, '127.0.0.1', () => console.log(banner(port, invokeBase, allowedOrigins)));
+  server.listen(port, '127.0.0.1', () => console.log(banner(port, invokeBase, allowedOrigins, routes, key)));
   const stop = () => {
     server.close(() => process.exit(0));
     server.closeAllConnections();

@@ -3,8 +3,9 @@
 # (the local dev gateway, or a deployed API) and checks every response against the spec.
 #
 #   GATEWAY_URL      base URL (default http://127.0.0.1:3000)
-#   DEV_TOKEN        bearer token; default: the dev gateway's unsigned JWT for the seeded account
-#                    acct-northwind-coffee (only the dev gateway accepts it; a deployed API needs a real token)
+#   DEV_TOKEN        bearer token; default: a dev token for the seeded account acct-northwind-coffee, signed
+#                    with the dev gateway's key (DEV_JWT_KEY_FILE, shared with the running gateway; only the
+#                    dev gateway accepts it; a deployed API needs a real token)
 #   MAX_EXAMPLES     test cases per operation and phase (default 30)
 #   MAX_RESPONSE_S   slowest acceptable response, seconds (default 5)
 #   CONTRACT_SEED    schemathesis seed, to reproduce a run
@@ -19,7 +20,7 @@ ACCOUNT_ID=acct-northwind-coffee
 
 command -v schemathesis >/dev/null || pip install --quiet "$(grep '^schemathesis==' scripts/requirements-tools.txt)"
 
-# The dev gateway decodes this token without verifying it, as API Gateway's authorizer would after verifying.
+# Signed with the key file the running gateway verifies with (same DEV_JWT_KEY_FILE, DEV_JWT_ISSUER, DEV_JWT_AUDIENCE).
 DEV_TOKEN=${DEV_TOKEN:-$(node dev/gateway.mjs --print-token "$ACCOUNT_ID")}
 
 # The first request to a local function may compile it (minutes on a cold target dir): warm every

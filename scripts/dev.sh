@@ -31,7 +31,7 @@ cat <<MSG
     cargo lambda invoke get-pricing      --data-file events/get-pricing.json      -P $INVOKE_PORT
     cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P $INVOKE_PORT
     cargo lambda invoke get-balances     --data-file events/get-balances.json     -P $INVOKE_PORT
-  Call the API as the dashboard does (dev gateway; the token is unsigned, for local use only):
+  Call the API as the dashboard does (dev gateway; the token is signed by the gateway's local dev key, valid 24 h):
     curl -H "Authorization: Bearer $token" $GATEWAY_URL/accounts/acct-northwind-coffee/pricing
     curl -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \\
          -H "Idempotency-Key: \$(uuidgen 2>/dev/null || date +%s%N)" \\

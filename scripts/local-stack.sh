@@ -86,7 +86,9 @@ stack_start_functions() {
   stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"
 }
 
-# stack_start_gateway PORT: the local API Gateway stand-in (never deployed), also serving the dashboard.
+# stack_start_gateway PORT: the local API Gateway stand-in (never deployed), also serving the dashboard. It signs
+# and verifies dev tokens with the key in DEV_JWT_KEY_FILE (default under ~/.local/state, never in the repo that
+# `cargo lambda watch` watches); `node dev/gateway.mjs --print-token` uses the same file.
 stack_start_gateway() {
   local port="$1"
   port_is_free "$port" || { stack_log "port $port is busy (gateway)"; return 1; }

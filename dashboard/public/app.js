@@ -3,7 +3,17 @@
 // Configuration (see dashboard/README.md): `config.json` next to index.html, else `/dev/config.json` (served by
 // the dev gateway only). Prices always come from the API: the panel never shows or charges a price it made up.
 
-import { centsToDecimal, decimalToCents, formatCents, formatRate, parseQuantity, parseRate, quote } from './money.js';
+import {
+  centsToDecimal,
+  decimalToCents,
+  formatCents,
+  formatRate,
+  minimumQuantityError,
+  parseMinimumQuantity,
+  parseQuantity,
+  parseRate,
+  quote,
+} from './money.js';
 
 /** The credit types, in the order the API and this table list them. */
 export const CREDIT_TYPES = [
@@ -22,7 +32,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   /** { apiBaseUrl, accountId, getToken } once configured. */
   api: null,
-  /** creditType → { text: "25.00", units: 250000n }; null until prices are loaded. */
+  /** creditType → { text: "25.00", units: 250000n, minimum: 1n }; null until prices are loaded. */
   prices: null,
   currency: 'USD',
   inFlight: false,
@@ -183,8 +193,15 @@ function buildRows() {
     const type = document.createElement('th');
     type.scope = 'row';
     type.className = 'type';
-    type.id = `label-${id}`;
-    type.textContent = label;
+    const name = document.createElement('span');
+    name.id = `label-${id}`;
+    name.textContent = label;
+    // The server refuses fewer credits than this (their subtotal would be under a cent): shown when above 1.
+    const minimum = document.createElement('span');
+    minimum.className = 'min';
+    minimum.id = `min-${id}`;
+    minimum.hidden = true;
+    type.append(name, minimum);
 
     const price = document.createElement('td');
     price.className = 'num price';
@@ -213,7 +230,7 @@ function buildRows() {
     input.autocomplete = 'off';
     input.placeholder = '0';
     input.maxLength = 9;
-    input.setAttribute('aria-describedby', `err-${id}`);
+    input.setAttribute('aria-describedby', `err-${id} min-${id}`);
     const error = document.createElement('span');
     error.id = `err-${id}`;
     error.className = 'field-error';
@@ -258,16 +275,18 @@ function showPricesUnavailable(reason) {
 }
 
 /**
- * Validates a pricing body from the API: every credit type once, every price a decimal with ≤ 4 places.
- * Returns the price map, or null when anything is off (then nothing may be sold).
+ * Validates a pricing body from the API: every credit type once, every price a decimal with ≤ 4 places,
+ * `minimumQuantity` a whole number ≥ 1 (1 when absent). Returns the price map, or null when anything is off
+ * (then nothing may be sold).
  */
 function readPricing(body) {
   if (!body || !Array.isArray(body.prices)) return null;
   const prices = {};
   for (const entry of body.prices) {
     const units = parseRate(entry?.pricePerCredit);
-    if (units === null || typeof entry.creditType !== 'string') return null;
-    prices[entry.creditType] = { text: entry.pricePerCredit, units };
+    const minimum = parseMinimumQuantity(entry?.minimumQuantity);
+    if (units === null || minimum === null || typeof entry.creditType !== 'string') return null;
+    prices[entry.creditType] = { text: entry.pricePerCredit, units, minimum };
   }
   return CREDIT_TYPES.every(({ id }) => prices[id]) ? prices : null;
 }
@@ -282,6 +301,7 @@ function applyPricing(body, { markChanges = false } = {}) {
     const before = state.prices?.[id]?.text;
     const now = prices[id].text;
     $(`price-${id}`).textContent = formatRate(now);
+    showMinimum(id, prices[id].minimum);
     const was = $(`was-${id}`);
     const row = $(`price-${id}`).closest('tr');
     if (markChanges && before !== undefined && parseRate(before) !== prices[id].units) {
@@ -302,6 +322,12 @@ function applyPricing(body, { markChanges = false } = {}) {
   return changed;
 }
 
+function showMinimum(id, minimum) {
+  const element = $(`min-${id}`);
+  element.textContent = minimum > 1n ? `min. ${Number(minimum).toLocaleString('en-US')}` : '';
+  element.hidden = minimum <= 1n;
+}
+
 // ------------------------------------------------------------------------------------------ quantities
 
 /** Reads the form: per type its parsed quantity (or error); the quote when everything is valid. */
@@ -310,9 +336,11 @@ function readForm() {
   let valid = true;
   let any = false;
   const quantities = {};
-  for (const { id } of CREDIT_TYPES) {
+  for (const { id, label } of CREDIT_TYPES) {
     const input = $(`qty-${id}`);
-    const parsed = parseQuantity(input ? input.value : '');
+    let parsed = parseQuantity(input ? input.value : '');
+    const tooFew = !parsed.error && state.prices && minimumQuantityError(parsed.value, state.prices[id].minimum, label);
+    if (tooFew) parsed = { error: tooFew };
     quantities[id] = parsed;
     if (parsed.error) valid = false;
     else if (parsed.value > 0n) any = true;
@@ -497,6 +525,28 @@ async function purchase() {
       $(`price-${id}`).closest('tr').classList.remove('changed');
     }
     loadBalances();
+  } else if (answer.status === 400 && answer.body?.code === 'line_below_minimum') {
+    // The minimum may have moved since the prices were loaded: take the server's and mark the field.
+    state.unsettled = null;
+    const type = CREDIT_TYPES.find(({ id }) => id === answer.body.creditType);
+    const minimum = parseMinimumQuantity(answer.body.minimumQuantity);
+    if (type && minimum !== null && state.prices?.[type.id]) {
+      state.prices[type.id].minimum = minimum;
+      showMinimum(type.id, minimum);
+    }
+    const what = type ? `${type.label} credits` : 'credits of one type';
+    const atLeast = minimum !== null && answer.body.minimumQuantity !== undefined ? ` at least ${Number(minimum).toLocaleString('en-US')}` : ' more';
+    showAlert(
+      {
+        tone: 'error',
+        title: 'The purchase did not go through — nothing was charged',
+        lines: [
+          `Too few ${what}: buy${atLeast} (fewer would cost less than a cent), or set the quantity to 0.`,
+          'Change the quantity and click “Confirm Purchase (Pay Later)” again.',
+        ],
+      },
+      { focus: true },
+    );
   } else if (answer.status === 409 && answer.body?.code === 'price_changed') {
     state.unsettled = null;
     const changed = applyPricing(answer.body.currentPricing, { markChanges: true });

@@ -88,3 +88,23 @@ export function decimalToCents(text) {
   if (!m) return null;
   return BigInt(m[1]) * 100n + BigInt((m[2] ?? '').padEnd(2, '0'));
 }
+
+/**
+ * A price entry's `minimumQuantity` (the smallest quantity whose subtotal is at least one cent) as BigInt.
+ * Missing means 1 (servers from before the field); anything but a whole number ≥ 1 is null (not usable).
+ */
+export function parseMinimumQuantity(value) {
+  if (value === undefined) return 1n;
+  if (!Number.isSafeInteger(value) || value < 1) return null;
+  return BigInt(value);
+}
+
+/**
+ * The server's rule for one line: 0 (not bought) or at least the type's minimum. Returns the sentence for
+ * people when `quantity` is refused, else null.
+ */
+export function minimumQuantityError(quantity, minimum, label = 'these') {
+  if (quantity === 0n || quantity >= minimum) return null;
+  const min = Number(minimum).toLocaleString('en-US');
+  return `Buy at least ${min} ${label} credits (fewer would cost less than a cent), or leave it at 0.`;
+}

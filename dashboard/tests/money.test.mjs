@@ -7,6 +7,8 @@ import {
   decimalToCents,
   formatCents,
   formatRate,
+  minimumQuantityError,
+  parseMinimumQuantity,
   parseQuantity,
   parseRate,
   quote,
@@ -84,4 +86,22 @@ test('formatting', () => {
   assert.equal(decimalToCents('3.5'), 350n);
   assert.equal(decimalToCents('3.555'), null);
   assert.equal(decimalToCents(undefined), null);
+});
+
+test('minimum quantity: a missing minimum is 1; a non-zero quantity below the minimum is refused', () => {
+  assert.equal(parseMinimumQuantity(undefined), 1n);
+  assert.equal(parseMinimumQuantity(1), 1n);
+  assert.equal(parseMinimumQuantity(3), 3n);
+  for (const bad of [0, -1, 1.5, '2', null, Number.MAX_SAFE_INTEGER + 1, NaN]) assert.equal(parseMinimumQuantity(bad), null, String(bad));
+
+  assert.equal(minimumQuantityError(0n, 2n), null, '0 is always fine: the type is not bought');
+  assert.equal(minimumQuantityError(2n, 2n), null);
+  assert.equal(minimumQuantityError(1000000n, 2n), null);
+  assert.equal(minimumQuantityError(1n, 1n), null);
+  assert.match(minimumQuantityError(1n, 2n, 'Enrichment'), /at least 2 Enrichment credits/);
+  assert.match(minimumQuantityError(999n, 1000n, 'Pixel'), /at least 1,000 Pixel credits/);
+  // The minimum the server computes: the smallest quantity whose subtotal reaches one cent.
+  const rate = parseRate('0.0049');
+  assert.equal(subtotalCents(1n, rate), 0n);
+  assert.equal(subtotalCents(2n, rate), 1n);
 });

@@ -355,15 +355,74 @@ test('problems are explained: server detail, sign-in, unavailable', async () => 
   await page.unroute('**/credit-purchases');
   await shot('05-unavailable');
 
-  // A token the gateway refuses: no prices, no buying, a sign-in message.
-  await page.route('**/dev/config.json', (route) =>
+  // A token the gateway refuses: no prices, no buying, a sign-in message. (The gateway answers both
+  // /config.json and /dev/config.json; the page asks the first.)
+  await page.route('**/config.json', (route) =>
     route.fulfill({ contentType: 'application/json', body: JSON.stringify({ apiBaseUrl: '', accountId: ACCOUNT, token: 'not-a-jwt' }) }),
   );
   await page.goto(`${GATEWAY_URL}/`);
   await page.locator('#alert').filter({ hasText: 'sign in again' }).waitFor();
   assert.match(await text('#price-rows'), /Prices are unavailable/);
   assert.ok(await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).isDisabled());
-  await page.unroute('**/dev/config.json');
+  await page.unroute('**/config.json');
+});
+
+test('a minimum quantity above 1 is shown, smaller quantities cannot be confirmed, the server refusal is explained', async () => {
+  // Works with or without the backend's minimumQuantity: the pricing answer is rewritten on its way in.
+  await page.route('**/pricing', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    for (const entry of body.prices) entry.minimumQuantity = entry.creditType === 'enrichment' ? 3 : 1;
+    await route.fulfill({ response, json: body });
+  });
+  const button = page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' });
+  try {
+    await page.goto(`${GATEWAY_URL}/`);
+    await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+    assert.equal(await text('#min-enrichment'), 'min. 3');
+    assert.equal(await text('#label-enrichment'), 'Enrichment');
+    for (const type of ['audience', 'pixel', 'custom_model']) assert.ok(await page.locator(`#min-${type}`).isHidden(), type);
+
+    await quantity('audience').fill('1');
+    await quantity('enrichment').fill('2');
+    assert.equal(await quantity('enrichment').getAttribute('aria-invalid'), 'true');
+    assert.match(await text('#err-enrichment'), /at least 3 Enrichment credits/);
+    assert.ok(await button.isDisabled(), 'below the minimum: no purchase');
+    await quantity('enrichment').fill('0');
+    assert.equal(await quantity('enrichment').getAttribute('aria-invalid'), 'false', '0 is always allowed');
+    assert.ok(await button.isEnabled());
+    await quantity('enrichment').fill('3');
+    assert.ok(await page.locator('#err-enrichment').isHidden());
+    assert.equal(await text('#total'), '$27.25');
+    assert.ok(await button.isEnabled());
+
+    // The server's minimum moved since loading: its 400 is explained and its minimum applied.
+    await page.route('**/credit-purchases', (route) =>
+      route.fulfill({
+        status: 400,
+        headers: { 'content-type': 'application/problem+json' },
+        body: JSON.stringify({
+          type: 'about:blank',
+          title: 'Bad Request',
+          status: 400,
+          code: 'line_below_minimum',
+          creditType: 'enrichment',
+          minimumQuantity: 5,
+          detail: 'enrichment: at least 5 credits per purchase',
+        }),
+      }),
+    );
+    const result = await buy();
+    assert.equal(result.response.status(), 400);
+    await page.locator('#alert').filter({ hasText: 'Too few Enrichment credits: buy at least 5' }).waitFor();
+    assert.equal(await text('#min-enrichment'), 'min. 5');
+    assert.equal(await quantity('enrichment').getAttribute('aria-invalid'), 'true');
+    assert.ok(await button.isDisabled());
+    await shot('07-minimum-quantity');
+  } finally {
+    await page.unroute('**/credit-purchases');
+    await page.unroute('**/pricing');
+  }
 });
 
 test('deployed-style config: config.json with apiBaseUrl and a getToken module, API on another origin (CORS)', async (t) => {
