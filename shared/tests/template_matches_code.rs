@@ -437,6 +437,20 @@ fn cors_allows_only_the_dashboard_origin() {
 }
 
 #[test]
+fn account_claim_must_be_a_custom_attribute() {
+    let template = Template::load();
+    let parameter = &template.root["Parameters"]["AccountIdClaim"];
+    // Anchored, with a literal custom: and no alternative: no standard attribute a user can edit (email,
+    // preferred_username, name, ...) can ever be the tenant claim.
+    let pattern = parameter["AllowedPattern"].as_str().unwrap_or_default();
+    assert!(
+        pattern.starts_with("^custom:") && pattern.ends_with('$') && !pattern.contains('|'),
+        "AccountIdClaim must only accept custom:<name>, got {pattern:?}"
+    );
+    assert!(parameter["Default"].as_str().is_some_and(|d| d.starts_with("custom:")), "AccountIdClaim default");
+}
+
+#[test]
 fn no_function_has_a_local_or_bypass_setting() {
     let template = Template::load();
     let (table_id, _) = template.table();
