@@ -107,7 +107,10 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "ListStatementsFunction",
         binary: "list-statements",
         grants: &[Grant { actions: &["dynamodb:GetItem", "dynamodb:Query"], on: On::Table, keys: &[ACCOUNT] }],
-        routes: &[("GET", "/accounts/{accountId}/statements")],
+        routes: &[
+            ("GET", "/accounts/{accountId}/statements"),
+            ("GET", "/accounts/{accountId}/statements/{statementId}/purchases"),
+        ],
     },
 ];
 
