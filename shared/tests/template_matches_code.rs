@@ -1,6 +1,7 @@
 //! Checks `infra/template.yaml` against the code: the table it declares is the one `shared::table`
-//! describes, each function may do exactly what its code does in DynamoDB, and no route, event source or
-//! environment variable lets a request reach a function without API Gateway's JWT authorizer.
+//! describes, each function may do exactly what its code does in DynamoDB and only on the partition keys it
+//! touches, and no route, event source or environment variable lets a request reach a function without API
+//! Gateway's JWT authorizer.
 //!
 //! Adding a function means adding it to `FUNCTIONS` below: the test fails until it is listed.
 
@@ -10,60 +11,106 @@ use std::path::PathBuf;
 use serde_yaml::{Mapping, Value};
 use shared::table::{INDEXES, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, key_attributes};
 
-/// Every function in the template: logical id, cargo binary, the DynamoDB actions its code performs
-/// (see `shared/src/storage/`), and its one route.
+/// Every function in the template: logical id, cargo binary, what its code does in DynamoDB (see
+/// `shared/src/storage/`) and its routes.
 struct ExpectedFunction {
     logical_id: &'static str,
     binary: &'static str,
-    actions: &'static [&'static str],
-    route: Option<(&'static str, &'static str)>,
+    grants: &'static [Grant],
+    routes: &'static [(&'static str, &'static str)],
 }
 
+/// Some DynamoDB actions, on the table or on its indexes, for items whose partition key
+/// (`dynamodb:LeadingKeys`, `ForAllValues:StringLike`) matches one of `keys`.
+struct Grant {
+    actions: &'static [&'static str],
+    on: On,
+    keys: &'static [&'static str],
+}
+
+#[derive(Clone, Copy)]
+enum On {
+    Table,
+    /// Every index in `shared::table::INDEXES`.
+    Indexes,
+}
+
+// Partition keys. Everything of one account lives under its pk: the account and balances, purchases, client
+// statements and their parts, idempotency keys.
+const ACCOUNT: &str = "ACCOUNT#*";
+/// Agency pricing, agency statements and their parts.
+const AGENCY: &str = "AGENCY#*";
+const DEFAULT_PRICING: &str = "PRICING#DEFAULT";
+/// The unbilled indexes' partition key: `UNBILLED#0` .. `UNBILLED#{UNBILLED_SHARDS - 1}`.
+const UNBILLED: &str = "UNBILLED#*";
+
+/// Actions that change an item. A function may only hold them on keys a write grant lists.
+const WRITE_ACTIONS: &[&str] = &[
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+];
+
+// There is no `dynamodb:TransactWriteItems` IAM action: a transaction is authorised item by item as PutItem,
+// UpdateItem, DeleteItem or ConditionCheckItem, each with its own item's LeadingKeys.
 const FUNCTIONS: &[ExpectedFunction] = &[
     ExpectedFunction {
         logical_id: "GetPricingFunction",
         binary: "get-pricing",
-        actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
-        route: Some(("GET", "/accounts/{accountId}/pricing")),
+        grants: &[
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+        ],
+        routes: &[("GET", "/accounts/{accountId}/pricing")],
     },
     ExpectedFunction {
         logical_id: "PurchaseCreditsFunction",
         binary: "purchase-credits",
-        // TransactWriteItems is authorised per contained Update, Put and ConditionCheck.
-        actions: &[
-            "dynamodb:GetItem",
-            "dynamodb:BatchGetItem",
-            "dynamodb:TransactWriteItems",
-            "dynamodb:UpdateItem",
-            "dynamodb:PutItem",
-            "dynamodb:ConditionCheckItem",
+        grants: &[
+            // The account; an idempotency key on replay.
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            // The transaction: Update balances, Put purchase and idempotency key; ConditionCheck both pricing
+            // versions. Never a write on a pricing item.
+            Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
+            Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
         ],
-        route: Some(("POST", "/accounts/{accountId}/credit-purchases")),
+        routes: &[("POST", "/accounts/{accountId}/credit-purchases")],
     },
     ExpectedFunction {
         logical_id: "GetBalancesFunction",
         binary: "get-balances",
-        actions: &["dynamodb:GetItem"],
-        route: Some(("GET", "/accounts/{accountId}/balances")),
+        grants: &[Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] }],
+        routes: &[("GET", "/accounts/{accountId}/balances")],
     },
     ExpectedFunction {
         logical_id: "BillingRunFunction",
         binary: "billing-run",
-        // Query on the two unbilled indexes; TransactWriteItems of Updates and Puts on the table.
-        actions: &["dynamodb:Query", "dynamodb:TransactWriteItems", "dynamodb:UpdateItem", "dynamodb:PutItem"],
-        route: None,
+        grants: &[
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes, keys: &[UNBILLED] },
+            // Each step's transaction: statement Update, part Put, purchase Updates, on the client or agency side.
+            Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT, AGENCY] },
+        ],
+        routes: &[],
     },
     ExpectedFunction {
         logical_id: "ListPurchasesFunction",
         binary: "list-purchases",
-        actions: &["dynamodb:GetItem", "dynamodb:Query"],
-        route: Some(("GET", "/accounts/{accountId}/credit-purchases")),
+        grants: &[Grant { actions: &["dynamodb:GetItem", "dynamodb:Query"], on: On::Table, keys: &[ACCOUNT] }],
+        routes: &[("GET", "/accounts/{accountId}/credit-purchases")],
     },
     ExpectedFunction {
         logical_id: "ListStatementsFunction",
         binary: "list-statements",
-        actions: &["dynamodb:GetItem", "dynamodb:Query"],
-        route: Some(("GET", "/accounts/{accountId}/statements")),
+        grants: &[Grant { actions: &["dynamodb:GetItem", "dynamodb:Query"], on: On::Table, keys: &[ACCOUNT] }],
+        routes: &[
+            ("GET", "/accounts/{accountId}/statements"),
+            ("GET", "/accounts/{accountId}/statements/{statementId}/purchases"),
+        ],
     },
 ];
 
@@ -307,13 +354,54 @@ fn every_function_is_listed_and_built_from_its_crate() {
     }
 }
 
+/// `(action, "table" or "index/<name>", partition key pattern)`: one thing a policy allows.
+type Allowed = (String, String, String);
+
+/// The `dynamodb:LeadingKeys` patterns of a statement: its only condition must be
+/// `ForAllValues:StringLike` on them (`ForAnyValue` would let one BatchGetItem reach any other key).
+fn leading_keys(id: &str, statement: &Value) -> BTreeSet<String> {
+    let condition = statement["Condition"]
+        .as_mapping()
+        .unwrap_or_else(|| panic!("{id}: statement without a dynamodb:LeadingKeys condition: {statement:?}"));
+    let operators: Vec<&str> = condition.keys().map(|k| k.as_str().unwrap_or_default()).collect();
+    assert_eq!(operators, ["ForAllValues:StringLike"], "{id}: the condition must be ForAllValues:StringLike only");
+    let keys = condition["ForAllValues:StringLike"].as_mapping().expect("a mapping of condition keys");
+    assert_eq!(
+        keys.keys().map(|k| k.as_str().unwrap_or_default()).collect::<Vec<_>>(),
+        ["dynamodb:LeadingKeys"],
+        "{id}: the condition must be on dynamodb:LeadingKeys only"
+    );
+    let patterns = strings(&keys["dynamodb:LeadingKeys"]);
+    assert!(!patterns.is_empty(), "{id}: empty dynamodb:LeadingKeys");
+    patterns
+}
+
+/// What FUNCTIONS says a function may do, item by item.
+fn expected_allowed(function: &ExpectedFunction) -> BTreeSet<Allowed> {
+    let mut allowed = BTreeSet::new();
+    for grant in function.grants {
+        let resources: Vec<String> = match grant.on {
+            On::Table => vec!["table".to_owned()],
+            On::Indexes => INDEXES.iter().map(|i| format!("index/{}", i.name)).collect(),
+        };
+        for action in grant.actions {
+            for resource in &resources {
+                for key in grant.keys {
+                    allowed.insert(((*action).to_owned(), resource.clone(), (*key).to_owned()));
+                }
+            }
+        }
+    }
+    allowed
+}
+
 #[test]
-fn function_policies_name_only_the_actions_the_code_performs() {
+fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
     let template = Template::load();
     let (table_id, _) = template.table();
     let table_arn = format!("{table_id}.Arn");
-    let index_arns: BTreeSet<String> =
-        INDEXES.iter().map(|i| format!("${{{table_id}.Arn}}/index/{}", i.name)).collect();
+    let index_prefix = format!("${{{table_id}.Arn}}/index/");
+    let index_names: BTreeSet<&str> = INDEXES.iter().map(|i| i.name).collect();
     assert!(template.globals()["Policies"].is_null() && template.globals()["Role"].is_null(), "no global policies");
 
     let functions = template.functions();
@@ -321,7 +409,7 @@ fn function_policies_name_only_the_actions_the_code_performs() {
         let id = expected.logical_id;
         let props = &functions[id]["Properties"];
         assert!(props["Role"].is_null(), "{id}: a custom Role would escape this check; use Policies");
-        let mut actions = BTreeSet::new();
+        let mut allowed: BTreeSet<Allowed> = BTreeSet::new();
         for policy in as_list(&props["Policies"]) {
             // Only inline documents: managed policy names and SAM policy templates (DynamoDBCrudPolicy, ...) are refused.
             let statements = policy["Statement"]
@@ -333,28 +421,57 @@ fn function_policies_name_only_the_actions_the_code_performs() {
                     statement["NotAction"].is_null() && statement["NotResource"].is_null(),
                     "{id}: NotAction/NotResource"
                 );
-                let these = strings(&statement["Action"]);
-                assert!(!these.is_empty(), "{id}: statement without actions");
-                for action in &these {
+                let actions = strings(&statement["Action"]);
+                assert!(!actions.is_empty(), "{id}: statement without actions");
+                for action in &actions {
                     assert!(!action.contains('*'), "{id}: wildcard action {action}");
                 }
-                let queries = these.iter().any(|a| a == "dynamodb:Query" || a == "dynamodb:Scan");
-                let resources = as_list(&statement["Resource"]);
+                let resources: Vec<String> = as_list(&statement["Resource"])
+                    .into_iter()
+                    .map(|resource| {
+                        if let Some(att) = get_att(resource) {
+                            assert_eq!(att, table_arn, "{id}: resource must be the table");
+                            "table".to_owned()
+                        } else if let Some(name) = sub_text(resource).and_then(|t| t.strip_prefix(&index_prefix)) {
+                            assert!(index_names.contains(name), "{id}: unknown index {name}");
+                            format!("index/{name}")
+                        } else {
+                            panic!("{id}: resource must be the table's or an index's ARN, got {resource:?}");
+                        }
+                    })
+                    .collect();
                 assert!(!resources.is_empty(), "{id}: statement without resources");
-                for resource in resources {
-                    if let Some(att) = get_att(resource) {
-                        assert_eq!(att, table_arn, "{id}: resource must be the table");
-                    } else if let Some(text) = sub_text(resource) {
-                        assert!(queries && index_arns.contains(text), "{id}: unexpected resource {text}");
-                    } else {
-                        panic!("{id}: resource must be the table's or an index's ARN, got {resource:?}");
+                let keys = leading_keys(id, statement);
+                for action in &actions {
+                    for resource in &resources {
+                        for key in &keys {
+                            allowed.insert((action.clone(), resource.clone(), key.clone()));
+                        }
                     }
                 }
-                actions.extend(these);
             }
         }
-        let wanted: BTreeSet<String> = expected.actions.iter().map(|a| (*a).to_owned()).collect();
-        assert_eq!(actions, wanted, "{id}: policy actions vs what its code performs");
+
+        let wanted = expected_allowed(expected);
+        let listed_keys: BTreeSet<&str> = wanted.iter().map(|(_, _, key)| key.as_str()).collect();
+        let write_keys: BTreeSet<&str> = wanted
+            .iter()
+            .filter(|(action, _, _)| WRITE_ACTIONS.contains(&action.as_str()))
+            .map(|(_, _, key)| key.as_str())
+            .collect();
+        for (action, resource, key) in &allowed {
+            assert!(
+                listed_keys.contains(key.as_str()),
+                "{id}: {action} on {resource} allows {key}, a key FUNCTIONS does not list"
+            );
+            if WRITE_ACTIONS.contains(&action.as_str()) {
+                assert!(
+                    write_keys.contains(key.as_str()),
+                    "{id}: {action} allowed on {key}, which FUNCTIONS lists for reads only"
+                );
+            }
+        }
+        assert_eq!(allowed, wanted, "{id}: (action, resource, partition key) the policy allows vs what its code does");
     }
 }
 
@@ -410,7 +527,7 @@ fn every_route_requires_the_jwt_authorizer() {
     }
     let wanted: BTreeSet<_> = FUNCTIONS
         .iter()
-        .filter_map(|f| f.route.map(|(method, path)| (method.to_owned(), path.to_owned(), f.logical_id)))
+        .flat_map(|f| f.routes.iter().map(|(method, path)| ((*method).to_owned(), (*path).to_owned(), f.logical_id)))
         .collect();
     assert_eq!(routes, wanted, "routes");
 }
@@ -424,7 +541,12 @@ fn cors_allows_only_the_dashboard_origin() {
     assert_eq!(origins.len(), 1, "exactly one allowed origin");
     assert_eq!(ref_target(origins[0]), Some("DashboardOrigin"), "the allowed origin is the DashboardOrigin parameter");
     let parameter = &template.root["Parameters"]["DashboardOrigin"];
-    assert!(parameter["AllowedPattern"].as_str().is_some_and(|p| p.starts_with('^') && p.ends_with('$')));
+    // Anchored, with a literal https:// and no alternative: the dashboard's tokens never cross plain HTTP.
+    let pattern = parameter["AllowedPattern"].as_str().unwrap_or_default();
+    assert!(
+        pattern.starts_with("^https://") && pattern.ends_with('$') && !pattern.contains('|'),
+        "DashboardOrigin must only accept https:// origins, got {pattern:?}"
+    );
     assert!(!parameter["Default"].as_str().unwrap_or_default().contains('*'), "no wildcard default origin");
     assert_ne!(cors["AllowCredentials"].as_bool(), Some(true), "bearer tokens need no credentialed CORS");
     let upper = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_uppercase()).collect::<BTreeSet<_>>();
@@ -434,6 +556,20 @@ fn cors_allows_only_the_dashboard_origin() {
         lower(&cors["AllowHeaders"]),
         BTreeSet::from(["authorization", "content-type", "idempotency-key", "prefer"].map(String::from))
     );
+}
+
+#[test]
+fn account_claim_must_be_a_custom_attribute() {
+    let template = Template::load();
+    let parameter = &template.root["Parameters"]["AccountIdClaim"];
+    // Anchored, with a literal custom: and no alternative: no standard attribute a user can edit (email,
+    // preferred_username, name, ...) can ever be the tenant claim.
+    let pattern = parameter["AllowedPattern"].as_str().unwrap_or_default();
+    assert!(
+        pattern.starts_with("^custom:") && pattern.ends_with('$') && !pattern.contains('|'),
+        "AccountIdClaim must only accept custom:<name>, got {pattern:?}"
+    );
+    assert!(parameter["Default"].as_str().is_some_and(|d| d.starts_with("custom:")), "AccountIdClaim default");
 }
 
 #[test]
