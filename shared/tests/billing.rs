@@ -112,7 +112,12 @@ fn make_purchases(book: &Book, count: usize, seed: u64, created_from: &str) -> V
             if quantities.non_zero().next().is_none() {
                 quantities = Quantities::from_pairs([(CreditType::Enrichment, 333)]);
             }
-            let quote = domain::quote(&book.pricing[agency_id], &quantities);
+            // Each line at least its minimum (a cent at price and at cost), as the purchase route demands.
+            let pricing = &book.pricing[agency_id];
+            let quantities = Quantities::from_pairs(quantities.non_zero().map(|(t, q)| {
+                (t, q.max(domain::minimum_quantity(pricing.rate(t)).expect("every book price is above zero")))
+            }));
+            let quote = domain::quote(pricing, &quantities).expect("every line at or above its minimum");
             let created = base + Duration::from_millis(i as u64 * 7);
             PurchaseRecord::unbilled(uuid::Uuid::now_v7().to_string(), account_id, agency_id, created, quote, None)
         })

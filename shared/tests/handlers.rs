@@ -92,11 +92,11 @@ async fn pricing_shows_agency_prices_over_defaults_and_never_costs() {
     };
     assert_eq!(
         by_type(&dental.body, "enrichment"),
-        json!({"creditType": "enrichment", "pricePerCredit": "0.0150", "source": "agency"})
+        json!({"creditType": "enrichment", "pricePerCredit": "0.0150", "minimumQuantity": 1, "source": "agency"})
     );
     assert_eq!(
         by_type(&dental.body, "pixel"),
-        json!({"creditType": "pixel", "pricePerCredit": "12.00", "source": "default"})
+        json!({"creditType": "pixel", "pricePerCredit": "12.00", "minimumQuantity": 1, "source": "default"})
     );
 
     // An agency that set nothing gets every default.
@@ -345,7 +345,7 @@ async fn idempotency_key_replays_the_first_answer_and_writes_once() {
     assert_eq!(env.app.store.all_purchases(COFFEE).await.unwrap().len(), 1);
     assert_eq!(balances(&env, COFFEE).await["audience"], 2);
 
-    // Same key, different body or another account: 422 and nothing written.
+    // Same key, different body: 422 and nothing written.
     let before = env.snapshot().await;
     let other_body = buy(
         &env,
@@ -353,9 +353,12 @@ async fn idempotency_key_replays_the_first_answer_and_writes_once() {
     )
     .await;
     assert_problem(&other_body, 422, "idempotency_key_reused");
-    let other_account = buy(&env, ApiEvent::purchase(BIKES, &body.clone()).header("Idempotency-Key", "click-1")).await;
-    assert_problem(&other_account, 422, "idempotency_key_reused");
     assert_eq!(env.snapshot().await, before);
+    // Keys are per account: another account's "click-1" is its own, independent purchase.
+    let other_account = buy(&env, ApiEvent::purchase(BIKES, &body.clone()).header("Idempotency-Key", "click-1")).await;
+    assert_eq!(other_account.status, 201, "{}", other_account.body);
+    assert_eq!(other_account.header("idempotent-replayed"), None);
+    assert_ne!(other_account.body["purchase"]["purchaseId"], first.body["purchase"]["purchaseId"]);
 
     // Without a key every request is a new purchase.
     for _ in 0..2 {
@@ -413,7 +416,8 @@ async fn stale_prices_never_reach_a_purchase_record() {
     let stale = shared::domain::resolve_pricing(&account.agency_id, &default, agency.as_ref()).unwrap();
     change_northwind_audience_price(&env, "26.00").await;
 
-    let quote = shared::domain::quote(&stale, &shared::domain::Quantities::from_pairs([(CreditType::Audience, 1)]));
+    let quote =
+        shared::domain::quote(&stale, &shared::domain::Quantities::from_pairs([(CreditType::Audience, 1)])).unwrap();
     let record = shared::domain::PurchaseRecord::unbilled(
         uuid_like(),
         COFFEE,

@@ -24,6 +24,9 @@ pub enum Fault {
     Throttling,
     /// The request reaches the engine and is applied, but its response is lost on the way back.
     LoseResponse,
+    /// The request is applied at once, but its response takes this long to come back (a slow network or a
+    /// slow partition), so a caller's deadline can pass while the write has already happened.
+    SlowResponse(std::time::Duration),
     /// A `ValidationException`: refused outright and never retried, as a process that dies at that point
     /// would stop.
     Refused,
@@ -137,6 +140,14 @@ impl HttpConnector for FaultInjectingConnector {
                 ",\"CancellationReasons\":[{\"Code\":\"TransactionConflict\",\"Message\":\"Transaction is ongoing for the item\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"},{\"Code\":\"None\"}]",
             ))),
             Some(Fault::Throttling) => HttpConnectorFuture::ready(Ok(error_response("ThrottlingException", ""))),
+            Some(Fault::SlowResponse(delay)) => {
+                let applied = self.inner.call(request);
+                HttpConnectorFuture::new(async move {
+                    let response = applied.await;
+                    tokio::time::sleep(delay).await;
+                    response
+                })
+            }
             Some(Fault::Refused) => HttpConnectorFuture::ready(Ok(error_response("ValidationException", ""))),
             Some(Fault::LoseResponse) => {
                 let applied = self.inner.call(request);

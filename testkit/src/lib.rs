@@ -356,7 +356,16 @@ impl ApiEvent {
         if let Some(raw) = &self.query {
             for pair in raw.split('&').filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                query_parameters.insert(k.to_owned(), json!(v));
+                // API Gateway joins a repeated parameter's values with commas.
+                match query_parameters.get_mut(k) {
+                    Some(Value::String(joined)) => {
+                        joined.push(',');
+                        joined.push_str(v);
+                    }
+                    _ => {
+                        query_parameters.insert(k.to_owned(), json!(v));
+                    }
+                }
             }
         }
         let mut event = json!({

@@ -26,6 +26,8 @@ pub enum AppError {
         limit: usize,
     },
     MalformedJson(String),
+    /// An object in the body names the same key twice.
+    DuplicateField(String),
     InvalidRequest(RequestError),
     InvalidIdempotencyKey(String),
     IdempotencyKeyReused,
@@ -39,7 +41,10 @@ pub enum AppError {
         server_total: String,
         expected_total: String,
     },
+    /// Nothing was written: a read failed or the budget ran out before the write.
     Unavailable(String),
+    /// The write was sent but its outcome is unknown (timed out, unanswered): it may have committed.
+    OutcomeUnknown(String),
     Internal(String),
 }
 
@@ -71,6 +76,7 @@ impl AppError {
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::InvalidAccountId
             | AppError::MalformedJson(_)
+            | AppError::DuplicateField(_)
             | AppError::InvalidRequest(_)
             | AppError::InvalidIdempotencyKey(_)
             | AppError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
@@ -79,7 +85,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PriceChanged { .. } => StatusCode::CONFLICT,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -94,12 +100,13 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::MalformedJson(_) => "malformed_json",
+            AppError::DuplicateField(_) => "duplicate_field",
             AppError::InvalidRequest(e) => e.code(),
             AppError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             AppError::IdempotencyKeyReused => "idempotency_key_reused",
             AppError::InvalidQuery { .. } => "invalid_query_parameter",
             AppError::PriceChanged { .. } => "price_changed",
-            AppError::Unavailable(_) => "service_unavailable",
+            AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "service_unavailable",
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -113,12 +120,13 @@ impl AppError {
             AppError::UnsupportedMediaType(_) => "Unsupported media type",
             AppError::PayloadTooLarge { .. } => "Request body too large",
             AppError::MalformedJson(_) => "Malformed JSON",
+            AppError::DuplicateField(_) => "Duplicate field",
             AppError::InvalidRequest(_) => "Invalid purchase request",
             AppError::InvalidIdempotencyKey(_) => "Invalid Idempotency-Key",
             AppError::IdempotencyKeyReused => "Idempotency-Key already used",
             AppError::InvalidQuery { .. } => "Invalid query parameter",
             AppError::PriceChanged { .. } => "Prices changed",
-            AppError::Unavailable(_) => "Service temporarily unavailable",
+            AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "Service temporarily unavailable",
             AppError::Internal(_) => "Internal error",
         }
     }
@@ -135,9 +143,15 @@ impl AppError {
             }
             AppError::PayloadTooLarge { limit } => format!("The body must be at most {limit} bytes."),
             AppError::MalformedJson(why) => format!("The body is not valid JSON: {why}."),
+            AppError::DuplicateField(name) => {
+                format!("The field `{name}` appears more than once in one object; send each field once.")
+            }
             AppError::InvalidRequest(e) => e.detail(),
             AppError::InvalidIdempotencyKey(why) => {
-                format!("Idempotency-Key must be 1-255 printable ASCII characters: {why}.")
+                format!(
+                    "Idempotency-Key must be 1-255 printable ASCII characters, without commas or surrounding \
+                     spaces: {why}."
+                )
             }
             AppError::IdempotencyKeyReused => {
                 "This Idempotency-Key was already used for a different request; send a new key per purchase.".into()
@@ -147,8 +161,14 @@ impl AppError {
                 "The total is now {server_total}, not {expected_total}: review the current prices and confirm again."
             ),
             AppError::Unavailable(_) => {
-                "Please try again in a moment; a retry with the same Idempotency-Key never buys twice.".into()
+                "Nothing was charged. Please try again in a moment; a retry with the same Idempotency-Key never buys \
+                 twice."
+                    .into()
             }
+            AppError::OutcomeUnknown(_) => "We could not confirm the purchase in time: it may have gone through. \
+                 Retry with the same Idempotency-Key, which never buys twice and returns the purchase if it was made, \
+                 or check your purchase history before buying again."
+                .into(),
             AppError::Internal(_) => "Something went wrong on our side; the details are in our logs.".into(),
         }
     }
@@ -162,8 +182,17 @@ impl AppError {
             AppError::InvalidRequest(RequestError::InvalidQuantity { credit_type, .. }) => {
                 extra.insert("creditType".into(), json!(credit_type));
             }
-            AppError::InvalidRequest(RequestError::UnknownField(f)) => {
+            AppError::InvalidRequest(RequestError::UnknownField(f)) | AppError::DuplicateField(f) => {
                 extra.insert("field".into(), json!(f));
+            }
+            AppError::InvalidRequest(RequestError::LineBelowMinimum { credit_type, minimum_quantity }) => {
+                extra.insert("creditType".into(), json!(credit_type.as_str()));
+                if let Some(minimum) = minimum_quantity {
+                    extra.insert("minimumQuantity".into(), json!(minimum));
+                }
+            }
+            AppError::OutcomeUnknown(_) => {
+                extra.insert("outcome".into(), json!("unknown"));
             }
             AppError::InvalidQuery { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));
@@ -183,7 +212,9 @@ impl AppError {
         let status = self.status();
         match &self {
             AppError::Internal(m) => tracing::error!(code = self.code(), error = %m, "request failed"),
-            AppError::Unavailable(m) => tracing::warn!(code = self.code(), error = %m, "request failed"),
+            AppError::Unavailable(m) | AppError::OutcomeUnknown(m) => {
+                tracing::warn!(code = self.code(), error = %m, "request failed")
+            }
             _ => tracing::info!(code = self.code(), status = status.as_u16(), "request refused"),
         }
         let mut body = Map::new();

@@ -27,8 +27,8 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings.account_claim)?;
-        let limit = page_size(query_parameter(&request, "limit").as_deref())?;
-        let after = match query_parameter(&request, "cursor") {
+        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
+        let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => Some(decode_cursor(&cursor, &account_id)?),
             None => None,
         };

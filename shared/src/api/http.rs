@@ -4,7 +4,8 @@ use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
+use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::error::AppError;
 use crate::domain::is_valid_account_id;
@@ -61,7 +62,86 @@ pub fn json_body(request: &Request) -> Result<serde_json::Value, AppError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| AppError::MalformedJson(e.to_string()))
+    // Strict about duplicate keys at any depth: with serde_json's default the last one wins, while a log or a
+    // WAF that keeps the first would see another request than the one we execute.
+    let value: StrictJson = serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        match message.strip_prefix(DUPLICATE_KEY) {
+            Some(rest) => AppError::DuplicateField(rest.split(DUPLICATE_KEY_END).next().unwrap_or(rest).to_owned()),
+            None => AppError::MalformedJson(message),
+        }
+    })?;
+    Ok(value.0)
+}
+
+const DUPLICATE_KEY: &str = "duplicate key `";
+const DUPLICATE_KEY_END: &str = "`";
+
+/// A JSON value whose objects never repeat a key.
+struct StrictJson(serde_json::Value);
+
+impl<'de> Deserialize<'de> for StrictJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StrictJson, D::Error> {
+        deserializer.deserialize_any(StrictJsonVisitor).map(StrictJson)
+    }
+}
+
+struct StrictJsonVisitor;
+
+impl<'de> Visitor<'de> for StrictJsonVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(StrictJson(value)) = seq.next_element()? {
+            values.push(value);
+        }
+        Ok(serde_json::Value::Array(values))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(A::Error::custom(format!("{DUPLICATE_KEY}{key}{DUPLICATE_KEY_END}")));
+            }
+            let StrictJson(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(object))
+    }
 }
 
 fn is_json_media_type(value: &str) -> bool {
@@ -69,7 +149,7 @@ fn is_json_media_type(value: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The `Idempotency-Key` header, if sent: 1-255 printable ASCII characters.
+/// The `Idempotency-Key` header, if sent: 1-255 printable ASCII characters, no comma, no surrounding space.
 pub fn idempotency_key(request: &Request) -> Result<Option<String>, AppError> {
     let mut values = request.headers().get_all(IDEMPOTENCY_KEY_HEADER).iter();
     let Some(value) = values.next() else { return Ok(None) };
@@ -83,12 +163,29 @@ pub fn idempotency_key(request: &Request) -> Result<Option<String>, AppError> {
     if !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
         return Err(AppError::InvalidIdempotencyKey("non-printable or non-ASCII characters".into()));
     }
+    // HTTP drops whitespace around header values on the way, so such a key would not survive a retry intact.
+    if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+        return Err(AppError::InvalidIdempotencyKey("blank, or begins or ends with a space".into()));
+    }
+    // API Gateway joins repeated headers with a comma: a comma means two keys arrived as one.
+    if bytes.contains(&b',') {
+        return Err(AppError::InvalidIdempotencyKey("contains a comma (or the header was sent twice)".into()));
+    }
     Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-/// A query string parameter, if present once.
-pub fn query_parameter(request: &Request, name: &str) -> Option<String> {
-    request.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+/// A query string parameter, if present. Given twice (`limit=5&limit=500`), or with a comma (API Gateway joins
+/// repeated parameters with one), it is refused rather than guessing which value was meant.
+pub fn query_parameter(request: &Request, name: &'static str) -> Result<Option<String>, AppError> {
+    let values: Vec<&str> = request.query_string_parameters_ref().and_then(|q| q.all(name)).unwrap_or_default();
+    match values.as_slice() {
+        [] => Ok(None),
+        [value] if !value.contains(',') => Ok(Some((*value).to_owned())),
+        _ => Err(AppError::InvalidQuery {
+            parameter: name,
+            detail: format!("`{name}` must be given at most once, without commas."),
+        }),
+    }
 }
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Body> {

@@ -100,7 +100,7 @@ pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let account_id = authorize(&request, &app.settings.account_claim)?;
         let agency_id = agency_of(app, &account_id).await?;
-        let pricing = pricing_of(app, &agency_id).await?;
+        let (pricing, _) = pricing_of(app, &agency_id).await?;
         Ok(json_response(StatusCode::OK, &pricing_body(&account_id, &pricing)))
     })
     .await
@@ -131,15 +131,15 @@ pub(crate) async fn agency_of(app: &App, account_id: &str) -> Result<String, App
     }
 }
 
-/// The agency's effective prices, from the cache when fresh enough.
-pub(crate) async fn pricing_of(app: &App, agency_id: &str) -> Result<EffectivePricing, AppError> {
+/// The agency's effective prices, from the cache when fresh enough; `true` when they came from the cache.
+pub(crate) async fn pricing_of(app: &App, agency_id: &str) -> Result<(EffectivePricing, bool), AppError> {
     if let Some(pricing) = app.cache.pricing_of_agency.get(&agency_id.to_owned()) {
-        return Ok(pricing);
+        return Ok((pricing, true));
     }
     let (default, agency) = app.store.pricing(agency_id).await?;
     let pricing = domain::resolve_pricing(agency_id, &default, agency.as_ref())?;
     app.cache.pricing_of_agency.put(agency_id.to_owned(), pricing.clone());
-    Ok(pricing)
+    Ok((pricing, false))
 }
 
 /// The client's view of its prices: never the agency's cost.
@@ -148,11 +148,16 @@ pub fn pricing_body(account_id: &str, pricing: &EffectivePricing) -> Value {
         .rates
         .iter()
         .map(|rate| {
-            json!({
+            let mut price = json!({
                 "creditType": rate.credit_type.as_str(),
                 "pricePerCredit": format_rate(rate.price),
                 "source": match rate.price_source { PriceSource::Agency => "agency", PriceSource::Default => "default" },
-            })
+            });
+            // The smallest quantity a line may have; absent when the type cannot be bought (a zero price).
+            if let Some(minimum) = domain::minimum_quantity(rate) {
+                price["minimumQuantity"] = json!(minimum);
+            }
+            price
         })
         .collect();
     json!({"accountId": account_id, "currency": CURRENCY, "prices": prices})

@@ -1,6 +1,6 @@
 //! `POST /accounts/{accountId}/credit-purchases`: quote at the agency's prices, then one transaction.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -9,19 +9,26 @@ use sha2::{Digest, Sha256};
 
 use super::error::AppError;
 use super::http::{authorize, idempotency_key, json_body, json_response};
-use super::{App, agency_of, balances_map, load_account, pricing_body, pricing_of, purchase_view, respond};
+use super::{App, agency_of, balances_map, load_account, pricing_body, pricing_of, purchase_view};
 use crate::domain::{self, PurchaseRecord, PurchaseRequest};
-use crate::storage::{IdempotencyClaim, RecordOutcome, StoredIdempotency};
+use crate::storage::{IdempotencyClaim, RecordOutcome, StoreError, StoredIdempotency};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `POST /accounts/{accountId}/credit-purchases`
 pub async fn purchase_credits(app: &App, request: Request) -> Response<Body> {
-    respond(app, purchase(app, &request)).await
+    // The budget bounds the work up to the write. Once the write is known to have committed, the answer is a
+    // 201 whatever the time left: only the optional balances read is cut short.
+    let deadline = Instant::now() + app.settings.request_budget;
+    purchase(app, &request, deadline).await.unwrap_or_else(AppError::into_response)
 }
 
-async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppError> {
+/// At most this many fresh re-reads of the agency and its prices per request: one when a 409 would be built
+/// from cached prices, one when the transaction finds the prices moved.
+const MAX_REFRESHES: usize = 2;
+
+async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Response<Body>, AppError> {
     // Everything the request alone can tell is checked before any read or write.
     let account_id = authorize(request, &app.settings.account_claim)?;
     let key = idempotency_key(request)?;
@@ -29,20 +36,30 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
     let body = json_body(request)?;
     let purchase_request = domain::parse_purchase_request(&body)?;
     let request_hash = request_hash(&account_id, &purchase_request);
+    let answer = Answer { app, account_id: &account_id, minimal, deadline };
 
-    let mut agency_id = agency_of(app, &account_id).await?;
-    // One refresh is allowed when prices or the agency move between our read (or cache) and our write.
-    for attempt in 0..2 {
-        let pricing = pricing_of(app, &agency_id).await?;
-        let quote = domain::quote(&pricing, &purchase_request.quantities);
+    let mut agency_id = before_write(deadline, agency_of(app, &account_id)).await?;
+    let mut refreshes = 0;
+    loop {
+        let (pricing, from_cache) = before_write(deadline, pricing_of(app, &agency_id)).await?;
+        let quote = domain::quote(&pricing, &purchase_request.quantities)?;
         if let Some(expected) = purchase_request.expected_total
             && expected != quote.total
         {
             // A retry of an earlier success must get that success back, not a 409 for today's prices.
             if let Some(key) = &key
-                && let Some(stored) = app.store.idempotency(key, epoch_seconds(SystemTime::now())).await?
+                && let Some(stored) = before_write(deadline, async {
+                    Ok(app.store.idempotency(&account_id, key, epoch_seconds(SystemTime::now())).await?)
+                })
+                .await?
             {
-                return replay(app, &account_id, &request_hash, stored, minimal).await;
+                return answer.replay(&request_hash, stored).await;
+            }
+            // A 409 must show what a purchase would be charged now, never an instance's stale cache.
+            if from_cache && refreshes < MAX_REFRESHES {
+                refreshes += 1;
+                agency_id = refresh(app, &account_id, &agency_id, deadline).await?;
+                continue;
             }
             return Err(AppError::PriceChanged {
                 current_pricing: pricing_body(&account_id, &pricing),
@@ -69,7 +86,16 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
             expires_at_epoch_seconds: epoch_seconds(now + IDEMPOTENCY_TTL),
         });
 
-        match app.store.record_purchase(&record, &pricing, claim.as_ref()).await? {
+        let written =
+            tokio::time::timeout_at(deadline.into(), app.store.record_purchase(&record, &pricing, claim.as_ref()));
+        let outcome = match written.await {
+            Ok(Ok(outcome)) => outcome,
+            // Refused as malformed: nothing was written.
+            Ok(Err(StoreError::Internal(why))) => return Err(AppError::Internal(why)),
+            Ok(Err(StoreError::Unavailable(why))) => return Err(AppError::OutcomeUnknown(why)),
+            Err(_) => return Err(AppError::OutcomeUnknown("request budget exhausted during the write".into())),
+        };
+        match outcome {
             RecordOutcome::Recorded => {
                 tracing::info!(
                     purchase_id = %record.purchase_id,
@@ -77,57 +103,101 @@ async fn purchase(app: &App, request: &Request) -> Result<Response<Body>, AppErr
                     total = %record.total,
                     "purchase recorded"
                 );
-                let mut response = if minimal {
-                    // One DynamoDB call in all: the caller asked not to pay for the balances read.
-                    minimal_response(json!({"purchase": purchase_view}))
-                } else {
-                    created_response(app, &account_id, purchase_view).await
-                };
+                let mut response = answer.created(purchase_view).await;
                 let location = format!("/accounts/{account_id}/credit-purchases/{}", record.purchase_id);
                 if let Ok(value) = HeaderValue::from_str(&location) {
                     response.headers_mut().insert(header::LOCATION, value);
                 }
                 return Ok(response);
             }
-            RecordOutcome::IdempotencyKeyTaken(stored) => {
-                return replay(app, &account_id, &request_hash, stored, minimal).await;
-            }
+            RecordOutcome::IdempotencyKeyTaken(stored) => return answer.replay(&request_hash, stored).await,
             RecordOutcome::AccountMissing => {
                 app.cache.invalidate(&account_id, &agency_id);
                 return Err(AppError::AccountNotFound);
             }
-            RecordOutcome::PricingChanged if attempt == 0 => {
+            RecordOutcome::PricingChanged if refreshes < MAX_REFRESHES => {
                 tracing::info!(account_id = %account_id, "prices or agency changed since read; refreshing");
-                app.cache.invalidate(&account_id, &agency_id);
-                agency_id = agency_of(app, &account_id).await?;
+                refreshes += 1;
+                agency_id = refresh(app, &account_id, &agency_id, deadline).await?;
             }
-            RecordOutcome::PricingChanged => break,
+            RecordOutcome::PricingChanged => {
+                return Err(AppError::Unavailable("prices kept changing during the purchase".into()));
+            }
         }
     }
-    Err(AppError::Unavailable("prices kept changing during the purchase".into()))
 }
 
-/// Answers a request whose `Idempotency-Key` was already used: the first answer again, or 422.
-async fn replay(
-    app: &App,
-    account_id: &str,
-    request_hash: &str,
-    stored: StoredIdempotency,
-    minimal: bool,
-) -> Result<Response<Body>, AppError> {
-    if stored.account_id != account_id || stored.request_hash != request_hash {
-        return Err(AppError::IdempotencyKeyReused);
+/// Runs work that comes before the write within the budget: if the budget runs out, nothing was written.
+async fn before_write<T>(deadline: Instant, work: impl Future<Output = Result<T, AppError>>) -> Result<T, AppError> {
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(result) => result,
+        Err(_) => Err(AppError::Unavailable("request budget exhausted before the purchase was written".into())),
     }
-    let purchase: Value = serde_json::from_str(&stored.purchase_body)
-        .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
-    // Balances are read now: they include this purchase and anything since.
-    let mut response = if minimal {
-        minimal_response(json!({"purchase": purchase}))
-    } else {
-        created_response(app, account_id, purchase).await
-    };
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    Ok(response)
+}
+
+/// Forgets the cached agency and prices and reads the account's agency again.
+async fn refresh(app: &App, account_id: &str, agency_id: &str, deadline: Instant) -> Result<String, AppError> {
+    app.cache.invalidate(account_id, agency_id);
+    before_write(deadline, agency_of(app, account_id)).await
+}
+
+/// How a committed purchase is answered: always 201.
+struct Answer<'a> {
+    app: &'a App,
+    account_id: &'a str,
+    minimal: bool,
+    deadline: Instant,
+}
+
+impl Answer<'_> {
+    /// The 201 after a committed write, with the balances unless the caller asked for the minimal answer. It
+    /// never turns into an error: if the balances cannot be read in the time left, the purchase stands and the
+    /// answer simply omits them (the dashboard then asks `GET /balances`).
+    async fn created(&self, purchase: Value) -> Response<Body> {
+        if self.minimal {
+            // One DynamoDB call in all: the caller asked not to pay for the balances read.
+            let mut response = json_response(StatusCode::CREATED, &json!({"purchase": purchase}));
+            response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=minimal"));
+            return response;
+        }
+        let read = tokio::time::timeout_at(self.deadline.into(), load_account(self.app, self.account_id)).await;
+        match read {
+            Ok(Ok(account)) => json_response(
+                StatusCode::CREATED,
+                &json!({"purchase": purchase, "balances": balances_map(&account.balances)}),
+            ),
+            Ok(Err(err)) => {
+                tracing::warn!(account_id = %self.account_id, error = ?err, "purchase recorded but balances unreadable");
+                json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
+            }
+            Err(_) => {
+                tracing::warn!(account_id = %self.account_id, "purchase recorded; no time left to read the balances");
+                json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
+            }
+        }
+    }
+
+    /// Answers a request whose `Idempotency-Key` this account already used: the purchase it made, as it is now
+    /// (billed or not), or 422 for another request under the same key.
+    async fn replay(&self, request_hash: &str, stored: StoredIdempotency) -> Result<Response<Body>, AppError> {
+        if stored.account_id != self.account_id || stored.request_hash != request_hash {
+            return Err(AppError::IdempotencyKeyReused);
+        }
+        // Committed: from here the answer is a 201. The purchase as first answered stands in if it cannot be read.
+        let current = tokio::time::timeout_at(
+            self.deadline.into(),
+            self.app.store.purchase(self.account_id, &stored.purchase_id),
+        )
+        .await;
+        let purchase = match current {
+            Ok(Ok(Some(record))) => purchase_view(&record),
+            _ => serde_json::from_str(&stored.purchase_body)
+                .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?,
+        };
+        let mut response = self.created(purchase).await;
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        Ok(response)
+    }
 }
 
 /// RFC 7240 `Prefer: return=minimal`: the caller does not need the balances in the answer.
@@ -135,27 +205,6 @@ fn prefers_minimal_return(request: &Request) -> bool {
     request.headers().get_all("prefer").iter().any(|value| {
         value.to_str().unwrap_or("").split(',').any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
     })
-}
-
-/// The 201 after a committed write. It never turns into an error: if the balances cannot be read just now,
-/// the purchase stands and the answer simply omits them (the dashboard then asks `GET /balances`).
-async fn created_response(app: &App, account_id: &str, purchase: Value) -> Response<Body> {
-    match load_account(app, account_id).await {
-        Ok(account) => json_response(
-            StatusCode::CREATED,
-            &json!({"purchase": purchase, "balances": balances_map(&account.balances)}),
-        ),
-        Err(err) => {
-            tracing::warn!(account_id = %account_id, error = ?err, "purchase recorded but balances unreadable");
-            json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
-        }
-    }
-}
-
-fn minimal_response(body: Value) -> Response<Body> {
-    let mut response = json_response(StatusCode::CREATED, &body);
-    response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=minimal"));
-    response
 }
 
 /// Binds a key to the account and the request's meaning, not its bytes.

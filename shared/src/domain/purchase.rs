@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::pricing::{EffectivePricing, round_to_cents};
+use super::pricing::{EffectivePricing, EffectiveRate, round_to_cents};
 use super::{CURRENCY, CreditType, time};
 
 /// Largest quantity of one credit type in one purchase: a typo guard, not a business cap.
@@ -60,9 +60,17 @@ pub enum RequestError {
     UnknownField(String),
     MissingField(&'static str),
     UnknownCreditType(String),
-    InvalidQuantity { credit_type: String, reason: String },
+    InvalidQuantity {
+        credit_type: String,
+        reason: String,
+    },
     EmptyPurchase,
     InvalidExpectedTotal(String),
+    /// The line's subtotal would round to less than a cent (at price or at cost), so it would be free.
+    LineBelowMinimum {
+        credit_type: CreditType,
+        minimum_quantity: Option<u64>,
+    },
 }
 
 impl RequestError {
@@ -76,6 +84,7 @@ impl RequestError {
             RequestError::InvalidQuantity { .. } => "invalid_quantity",
             RequestError::EmptyPurchase => "empty_purchase",
             RequestError::InvalidExpectedTotal(_) => "invalid_expected_total",
+            RequestError::LineBelowMinimum { .. } => "line_below_minimum",
         }
     }
 
@@ -91,6 +100,12 @@ impl RequestError {
                 format!("Quantity of `{credit_type}` {reason}.")
             }
             RequestError::EmptyPurchase => "At least one quantity must be above zero.".into(),
+            RequestError::LineBelowMinimum { credit_type, minimum_quantity: Some(minimum) } => {
+                format!("A line of `{credit_type}` must come to at least 0.01: buy at least {minimum} credits of it.")
+            }
+            RequestError::LineBelowMinimum { credit_type, minimum_quantity: None } => {
+                format!("`{credit_type}` cannot be bought at its current price.")
+            }
             RequestError::InvalidExpectedTotal(why) => format!(
                 "`expectedTotal` must be a decimal string with at most two decimal places, like \"300.00\": {why}."
             ),
@@ -205,25 +220,57 @@ pub struct Quote {
     pub total_at_cost: Decimal,
 }
 
-pub fn quote(pricing: &EffectivePricing, quantities: &Quantities) -> Quote {
-    let lines: Vec<PurchaseLine> = quantities
-        .non_zero()
-        .map(|(credit_type, quantity)| {
-            let rate = pricing.rate(credit_type);
-            let q = Decimal::from(quantity);
-            PurchaseLine {
-                credit_type,
-                quantity,
-                unit_price: rate.price,
-                unit_cost: rate.cost,
-                subtotal: round_to_cents(q * rate.price),
-                subtotal_at_cost: round_to_cents(q * rate.cost),
-            }
-        })
-        .collect();
+/// Prices the request's lines. Every line must come to at least a cent at price and at cost: a line that
+/// rounded to 0.00 would give credits away (and, on the cost side, cost the agency nothing).
+pub fn quote(pricing: &EffectivePricing, quantities: &Quantities) -> Result<Quote, RequestError> {
+    let mut lines = Vec::new();
+    for (credit_type, quantity) in quantities.non_zero() {
+        let rate = pricing.rate(credit_type);
+        let minimum_quantity = minimum_quantity(rate);
+        if minimum_quantity.is_none_or(|minimum| quantity < minimum) {
+            return Err(RequestError::LineBelowMinimum { credit_type, minimum_quantity });
+        }
+        let q = Decimal::from(quantity);
+        lines.push(PurchaseLine {
+            credit_type,
+            quantity,
+            unit_price: rate.price,
+            unit_cost: rate.cost,
+            subtotal: round_to_cents(q * rate.price),
+            subtotal_at_cost: round_to_cents(q * rate.cost),
+        });
+    }
     let total = round_to_cents(lines.iter().map(|l| l.subtotal).sum());
     let total_at_cost = round_to_cents(lines.iter().map(|l| l.subtotal_at_cost).sum());
-    Quote { lines, total, total_at_cost }
+    Ok(Quote { lines, total, total_at_cost })
+}
+
+/// The smallest quantity of a type whose line comes to at least 0.01 at price and (if the type costs anything)
+/// at cost; `None` if no quantity does (a zero price). The cost side can raise the minimum above what the price
+/// alone needs, which tells a client no more than that the cost is small.
+pub fn minimum_quantity(rate: &EffectiveRate) -> Option<u64> {
+    let price_minimum = smallest_quantity_worth_a_cent(rate.price)?;
+    let cost_minimum = smallest_quantity_worth_a_cent(rate.cost).unwrap_or(1);
+    Some(price_minimum.max(cost_minimum)).filter(|minimum| *minimum <= MAX_QUANTITY)
+}
+
+/// The smallest q ≥ 1 with round_to_cents(q × rate) ≥ 0.01, i.e. q × rate ≥ 0.005; `None` for a zero rate.
+fn smallest_quantity_worth_a_cent(rate: Decimal) -> Option<u64> {
+    if rate <= Decimal::ZERO {
+        return None;
+    }
+    let cent = Decimal::new(1, 2);
+    let worth_a_cent = |q: u64| round_to_cents(Decimal::from(q) * rate) >= cent;
+    let estimate = (Decimal::new(5, 3) / rate).ceil();
+    let mut q = u64::try_from(estimate).unwrap_or(u64::MAX).clamp(1, MAX_QUANTITY + 1);
+    // The division is exact for rates of at most four places; these steps only guard its last digit.
+    while q > 1 && worth_a_cent(q - 1) {
+        q -= 1;
+    }
+    while !worth_a_cent(q) && q <= MAX_QUANTITY {
+        q += 1;
+    }
+    Some(q)
 }
 
 /// A purchase as recorded: its lines at the rates of the moment, and whether each side has been billed.
@@ -292,12 +339,12 @@ mod tests {
         // so use three lines of 0.005 where sum-then-round gives 0.02 but lines give 0.03.
         let mut default = default_pricing();
         for t in [CreditType::Audience, CreditType::Enrichment, CreditType::Pixel] {
-            default.rates.insert(t, Rate { price: d("0.0050"), cost: d("0.0010") });
+            default.rates.insert(t, Rate { price: d("0.0050"), cost: d("0.0050") });
         }
         let p = resolve_pricing("a", &default, None).unwrap();
         let q =
             Quantities::from_pairs([(CreditType::Audience, 1), (CreditType::Enrichment, 1), (CreditType::Pixel, 1)]);
-        let quote = quote(&p, &q);
+        let quote = quote(&p, &q).unwrap();
         assert_eq!(quote.lines.len(), 3);
         assert!(quote.lines.iter().all(|l| l.subtotal == d("0.01")));
         assert_eq!(quote.total.to_string(), "0.03");
@@ -309,7 +356,7 @@ mod tests {
         let p = resolve_pricing("a", &default_pricing(), None).unwrap();
         let q =
             Quantities::from_pairs([(CreditType::Pixel, 5), (CreditType::Audience, 10), (CreditType::Enrichment, 0)]);
-        let quote = quote(&p, &q);
+        let quote = quote(&p, &q).unwrap();
         let types: Vec<_> = quote.lines.iter().map(|l| l.credit_type).collect();
         assert_eq!(types, vec![CreditType::Audience, CreditType::Pixel]);
         assert_eq!(quote.total.to_string(), "0.75");
@@ -321,8 +368,49 @@ mod tests {
         let mut default = default_pricing();
         default.rates.insert(CreditType::Audience, Rate { price: d("9999.9999"), cost: d("0") });
         let p = resolve_pricing("a", &default, None).unwrap();
-        let quote = quote(&p, &Quantities::from_pairs([(CreditType::Audience, MAX_QUANTITY)]));
+        let quote = quote(&p, &Quantities::from_pairs([(CreditType::Audience, MAX_QUANTITY)])).unwrap();
         assert_eq!(quote.total.to_string(), "9999999900.00");
+    }
+
+    #[test]
+    fn a_line_worth_less_than_a_cent_is_refused_with_the_smallest_allowed_quantity() {
+        let rate = |price: &str, cost: &str| EffectiveRate {
+            credit_type: CreditType::Enrichment,
+            price: d(price),
+            cost: d(cost),
+            price_source: crate::domain::PriceSource::Default,
+        };
+        // Price alone: 0.005 rounds up to a cent, 0.0049 does not.
+        assert_eq!(minimum_quantity(&rate("0.0050", "0")), Some(1));
+        assert_eq!(minimum_quantity(&rate("0.0049", "0")), Some(2));
+        assert_eq!(minimum_quantity(&rate("0.0003", "0")), Some(17)); // 17 × 0.0003 = 0.0051
+        assert_eq!(minimum_quantity(&rate("0.0025", "0")), Some(2)); // exactly 0.005
+        assert_eq!(minimum_quantity(&rate("0.0001", "0")), Some(50));
+        assert_eq!(minimum_quantity(&rate("25.00", "16.00")), Some(1));
+        // The cost side counts too: 1 × 0.0045 at cost would be 0.00.
+        assert_eq!(minimum_quantity(&rate("0.0150", "0.0045")), Some(2));
+        assert_eq!(minimum_quantity(&rate("0", "0")), None);
+        for (price, cost) in [("0.0049", "0"), ("0.0003", "0.0001"), ("0.0150", "0.0045"), ("0.0001", "0.0001")] {
+            let rate = rate(price, cost);
+            let minimum = minimum_quantity(&rate).unwrap();
+            let cents = |q: u64, r: Decimal| round_to_cents(Decimal::from(q) * r);
+            assert!(cents(minimum, rate.price) >= d("0.01"), "{price}");
+            assert!(rate.cost.is_zero() || cents(minimum, rate.cost) >= d("0.01"), "{cost}");
+            assert!(cents(minimum - 1, rate.price) < d("0.01") || cents(minimum - 1, rate.cost) < d("0.01"));
+        }
+
+        let mut default = default_pricing();
+        default.rates.insert(CreditType::Enrichment, Rate { price: d("0.0040"), cost: d("0.0010") });
+        let p = resolve_pricing("a", &default, None).unwrap();
+        let below = quote(&p, &Quantities::from_pairs([(CreditType::Enrichment, 4)])).unwrap_err();
+        assert_eq!(
+            below,
+            RequestError::LineBelowMinimum { credit_type: CreditType::Enrichment, minimum_quantity: Some(5) }
+        );
+        assert_eq!(below.code(), "line_below_minimum");
+        let ok = quote(&p, &Quantities::from_pairs([(CreditType::Enrichment, 5)])).unwrap();
+        assert_eq!(ok.total, d("0.02"));
+        assert_eq!(ok.total_at_cost, d("0.01"));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use crate::table::{PARTITION_KEY, SORT_KEY};
 pub const DEFAULT_PRICING_PK: &str = "PRICING#DEFAULT";
 pub const PRICING_SK: &str = "PRICING";
 pub const ACCOUNT_SK: &str = "ACCOUNT";
-pub const IDEMPOTENCY_SK: &str = "IDEMPOTENCY";
 pub const PURCHASE_SK_PREFIX: &str = "PURCHASE#";
 pub const STATEMENT_SK_PREFIX: &str = "STATEMENT#";
 pub const PART_MARKER: &str = "#PART#";
@@ -33,7 +32,8 @@ pub fn unbilled(shard: u32) -> String {
     format!("UNBILLED#{shard}")
 }
 
-pub fn idempotency(key: &str) -> String {
+/// An `Idempotency-Key` lives in its account's partition: keys of two accounts never meet.
+pub fn idempotency_sk(key: &str) -> String {
     format!("IDEMPOTENCY#{key}")
 }
 

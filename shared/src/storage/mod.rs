@@ -8,7 +8,7 @@
 //! | agency pricing            | `AGENCY#{agencyId}`   | `PRICING`                                      |
 //! | account + balances        | `ACCOUNT#{accountId}` | `ACCOUNT`                                      |
 //! | purchase                  | `ACCOUNT#{accountId}` | `PURCHASE#{uuidv7}`                            |
-//! | idempotency key           | `IDEMPOTENCY#{key}`   | `IDEMPOTENCY`                                  |
+//! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
 //! | client statement (+ part) | `ACCOUNT#{accountId}` | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //! | agency statement (+ part) | `AGENCY#{agencyId}`   | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //!

@@ -32,6 +32,7 @@ pub struct IdempotencyClaim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredIdempotency {
     pub account_id: String,
+    pub purchase_id: String,
     pub request_hash: String,
     pub purchase_body: String,
 }
@@ -108,13 +109,20 @@ impl Store {
         Ok((default, agency))
     }
 
-    /// Reads what an earlier request stored under an idempotency key, if it has not expired.
+    /// One purchase record of an account, as it is now (billed flags included).
+    pub async fn purchase(&self, account_id: &str, purchase_id: &str) -> Result<Option<PurchaseRecord>, StoreError> {
+        let item = self.get_item(keys::account(account_id), &keys::purchase_sk(purchase_id)).await?;
+        item.map(|item| from_item("purchase", item)).transpose()
+    }
+
+    /// Reads what an earlier request of this account stored under an idempotency key, if it has not expired.
     pub async fn idempotency(
         &self,
+        account_id: &str,
         key_value: &str,
         now_epoch_seconds: u64,
     ) -> Result<Option<StoredIdempotency>, StoreError> {
-        let Some(item) = self.get_item(keys::idempotency(key_value), keys::IDEMPOTENCY_SK).await? else {
+        let Some(item) = self.get_item(keys::account(account_id), &keys::idempotency_sk(key_value)).await? else {
             return Ok(None);
         };
         let expires_at = item.decimal(TTL_ATTRIBUTE).ok().flatten();
@@ -223,8 +231,8 @@ impl Store {
         // 4. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
         if let Some(claim) = idempotency {
             let item = HashMap::from([
-                (PARTITION_KEY.to_owned(), s(keys::idempotency(&claim.key))),
-                (SORT_KEY.to_owned(), s(keys::IDEMPOTENCY_SK)),
+                (PARTITION_KEY.to_owned(), s(keys::account(&purchase.account_id))),
+                (SORT_KEY.to_owned(), s(keys::idempotency_sk(&claim.key))),
                 ("accountId".to_owned(), s(&purchase.account_id)),
                 ("purchaseId".to_owned(), s(&purchase.purchase_id)),
                 ("requestHash".to_owned(), s(&claim.request_hash)),
@@ -295,6 +303,7 @@ fn condition_outcome(
 fn stored_idempotency(item: &Item) -> Result<StoredIdempotency, StoreError> {
     Ok(StoredIdempotency {
         account_id: item.string("accountId")?,
+        purchase_id: item.string("purchaseId")?,
         request_hash: item.string("requestHash")?,
         purchase_body: item.string("purchaseBody")?,
     })
