@@ -555,9 +555,9 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     assert_eq!(summary.purchases_billed_to_client, 2);
     assert_eq!(summary.client_statements_written, 2);
     assert_eq!(summary.agency_statements_written, 2);
-    assert_eq!(summary.total_at_price, d("305.00")); // 300.00 + 333 × 0.0150 = 4.995 → 5.00
+    assert_eq!(summary.total_at_price, d("438.20")); // 300.00 + 333 × 0.4150 = 138.195 → 138.20
     let response = serde_json::to_value(&summary).unwrap();
-    assert_eq!(response["totalAtPrice"], "305.00", "money is a decimal string: {response}");
+    assert_eq!(response["totalAtPrice"], "438.20", "money is a decimal string: {response}");
 
     // A scheduled event bills the cycle ending at its scheduled time; the same event again changes nothing.
     let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",

@@ -92,7 +92,7 @@ async fn pricing_shows_agency_prices_over_defaults_and_never_costs() {
     };
     assert_eq!(
         by_type(&dental.body, "enrichment"),
-        json!({"creditType": "enrichment", "pricePerCredit": "0.0150", "minimumQuantity": 1, "source": "agency"})
+        json!({"creditType": "enrichment", "pricePerCredit": "0.4150", "minimumQuantity": 1, "source": "agency"})
     );
     assert_eq!(
         by_type(&dental.body, "pixel"),
@@ -120,21 +120,21 @@ async fn purchase_records_unbilled_purchase_and_credits_atomically() {
         &env,
         ApiEvent::purchase(
             DENTAL,
-            &json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "60.00"}),
+            &json!({"quantities": {"enrichment": 333, "audience": 2}, "expectedTotal": "193.20"}),
         ),
     )
     .await;
     assert_eq!(a.status, 201, "{}", a.body);
     let purchase = &a.body["purchase"];
-    // 333 × 0.0150 = 4.995 → 5.00 (half away from zero); 2 × 27.50 = 55.00.
+    // 333 × 0.4150 = 138.195 → 138.20 (half away from zero); 2 × 27.50 = 55.00.
     assert_eq!(
         purchase["lines"],
         json!([
             {"creditType": "audience", "quantity": 2, "unitPrice": "27.50", "subtotal": "55.00"},
-            {"creditType": "enrichment", "quantity": 333, "unitPrice": "0.0150", "subtotal": "5.00"},
+            {"creditType": "enrichment", "quantity": 333, "unitPrice": "0.4150", "subtotal": "138.20"},
         ])
     );
-    assert_eq!(purchase["total"], "60.00");
+    assert_eq!(purchase["total"], "193.20");
     assert_eq!(purchase["currency"], "USD");
     assert_eq!(purchase["billedToClient"], false);
     assert_eq!(purchase["billedToAgency"], false);
@@ -165,9 +165,9 @@ async fn costs_fall_back_to_defaults_independently_of_prices() {
     let record = &env.app.store.all_purchases(DENTAL).await.unwrap()[0];
     let line = &record.lines[0];
     assert_eq!(line.credit_type, CreditType::Enrichment);
-    assert_eq!(line.unit_price, d("0.0150")); // agency price
+    assert_eq!(line.unit_price, d("0.4150")); // agency price
     assert_eq!(line.unit_cost, d("0.40")); // platform default cost: the agency set none
-    assert_eq!(line.subtotal, d("1.50"));
+    assert_eq!(line.subtotal, d("41.50"));
     assert_eq!(line.subtotal_at_cost, d("40.00"));
 }
 

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 
 pub mod faults;
 
+/// The seed loader, for tests that load seed documents of their own.
+pub use seed_loader;
+
 /// Seeded accounts (`seeds/data`): two of Northwind's, one of Brightside's, one of Plainsail's.
 pub const COFFEE: &str = "acct-northwind-coffee";
 pub const BIKES: &str = "acct-northwind-bikes";
@@ -202,6 +205,39 @@ impl TestEnv {
         let mut rates = agency.rates.clone();
         rates.entry(credit_type).or_default().price = Some(price.parse().expect("a decimal price"));
         self.app.store.upsert_agency_pricing(agency_id, &rates).await.expect("pricing upsert")
+    }
+
+    /// Parses, validates and loads one seed document into the table, as `seed-loader FILE` does (margins are
+    /// checked against the stored default pricing when the document has none).
+    pub async fn load_seed_json(&self, seed: &Value) -> Result<seed_loader::LoadReport, String> {
+        let seed = seed_loader::parse_seed("test seed", &seed.to_string())?;
+        seed_loader::load(&self.app.store, &seed).await
+    }
+
+    /// Loads the bundled seeds again (`seed-loader` with no arguments).
+    pub async fn reload_bundled_seeds(&self) -> Result<seed_loader::LoadReport, String> {
+        let seed = seed_loader::read_seed_files(&seed_loader::bundled_seed_files())?;
+        seed_loader::load(&self.app.store, &seed).await
+    }
+
+    /// Sets one attribute of a pricing item's rate as raw text, bypassing every check (data written by an
+    /// older loader or by hand); bumps the item's version. `pk` is `PRICING#DEFAULT` or `AGENCY#<id>`.
+    pub async fn set_stored_rate_text(&self, pk: &str, credit_type: &str, field: &str, text: &str) {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.to_owned()))
+            .key("sk", AttributeValue::S("PRICING".to_owned()))
+            .update_expression("SET #rates.#type.#field = :text, version = version + :one")
+            .condition_expression("attribute_exists(#rates.#type)")
+            .expression_attribute_names("#rates", "rates")
+            .expression_attribute_names("#type", credit_type)
+            .expression_attribute_names("#field", field)
+            .expression_attribute_values(":text", AttributeValue::S(text.to_owned()))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .send()
+            .await
+            .expect("update a stored rate");
     }
 
     /// How the account's balances differ from its purchase records, one line per credit type (empty: none).

@@ -4,44 +4,79 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::items::{AgencyPricingItem, DefaultPricingItem, from_item, n, s, to_item};
+use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, Item, from_item, n, s, to_item};
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{CURRENCY, CreditType, Rate, RateOverride};
 
+/// A stored pricing item: its version, and its rates if they decode (a rate the domain refuses, such as
+/// `"-0"`, leaves `None`, so loading good seeds replaces bad data instead of failing on it).
+fn stored_pricing<T: serde::de::DeserializeOwned>(
+    item: Option<Item>,
+    what: &str,
+) -> Result<Option<(u64, Option<T>)>, StoreError> {
+    let Some(item) = item else { return Ok(None) };
+    let version = item.count("version")?;
+    Ok(Some((version, from_item(what, item).ok())))
+}
+
+/// Default rates as written, so a stored `"0.01500"` differs from the canonical `"0.0150"` and is rewritten.
+fn default_text(rates: &BTreeMap<CreditType, Rate>) -> Vec<(CreditType, String, String)> {
+    rates.iter().map(|(t, r)| (*t, r.price.to_string(), r.cost.to_string())).collect()
+}
+
+/// An agency's overrides as written.
+fn override_text(rates: &BTreeMap<CreditType, RateOverride>) -> Vec<(CreditType, Option<String>, Option<String>)> {
+    rates.iter().map(|(t, r)| (*t, r.price.map(|p| p.to_string()), r.cost.map(|c| c.to_string()))).collect()
+}
+
 impl Store {
-    /// Stores the default pricing; bumps its version only when the rates change, so loading twice is a no-op.
+    /// The stored default rates, if there are any (the seed loader checks agencies' margins against them).
+    pub async fn default_rates(&self) -> Result<Option<BTreeMap<CreditType, Rate>>, StoreError> {
+        let item = self.get_item(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK).await?;
+        let current: Option<DefaultPricingItem> = item.map(|i| from_item("default pricing", i)).transpose()?;
+        Ok(current.map(|c| c.rates))
+    }
+
+    /// Stores the default pricing, every rate in canonical form; bumps its version only when the rates as written
+    /// change, so loading twice is a no-op.
     pub async fn upsert_default_pricing(&self, rates: &BTreeMap<CreditType, Rate>) -> Result<bool, StoreError> {
-        let current = self.get_item(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK).await?;
-        let current: Option<DefaultPricingItem> = current.map(|item| from_item("default pricing", item)).transpose()?;
-        if current.as_ref().is_some_and(|c| &c.rates == rates) {
+        let rates: BTreeMap<CreditType, Rate> = rates.iter().map(|(t, r)| (*t, r.canonical())).collect();
+        let item = self.get_item(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK).await?;
+        let current = stored_pricing::<DefaultPricingItem>(item, "default pricing")?;
+        if let Some((_, Some(c))) = &current
+            && default_text(&c.rates) == default_text(&rates)
+        {
             return Ok(false);
         }
-        let version = current.as_ref().map_or(0, |c| c.version);
-        let item = DefaultPricingItem { version: version + 1, currency: CURRENCY.into(), rates: rates.clone() };
-        self.put_versioned(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK, &item, current.map(|c| c.version))
-            .await?;
+        let version = current.as_ref().map(|(v, _)| *v);
+        let item = DefaultPricingItem { version: version.unwrap_or(0) + 1, currency: CURRENCY.into(), rates };
+        self.put_versioned(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK, &item, version).await?;
         Ok(true)
     }
 
-    /// Stores an agency's overrides; bumps its version only when they change.
+    /// Stores an agency's overrides, every rate in canonical form; bumps its version only when they change as
+    /// written.
     pub async fn upsert_agency_pricing(
         &self,
         agency_id: &str,
         rates: &BTreeMap<CreditType, RateOverride>,
     ) -> Result<bool, StoreError> {
-        let current = self.get_item(keys::agency(agency_id), keys::PRICING_SK).await?;
-        let current: Option<AgencyPricingItem> = current.map(|item| from_item("agency pricing", item)).transpose()?;
-        if current.as_ref().is_some_and(|c| &c.rates == rates) {
+        let rates: BTreeMap<CreditType, RateOverride> = rates.iter().map(|(t, r)| (*t, r.canonical())).collect();
+        let item = self.get_item(keys::agency(agency_id), keys::PRICING_SK).await?;
+        let current = stored_pricing::<AgencyPricingItem>(item, "agency pricing")?;
+        if let Some((_, Some(c))) = &current
+            && override_text(&c.rates) == override_text(&rates)
+        {
             return Ok(false);
         }
-        let version = current.as_ref().map_or(0, |c| c.version);
+        let version = current.as_ref().map(|(v, _)| *v);
         let item = AgencyPricingItem {
             agency_id: agency_id.to_owned(),
-            version: version + 1,
+            version: version.unwrap_or(0) + 1,
             currency: CURRENCY.into(),
-            rates: rates.clone(),
+            rates,
         };
-        self.put_versioned(keys::agency(agency_id), keys::PRICING_SK, &item, current.map(|c| c.version)).await?;
+        self.put_versioned(keys::agency(agency_id), keys::PRICING_SK, &item, version).await?;
         Ok(true)
     }
 
