@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use shared::domain::credit::{DEFAULT_AGENCY_CEILING_AT_COST, DEFAULT_CLIENT_CREDIT_LIMIT, check_credit_limit};
 use shared::domain::{self, CreditType, Rate, RateOverride};
 use shared::storage::Store;
 
@@ -29,6 +30,10 @@ pub struct SeedAgency {
     pub rates: BTreeMap<CreditType, RateOverride>,
     /// Types this agency may sell below cost (`"allowBelowCost": ["enrichment"]`); not stored.
     pub allow_below_cost: BTreeSet<CreditType>,
+    /// The limit of each of its clients that sets none (at price); default [`DEFAULT_CLIENT_CREDIT_LIMIT`].
+    pub default_client_credit_limit: Option<Decimal>,
+    /// What all its clients together may owe the platform at cost; default [`DEFAULT_AGENCY_CEILING_AT_COST`].
+    pub credit_ceiling_at_cost: Option<Decimal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +43,9 @@ pub struct SeedAccount {
     pub agency_id: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// The account's pay-later limit at price; default: its agency's `defaultClientCreditLimit`.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    pub credit_limit: Option<Decimal>,
 }
 
 /// A seed file as written: rates are decimal strings, every object refuses unknown fields.
@@ -62,6 +70,10 @@ struct RawAgency {
     rates: BTreeMap<CreditType, RawRateOverride>,
     #[serde(default)]
     allow_below_cost: BTreeSet<CreditType>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    default_client_credit_limit: Option<Decimal>,
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    credit_ceiling_at_cost: Option<Decimal>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -121,6 +133,8 @@ fn convert(raw: RawSeedFile) -> Result<SeedFile, String> {
             name: agency.name,
             rates,
             allow_below_cost: agency.allow_below_cost,
+            default_client_credit_limit: agency.default_client_credit_limit,
+            credit_ceiling_at_cost: agency.credit_ceiling_at_cost,
         });
     }
     Ok(SeedFile { default_pricing, agencies, accounts: raw.accounts })
@@ -185,9 +199,22 @@ fn validate(seed: &SeedFile) -> Result<(), String> {
             }
         }
     }
+    for agency in &seed.agencies {
+        for (what, limit) in [
+            ("defaultClientCreditLimit", agency.default_client_credit_limit),
+            ("creditCeilingAtCost", agency.credit_ceiling_at_cost),
+        ] {
+            if let Some(limit) = limit {
+                check_credit_limit(&format!("{}.{what}", agency.agency_id), limit)?;
+            }
+        }
+    }
     for account in &seed.accounts {
         check_id("accountId", &account.account_id)?;
         check_id("agencyId", &account.agency_id)?;
+        if let Some(limit) = account.credit_limit {
+            check_credit_limit(&format!("{}.creditLimit", account.account_id), limit)?;
+        }
     }
     Ok(())
 }
@@ -265,11 +292,27 @@ pub async fn load(store: &Store, seed: &SeedFile) -> Result<LoadReport, String> 
             report.agencies_unchanged += 1;
         }
     }
+    // Every agency a seed names gets its line (at cost), so its clients can buy on pay-later.
+    let mut agency_ids: Vec<&str> = seed.agencies.iter().map(|a| a.agency_id.as_str()).collect();
+    agency_ids.extend(seed.accounts.iter().map(|a| a.agency_id.as_str()));
+    agency_ids.sort();
+    agency_ids.dedup();
+    for agency_id in agency_ids {
+        let agency = seed.agencies.iter().find(|a| a.agency_id == agency_id);
+        let ceiling = agency.and_then(|a| a.credit_ceiling_at_cost).unwrap_or(DEFAULT_AGENCY_CEILING_AT_COST);
+        store.set_agency_ceiling(agency_id, ceiling).await.map_err(|e| e.to_string())?;
+    }
     for account in &seed.accounts {
         store
             .upsert_account(&account.account_id, &account.agency_id, account.name.as_deref())
             .await
             .map_err(|e| e.to_string())?;
+        let agency = seed.agencies.iter().find(|a| a.agency_id == account.agency_id);
+        let limit = account
+            .credit_limit
+            .or(agency.and_then(|a| a.default_client_credit_limit))
+            .unwrap_or(DEFAULT_CLIENT_CREDIT_LIMIT);
+        store.set_credit_limit(&account.account_id, limit).await.map_err(|e| e.to_string())?;
         report.accounts_upserted += 1;
     }
     Ok(report)

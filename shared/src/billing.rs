@@ -11,7 +11,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::billing::{CycleEnd, StatementKind, Step, StepPlanner};
+use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, StatementKind, Step, StepPlanner};
 use crate::domain::round_to_cents;
 use crate::storage::billing::MAX_PURCHASES_PER_STEP;
 use crate::storage::{StepOutcome, Store, StoreError};
@@ -35,6 +35,8 @@ pub struct BillingRun {
     pub max_buffered_purchases: usize,
     /// No transaction starts after this; the run then fails with [`BillingError::OutOfTime`].
     pub deadline: Option<Instant>,
+    /// Client statements fall overdue this many days after the cycle end.
+    pub payment_due_days: u64,
 }
 
 impl BillingRun {
@@ -44,6 +46,7 @@ impl BillingRun {
             purchases_per_transaction: MAX_PURCHASES_PER_STEP,
             max_buffered_purchases: DEFAULT_MAX_BUFFERED_PURCHASES,
             deadline: None,
+            payment_due_days: DEFAULT_PAYMENT_DUE_DAYS,
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct RunSummary {
     pub purchases_already_billed: u64,
     /// Purchases whose statement for this cycle was no longer `pending_payment`; left for the next cycle.
     pub purchases_left_for_next_cycle: u64,
+    /// Statements of the cycle made payable (`building` → `pending_payment`) once both sides finished.
+    pub statements_made_payable: u64,
     pub duration_ms: u64,
 }
 
@@ -171,6 +176,16 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     let client_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Client, &mut client)).await;
     let mut agency = Tally::default();
     let agency_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await;
+    // Only a run that billed every purchase of the cycle on both sides makes its statements payable; an
+    // unfinished one leaves them `building` for the run that finishes the cycle.
+    let mut made_payable = 0;
+    let mut result = client_result.and(agency_result);
+    if result.is_ok() {
+        match store.finish_cycle(&run.cycle_end, run.payment_due_days).await {
+            Ok(count) => made_payable = count,
+            Err(err) => result = Err(err.into()),
+        }
+    }
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
@@ -187,9 +202,9 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         transactions: client.transactions + agency.transactions,
         purchases_already_billed: client.already_billed + agency.already_billed,
         purchases_left_for_next_cycle: client.left_for_next_cycle + agency.left_for_next_cycle,
+        statements_made_payable: made_payable,
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    let result = client_result.and(agency_result);
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
 }
@@ -303,6 +318,7 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 transactions = summary.transactions,
                 purchases_already_billed = summary.purchases_already_billed,
                 purchases_left_for_next_cycle = summary.purchases_left_for_next_cycle,
+                statements_made_payable = summary.statements_made_payable,
                 duration_ms = summary.duration_ms,
                 $message
             )

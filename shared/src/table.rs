@@ -30,7 +30,13 @@ pub const UNBILLED_CLIENT_INDEX: SparseIndex =
 pub const UNBILLED_AGENCY_INDEX: SparseIndex =
     SparseIndex { name: "unbilled-agency", partition_key: "unbilledAgencyPk", sort_key: "unbilledAgencySk" };
 
-pub const INDEXES: [SparseIndex; 2] = [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX];
+/// Statements with work pending on them: `BUILDING#{cycleEnd}` while their cycle's billing run has not finished
+/// (so the run can make them payable at its end), then `UNPAID` by due date for client statements awaiting
+/// payment (so the daily sweep finds the overdue ones without a Scan). Removed once nothing is pending.
+pub const STATEMENT_STATE_INDEX: SparseIndex =
+    SparseIndex { name: "statement-state", partition_key: "statePk", sort_key: "stateSk" };
+
+pub const INDEXES: [SparseIndex; 3] = [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX, STATEMENT_STATE_INDEX];
 
 /// Unbilled purchases are spread over this many index partitions so a busy month never makes one hot key.
 pub const UNBILLED_SHARDS: u32 = 4;

@@ -41,6 +41,17 @@ pub enum AppError {
         server_total: String,
         expected_total: String,
     },
+    /// The client's pay-later line has less available than the purchase's total.
+    CreditLimitExceeded {
+        available: String,
+        requested: String,
+    },
+    /// The agency's line (at cost) cannot take the purchase; says nothing of the agency's figures.
+    AgencyCreditLimitExceeded,
+    /// A failed or overdue statement must be paid first.
+    AccountOnHold {
+        statement_id: String,
+    },
     /// Nothing was written: a read failed or the budget ran out before the write.
     Unavailable(String),
     /// The write was sent but its outcome is unknown (timed out, unanswered): it may have committed.
@@ -85,6 +96,9 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::PriceChanged { .. } => StatusCode::CONFLICT,
+            AppError::CreditLimitExceeded { .. }
+            | AppError::AgencyCreditLimitExceeded
+            | AppError::AccountOnHold { .. } => StatusCode::PAYMENT_REQUIRED,
             AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -106,6 +120,9 @@ impl AppError {
             AppError::IdempotencyKeyReused => "idempotency_key_reused",
             AppError::InvalidQuery { .. } => "invalid_query_parameter",
             AppError::PriceChanged { .. } => "price_changed",
+            AppError::CreditLimitExceeded { .. } => "credit_limit_exceeded",
+            AppError::AgencyCreditLimitExceeded => "agency_credit_limit_exceeded",
+            AppError::AccountOnHold { .. } => "account_on_hold",
             AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "service_unavailable",
             AppError::Internal(_) => "internal_error",
         }
@@ -126,6 +143,9 @@ impl AppError {
             AppError::IdempotencyKeyReused => "Idempotency-Key already used",
             AppError::InvalidQuery { .. } => "Invalid query parameter",
             AppError::PriceChanged { .. } => "Prices changed",
+            AppError::CreditLimitExceeded { .. } => "Pay-later credit limit reached",
+            AppError::AgencyCreditLimitExceeded => "Pay-later purchases paused",
+            AppError::AccountOnHold { .. } => "Account on hold",
             AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "Service temporarily unavailable",
             AppError::Internal(_) => "Internal error",
         }
@@ -160,6 +180,17 @@ impl AppError {
             AppError::PriceChanged { server_total, expected_total, .. } => format!(
                 "The total is now {server_total}, not {expected_total}: review the current prices and confirm again."
             ),
+            AppError::CreditLimitExceeded { available, requested } => format!(
+                "This purchase ({requested}) is more than the {available} you can still buy on Pay Later; nothing was \
+                 charged. Buy less, or pay an open statement to free up credit."
+            ),
+            AppError::AgencyCreditLimitExceeded => "Pay-later purchases are paused for your account right now; \
+                 nothing was charged. Please contact your agency."
+                .into(),
+            AppError::AccountOnHold { statement_id } => format!(
+                "Statement {statement_id} is unpaid (payment failed or overdue): purchases are on hold until it is \
+                 paid. Nothing was charged."
+            ),
             AppError::Unavailable(_) => {
                 "Nothing was charged. Please try again in a moment; a retry with the same Idempotency-Key never buys \
                  twice."
@@ -193,6 +224,13 @@ impl AppError {
             }
             AppError::OutcomeUnknown(_) => {
                 extra.insert("outcome".into(), json!("unknown"));
+            }
+            AppError::CreditLimitExceeded { available, requested } => {
+                extra.insert("availableCredit".into(), json!(available));
+                extra.insert("requestedTotal".into(), json!(requested));
+            }
+            AppError::AccountOnHold { statement_id } => {
+                extra.insert("statementId".into(), json!(statement_id));
             }
             AppError::InvalidQuery { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));

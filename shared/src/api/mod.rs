@@ -111,7 +111,7 @@ pub async fn get_balances(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let account_id = authorize(&request, &app.settings.account_claim)?;
         let account = load_account(app, &account_id).await?;
-        Ok(json_response(StatusCode::OK, &balances_body(&account_id, &account.balances)))
+        Ok(json_response(StatusCode::OK, &balances_body(&account)))
     })
     .await
 }
@@ -195,6 +195,20 @@ pub(crate) fn balances_map(balances: &Balances) -> Value {
     Value::Object(map)
 }
 
-fn balances_body(account_id: &str, balances: &Balances) -> Value {
-    json!({"accountId": account_id, "balances": balances_map(balances)})
+/// The balances route's body: credits per type and the pay-later line (`null` if the account has none).
+fn balances_body(account: &Account) -> Value {
+    let line = account.credit_line.map(|line| {
+        json!({
+            "limit": domain::round_to_cents(line.limit).to_string(),
+            "outstanding": domain::round_to_cents(line.outstanding()).to_string(),
+            // What a purchase may still total; a line lowered below what is owed has nothing available.
+            "available": domain::round_to_cents(line.available.max(rust_decimal::Decimal::ZERO)).to_string(),
+        })
+    });
+    json!({
+        "accountId": account.account_id,
+        "balances": balances_map(&account.balances),
+        "creditLine": line,
+        "holdStatementId": account.hold_statement_id,
+    })
 }

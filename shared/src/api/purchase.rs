@@ -4,6 +4,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -122,6 +123,18 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Res
             }
             RecordOutcome::PricingChanged => {
                 return Err(AppError::Unavailable("prices kept changing during the purchase".into()));
+            }
+            RecordOutcome::OnHold { statement_id } => return Err(AppError::AccountOnHold { statement_id }),
+            RecordOutcome::CreditLimitExceeded { available } => {
+                return Err(AppError::CreditLimitExceeded {
+                    // A line lowered below what is owed shows as nothing available, not a negative amount.
+                    available: domain::round_to_cents(available.max(Decimal::ZERO)).to_string(),
+                    requested: record.total.to_string(),
+                });
+            }
+            RecordOutcome::AgencyCreditLimitExceeded => {
+                tracing::warn!(account_id = %account_id, agency_id = %agency_id, "agency credit line exhausted");
+                return Err(AppError::AgencyCreditLimitExceeded);
             }
         }
     }

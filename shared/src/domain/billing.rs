@@ -11,8 +11,20 @@ use serde::Serialize;
 use super::purchase::{PurchaseLine, PurchaseRecord};
 use super::{CreditType, time};
 
-/// A statement waits in this status for the payment step, which is out of scope here.
+/// A statement's life: `building` while billing runs can still add to it; `pending_payment` once the run of
+/// its cycle has finished (only then is it payable); then `paid`, or `payment_failed` / `overdue` (which put a
+/// client's account on hold) until it is paid.
+pub const STATUS_BUILDING: &str = "building";
 pub const STATUS_PENDING_PAYMENT: &str = "pending_payment";
+pub const STATUS_PAID: &str = "paid";
+pub const STATUS_PAYMENT_FAILED: &str = "payment_failed";
+pub const STATUS_OVERDUE: &str = "overdue";
+
+/// The statuses a payment may be recorded against.
+pub const PAYABLE_STATUSES: [&str; 3] = [STATUS_PENDING_PAYMENT, STATUS_PAYMENT_FAILED, STATUS_OVERDUE];
+
+/// Days after its cycle end a client statement may stay unpaid before it is overdue (`PAYMENT_DUE_DAYS`).
+pub const DEFAULT_PAYMENT_DUE_DAYS: u64 = 30;
 
 /// The end of a billing cycle (exclusive), rendered as purchases' `createdAt` are ([`time::timestamp`]) so it
 /// compares with them as text, in the index sort key and in statement keys.
@@ -50,6 +62,48 @@ impl CycleEnd {
     /// "20261201T000000.000Z": the cycle end inside statement ids.
     fn compact(&self) -> String {
         self.0.chars().filter(|c| *c != '-' && *c != ':').collect()
+    }
+
+    /// The inverse of [`CycleEnd::compact`]; `None` for anything else.
+    fn from_compact(compact: &str) -> Option<CycleEnd> {
+        let b = compact.as_bytes();
+        if b.len() != 20 || b[8] != b'T' || b[15] != b'.' || b[19] != b'Z' {
+            return None;
+        }
+        let text = format!(
+            "{}-{}-{}T{}:{}:{}",
+            &compact[0..4],
+            &compact[4..6],
+            &compact[6..8],
+            &compact[9..11],
+            &compact[11..13],
+            &compact[13..]
+        );
+        CycleEnd::parse(&text).ok().filter(|cycle| cycle.compact() == compact)
+    }
+
+    /// When a client statement of this cycle becomes overdue if unpaid.
+    pub fn due_at(&self, due_days: u64) -> String {
+        time::timestamp(self.instant() + std::time::Duration::from_secs(due_days * 24 * 60 * 60))
+    }
+}
+
+/// A statement id taken apart: `{kind}-{compact cycle end}-{owner}` (see [`StatementKind::statement_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementRef {
+    pub kind: StatementKind,
+    pub cycle_end: CycleEnd,
+    pub owner: String,
+}
+
+impl StatementRef {
+    /// Strict: only ids this code makes, with an owner that is a valid account or agency id.
+    pub fn parse(statement_id: &str) -> Option<StatementRef> {
+        let (kind, rest) = statement_id.split_once('-')?;
+        let kind = StatementKind::parse(kind)?;
+        let (compact, owner) = (rest.get(..20)?, rest.get(20..)?.strip_prefix('-')?);
+        let cycle_end = CycleEnd::from_compact(compact)?;
+        super::is_valid_account_id(owner).then(|| StatementRef { kind, cycle_end, owner: owner.to_owned() })
     }
 }
 
@@ -152,6 +206,11 @@ pub struct Statement {
     pub lines: Vec<StatementLine>,
     pub total: Decimal,
     pub purchase_count: u64,
+    /// Paid so far and still due; zero and `total` until the statement is payable.
+    pub amount_paid: Decimal,
+    pub amount_due: Decimal,
+    /// When a payable statement falls overdue (client statements); `None` while building.
+    pub due_at: Option<String>,
     /// Sorted.
     pub purchase_ids: Vec<String>,
     pub created_at: String,
@@ -279,6 +338,34 @@ mod tests {
             StatementKind::Client.statement_id("acct-a", &cycle),
             StatementKind::Client.statement_id("acct-a", &later)
         );
+    }
+
+    #[test]
+    fn statement_ids_parse_back_strictly() {
+        let cycle = CycleEnd::parse("2026-12-01T00:00:00.250Z").unwrap();
+        let id = StatementKind::Agency.statement_id("agency-north_1", &cycle);
+        assert_eq!(
+            StatementRef::parse(&id),
+            Some(StatementRef {
+                kind: StatementKind::Agency,
+                cycle_end: cycle.clone(),
+                owner: "agency-north_1".into()
+            })
+        );
+        for bad in [
+            "",
+            "client",
+            "client-20261201T000000.000Z",
+            "client-20261201T000000.000Z-",
+            "client-20261301T000000.000Z-a",
+            "client-2026-12-01T00:00:00.000Z-a",
+            "vendor-20261201T000000.000Z-a",
+            "client-20261201T000000.000Z-a#b",
+            "client-20261201T000000.000Zxa",
+        ] {
+            assert_eq!(StatementRef::parse(bad), None, "{bad}");
+        }
+        assert_eq!(cycle.due_at(30), "2026-12-31T00:00:00.250Z");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`pricing`]: rates, an agency's overrides, the effective prices and the one rounding rule.
 //! - [`purchase`]: validating a purchase request, quoting it, and the purchase record it becomes.
 //! - [`billing`]: cycles, statements and what a batch of purchases adds to one.
+//! - [`credit`]: pay-later credit lines (limit, available, outstanding).
 //! - [`reconcile`]: the check that every balance equals its purchases.
 //! - [`time`]: the one timestamp format every sortable key uses.
 
@@ -15,6 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 pub mod billing;
+pub mod credit;
 pub mod pricing;
 pub mod purchase;
 pub mod reconcile;
@@ -75,13 +77,17 @@ pub fn is_valid_account_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// An account: its agency and its balances.
+/// An account: its agency, its balances and its pay-later line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub account_id: String,
     pub agency_id: String,
     pub name: Option<String>,
     pub balances: Balances,
+    /// `None` for an account no line was ever given to: it cannot buy on pay-later.
+    pub credit_line: Option<credit::CreditLine>,
+    /// The statement whose failed or overdue payment put the account on hold; purchases are refused until paid.
+    pub hold_statement_id: Option<String>,
 }
 
 #[cfg(test)]

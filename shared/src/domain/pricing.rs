@@ -340,7 +340,7 @@ pub(crate) mod tests {
                 rates: CreditType::ALL.into_iter().map(|t| (t, Rate { price: d(rate), cost: d(rate) })).collect(),
             };
             let p = resolve_pricing("a", &default, None).unwrap();
-            let q = quote(&p, &Quantities::from_pairs(CreditType::ALL.map(|t| (t, MAX_QUANTITY))));
+            let q = quote(&p, &Quantities::from_pairs(CreditType::ALL.map(|t| (t, MAX_QUANTITY)))).unwrap();
             assert_eq!(q.lines.len(), 4);
             for l in &q.lines {
                 assert_eq!(l.subtotal.to_string(), line);

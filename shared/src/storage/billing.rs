@@ -20,13 +20,16 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use sha2::{Digest, Sha256};
 
 use super::items::{Attributes, from_item, n, s, statement_from_item, statement_owner_attribute};
+use super::statements::building_partition;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::billing::{
-    CycleEnd, STATUS_PENDING_PAYMENT, Statement, StatementDelta, StatementKind, Step, statement_delta,
+    CycleEnd, STATUS_BUILDING, Statement, StatementDelta, StatementKind, Step, statement_delta,
 };
 use crate::domain::{PurchaseRecord, time};
-use crate::table::{PARTITION_KEY, SORT_KEY, SparseIndex, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX};
+use crate::table::{
+    PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX, SparseIndex, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX,
+};
 
 /// DynamoDB allows 100 items per `TransactWriteItems`; each step also writes the statement and one statement
 /// part, which leaves 98 purchases.
@@ -84,7 +87,7 @@ pub enum StepOutcome {
     Committed(StatementDelta),
     /// These positions (in the step's purchase list) were billed by someone else since we read them.
     AlreadyBilled(Vec<usize>),
-    /// The statement is no longer `pending_payment` (or has another currency): it takes nothing more.
+    /// The statement is no longer `building` (its cycle finished) or has another currency: it takes nothing more.
     StatementClosed,
 }
 
@@ -162,6 +165,7 @@ impl Store {
             return Err(StoreError::Internal(format!("purchases of {owner} in several currencies")));
         }
         let pk = keys::statement_pk(kind, owner);
+        let cycle = cycle_end;
         let cycle_end = cycle_end.as_str();
         let now = time::timestamp(std::time::SystemTime::now());
 
@@ -177,13 +181,16 @@ impl Store {
             ("#updatedAt".to_owned(), "updatedAt".to_owned()),
             ("#total".to_owned(), "total".to_owned()),
             ("#count".to_owned(), "purchaseCount".to_owned()),
+            ("#statePk".to_owned(), STATEMENT_STATE_INDEX.partition_key.to_owned()),
+            ("#stateSk".to_owned(), STATEMENT_STATE_INDEX.sort_key.to_owned()),
         ]);
         let mut values = HashMap::from([
             (":id".to_owned(), s(statement_id)),
             (":kind".to_owned(), s(kind.as_str())),
             (":owner".to_owned(), s(owner)),
             (":cycleEnd".to_owned(), s(cycle_end)),
-            (":pending".to_owned(), s(STATUS_PENDING_PAYMENT)),
+            (":building".to_owned(), s(STATUS_BUILDING)),
+            (":buildingKey".to_owned(), s(building_partition(cycle))),
             (":currency".to_owned(), s(currency)),
             (":now".to_owned(), s(&now)),
             (":total".to_owned(), n(delta.total)),
@@ -203,12 +210,13 @@ impl Store {
             .table_name(&self.table_name)
             .set_key(Some(keys::key(pk.clone(), &keys::statement_sk(cycle_end))))
             .update_expression(format!(
-                "SET #id = :id, #kind = :kind, #owner = :owner, #cycleEnd = :cycleEnd, #status = :pending, \
-                 #currency = :currency, #createdAt = if_not_exists(#createdAt, :now), #updatedAt = :now ADD {}",
+                "SET #id = :id, #kind = :kind, #owner = :owner, #cycleEnd = :cycleEnd, #status = :building, \
+                 #currency = :currency, #createdAt = if_not_exists(#createdAt, :now), #updatedAt = :now, \
+                 #statePk = :buildingKey, #stateSk = :id ADD {}",
                 adds.join(", ")
             ))
-            // Once the payment step has taken the statement, nothing may be added to it.
-            .condition_expression("attribute_not_exists(pk) OR (#status = :pending AND #currency = :currency)")
+            // Once its cycle's run has finished (payable) nothing may be added to it.
+            .condition_expression("attribute_not_exists(pk) OR (#status = :building AND #currency = :currency)")
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .build()

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::StoreError;
 use super::keys;
 use crate::domain::billing::{Statement, StatementKind, StatementLine};
+use crate::domain::credit::CreditLine;
 use crate::domain::{Account, Balances, CreditType, Rate, RateOverride, round_to_cents};
 use crate::table::{PARTITION_KEY, SORT_KEY};
 
@@ -123,7 +124,17 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
         agency_id: item.string("agencyId")?,
         name: item.optional_string("name"),
         balances: Balances(balances),
+        credit_line: credit_line_from_item(item)?,
+        hold_statement_id: item.optional_string(keys::HOLD_STATEMENT_ID),
     })
+}
+
+/// The line on an account or agency line item; `None` if it was never given one.
+pub fn credit_line_from_item(item: &Item) -> Result<Option<CreditLine>, StoreError> {
+    match (item.decimal(keys::CREDIT_LIMIT)?, item.decimal(keys::AVAILABLE_CREDIT)?) {
+        (Some(limit), Some(available)) => Ok(Some(CreditLine { limit, available })),
+        _ => Ok(None),
+    }
 }
 
 /// The attribute naming a statement's owner.
@@ -158,6 +169,12 @@ pub fn statement_from_item(item: &Item) -> Result<Statement, StoreError> {
         lines,
         total: round_to_cents(item.decimal("total")?.unwrap_or_default()),
         purchase_count: item.count("purchaseCount")?,
+        amount_paid: round_to_cents(item.decimal("amountPaid")?.unwrap_or_default()),
+        amount_due: round_to_cents(match item.decimal("amountDue")? {
+            Some(due) => due,
+            None => item.decimal("total")?.unwrap_or_default(),
+        }),
+        due_at: item.optional_string("dueAt"),
         purchase_ids: Vec::new(),
         created_at: item.string("createdAt")?,
         updated_at: item.string("updatedAt")?,

@@ -15,6 +15,19 @@ pub const PURCHASE_SK_PREFIX: &str = "PURCHASE#";
 pub const STATEMENT_SK_PREFIX: &str = "STATEMENT#";
 pub const PART_MARKER: &str = "#PART#";
 
+pub const CREDIT_LINE_SK: &str = "CREDIT_LINE";
+
+/// Credit line attributes on the account item (client line, at price) and the agency line item (at cost).
+pub const CREDIT_LIMIT: &str = "creditLimit";
+pub const AVAILABLE_CREDIT: &str = "availableCredit";
+pub const HOLD_STATEMENT_ID: &str = "holdStatementId";
+
+/// An agency's line lives in a partition of its own, so a function allowed to move lines (by IAM LeadingKeys)
+/// is not thereby allowed to write the agency's prices.
+pub fn agency_line(agency_id: &str) -> String {
+    format!("AGENCYLINE#{agency_id}")
+}
+
 pub fn agency(agency_id: &str) -> String {
     format!("AGENCY#{agency_id}")
 }
@@ -35,6 +48,13 @@ pub fn unbilled(shard: u32) -> String {
 /// An `Idempotency-Key` lives in its account's partition: keys of two accounts never meet.
 pub fn idempotency_sk(key: &str) -> String {
     format!("IDEMPOTENCY#{key}")
+}
+
+pub const PAYMENT_SK_PREFIX: &str = "PAYMENT#";
+
+/// A payment in its owner's partition.
+pub fn payment_sk(reference: &str) -> String {
+    format!("{PAYMENT_SK_PREFIX}{reference}")
 }
 
 pub fn statement_sk(cycle_end: &str) -> String {

@@ -8,6 +8,9 @@
 //! | agency pricing            | `AGENCY#{agencyId}`   | `PRICING`                                      |
 //! | account + balances        | `ACCOUNT#{accountId}` | `ACCOUNT`                                      |
 //! | purchase                  | `ACCOUNT#{accountId}` | `PURCHASE#{uuidv7}`                            |
+//! | agency credit line        | `AGENCYLINE#{agencyId}` | `CREDIT_LINE`                                |
+//! | payment (exactly once)    | `PAYMENT#{reference}` | `PAYMENT`                                      |
+//! | payment (owner's copy)    | `ACCOUNT#…` / `AGENCY#…` | `PAYMENT#{reference}`                       |
 //! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
 //! | client statement (+ part) | `ACCOUNT#{accountId}` | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //! | agency statement (+ part) | `AGENCY#{agencyId}`   | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
@@ -27,8 +30,10 @@ pub mod history;
 pub mod items;
 pub mod keys;
 pub mod ledger;
+pub mod lines;
 pub mod purchases;
 pub mod seeds;
+pub mod statements;
 pub mod transact;
 
 pub use billing::{StepOutcome, UnbilledPage, UnbilledPages};

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{
     CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
 };
+use rust_decimal::Decimal;
 
 use super::items::{
     AgencyPricingItem, Attributes, DefaultPricingItem, Item, account_from_item, from_item, n, s, to_item,
@@ -47,7 +48,25 @@ pub enum RecordOutcome {
     AccountMissing,
     /// The key was already claimed (and has not expired).
     IdempotencyKeyTaken(StoredIdempotency),
+    /// The account is on hold until this statement is paid.
+    OnHold {
+        statement_id: String,
+    },
+    /// The client's line has less than the purchase's total available (at price).
+    CreditLimitExceeded {
+        available: Decimal,
+    },
+    /// The agency's line has less than the purchase's total at cost available (or the agency has no line).
+    AgencyCreditLimitExceeded,
 }
+
+/// Positions of the purchase transaction's items, as `condition_outcome` reads their cancellation reasons.
+const ACCOUNT: usize = 0;
+const PURCHASE: usize = 1;
+const DEFAULT_PRICING: usize = 2;
+const AGENCY_PRICING: usize = 3;
+const AGENCY_LINE: usize = 4;
+const IDEMPOTENCY_KEY: usize = 5;
 
 /// The index partition an unbilled purchase lands in; stable for a given purchase id.
 pub fn unbilled_shard(purchase_id: &str) -> u32 {
@@ -146,14 +165,15 @@ impl Store {
         // with its Idempotency-Key settles it.
         let outcome = self
             .transact_with_retries("TransactWriteItems purchase", &items, &purchase.purchase_id, false, |reasons| {
-                condition_outcome(reasons, idempotency.is_some())
+                condition_outcome(reasons, purchase, idempotency.is_some())
             })
             .await?;
         Ok(outcome.unwrap_or(RecordOutcome::Recorded))
     }
 
-    /// The items of the purchase transaction, in the order `condition_outcome` reads (balance update, purchase
-    /// put, default and agency price checks, then the idempotency claim if any).
+    /// The items of the purchase transaction, at the positions named above: the account (credits in, the client's
+    /// line down), the purchase record, the default and agency price checks, the agency's line down, and the
+    /// idempotency claim if any.
     pub(crate) fn purchase_transaction(
         &self,
         purchase: &PurchaseRecord,
@@ -162,10 +182,16 @@ impl Store {
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the purchase transaction", e);
 
-        // 1. Credits into the balance, only if the account still belongs to the agency whose prices we used.
+        // 1. Credits into the balance and the total out of the client's line, only if the account still belongs
+        //    to the agency whose prices we used, is not on hold, and its line has the total available.
         let mut add_expression = Vec::new();
-        let mut names = HashMap::from([("#agency".to_owned(), "agencyId".to_owned())]);
-        let mut values = HashMap::from([(":agency".to_owned(), s(&purchase.agency_id))]);
+        let mut names = HashMap::from([
+            ("#agency".to_owned(), "agencyId".to_owned()),
+            ("#available".to_owned(), keys::AVAILABLE_CREDIT.to_owned()),
+            ("#hold".to_owned(), keys::HOLD_STATEMENT_ID.to_owned()),
+        ]);
+        let mut values =
+            HashMap::from([(":agency".to_owned(), s(&purchase.agency_id)), (":total".to_owned(), n(purchase.total))]);
         for (i, line) in purchase.lines.iter().enumerate() {
             add_expression.push(format!("#b{i} :q{i}"));
             names.insert(format!("#b{i}"), keys::balance_attribute(line.credit_type).to_owned());
@@ -177,8 +203,10 @@ impl Store {
         let balance_update = Update::builder()
             .table_name(&self.table_name)
             .set_key(Some(keys::key(keys::account(&purchase.account_id), keys::ACCOUNT_SK)))
-            .update_expression(format!("ADD {}", add_expression.join(", ")))
-            .condition_expression("attribute_exists(pk) AND #agency = :agency")
+            .update_expression(format!("ADD {} SET #available = #available - :total", add_expression.join(", ")))
+            .condition_expression(
+                "attribute_exists(pk) AND #agency = :agency AND attribute_not_exists(#hold) AND #available >= :total",
+            )
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -221,14 +249,27 @@ impl Store {
         .build()
         .map_err(build)?;
 
+        // 4. The total at cost out of the agency's line: its clients together stay within its ceiling.
+        let agency_line = Update::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::agency_line(&purchase.agency_id), keys::CREDIT_LINE_SK)))
+            .update_expression("SET #available = #available - :cost")
+            .condition_expression("#available >= :cost")
+            .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
+            .expression_attribute_values(":cost", n(purchase.total_at_cost))
+            .build()
+            .map_err(build)?;
+
         let mut items = vec![
             TransactWriteItem::builder().update(balance_update).build(),
             TransactWriteItem::builder().put(purchase_put).build(),
             TransactWriteItem::builder().condition_check(default_check).build(),
             TransactWriteItem::builder().condition_check(agency_check).build(),
+            TransactWriteItem::builder().update(agency_line).build(),
         ];
+        debug_assert_eq!(items.len(), IDEMPOTENCY_KEY);
 
-        // 4. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
+        // 5. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
         if let Some(claim) = idempotency {
             let item = HashMap::from([
                 (PARTITION_KEY.to_owned(), s(keys::account(&purchase.account_id))),
@@ -275,27 +316,52 @@ impl Store {
 /// Turns condition failures of the purchase transaction into an outcome; `None` if no condition failed.
 fn condition_outcome(
     reasons: &[CancellationReason],
+    purchase: &PurchaseRecord,
     has_idempotency_item: bool,
 ) -> Result<Option<RecordOutcome>, StoreError> {
     let failed = |i: usize| condition_failed(reasons, i);
     // The key outranks everything: a replay must return the first answer even if prices moved since.
-    if has_idempotency_item && failed(4) {
-        let item = reasons[4]
+    if has_idempotency_item && failed(IDEMPOTENCY_KEY) {
+        let item = reasons[IDEMPOTENCY_KEY]
             .item()
             .ok_or_else(|| StoreError::Internal("idempotency condition failed without the stored item".into()))?;
         return Ok(Some(RecordOutcome::IdempotencyKeyTaken(stored_idempotency(item)?)));
     }
     // Our own purchase id already exists only if an earlier attempt of this very call committed and its
     // response was lost (the request token can be forgotten, e.g. across an engine restart): that is success.
-    if failed(1) {
+    if failed(PURCHASE) {
         return Ok(Some(RecordOutcome::Recorded));
     }
-    if failed(0) {
-        let account_exists = reasons[0].item().is_some_and(|item| !item.is_empty());
-        return Ok(Some(if account_exists { RecordOutcome::PricingChanged } else { RecordOutcome::AccountMissing }));
-    }
-    if failed(2) || failed(3) {
+    let account = if failed(ACCOUNT) {
+        match reasons[ACCOUNT].item().filter(|item| !item.is_empty()) {
+            None => return Ok(Some(RecordOutcome::AccountMissing)),
+            Some(item) => Some(account_from_item(item)?),
+        }
+    } else {
+        None
+    };
+    // Prices first: a purchase quoted at stale prices is re-quoted before its total is held against any line.
+    if failed(DEFAULT_PRICING)
+        || failed(AGENCY_PRICING)
+        || account.as_ref().is_some_and(|a| a.agency_id != purchase.agency_id)
+    {
         return Ok(Some(RecordOutcome::PricingChanged));
+    }
+    if let Some(account) = account {
+        if let Some(statement_id) = account.hold_statement_id {
+            return Ok(Some(RecordOutcome::OnHold { statement_id }));
+        }
+        let available = account.credit_line.map_or(Decimal::ZERO, |line| line.available);
+        if available < purchase.total {
+            return Ok(Some(RecordOutcome::CreditLimitExceeded { available }));
+        }
+        return Err(StoreError::Internal(format!(
+            "account {} refused a purchase for no visible reason",
+            account.account_id
+        )));
+    }
+    if failed(AGENCY_LINE) {
+        return Ok(Some(RecordOutcome::AgencyCreditLimitExceeded));
     }
     Ok(None)
 }

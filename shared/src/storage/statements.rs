@@ -1,0 +1,478 @@
+//! A statement's life after billing: made payable when its cycle's run finishes, paid (in part or in full),
+//! failed, or overdue. Each change is one transaction with the credit line it moves and the hold it sets or
+//! lifts, so a line and its statements never disagree.
+//!
+//! Items: a payment is recorded once per payment reference under `PAYMENT#{reference}` / `PAYMENT` (what was
+//! paid, against which statement, and the receipt first answered), and again in its owner's partition
+//! (`ACCOUNT#` or `AGENCY#`, sort key `PAYMENT#{reference}`), where reconcile sums an owner's payments.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::items::{Attributes, Item, n, s, statement_from_item, to_item};
+use super::{Store, StoreError, classify, internal, keys};
+use crate::domain::billing::{
+    CycleEnd, PAYABLE_STATUSES, STATUS_BUILDING, STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED,
+    STATUS_PENDING_PAYMENT, Statement, StatementKind, StatementRef,
+};
+use crate::domain::time;
+use crate::table::{PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX};
+
+/// The state index partition of a cycle's statements while its run has not finished.
+pub fn building_partition(cycle_end: &CycleEnd) -> String {
+    format!("BUILDING#{}", cycle_end.as_str())
+}
+
+/// The state index partition of payable client statements, sorted by due date.
+pub const UNPAID_PARTITION: &str = "UNPAID";
+
+const PAYMENT_SK: &str = "PAYMENT";
+
+fn payment_pk(reference: &str) -> String {
+    format!("PAYMENT#{reference}")
+}
+
+/// A payment the payment side reports against a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub statement_id: String,
+    pub amount: Decimal,
+    pub payment_reference: String,
+    pub paid_at: String,
+}
+
+/// What a recorded payment did, as first answered (a replay answers the same).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentReceipt {
+    pub statement_id: String,
+    pub payment_reference: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount_paid: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub amount_due: Decimal,
+    pub status: String,
+    pub paid_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    Recorded(PaymentReceipt),
+    /// The same reference was recorded before for the same statement and amount: its first receipt.
+    Replayed(PaymentReceipt),
+    /// The reference was recorded before for another statement or amount.
+    ReferenceReused,
+    StatementNotFound,
+    /// Still building (its cycle's run has not finished) or already paid.
+    NotPayable {
+        status: String,
+    },
+    /// More than is due.
+    Overpayment {
+        amount_due: Decimal,
+    },
+}
+
+/// How a failure or overdue mark ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkOutcome {
+    Marked,
+    StatementNotFound,
+    NotPayable { status: String },
+}
+
+/// Attempts at a payment whose statement or account changed between our read and our write.
+const ATTEMPTS: usize = 4;
+
+fn statement_key(reference: &StatementRef) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    keys::key(keys::statement_pk(reference.kind, &reference.owner), &keys::statement_sk(reference.cycle_end.as_str()))
+}
+
+/// The line a statement's payments release: the account's (client) or the agency's (agency).
+fn line_key(reference: &StatementRef) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    match reference.kind {
+        StatementKind::Client => keys::key(keys::account(&reference.owner), keys::ACCOUNT_SK),
+        StatementKind::Agency => keys::key(keys::agency_line(&reference.owner), keys::CREDIT_LINE_SK),
+    }
+}
+
+/// `#status`, and the state index keys when the update removes them (DynamoDB refuses unused names).
+fn statement_names(with_state_keys: bool) -> HashMap<String, String> {
+    let mut names = HashMap::from([("#status".to_owned(), "status".to_owned())]);
+    if with_state_keys {
+        names.insert("#statePk".to_owned(), STATEMENT_STATE_INDEX.partition_key.to_owned());
+        names.insert("#stateSk".to_owned(), STATEMENT_STATE_INDEX.sort_key.to_owned());
+    }
+    names
+}
+
+fn cancelled_by_condition<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    matches!(err, SdkError::ServiceError(service) if matches!(
+        service.err(),
+        TransactWriteItemsError::TransactionCanceledException(cancelled)
+            if cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+    ))
+}
+
+impl Store {
+    /// Makes every statement of a finished cycle payable: `building` → `pending_payment`, with what is due and
+    /// when; client statements enter the unpaid index by due date. Returns how many it changed.
+    pub async fn finish_cycle(&self, cycle_end: &CycleEnd, due_days: u64) -> Result<u64, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(STATEMENT_STATE_INDEX.name)
+            .key_condition_expression("#state = :building")
+            .expression_attribute_names("#state", STATEMENT_STATE_INDEX.partition_key)
+            .expression_attribute_values(":building", s(building_partition(cycle_end)))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("Query building statements", e))?;
+        let due_at = cycle_end.due_at(due_days);
+        let mut finished = 0;
+        for item in items {
+            let statement = statement_from_item(&item)?;
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.table_name)
+                .set_key(Some(keys::key(item.string(PARTITION_KEY)?, &item.string(SORT_KEY)?)))
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#statePk", STATEMENT_STATE_INDEX.partition_key)
+                .expression_attribute_names("#stateSk", STATEMENT_STATE_INDEX.sort_key)
+                .expression_attribute_values(":building", s(STATUS_BUILDING))
+                .expression_attribute_values(":pending", s(STATUS_PENDING_PAYMENT))
+                .expression_attribute_values(":dueAt", s(&due_at))
+                .expression_attribute_values(":zero", n(0))
+                .condition_expression("#status = :building");
+            let request = match statement.kind {
+                // Only client statements fall overdue (and put an account on hold).
+                StatementKind::Client => request
+                    .update_expression(
+                        "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
+                         #statePk = :unpaid, #stateSk = :dueKey",
+                    )
+                    .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
+                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
+                StatementKind::Agency => request.update_expression(
+                    "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt \
+                     REMOVE #statePk, #stateSk",
+                ),
+            }
+            .expression_attribute_names("#total", "total");
+            match request.send().await {
+                Ok(_) => finished += 1,
+                // Another run of the same cycle finished it first.
+                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {}
+                Err(e) => return Err(classify("UpdateItem finish statement", e)),
+            }
+        }
+        Ok(finished)
+    }
+
+    /// One statement, without its purchase ids.
+    pub async fn statement(&self, statement_id: &str) -> Result<Option<Statement>, StoreError> {
+        let Some(reference) = StatementRef::parse(statement_id) else { return Ok(None) };
+        let item = self
+            .get_item(
+                keys::statement_pk(reference.kind, &reference.owner),
+                &keys::statement_sk(reference.cycle_end.as_str()),
+            )
+            .await?;
+        item.map(|item| statement_from_item(&item)).transpose()
+    }
+
+    /// Records a payment against a statement, exactly once per payment reference: in one transaction the
+    /// payment, the statement's amounts and status (`paid` when nothing is due), the owner's line released by
+    /// the amount, and, when paid in full, the account's hold if this statement caused it.
+    pub async fn record_payment(&self, payment: &Payment) -> Result<PaymentOutcome, StoreError> {
+        let request_hash =
+            hex::encode(Sha256::digest(format!("{}\n{}", payment.statement_id, payment.amount.normalize())));
+        for _ in 0..ATTEMPTS {
+            if let Some(stored) = self.get_item(payment_pk(&payment.payment_reference), PAYMENT_SK).await? {
+                if stored.string("requestHash")? != request_hash {
+                    return Ok(PaymentOutcome::ReferenceReused);
+                }
+                let receipt: PaymentReceipt = serde_json::from_str(&stored.string("receipt")?)
+                    .map_err(|e| internal("stored payment receipt", e))?;
+                return Ok(PaymentOutcome::Replayed(receipt));
+            }
+            let Some(reference) = StatementRef::parse(&payment.statement_id) else {
+                return Ok(PaymentOutcome::StatementNotFound);
+            };
+            let Some(item) = self.get_item_by_key(statement_key(&reference)).await? else {
+                return Ok(PaymentOutcome::StatementNotFound);
+            };
+            let statement = statement_from_item(&item)?;
+            if !PAYABLE_STATUSES.contains(&statement.status.as_str()) {
+                return Ok(PaymentOutcome::NotPayable { status: statement.status });
+            }
+            let due = item.decimal("amountDue")?.unwrap_or_default();
+            let paid = item.decimal("amountPaid")?.unwrap_or_default();
+            if payment.amount > due {
+                return Ok(PaymentOutcome::Overpayment { amount_due: due });
+            }
+            let fully_paid = payment.amount == due;
+            let receipt = PaymentReceipt {
+                statement_id: payment.statement_id.clone(),
+                payment_reference: payment.payment_reference.clone(),
+                amount: payment.amount,
+                amount_paid: paid + payment.amount,
+                amount_due: due - payment.amount,
+                status: if fully_paid { STATUS_PAID.to_owned() } else { statement.status.clone() },
+                paid_at: payment.paid_at.clone(),
+            };
+            // The hold is lifted only by paying the statement that caused it.
+            let lifts_hold = fully_paid
+                && reference.kind == StatementKind::Client
+                && self.account(&reference.owner).await?.and_then(|a| a.hold_statement_id).as_deref()
+                    == Some(payment.statement_id.as_str());
+            let items =
+                self.payment_items(payment, &reference, &statement.status, due, &receipt, &request_hash, lifts_hold)?;
+            let token = hex::encode(&Sha256::digest(format!("payment\n{}", payment.payment_reference))[..16]);
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .client_request_token(token)
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(
+                        statement_id = %payment.statement_id,
+                        payment_reference = %payment.payment_reference,
+                        amount = %payment.amount,
+                        status = %receipt.status,
+                        "payment recorded"
+                    );
+                    return Ok(PaymentOutcome::Recorded(receipt));
+                }
+                // The statement, the account's hold or the reference moved since we read them: read again.
+                Err(e) if cancelled_by_condition(&e) => continue,
+                Err(e) => return Err(classify("TransactWriteItems payment", e)),
+            }
+        }
+        Err(StoreError::Unavailable("the statement kept changing while the payment was recorded".into()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn payment_items(
+        &self,
+        payment: &Payment,
+        reference: &StatementRef,
+        status_read: &str,
+        due_read: Decimal,
+        receipt: &PaymentReceipt,
+        request_hash: &str,
+        lifts_hold: bool,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building a payment", e);
+        let mut record = to_item(
+            "payment",
+            &PaymentRecord { statement_id: &payment.statement_id, amount: payment.amount, paid_at: &payment.paid_at },
+        )?;
+        record.extend(keys::key(payment_pk(&payment.payment_reference), PAYMENT_SK));
+        record.insert("requestHash".into(), s(request_hash));
+        record.insert("receipt".into(), s(serde_json::to_string(receipt).map_err(|e| internal("payment receipt", e))?));
+        let payment_put = Put::builder()
+            .table_name(&self.table_name)
+            .set_item(Some(record))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+
+        let remove_state = if receipt.status == STATUS_PAID { " REMOVE #statePk, #stateSk" } else { "" };
+        let statement_update = Update::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(statement_key(reference)))
+            .update_expression(format!(
+                "SET amountDue = :due, amountPaid = amountPaid + :amount, #status = :status, updatedAt = :now{remove_state}"
+            ))
+            .condition_expression("amountDue = :dueRead AND #status = :statusRead")
+            .set_expression_attribute_names(Some(statement_names(!remove_state.is_empty())))
+            .expression_attribute_values(":due", n(receipt.amount_due))
+            .expression_attribute_values(":amount", n(payment.amount))
+            .expression_attribute_values(":status", s(&receipt.status))
+            .expression_attribute_values(":now", s(time::timestamp(std::time::SystemTime::now())))
+            .expression_attribute_values(":dueRead", n(due_read))
+            .expression_attribute_values(":statusRead", s(status_read))
+            .build()
+            .map_err(build)?;
+
+        let line_update = Update::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(line_key(reference)))
+            .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
+            .expression_attribute_values(":amount", n(payment.amount));
+        let line_update = if lifts_hold {
+            line_update
+                .update_expression("SET #available = #available + :amount REMOVE #hold")
+                .condition_expression("attribute_exists(#available) AND #hold = :statement")
+                .expression_attribute_names("#hold", keys::HOLD_STATEMENT_ID)
+                .expression_attribute_values(":statement", s(&payment.statement_id))
+        } else {
+            line_update
+                .update_expression("SET #available = #available + :amount")
+                .condition_expression("attribute_exists(#available)")
+        }
+        .build()
+        .map_err(build)?;
+
+        // The same payment in its owner's partition, where reconcile sums an owner's payments.
+        let owner_copy = Put::builder()
+            .table_name(&self.table_name)
+            .set_item(Some(HashMap::from([
+                (PARTITION_KEY.to_owned(), s(keys::statement_pk(reference.kind, &reference.owner))),
+                (SORT_KEY.to_owned(), s(keys::payment_sk(&payment.payment_reference))),
+                ("statementId".to_owned(), s(&payment.statement_id)),
+                ("amount".to_owned(), n(payment.amount)),
+                ("paidAt".to_owned(), s(&payment.paid_at)),
+            ])))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+
+        Ok(vec![
+            TransactWriteItem::builder().put(payment_put).build(),
+            TransactWriteItem::builder().update(statement_update).build(),
+            TransactWriteItem::builder().update(line_update).build(),
+            TransactWriteItem::builder().put(owner_copy).build(),
+        ])
+    }
+
+    /// Marks a client statement `payment_failed` (the payment side could not collect it) or `overdue` (the
+    /// daily sweep found it unpaid past its due date), and puts its account on hold, in one transaction.
+    pub async fn mark_unpaid(
+        &self,
+        statement_id: &str,
+        status: &'static str,
+        reason: &str,
+    ) -> Result<MarkOutcome, StoreError> {
+        debug_assert!(status == STATUS_PAYMENT_FAILED || status == STATUS_OVERDUE);
+        for _ in 0..ATTEMPTS {
+            let Some(reference) = StatementRef::parse(statement_id).filter(|r| r.kind == StatementKind::Client) else {
+                return Ok(MarkOutcome::StatementNotFound);
+            };
+            let Some(item) = self.get_item_by_key(statement_key(&reference)).await? else {
+                return Ok(MarkOutcome::StatementNotFound);
+            };
+            let statement = statement_from_item(&item)?;
+            // A failed statement may still fall overdue, but never back from overdue to failed, nor from paid.
+            let allowed: &[&str] = if status == STATUS_OVERDUE {
+                &[STATUS_PENDING_PAYMENT, STATUS_PAYMENT_FAILED]
+            } else {
+                &[STATUS_PENDING_PAYMENT]
+            };
+            if statement.status == status {
+                return Ok(MarkOutcome::Marked);
+            }
+            if !allowed.contains(&statement.status.as_str()) {
+                return Ok(MarkOutcome::NotPayable { status: statement.status });
+            }
+            let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building an unpaid mark", e);
+            let statement_update = Update::builder()
+                .table_name(&self.table_name)
+                .set_key(Some(statement_key(&reference)))
+                .update_expression(
+                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now REMOVE #statePk, #stateSk",
+                )
+                .condition_expression("#status = :statusRead")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_names("#statePk", STATEMENT_STATE_INDEX.partition_key)
+                .expression_attribute_names("#stateSk", STATEMENT_STATE_INDEX.sort_key)
+                .expression_attribute_values(":status", s(status))
+                .expression_attribute_values(":reason", s(reason))
+                .expression_attribute_values(":now", s(time::timestamp(std::time::SystemTime::now())))
+                .expression_attribute_values(":statusRead", s(&statement.status))
+                .build()
+                .map_err(build)?;
+            // The first unpaid statement names the hold; paying it lifts the hold (the sweep re-applies one for
+            // any other statement still unpaid past its due date).
+            let hold = Update::builder()
+                .table_name(&self.table_name)
+                .set_key(Some(line_key(&reference)))
+                .update_expression("SET #hold = if_not_exists(#hold, :statement)")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_names("#hold", keys::HOLD_STATEMENT_ID)
+                .expression_attribute_values(":statement", s(statement_id))
+                .build()
+                .map_err(build)?;
+            let sent = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(statement_update).build())
+                .transact_items(TransactWriteItem::builder().update(hold).build())
+                .send()
+                .await;
+            match sent {
+                Ok(_) => {
+                    tracing::warn!(statement_id, status, reason, "statement unpaid; account on hold");
+                    return Ok(MarkOutcome::Marked);
+                }
+                Err(e) if cancelled_by_condition(&e) => continue,
+                Err(e) => return Err(classify("TransactWriteItems unpaid statement", e)),
+            }
+        }
+        Err(StoreError::Unavailable(format!("{statement_id} kept changing while it was marked {status}")))
+    }
+
+    /// Client statements unpaid past their due date (`dueAt` before `now`), from the unpaid index.
+    pub async fn overdue_statement_ids(&self, now: &str) -> Result<Vec<String>, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(STATEMENT_STATE_INDEX.name)
+            .key_condition_expression("#state = :unpaid AND #due < :now")
+            .expression_attribute_names("#state", STATEMENT_STATE_INDEX.partition_key)
+            .expression_attribute_names("#due", STATEMENT_STATE_INDEX.sort_key)
+            .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
+            .expression_attribute_values(":now", s(now))
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| classify("Query overdue statements", e))?;
+        items.iter().map(|item| item.string("statementId")).collect()
+    }
+
+    async fn get_item_by_key(
+        &self,
+        key: HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    ) -> Result<Option<Item>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table_name)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(output.item)
+    }
+}
+
+/// The stored part of a payment beside its receipt.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaymentRecord<'a> {
+    statement_id: &'a str,
+    #[serde(with = "rust_decimal::serde::str")]
+    amount: Decimal,
+    paid_at: &'a str,
+}
