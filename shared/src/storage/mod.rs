@@ -31,7 +31,10 @@ pub mod purchases;
 pub mod seeds;
 pub mod transact;
 
-pub use billing::{StepOutcome, UnbilledPage, UnbilledPages};
+pub use billing::{
+    StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
+    UnbilledPages,
+};
 pub use history::{PurchaseKey, PurchasePage};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
