@@ -11,8 +11,10 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
+use lambda_http::lambda_runtime::{Diagnostic, LambdaEvent};
+
 use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, StatementKind, Step, StepPlanner};
-use crate::domain::round_to_cents;
+use crate::domain::{round_to_cents, time};
 use crate::storage::billing::MAX_PURCHASES_PER_STEP;
 use crate::storage::{StepOutcome, Store, StoreError};
 use crate::table::UNBILLED_SHARDS;
@@ -85,7 +87,7 @@ pub struct RunSummary {
 /// Why a run did not finish. Every variant leaves the table consistent: run again to finish.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BillingError {
-    /// The event is not one the function accepts.
+    /// The event is not one the function accepts; nothing was read or written.
     #[error("invalid billing event: {0}")]
     InvalidEvent(String),
     /// The Lambda deadline came close; an asynchronous retry of the same event continues the same cycle.
@@ -95,36 +97,81 @@ pub enum BillingError {
     Storage(#[from] StoreError),
 }
 
-/// The cycle end an event asks for:
-/// - `{"cycleEnd": "2026-12-01T00:00:00Z"}`: that instant;
+impl BillingError {
+    /// The `errorType` Lambda reports for this failure (what alarms and retries can tell apart).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            BillingError::InvalidEvent(_) => "InvalidBillingEvent",
+            BillingError::OutOfTime => "OutOfTime",
+            BillingError::Storage(StoreError::Unavailable(_)) => "StorageUnavailable",
+            BillingError::Storage(StoreError::Internal(_)) => "StorageError",
+        }
+    }
+}
+
+/// What the Lambda runtime reports for a failed invocation: `errorType` is [`BillingError::error_type`],
+/// `errorMessage` the error's text.
+impl From<BillingError> for Diagnostic {
+    fn from(error: BillingError) -> Diagnostic {
+        Diagnostic { error_type: error.error_type().to_owned(), error_message: error.to_string() }
+    }
+}
+
+/// How far ahead of the function's clock a cycle end may be: the schedule's `<aws.scheduler.scheduled-time>`
+/// may run a little ahead of the Lambda host's clock. Anything later is refused (a typo would bill early).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The cycle end an event asks for; it must be at most [`MAX_CLOCK_SKEW`] after `now`:
+/// - `{"cycleEnd": "2026-12-01T00:00:00Z"}`: that instant (what the schedule sends, and what a manual run
+///   must name);
 /// - an EventBridge scheduled event (`"detail-type": "Scheduled Event"`): its `time`, the scheduled instant, so
-///   Lambda's retries of the same event bill the same cycle (now if it has none);
-/// - `{}` or `null`: now.
+///   Lambda's retries of the same event bill the same cycle. One without `time` is refused: every real
+///   scheduled event has it, and "now" would bill a different cycle on each retry.
+///
+/// Anything else is refused, `{}` and `null` included: a run never picks its cycle end from the clock.
 pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, BillingError> {
     let invalid = |why: String| BillingError::InvalidEvent(why);
     let object = match event {
-        Value::Null => return Ok(CycleEnd::at(now)),
         Value::Object(object) => object,
-        other => return Err(invalid(format!("expected a JSON object, got {other}"))),
+        other => return Err(invalid(format!("expected {{\"cycleEnd\": \"<RFC 3339 UTC>\"}}, got {other}"))),
     };
-    if let Some(detail_type) = object.get("detail-type") {
+    let cycle_end = if let Some(detail_type) = object.get("detail-type") {
         if detail_type != "Scheduled Event" {
             return Err(invalid(format!("unsupported EventBridge detail-type {detail_type}")));
         }
-        return match object.get("time") {
-            None => Ok(CycleEnd::at(now)),
-            Some(Value::String(time)) => CycleEnd::parse(time).map_err(invalid),
-            Some(other) => Err(invalid(format!("`time` must be a string, got {other}"))),
-        };
+        match object.get("time") {
+            None => return Err(invalid("a Scheduled Event without `time`".into())),
+            Some(Value::String(time)) => CycleEnd::parse(time).map_err(invalid)?,
+            Some(other) => return Err(invalid(format!("`time` must be a string, got {other}"))),
+        }
+    } else {
+        if let Some(unknown) = object.keys().find(|k| *k != "cycleEnd") {
+            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`")));
+        }
+        match object.get("cycleEnd") {
+            None => {
+                return Err(invalid(
+                    "`cycleEnd` is required: name the cycle to bill, e.g. {\"cycleEnd\": \"2026-11-01T00:00:00Z\"}"
+                        .into(),
+                ));
+            }
+            Some(Value::String(text)) => CycleEnd::parse(text).map_err(invalid)?,
+            Some(other) => return Err(invalid(format!("`cycleEnd` must be a string, got {other}"))),
+        }
+    };
+    if cycle_end.instant() > now + MAX_CLOCK_SKEW {
+        return Err(invalid(format!(
+            "cycle end {cycle_end} is in the future (now {}): a cycle is billed once it has ended",
+            time::timestamp(now)
+        )));
     }
-    if let Some(unknown) = object.keys().find(|k| *k != "cycleEnd") {
-        return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`")));
-    }
-    match object.get("cycleEnd") {
-        None => Ok(CycleEnd::at(now)),
-        Some(Value::String(text)) => CycleEnd::parse(text).map_err(invalid),
-        Some(other) => Err(invalid(format!("`cycleEnd` must be a string, got {other}"))),
-    }
+    Ok(cycle_end)
+}
+
+/// The `billing-run` function's handler: the Lambda event in, the run's summary out; a failure carries its
+/// `errorType` ([`BillingError::error_type`]) to Lambda through [`Diagnostic`].
+pub async fn handle(store: &Store, event: LambdaEvent<Value>) -> Result<RunSummary, BillingError> {
+    run_from_event(store, &event.payload, Some(event.context.deadline())).await
 }
 
 /// The `billing-run` function: reads the cycle end from the event, runs, logs and returns the summary.
@@ -135,8 +182,9 @@ pub async fn run_from_event(
     deadline: Option<SystemTime>,
 ) -> Result<RunSummary, BillingError> {
     let now = SystemTime::now();
-    let cycle_end =
-        cycle_end_from_event(event, now).inspect_err(|e| tracing::error!(error = %e, "billing run refused"))?;
+    let cycle_end = cycle_end_from_event(event, now).inspect_err(
+        |e| tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written"),
+    )?;
     let mut run = BillingRun::new(cycle_end);
     // A deadline already past when the invocation starts is no real one (`cargo lambda watch` sends 600000 ms
     // after the epoch): ignore it rather than refuse to work.
@@ -328,7 +376,8 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
         None => log_with!(info, "billing run finished"),
         Some(err) => {
             let error = err.to_string();
-            log_with!(error, "billing run did not finish; run it again with the same cycleEnd", error)
+            let error_type = err.error_type();
+            log_with!(error, "billing run did not finish; run it again with the same cycleEnd", error, error_type)
         }
     }
 }
@@ -343,27 +392,49 @@ mod tests {
     }
 
     #[test]
-    fn events_name_the_cycle_end() {
-        let now = at("2026-11-25T15:00:00.123Z");
+    fn events_name_a_cycle_end_that_has_passed() {
+        let now = at("2026-11-26T15:00:00.123Z");
         let parse = |v: Value| cycle_end_from_event(&v, now).map(|c| c.as_str().to_owned());
-        assert_eq!(parse(json!({"cycleEnd": "2026-12-01T00:00:00Z"})).unwrap(), "2026-12-01T00:00:00.000Z");
-        assert_eq!(parse(json!({})).unwrap(), "2026-11-25T15:00:00.123Z");
-        assert_eq!(parse(Value::Null).unwrap(), "2026-11-25T15:00:00.123Z");
+        assert_eq!(parse(json!({"cycleEnd": "2026-11-01T00:00:00Z"})).unwrap(), "2026-11-01T00:00:00.000Z");
+        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:00:00.123Z"})).unwrap(), "2026-11-26T15:00:00.123Z");
+        // The schedule's time may run a little ahead of the function's clock.
+        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:01:00.123Z"})).unwrap(), "2026-11-26T15:01:00.123Z");
         let scheduled = json!({
             "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
-            "time": "2026-12-01T02:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
+            "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
         });
-        assert_eq!(parse(scheduled).unwrap(), "2026-12-01T02:00:00.000Z");
-        assert_eq!(parse(json!({"detail-type": "Scheduled Event"})).unwrap(), "2026-11-25T15:00:00.123Z");
+        assert_eq!(parse(scheduled).unwrap(), "2026-11-01T00:00:00.000Z");
         for bad in [
+            json!({}),
+            Value::Null,
+            json!({"detail-type": "Scheduled Event"}),
+            json!({"detail-type": "Scheduled Event", "time": null}),
+            json!({"cycleEnd": "2026-12-01T00:00:00Z"}),
+            json!({"cycleEnd": "2026-11-26T15:01:00.124Z"}),
+            json!({"detail-type": "Scheduled Event", "time": "2026-12-01T00:00:00Z"}),
             json!({"cycleEnd": 1}),
+            json!({"cycleEnd": null}),
             json!({"cycleEnd": "soon"}),
-            json!({"cycleend": "2026-12-01T00:00:00Z"}),
+            json!({"cycleend": "2026-11-01T00:00:00Z"}),
             json!({"detail-type": "Object Created"}),
             json!([1]),
-            json!("2026-12-01T00:00:00Z"),
+            json!("2026-11-01T00:00:00Z"),
         ] {
             assert!(matches!(parse(bad.clone()), Err(BillingError::InvalidEvent(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_failure_has_its_own_error_type() {
+        let diagnostic = |e: BillingError| Diagnostic::from(e);
+        for (error, error_type) in [
+            (BillingError::InvalidEvent("x".into()), "InvalidBillingEvent"),
+            (BillingError::OutOfTime, "OutOfTime"),
+            (BillingError::Storage(StoreError::Unavailable("x".into())), "StorageUnavailable"),
+            (BillingError::Storage(StoreError::Internal("x".into())), "StorageError"),
+        ] {
+            let message = error.to_string();
+            assert_eq!(diagnostic(error), Diagnostic { error_type: error_type.into(), error_message: message });
         }
     }
 }

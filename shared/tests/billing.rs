@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use lambda_http::lambda_runtime::{Context, Diagnostic, LambdaEvent};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::api;
@@ -15,7 +16,7 @@ use shared::domain::billing::{CycleEnd, Statement, StatementKind, statement_delt
 use shared::domain::{self, CreditType, EffectivePricing, Quantities, Rate, RateOverride};
 use shared::storage::{RecordOutcome, Store};
 use testkit::faults::Fault;
-use testkit::{ApiEvent, TestEnv, answer, event_json};
+use testkit::{ApiEvent, COFFEE, DENTAL, TestEnv, answer, event_json};
 use tokio::sync::Semaphore;
 
 fn d(s: &str) -> Decimal {
@@ -537,30 +538,79 @@ async fn a_statement_taken_by_payment_takes_nothing_more() {
     assert_eq!(statements[0].purchase_ids, vec![straggler[0].purchase_id.clone()]);
 }
 
+/// A purchase of a seeded account recorded through the real storage path, created at `created_at`.
+async fn record_seeded(store: &Store, account: &str, agency: &str, created_at: &str, quantities: &[(CreditType, u64)]) {
+    let (default, agency_pricing) = store.pricing(agency).await.unwrap();
+    let pricing = domain::resolve_pricing(agency, &default, agency_pricing.as_ref()).unwrap();
+    let quote = domain::quote(&pricing, &Quantities::from_pairs(quantities.iter().copied()));
+    let created = humantime::parse_rfc3339(created_at).unwrap();
+    let purchase = PurchaseRecord::unbilled(uuid::Uuid::now_v7().to_string(), account, agency, created, quote, None);
+    assert_eq!(store.record_purchase(&purchase, &pricing, None).await.unwrap(), RecordOutcome::Recorded);
+}
+
+/// The function's handler as Lambda calls it: the event and a context with this deadline (ms since the epoch).
+async fn invoke(store: &Store, payload: Value, deadline_ms: u64) -> Result<RunSummary, Diagnostic> {
+    let mut context = Context::default();
+    context.deadline = deadline_ms;
+    billing::handle(store, LambdaEvent::new(payload, context)).await.map_err(Diagnostic::from)
+}
+
+fn ms_from_now(ms: u64) -> u64 {
+    (SystemTime::now() + Duration::from_millis(ms)).duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
 #[tokio::test]
 async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     let env = TestEnv::seeded().await;
     let store = &env.app.store;
-    let buy = |account: &str, quantities: Value| {
-        let event = ApiEvent::new("POST", "/accounts/{accountId}/credit-purchases", account)
-            .as_account(account)
-            .json(&json!({"quantities": quantities}));
-        let app = env.app.clone();
-        async move { answer(api::purchase_credits(&app, event.request()).await) }
-    };
-    assert_eq!(buy("acct-northwind-coffee", json!({"audience": 10, "pixel": 5})).await.status, 201);
-    assert_eq!(buy("acct-brightside-dental", json!({"enrichment": 333})).await.status, 201);
+    // Two purchases in October, one now (after the sample event's cycle end).
+    record_seeded(
+        store,
+        COFFEE,
+        "agency-northwind",
+        "2026-10-20T10:00:00Z",
+        &[(CreditType::Audience, 10), (CreditType::Pixel, 5)],
+    )
+    .await;
+    record_seeded(store, DENTAL, "agency-brightside", "2026-10-31T23:59:59.999Z", &[(CreditType::Enrichment, 333)])
+        .await;
+    let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"pixel": 1}}));
+    assert_eq!(answer(api::purchase_credits(&env.app, event.request()).await).status, 201);
 
     let before = env.snapshot().await;
-    for bad in [json!({"cycleEnd": "next month"}), json!({"cycleEnd": 20261201}), json!({"cycle": "x"}), json!([])] {
+    let in_a_day = CycleEnd::at(SystemTime::now() + Duration::from_secs(86_400));
+    let in_two_minutes = CycleEnd::at(SystemTime::now() + Duration::from_secs(120));
+    for bad in [
+        json!({"cycleEnd": "next month"}),
+        json!({"cycleEnd": 20261201}),
+        json!({"cycle": "x"}),
+        json!([]),
+        // "Now" is the schedule's business: a manual run names its cycle end.
+        json!({}),
+        Value::Null,
+        json!({"cycleEnd": null}),
+        // A cycle that has not ended yet (a typo would bill early).
+        json!({"cycleEnd": in_a_day.as_str()}),
+        json!({"cycleEnd": in_two_minutes.as_str()}),
+        json!({"cycleEnd": "2027-11-01T00:00:00Z"}),
+        json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": in_a_day.as_str()}),
+        // A Scheduled Event always carries its `time`; without it, it is no event of ours.
+        json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+    ] {
         let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
+        // What Lambda reports: a meaningful `errorType`, not the Rust type of a boxed error.
+        let diagnostic = invoke(store, bad.clone(), ms_from_now(600_000)).await.unwrap_err();
+        assert_eq!(diagnostic.error_type, "InvalidBillingEvent", "{bad}: {diagnostic:?}");
+        assert!(diagnostic.error_message.starts_with("invalid billing event: "), "{diagnostic:?}");
     }
     assert_eq!(env.snapshot().await, before, "a refused event wrote something");
 
-    // The sample event names the cycle end (2026-12-01) explicitly.
-    let summary = billing::run_from_event(store, &event_json("billing-run.json"), None).await.unwrap();
-    assert_eq!(summary.cycle_end, "2026-12-01T00:00:00.000Z");
+    // The sample event names a cycle end that has passed (2026-11-01): October's purchases, not today's.
+    let sample = event_json("billing-run.json");
+    assert_eq!(sample, json!({"cycleEnd": "2026-11-01T00:00:00Z"}));
+    let summary = invoke(store, sample, ms_from_now(600_000)).await.unwrap();
+    assert_eq!(summary.cycle_end, "2026-11-01T00:00:00.000Z");
     assert_eq!(summary.purchases_billed_to_client, 2);
     assert_eq!(summary.client_statements_written, 2);
     assert_eq!(summary.agency_statements_written, 2);
@@ -570,21 +620,31 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
 
     // A scheduled event bills the cycle ending at its scheduled time; the same event again changes nothing.
     let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
-        "account": "123456789012", "time": "2026-12-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
+        "account": "123456789012", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
     let before = env.snapshot().await;
     let again = billing::run_from_event(store, &scheduled, None).await.unwrap();
-    assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-12-01T00:00:00.000Z", 0));
+    assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-11-01T00:00:00.000Z", 0));
     assert_eq!(env.snapshot().await, before);
 
-    // A deadline too close: the run refuses to start a transaction and says so.
-    assert_eq!(buy("acct-northwind-coffee", json!({"pixel": 1})).await.status, 201);
-    let soon = SystemTime::now() + Duration::from_millis(1);
-    let err = billing::run_from_event(store, &json!({}), Some(soon)).await.unwrap_err();
-    assert_eq!(err, BillingError::OutOfTime);
+    // A deadline too close: the run refuses to start a transaction, and Lambda hears `OutOfTime`.
+    let now = CycleEnd::at(SystemTime::now());
+    let diagnostic = invoke(store, json!({"cycleEnd": now.as_str()}), ms_from_now(1)).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "OutOfTime", "{diagnostic:?}");
     // One already past when the invocation starts is not a real one (`cargo lambda watch` sends such) and is ignored.
-    let emulator = SystemTime::UNIX_EPOCH + Duration::from_secs(600);
-    let summary = billing::run_from_event(store, &json!({}), Some(emulator)).await.unwrap();
+    let summary = invoke(store, json!({"cycleEnd": now.as_str()}), 600_000).await.unwrap();
     assert_eq!(summary.purchases_billed_to_client, 1);
+
+    // Storage failures are told apart: an outage (retry later) from a defect.
+    let later = json!({"cycleEnd": CycleEnd::at(SystemTime::now()).as_str()});
+    record_seeded(store, COFFEE, "agency-northwind", "2026-11-02T00:00:00Z", &[(CreditType::Pixel, 1)]).await;
+    env.faults.inject("Query", Fault::Throttling, 100);
+    let diagnostic = invoke(store, later.clone(), ms_from_now(600_000)).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "StorageUnavailable", "{diagnostic:?}");
+    env.faults.clear();
+    env.faults.inject("TransactWriteItems", Fault::Refused, 100);
+    let diagnostic = invoke(store, later, ms_from_now(600_000)).await.unwrap_err();
+    assert_eq!(diagnostic.error_type, "StorageError", "{diagnostic:?}");
+    env.faults.clear();
 }
 
 #[tokio::test]

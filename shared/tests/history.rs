@@ -28,8 +28,101 @@ async fn list(env: &TestEnv, account: &str, query: Option<&str>) -> Answer {
 }
 
 async fn statements(env: &TestEnv, account: &str) -> Answer {
-    let event = ApiEvent::new("GET", STATEMENTS_ROUTE, account).as_account(account);
+    statements_page(env, account, None).await
+}
+
+async fn statements_page(env: &TestEnv, account: &str, query: Option<&str>) -> Answer {
+    let mut event = ApiEvent::new("GET", STATEMENTS_ROUTE, account).as_account(account);
+    if let Some(query) = query {
+        event = event.query(query);
+    }
     answer(api::list_statements(&env.app, event.request()).await)
+}
+
+const STATEMENT_PURCHASES_ROUTE: &str = "/accounts/{accountId}/statements/{statementId}/purchases";
+
+/// `GET /accounts/{path_account}/statements/{statement_id}/purchases`, as API Gateway sends it.
+fn statement_purchases_event(
+    path_account: &str,
+    statement_id: &str,
+    claims: Option<&str>,
+    query: Option<&str>,
+) -> Value {
+    let mut event = ApiEvent::new("GET", STATEMENT_PURCHASES_ROUTE, path_account);
+    if let Some(account) = claims {
+        event = event.as_account(account);
+    }
+    if let Some(query) = query {
+        event = event.query(query);
+    }
+    let mut json = event.to_json();
+    let path = format!("/accounts/{path_account}/statements/{statement_id}/purchases");
+    json["rawPath"] = json!(path);
+    json["requestContext"]["http"]["path"] = json!(path);
+    json["pathParameters"]["statementId"] = json!(statement_id);
+    json
+}
+
+async fn statement_purchases(env: &TestEnv, account: &str, statement_id: &str, query: Option<&str>) -> Answer {
+    let event = statement_purchases_event(account, statement_id, Some(account), query);
+    answer(api::list_statements(&env.app, request_from_event(&event)).await)
+}
+
+/// Every purchase id of a statement, page by page from the first, following `nextCursor`.
+async fn all_statement_purchase_pages(
+    env: &TestEnv,
+    account: &str,
+    statement_id: &str,
+    limit: usize,
+) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut query = format!("limit={limit}");
+    loop {
+        let a = statement_purchases(env, account, statement_id, Some(&query)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.body["statementId"], statement_id);
+        assert_eq!(a.body.as_object().unwrap().len(), 3, "{}", a.body);
+        let ids: Vec<String> =
+            a.body["purchaseIds"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect();
+        pages.push(ids);
+        match &a.body["nextCursor"] {
+            Value::String(cursor) => query = format!("limit={limit}&cursor={cursor}"),
+            Value::Null => return pages,
+            other => panic!("nextCursor {other}"),
+        }
+        assert!(pages.len() < 1000, "pagination does not end");
+    }
+}
+
+/// Every statement, page by page from the first, following `nextCursor`.
+async fn all_statement_pages(env: &TestEnv, account: &str, limit: usize) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut query = format!("limit={limit}");
+    loop {
+        let a = statements_page(env, account, Some(&query)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_no_costs(&a);
+        pages.push(a.body["statements"].as_array().unwrap().clone());
+        match &a.body["nextCursor"] {
+            Value::String(cursor) => query = format!("limit={limit}&cursor={cursor}"),
+            Value::Null => return pages,
+            other => panic!("nextCursor {other}"),
+        }
+        assert!(pages.len() < 1000, "pagination does not end");
+    }
+}
+
+/// base64url without padding, written out here so the tests do not trust the code under test.
+fn forged(json: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in json.as_bytes().chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+        }
+    }
+    out
 }
 
 fn assert_no_costs(a: &Answer) {
@@ -194,12 +287,28 @@ async fn history_and_statements_are_tenant_scoped_and_need_claims() {
             assert_problem(&a, status, code);
         }
     }
+    let id = |account: &str| format!("client-20261101T000000.000Z-{account}");
+    for (event, status, code) in [
+        (statement_purchases_event(COFFEE, &id(COFFEE), None, None), 401, "unauthenticated"),
+        (statement_purchases_event(DENTAL, &id(DENTAL), Some(COFFEE), None), 403, "forbidden"),
+        (statement_purchases_event(DENTAL, "nonsense", Some(COFFEE), Some("limit=0")), 403, "forbidden"),
+        (
+            statement_purchases_event("acct-ghost", &id("acct-ghost"), Some("acct-ghost"), None),
+            404,
+            "account_not_found",
+        ),
+        (statement_purchases_event("a#b", &id("a#b"), Some("a#b"), None), 400, "invalid_account_id"),
+        (statement_purchases_event(COFFEE, &id(DENTAL), Some(COFFEE), None), 404, "statement_not_found"),
+    ] {
+        let a = answer(api::list_statements(&env.app, request_from_event(&event)).await);
+        assert_problem(&a, status, code);
+    }
 }
 
 #[tokio::test]
 async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
     let env = TestEnv::seeded().await;
-    assert_eq!(statements(&env, COFFEE).await.body, json!({"statements": []}));
+    assert_eq!(statements(&env, COFFEE).await.body, json!({"statements": [], "nextCursor": null}));
 
     let mut first_cycle = Vec::new();
     for quantities in
@@ -244,12 +353,18 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
             ],
             "total": "694.75",
             "purchaseCount": 3,
-            "purchaseIds": purchase_ids,
             "createdAt": older["createdAt"],
         })
     );
-    assert!(older["statementId"].as_str().unwrap().starts_with("client-"));
-    assert_eq!(list[0]["purchaseIds"], json!([later["purchaseId"]]));
+    assert_eq!(a.body["nextCursor"], Value::Null);
+    let older_id = older["statementId"].as_str().unwrap();
+    assert_eq!(older_id, format!("client-{}-{COFFEE}", cycle_a.as_str().replace(['-', ':'], "")));
+    // The purchase ids are served by the statement's own route.
+    let ids = statement_purchases(&env, COFFEE, older_id, None).await;
+    assert_eq!(ids.header("content-type"), Some("application/json"));
+    assert_eq!(ids.body, json!({"statementId": older_id, "purchaseIds": purchase_ids, "nextCursor": null}));
+    let newer = statement_purchases(&env, COFFEE, list[0]["statementId"].as_str().unwrap(), None).await;
+    assert_eq!(newer.body["purchaseIds"], json!([later["purchaseId"]]));
     assert_eq!(list[0]["total"], "10.00");
 
     // The agency's statement exists, at cost, and is not in the client's answer.
@@ -259,6 +374,12 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
     for statement in &agency {
         assert!(!text.contains(&statement.statement_id), "an agency statement leaked: {text}");
         assert!(!text.contains(&format!("\"{}\"", statement.total)), "an at-cost total leaked: {text}");
+        // Nor can its id be asked for: a client never sees an agency statement.
+        assert_problem(
+            &statement_purchases(&env, COFFEE, &statement.statement_id, None).await,
+            404,
+            "statement_not_found",
+        );
     }
 
     // Another client of the same agency sees only its own statement.
@@ -268,10 +389,255 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
     assert_eq!(bikes[0]["total"], "40.00");
 }
 
+/// Statements of many cycles, several parts each (one per purchase), paged newest first without purchase ids.
+#[tokio::test]
+async fn statements_page_newest_first_without_purchase_ids() {
+    let env = TestEnv::seeded().await;
+    let store = &env.app.store;
+    let mut cycles = Vec::new();
+    for cycle in 0..23u64 {
+        for i in 0..=(cycle % 4) {
+            buy(&env, COFFEE, json!({"audience": 1 + i})).await;
+        }
+        if cycle % 5 == 0 {
+            buy(&env, BIKES, json!({"pixel": 1})).await;
+        }
+        let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(1 + cycle));
+        // One purchase per step: a statement of n purchases has n parts between it and the next header.
+        let run = BillingRun { purchases_per_transaction: 1, ..BillingRun::new(cycle_end.clone()) };
+        billing::run_billing(store, &run).await.unwrap();
+        cycles.push((cycle_end, cycle % 4 + 1));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let newest_first: Vec<String> = cycles.iter().rev().map(|(c, _)| c.as_str().to_owned()).collect();
+    for limit in [1, 2, 5, 20, 22, 23, 100] {
+        let pages = all_statement_pages(&env, COFFEE, limit).await;
+        assert!(pages[..pages.len() - 1].iter().all(|p| p.len() == limit), "only the last page is short");
+        assert_eq!(pages.len(), 23usize.div_ceil(limit), "limit {limit}: no empty last page");
+        let seen: Vec<String> = pages.iter().flatten().map(|s| s["cycleEnd"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(seen, newest_first, "limit {limit}: every statement once, newest first");
+        for statement in pages.iter().flatten() {
+            assert!(statement.get("purchaseIds").is_none(), "{statement}");
+            let (_, count) = cycles.iter().find(|(c, _)| c.as_str() == statement["cycleEnd"]).unwrap();
+            assert_eq!(statement["purchaseCount"], *count);
+        }
+    }
+    let first = statements(&env, COFFEE).await;
+    assert_eq!(first.body["statements"].as_array().unwrap().len(), 20, "default page size");
+    assert!(first.body["nextCursor"].is_string());
+    assert_eq!(all_statement_pages(&env, BIKES, 2).await.concat().len(), 5, "another account sees only its own");
+}
+
+/// A statement of 250 purchases in steps of 7 (36 parts, ids interleaved between parts), paged.
+#[tokio::test]
+async fn statement_purchases_page_through_every_id_once() {
+    let env = TestEnv::seeded().await;
+    let mut bought = BTreeSet::new();
+    for i in 0..250u64 {
+        let purchase = buy(&env, COFFEE, json!({"enrichment": 1 + i})).await;
+        bought.insert(purchase["purchaseId"].as_str().unwrap().to_owned());
+    }
+    let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    let run = BillingRun { purchases_per_transaction: 7, ..BillingRun::new(cycle_end) };
+    billing::run_billing(&env.app.store, &run).await.unwrap();
+    let list = statements(&env, COFFEE).await;
+    let statement_id = list.body["statements"][0]["statementId"].as_str().unwrap().to_owned();
+    assert_eq!(list.body["statements"][0]["purchaseCount"], 250);
+
+    let mut orders = Vec::new();
+    for limit in [1, 6, 7, 20, 97, 98, 99, 100] {
+        let pages = all_statement_purchase_pages(&env, COFFEE, &statement_id, limit).await;
+        assert!(
+            pages[..pages.len() - 1].iter().all(|p| p.len() == limit),
+            "limit {limit}: only the last page is short"
+        );
+        assert_eq!(pages.len(), 250usize.div_ceil(limit), "limit {limit}: no empty last page");
+        let seen: Vec<String> = pages.concat();
+        assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), bought, "limit {limit}: every purchase");
+        assert_eq!(seen.len(), 250, "limit {limit}: each once");
+        orders.push(seen);
+    }
+    assert!(orders.windows(2).all(|w| w[0] == w[1]), "one order whatever the page size");
+    let first = statement_purchases(&env, COFFEE, &statement_id, None).await;
+    assert_eq!(first.body["purchaseIds"].as_array().unwrap().len(), 20, "default page size");
+}
+
+#[tokio::test]
+async fn statement_reads_refuse_bad_ids_cursors_and_foreign_statements_before_any_read() {
+    let env = TestEnv::seeded().await;
+    let store = &env.app.store;
+    for _ in 0..3 {
+        buy(&env, COFFEE, json!({"audience": 1})).await;
+    }
+    buy(&env, BIKES, json!({"pixel": 1})).await;
+    let first = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    billing::run_billing(store, &BillingRun { purchases_per_transaction: 1, ..BillingRun::new(first) }).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    buy(&env, COFFEE, json!({"audience": 1})).await;
+    buy(&env, COFFEE, json!({"audience": 2})).await;
+    let second = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    billing::run_billing(store, &BillingRun::new(second.clone())).await.unwrap();
+
+    let listed = statements(&env, COFFEE).await;
+    let coffee_ids: Vec<String> = listed.body["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["statementId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(coffee_ids.len(), 2);
+    let (newer, older) = (coffee_ids[0].clone(), coffee_ids[1].clone());
+    let bikes_id = statements(&env, BIKES).await.body["statements"][0]["statementId"].as_str().unwrap().to_owned();
+    let agency_id = store.agency_statements("agency-northwind").await.unwrap()[0].statement_id.clone();
+    let cursor_of = |a: &Answer| a.body["nextCursor"].as_str().unwrap().to_owned();
+    let statements_cursor = cursor_of(&statements_page(&env, COFFEE, Some("limit=1")).await);
+    let bikes_history_cursor = {
+        buy(&env, BIKES, json!({"pixel": 1})).await;
+        cursor_of(&list(&env, BIKES, Some("limit=1")).await)
+    };
+    let history_cursor = cursor_of(&list(&env, COFFEE, Some("limit=1")).await);
+    let older_cursor = cursor_of(&statement_purchases(&env, COFFEE, &older, Some("limit=1")).await);
+    let newer_cursor = cursor_of(&statement_purchases(&env, COFFEE, &newer, Some("limit=1")).await);
+    assert_eq!(statement_purchases(&env, COFFEE, &older, Some(&format!("cursor={older_cursor}"))).await.status, 200);
+    assert_eq!(statements_page(&env, COFFEE, Some(&format!("cursor={statements_cursor}"))).await.status, 200);
+    assert_eq!(statement_purchases(&env, COFFEE, &newer, Some(&format!("cursor={newer_cursor}"))).await.status, 200);
+
+    let before = env.snapshot().await;
+    let refused = |a: &Answer, status: u16, code: &str| {
+        assert_problem(a, status, code);
+        assert_no_costs(a);
+        let operations = env.operations.operations();
+        assert!(operations.is_empty(), "{code}: read before refusing: {operations:?}");
+    };
+
+    // Statement ids: malformed → 400, never read.
+    let cycle = newer.strip_prefix("client-").unwrap()[..20].to_owned();
+    let long = format!("client-{cycle}-{}", "a".repeat(80));
+    for bad in [
+        "x".to_owned(),
+        "client".into(),
+        "client-".into(),
+        format!("client-{cycle}"),
+        format!("client-{cycle}-"),
+        format!("CLIENT-{cycle}-{COFFEE}"),
+        format!("client-{}-{COFFEE}", cycle.replace('T', "t")),
+        format!("client-{}-{COFFEE}", cycle.replace(".", "")),
+        format!("client-20261301T000000.000Z-{COFFEE}"),
+        format!("client-2026-11-01T00:00:00.000Z-{COFFEE}"),
+        format!("client-{cycle}-acct#x"),
+        format!("client-{cycle}_{COFFEE}"),
+        format!("statement-{cycle}-{COFFEE}"),
+        format!("client-{cycle}-{COFFEE}\u{e9}"),
+        long,
+        format!("{newer} "),
+    ] {
+        env.operations.reset();
+        refused(&statement_purchases(&env, COFFEE, &bad, None).await, 400, "invalid_statement_id");
+    }
+    // Well-formed but not one of the caller's client statements → 404, also without a read.
+    for foreign in [
+        bikes_id.clone(),
+        agency_id.clone(),
+        format!("agency-{cycle}-{COFFEE}"),
+        format!("client-{cycle}-{COFFEE}-"), // another account's id form
+    ] {
+        env.operations.reset();
+        refused(&statement_purchases(&env, COFFEE, &foreign, None).await, 404, "statement_not_found");
+    }
+    // The caller's own form, for a cycle that was never billed: read, then 404.
+    let unknown = statement_purchases(&env, COFFEE, &format!("client-20261101T000000.000Z-{COFFEE}"), None).await;
+    assert_problem(&unknown, 404, "statement_not_found");
+
+    // Limits and cursors of the purchase ids route.
+    let tampered = {
+        let mut bytes = older_cursor.clone().into_bytes();
+        bytes[4] = if bytes[4] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(bytes).unwrap()
+    };
+    let part_of = |cycle_end: &str, first: &str, after: &str| {
+        forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#{cycle_end}#PART#{first}","after":"{after}"}}"#))
+    };
+    let uuid = "0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    for query in [
+        "limit=0".to_owned(),
+        "limit=101".into(),
+        "limit=abc".into(),
+        format!("cursor={older_cursor}"), // another statement's position
+        format!("cursor={statements_cursor}"),
+        format!("cursor={history_cursor}"),
+        format!("cursor={tampered}"),
+        format!("cursor={older_cursor}="),
+        "cursor=A".into(),
+        format!("cursor={}", "A".repeat(600)),
+        format!("cursor={}", part_of(second.as_str(), uuid, "not-a-uuid")),
+        format!("cursor={}", part_of(second.as_str(), &uuid.to_uppercase(), uuid)),
+        format!("cursor={}", part_of("2026-11-01T00:00:00.000Z", uuid, uuid)),
+        format!(
+            "cursor={}",
+            forged(&format!(r#"{{"pk":"ACCOUNT#{BIKES}","sk":"STATEMENT#{second}#PART#{uuid}","after":"{uuid}"}}"#))
+        ),
+        format!(
+            "cursor={}",
+            forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#{second}","after":"{uuid}"}}"#))
+        ),
+        format!(
+            "cursor={}",
+            forged(&format!(
+                r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#{second}#PART#{uuid}","after":"{uuid}","x":1}}"#
+            ))
+        ),
+    ] {
+        env.operations.reset();
+        let a = statement_purchases(&env, COFFEE, &newer, Some(&query)).await;
+        refused(&a, 400, "invalid_query_parameter");
+    }
+    // A position in the caller's own statement that no part has is still just a position.
+    let own = part_of(second.as_str(), "ffffffff-ffff-7fff-bfff-ffffffffffff", uuid);
+    let a = statement_purchases(&env, COFFEE, &newer, Some(&format!("cursor={own}"))).await;
+    assert_eq!(a.body, json!({"statementId": newer, "purchaseIds": [], "nextCursor": null}));
+
+    // Limits and cursors of the statements route.
+    let bikes_statements_cursor = forged(&format!(r#"{{"pk":"ACCOUNT#{BIKES}","sk":"STATEMENT#{second}"}}"#));
+    for query in [
+        "limit=0".to_owned(),
+        "limit=1e2".into(),
+        format!("cursor={bikes_statements_cursor}"),
+        format!("cursor={history_cursor}"),
+        format!("cursor={bikes_history_cursor}"),
+        format!("cursor={older_cursor}"),
+        format!("cursor={statements_cursor}="),
+        format!("cursor={}", forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#{second}#PART#{uuid}"}}"#))),
+        format!("cursor={}", forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#2026-11-01T00:00:00Z"}}"#))),
+        format!("cursor={}", forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"STATEMENT#"}}"#))),
+        format!("cursor={}", forged(&format!(r#"{{"pk":"AGENCY#agency-northwind","sk":"STATEMENT#{second}"}}"#))),
+        format!("cursor={}", forged(&format!(r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"ACCOUNT"}}"#))),
+    ] {
+        env.operations.reset();
+        refused(&statements_page(&env, COFFEE, Some(&query)).await, 400, "invalid_query_parameter");
+    }
+    assert_eq!(env.snapshot().await, before, "a refused request wrote something");
+}
+
 #[tokio::test]
 async fn sample_events_answer_as_documented() {
     let env = TestEnv::seeded().await;
     buy(&env, COFFEE, json!({"audience": 1})).await;
+    // The statement the sample billing run (cycle ending 2026-11-01) makes of an October purchase.
+    let store = &env.app.store;
+    let (default, agency) = store.pricing("agency-northwind").await.unwrap();
+    let pricing = shared::domain::resolve_pricing("agency-northwind", &default, agency.as_ref()).unwrap();
+    let quantities = shared::domain::Quantities::from_pairs([(shared::domain::CreditType::Pixel, 2)]);
+    let october = humantime::parse_rfc3339("2026-10-15T09:30:00Z").unwrap();
+    let purchase = shared::domain::PurchaseRecord::unbilled(
+        uuid::Uuid::now_v7().to_string(),
+        COFFEE,
+        "agency-northwind",
+        october,
+        shared::domain::quote(&pricing, &quantities).unwrap(),
+        None,
+    );
+    store.record_purchase(&purchase, &pricing, None).await.unwrap();
+    billing::run_from_event(store, &event_json("billing-run.json"), None).await.unwrap();
     for (file, status) in [
         ("list-purchases.json", 200),
         ("list-purchases-bad-input.json", 400),
@@ -279,6 +645,9 @@ async fn sample_events_answer_as_documented() {
         ("list-statements.json", 200),
         ("list-statements-bad-input.json", 400),
         ("list-statements-forbidden.json", 403),
+        ("list-statement-purchases.json", 200),
+        ("list-statement-purchases-bad-input.json", 400),
+        ("list-statement-purchases-forbidden.json", 403),
     ] {
         let request = request_from_event(&event_json(file));
         let response = if file.starts_with("list-purchases") {
@@ -290,8 +659,11 @@ async fn sample_events_answer_as_documented() {
         assert_eq!(a.status, status, "{file}: {}", a.body);
     }
     let purchases = answer(api::list_purchases(&env.app, request_from_event(&event_json("list-purchases.json"))).await);
-    assert_eq!(purchases.body["purchases"].as_array().unwrap().len(), 1);
+    assert_eq!(purchases.body["purchases"].as_array().unwrap().len(), 2);
     let accounts: BTreeSet<&str> =
         purchases.body["purchases"].as_array().unwrap().iter().map(|p| p["accountId"].as_str().unwrap()).collect();
     assert_eq!(accounts, BTreeSet::from([COFFEE]));
+    let ids =
+        answer(api::list_statements(&env.app, request_from_event(&event_json("list-statement-purchases.json"))).await);
+    assert_eq!(ids.body["purchaseIds"], json!([purchase.purchase_id]));
 }

@@ -21,6 +21,11 @@ pub enum AppError {
     Forbidden,
     InvalidAccountId,
     AccountNotFound,
+    /// The path's `statementId` is not the form of any statement id.
+    InvalidStatementId,
+    /// No client statement of the caller's account has this id (another account's and agency statements
+    /// included: they are never told apart from unknown ids).
+    StatementNotFound,
     UnsupportedMediaType(String),
     PayloadTooLarge {
         limit: usize,
@@ -86,12 +91,13 @@ impl AppError {
             AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
             AppError::Forbidden => StatusCode::FORBIDDEN,
             AppError::InvalidAccountId
+            | AppError::InvalidStatementId
             | AppError::MalformedJson(_)
             | AppError::DuplicateField(_)
             | AppError::InvalidRequest(_)
             | AppError::InvalidIdempotencyKey(_)
             | AppError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
-            AppError::AccountNotFound => StatusCode::NOT_FOUND,
+            AppError::AccountNotFound | AppError::StatementNotFound => StatusCode::NOT_FOUND,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,6 +117,8 @@ impl AppError {
             AppError::Forbidden => "forbidden",
             AppError::InvalidAccountId => "invalid_account_id",
             AppError::AccountNotFound => "account_not_found",
+            AppError::InvalidStatementId => "invalid_statement_id",
+            AppError::StatementNotFound => "statement_not_found",
             AppError::UnsupportedMediaType(_) => "unsupported_media_type",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::MalformedJson(_) => "malformed_json",
@@ -134,6 +142,8 @@ impl AppError {
             AppError::Forbidden => "Not your account",
             AppError::InvalidAccountId => "Invalid account id",
             AppError::AccountNotFound => "Account not found",
+            AppError::InvalidStatementId => "Invalid statement id",
+            AppError::StatementNotFound => "Statement not found",
             AppError::UnsupportedMediaType(_) => "Unsupported media type",
             AppError::PayloadTooLarge { .. } => "Request body too large",
             AppError::MalformedJson(_) => "Malformed JSON",
@@ -158,6 +168,11 @@ impl AppError {
             AppError::Forbidden => "The token's account may only act on its own account.".into(),
             AppError::InvalidAccountId => "Account ids are 1-64 letters, digits, '-' or '_'.".into(),
             AppError::AccountNotFound => "No such account.".into(),
+            AppError::InvalidStatementId => {
+                "A statement id is the `statementId` of one of your statements, e.g. client-20261101T000000.000Z-acct-x."
+                    .into()
+            }
+            AppError::StatementNotFound => "This account has no statement with this id.".into(),
             AppError::UnsupportedMediaType(got) => {
                 format!("Send the body as application/json (got {got:?}).")
             }

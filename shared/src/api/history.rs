@@ -1,9 +1,13 @@
-//! The dashboard's read routes over billing: a client's purchase history and its statements.
+//! The dashboard's read routes over billing: a client's purchase history, its statements and the purchase ids
+//! of one statement, each paged (`limit`, opaque `cursor`, `nextCursor`) so no answer grows with the account.
 //!
-//! Both answer the client's view only: prices and totals at price, never costs, never agency statements.
+//! All answer the client's view only: prices and totals at price, never costs, never agency statements.
 
 use lambda_http::http::StatusCode;
-use lambda_http::{Body, Request, Response};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use base64::Engine;
@@ -12,14 +16,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::error::AppError;
 use super::http::{authorize, json_response, query_parameter};
 use super::{App, load_account, purchase_view, respond};
-use crate::domain::billing::Statement;
-use crate::domain::round_to_cents;
-use crate::storage::PurchaseKey;
+use crate::domain::billing::{CycleEnd, Statement, StatementKind};
+use crate::domain::{is_valid_account_id, round_to_cents};
+use crate::storage::{PurchaseKey, StatementKey, StatementPurchasePosition};
 
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
 
-/// A cursor is a purchase key (~130 bytes of JSON); anything much longer is not one of ours.
+/// A cursor is a purchase or statement key (~130 bytes of JSON) or a statement position (~210); anything much
+/// longer is not one of ours.
 const MAX_CURSOR_CHARS: usize = 512;
 
 /// `GET /accounts/{accountId}/credit-purchases?limit=&cursor=`: newest first, `nextCursor` while more follow.
@@ -41,19 +46,127 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     .await
 }
 
-/// `GET /accounts/{accountId}/statements`: the client's statements, newest cycle first.
+/// The route key of the statement purchases route, as API Gateway sends it.
+pub const STATEMENT_PURCHASES_ROUTE_KEY: &str = "GET /accounts/{accountId}/statements/{statementId}/purchases";
+
+/// The `list-statements` function: `GET /accounts/{accountId}/statements` and
+/// `GET /accounts/{accountId}/statements/{statementId}/purchases`, told apart by the request's route key (or,
+/// without one, by the `statementId` path parameter).
 pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
+    let route_key = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.route_key.clone(),
+        _ => None,
+    };
+    let purchases_route = match route_key.as_deref() {
+        Some(STATEMENT_PURCHASES_ROUTE_KEY) => true,
+        Some(key) if key.ends_with("/statements") => false,
+        _ => request.path_parameters().first("statementId").is_some(),
+    };
+    if purchases_route { list_statement_purchases(app, request).await } else { list_statement_page(app, request).await }
+}
+
+/// `GET /accounts/{accountId}/statements?limit=&cursor=`: the client's statements, newest cycle first, without
+/// their purchase ids (`purchaseCount` says how many; the ids are paged by the purchases route).
+async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
+        // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings.account_claim)?;
+        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
+        let after = match query_parameter(&request, "cursor")? {
+            Some(cursor) => {
+                let key: StatementKey = decode_position(&cursor)?;
+                if !key.is_statement_of(&account_id) {
+                    return Err(invalid_cursor("not a position in this account's statements"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
         load_account(app, &account_id).await?;
-        let statements = app.store.client_statements(&account_id).await?;
-        let statements: Vec<Value> = statements.iter().map(statement_view).collect();
-        Ok(json_response(StatusCode::OK, &json!({"statements": statements})))
+        let page = app.store.client_statements_page(&account_id, limit, after.as_ref()).await?;
+        let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
+        let next_cursor = page.next.as_ref().map(encode_position);
+        Ok(json_response(StatusCode::OK, &json!({"statements": statements, "nextCursor": next_cursor})))
     })
     .await
 }
 
-/// The client's view of a client statement: amounts at price (that is all a client statement holds).
+/// `GET /accounts/{accountId}/statements/{statementId}/purchases?limit=&cursor=`: the ids of the purchases one
+/// of the client's statements covers, part by part.
+async fn list_statement_purchases(app: &App, request: Request) -> Response<Body> {
+    respond(app, async {
+        // Everything the request alone can tell is checked before any read.
+        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
+        let path_parameters = request.path_parameters();
+        let statement_id = path_parameters.first("statementId").ok_or(AppError::InvalidStatementId)?.to_owned();
+        let cycle_end = own_statement_cycle_end(&statement_id, &account_id)?;
+        let after = match query_parameter(&request, "cursor")? {
+            Some(cursor) => {
+                let position: StatementPurchasePosition = decode_position(&cursor)?;
+                if !position.is_in(&account_id, &cycle_end) {
+                    return Err(invalid_cursor("not a position in this statement"));
+                }
+                Some(position)
+            }
+            None => None,
+        };
+        load_account(app, &account_id).await?;
+        let page = app
+            .store
+            .client_statement_purchase_ids(&account_id, &cycle_end, &statement_id, limit, after.as_ref())
+            .await?
+            .ok_or(AppError::StatementNotFound)?;
+        let next_cursor = page.next.as_ref().map(encode_position);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"statementId": statement_id, "purchaseIds": page.purchase_ids, "nextCursor": next_cursor}),
+        ))
+    })
+    .await
+}
+
+/// Longer than any statement id ("client-" + 20 + "-" + a 64-character owner id).
+const MAX_STATEMENT_ID_CHARS: usize = 100;
+
+/// The cycle end of `statement_id` if it names a client statement of `account_id`. Strict and before any read:
+/// an id that is not exactly what [`StatementKind::statement_id`] makes is 400; a well-formed id of an agency
+/// statement or of another account is 404, as an unknown one is.
+fn own_statement_cycle_end(statement_id: &str, account_id: &str) -> Result<CycleEnd, AppError> {
+    let invalid = || AppError::InvalidStatementId;
+    if statement_id.len() > MAX_STATEMENT_ID_CHARS || !statement_id.is_ascii() {
+        return Err(invalid());
+    }
+    let (kind, rest) = statement_id.split_once('-').ok_or_else(invalid)?;
+    let kind = StatementKind::parse(kind).ok_or_else(invalid)?;
+    // "20261101T000000.000Z-{owner}"
+    let (compact, owner) = (rest.get(..20).ok_or_else(invalid)?, rest.get(20..).ok_or_else(invalid)?);
+    let owner = owner.strip_prefix('-').ok_or_else(invalid)?;
+    let digits = |range: std::ops::Range<usize>| {
+        compact.get(range).filter(|d| d.bytes().all(|b| b.is_ascii_digit())).ok_or_else(invalid)
+    };
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}.{}Z",
+        digits(0..4)?,
+        digits(4..6)?,
+        digits(6..8)?,
+        digits(9..11)?,
+        digits(11..13)?,
+        digits(13..15)?,
+        digits(16..19)?
+    );
+    let cycle_end = CycleEnd::parse(&rfc3339).map_err(|_| invalid())?;
+    if !is_valid_account_id(owner) || kind.statement_id(owner, &cycle_end) != statement_id {
+        return Err(invalid());
+    }
+    if kind != StatementKind::Client || owner != account_id {
+        return Err(AppError::StatementNotFound);
+    }
+    Ok(cycle_end)
+}
+
+/// The client's view of a client statement: amounts at price (that is all a client statement holds), and how
+/// many purchases it covers; their ids are paged by the statement purchases route.
 pub fn statement_view(statement: &Statement) -> Value {
     let lines: Vec<Value> = statement
         .lines
@@ -74,7 +187,6 @@ pub fn statement_view(statement: &Statement) -> Value {
         "lines": lines,
         "total": round_to_cents(statement.total).to_string(),
         "purchaseCount": statement.purchase_count,
-        "purchaseIds": statement.purchase_ids,
         "createdAt": statement.created_at,
     })
 }
@@ -105,22 +217,33 @@ fn invalid_cursor(why: &str) -> AppError {
 
 /// Base64url (no padding) of the JSON of the page's last key.
 fn encode_cursor(key: &PurchaseKey) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_string(key).expect("a purchase key serialises"))
+    encode_position(key)
 }
 
 /// Strict: canonical base64url, exactly `{"pk", "sk"}`, and the key of a purchase of this very account, so a
 /// cursor can only ever move within the caller's own history.
 fn decode_cursor(cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError> {
+    let key: PurchaseKey = decode_position(cursor)?;
+    if !key.is_purchase_of(account_id) {
+        return Err(invalid_cursor("not a position in this account's purchases"));
+    }
+    Ok(key)
+}
+
+/// A cursor: base64url (no padding) of the JSON of a position.
+fn encode_position(position: &impl Serialize) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_string(position).expect("a position serialises"))
+}
+
+/// Strict: canonical base64url of the JSON of exactly that position type (unknown fields refused). The caller
+/// then checks the position is one of the caller's own.
+fn decode_position<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
     if cursor.is_empty() || cursor.len() > MAX_CURSOR_CHARS {
         return Err(invalid_cursor("wrong length"));
     }
     // Strict: the engine refuses padding, other alphabets and non-zero trailing bits (one encoding per key).
     let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid_cursor("not base64url"))?;
-    let key: PurchaseKey = serde_json::from_slice(&bytes).map_err(|_| invalid_cursor("not a position"))?;
-    if !key.is_purchase_of(account_id) {
-        return Err(invalid_cursor("not a position in this account's purchases"));
-    }
-    Ok(key)
+    serde_json::from_slice(&bytes).map_err(|_| invalid_cursor("not a position"))
 }
 
 #[cfg(test)]

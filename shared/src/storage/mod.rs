@@ -36,7 +36,10 @@ pub mod seeds;
 pub mod statements;
 pub mod transact;
 
-pub use billing::{StepOutcome, UnbilledPage, UnbilledPages};
+pub use billing::{
+    StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
+    UnbilledPages,
+};
 pub use history::{PurchaseKey, PurchasePage};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;

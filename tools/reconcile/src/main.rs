@@ -1,6 +1,7 @@
 //! `reconcile [--segments N]`: checks the table named by `TABLE_NAME` (locally with
 //! `AWS_ENDPOINT_URL_DYNAMODB`, or a deployed table with your AWS credentials). Exit 0: no drift;
-//! 1: drift, every drifting account listed; 2: the check could not run.
+//! 1: drift, every drifting account listed; 2: the check could not run, or some account could not be re-checked
+//! as of one moment (listed as UNSETTLED) and nothing drifts.
 
 use std::process::ExitCode;
 
@@ -18,12 +19,29 @@ async fn main() -> ExitCode {
     let table = shared::runtime::table_name();
     let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, &table);
     match reconcile::check(&store, segments).await {
-        Ok((drift, accounts, purchases)) => {
-            for d in &drift {
+        Ok(report) => {
+            for d in &report.drift {
                 println!("{}", reconcile::describe(d));
             }
-            println!("reconcile: table {table}: {accounts} accounts, {purchases} purchases, {} drifting", drift.len());
-            if drift.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            for account in &report.unsettled {
+                println!("UNSETTLED {account}: its purchases kept changing while it was re-checked; run again");
+            }
+            println!(
+                "reconcile: table {table}: {} accounts, {} purchases, {} re-checked as of one moment, {} drifting, \
+                 {} unsettled",
+                report.accounts,
+                report.purchases,
+                report.rechecked,
+                report.drift.len(),
+                report.unsettled.len()
+            );
+            if !report.drift.is_empty() {
+                ExitCode::from(1)
+            } else if !report.unsettled.is_empty() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             eprintln!("reconcile: {e}");
