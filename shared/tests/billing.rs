@@ -542,7 +542,7 @@ async fn a_statement_taken_by_payment_takes_nothing_more() {
 async fn record_seeded(store: &Store, account: &str, agency: &str, created_at: &str, quantities: &[(CreditType, u64)]) {
     let (default, agency_pricing) = store.pricing(agency).await.unwrap();
     let pricing = domain::resolve_pricing(agency, &default, agency_pricing.as_ref()).unwrap();
-    let quote = domain::quote(&pricing, &Quantities::from_pairs(quantities.iter().copied()));
+    let quote = domain::quote(&pricing, &Quantities::from_pairs(quantities.iter().copied())).unwrap();
     let created = humantime::parse_rfc3339(created_at).unwrap();
     let purchase = PurchaseRecord::unbilled(uuid::Uuid::now_v7().to_string(), account, agency, created, quote, None);
     assert_eq!(store.record_purchase(&purchase, &pricing, None).await.unwrap(), RecordOutcome::Recorded);

@@ -352,6 +352,9 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
                 {"creditType": "custom_model", "quantity": 1, "amount": "120.00"},
             ],
             "total": "694.75",
+            "amountPaid": "0.00",
+            "amountDue": "694.75",
+            "dueAt": cycle_a.due_at(30),
             "purchaseCount": 3,
             "createdAt": older["createdAt"],
         })

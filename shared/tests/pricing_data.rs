@@ -165,6 +165,10 @@ async fn the_largest_purchase_at_the_cap_is_exact_end_to_end() {
         CreditType::ALL.iter().map(|t| (t.as_str().to_owned(), json!({"price": cap, "cost": cap}))).collect();
     env.load_seed_json(&json!({"agencies": [{"agencyId": "agency-brightside", "rates": rates}]})).await.unwrap();
     assert_eq!(served_price(&pricing(&env, DENTAL).await, "pixel"), "1000000.00");
+    // Lines that can take it: the largest limit allowed is above the largest possible purchase.
+    let largest = shared::domain::credit::MAX_CREDIT_LIMIT;
+    env.app.store.set_credit_limit(DENTAL, largest).await.unwrap();
+    env.app.store.set_agency_ceiling("agency-brightside", largest).await.unwrap();
 
     let quantities: serde_json::Map<String, Value> =
         CreditType::ALL.iter().map(|t| (t.as_str().to_owned(), json!(MAX_QUANTITY))).collect();

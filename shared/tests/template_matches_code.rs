@@ -31,8 +31,8 @@ struct Grant {
 #[derive(Clone, Copy)]
 enum On {
     Table,
-    /// Every index in `shared::table::INDEXES`.
-    Indexes,
+    /// These indexes (each one of `shared::table::INDEXES`).
+    Indexes(&'static [&'static str]),
 }
 
 // Partition keys. Everything of one account lives under its pk: the account and balances, purchases, client
@@ -43,6 +43,15 @@ const AGENCY: &str = "AGENCY#*";
 const DEFAULT_PRICING: &str = "PRICING#DEFAULT";
 /// The unbilled indexes' partition key: `UNBILLED#0` .. `UNBILLED#{UNBILLED_SHARDS - 1}`.
 const UNBILLED: &str = "UNBILLED#*";
+/// An agency's credit line (its own partition, so moving a line never allows writing prices).
+const AGENCY_LINE: &str = "AGENCYLINE#*";
+/// A payment, once per payment reference.
+const PAYMENT: &str = "PAYMENT#*";
+/// The statement-state index: a cycle's statements while its run has not finished; unpaid client statements.
+const BUILDING: &str = "BUILDING#*";
+const UNPAID: &str = "UNPAID";
+const UNBILLED_INDEXES: &[&str] = &["unbilled-client", "unbilled-agency"];
+const STATEMENT_STATE_INDEX: &[&str] = &["statement-state"];
 
 /// Actions that change an item. A function may only hold them on keys a write grant lists.
 const WRITE_ACTIONS: &[&str] = &[
@@ -74,9 +83,10 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             // The account; an idempotency key on replay.
             Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
             Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
-            // The transaction: Update balances, Put purchase and idempotency key; ConditionCheck both pricing
-            // versions. Never a write on a pricing item.
-            Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
+            // The transaction: Update balances and both lines, Put purchase and idempotency key; ConditionCheck
+            // both pricing versions. Never a write on a pricing item.
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY_LINE] },
+            Grant { actions: &["dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
             Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
         ],
         routes: &[("POST", "/accounts/{accountId}/credit-purchases")],
@@ -91,7 +101,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "BillingRunFunction",
         binary: "billing-run",
         grants: &[
-            Grant { actions: &["dynamodb:Query"], on: On::Indexes, keys: &[UNBILLED] },
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(UNBILLED_INDEXES), keys: &[UNBILLED] },
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[BUILDING] },
             // Each step's transaction: statement Update, part Put, purchase Updates, on the client or agency side.
             Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT, AGENCY] },
         ],
@@ -111,6 +122,28 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             ("GET", "/accounts/{accountId}/statements"),
             ("GET", "/accounts/{accountId}/statements/{statementId}/purchases"),
         ],
+    },
+    ExpectedFunction {
+        logical_id: "RecordPaymentFunction",
+        binary: "record-payment",
+        grants: &[
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[PAYMENT, ACCOUNT, AGENCY],
+            },
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY, AGENCY_LINE] },
+        ],
+        routes: &[],
+    },
+    ExpectedFunction {
+        logical_id: "StatementSweepFunction",
+        binary: "statement-sweep",
+        grants: &[
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[UNPAID] },
+            Grant { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT] },
+        ],
+        routes: &[],
     },
 ];
 
@@ -382,7 +415,13 @@ fn expected_allowed(function: &ExpectedFunction) -> BTreeSet<Allowed> {
     for grant in function.grants {
         let resources: Vec<String> = match grant.on {
             On::Table => vec!["table".to_owned()],
-            On::Indexes => INDEXES.iter().map(|i| format!("index/{}", i.name)).collect(),
+            On::Indexes(names) => names
+                .iter()
+                .map(|name| {
+                    assert!(INDEXES.iter().any(|i| i.name == *name), "{name} is not an index of shared::table");
+                    format!("index/{name}")
+                })
+                .collect(),
         };
         for action in grant.actions {
             for resource in &resources {

@@ -243,13 +243,16 @@ impl TestEnv {
     /// How the account's balances differ from its purchase records, one line per credit type (empty: none).
     pub async fn drift(&self, account_id: &str) -> Vec<String> {
         let ledger = self.app.store.account_ledger(account_id).await.expect("the account's ledger");
-        ledger
-            .drift()
-            .iter()
-            .flat_map(|d| {
-                d.differences.iter().map(|(t, balance, sum)| format!("{t}: balance {balance:?} != purchased {sum}"))
-            })
-            .collect()
+        let mut lines = Vec::new();
+        for drift in ledger.drift() {
+            for (t, balance, sum) in &drift.differences {
+                lines.push(format!("{t}: balance {balance:?} != purchased {sum}"));
+            }
+            if let Some((available, expected)) = drift.line {
+                lines.push(format!("credit line: available {available} != {expected}"));
+            }
+        }
+        lines
     }
 
     /// Every item of the table, sorted by key, as comparable JSON: a test-only full read.

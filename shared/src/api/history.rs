@@ -186,6 +186,10 @@ pub fn statement_view(statement: &Statement) -> Value {
         "currency": statement.currency,
         "lines": lines,
         "total": round_to_cents(statement.total).to_string(),
+        "amountPaid": round_to_cents(statement.amount_paid).to_string(),
+        "amountDue": round_to_cents(statement.amount_due).to_string(),
+        // When it falls overdue if unpaid; null while its cycle is still being billed.
+        "dueAt": statement.due_at,
         "purchaseCount": statement.purchase_count,
         "createdAt": statement.created_at,
     })

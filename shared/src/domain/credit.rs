@@ -15,8 +15,9 @@ pub const DEFAULT_CLIENT_CREDIT_LIMIT: Decimal = Decimal::from_parts(1_000_000, 
 /// 250,000.00.
 pub const DEFAULT_AGENCY_CEILING_AT_COST: Decimal = Decimal::from_parts(25_000_000, 0, 0, false, 2);
 
-/// The largest limit or ceiling accepted: far above any real line, far below what a DynamoDB number holds.
-pub const MAX_CREDIT_LIMIT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+/// The largest limit or ceiling accepted (10 trillion): above the largest possible purchase (four types of
+/// 1,000,000 credits at the 1,000,000.00 price cap), far below what a DynamoDB number holds.
+pub const MAX_CREDIT_LIMIT: Decimal = Decimal::from_parts(1_316_134_912, 2_328, 0, false, 0);
 
 /// A line as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +65,7 @@ mod tests {
     fn defaults_are_what_the_readme_says() {
         assert_eq!(DEFAULT_CLIENT_CREDIT_LIMIT.to_string(), "10000.00");
         assert_eq!(DEFAULT_AGENCY_CEILING_AT_COST.to_string(), "250000.00");
-        assert_eq!(MAX_CREDIT_LIMIT.to_string(), "1000000000");
+        assert_eq!(MAX_CREDIT_LIMIT.to_string(), "10000000000000");
     }
 
     #[test]
@@ -83,6 +84,6 @@ mod tests {
         assert!(check_credit_limit("x", d("2500.50")).is_ok());
         assert!(check_credit_limit("x", d("-1")).is_err());
         assert!(check_credit_limit("x", d("0.001")).is_err());
-        assert!(check_credit_limit("x", d("1000000000.01")).is_err());
+        assert!(check_credit_limit("x", d("10000000000000.01")).is_err());
     }
 }

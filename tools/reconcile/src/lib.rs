@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use shared::domain::reconcile::{Drift, Ledger};
+use shared::domain::reconcile::{AgencyDrift, Drift, Ledger};
 use shared::storage::{Store, StoreError};
 
 /// Rounds of [`Store::account_ledger`] per suspect account before it is reported unsettled; each round is itself
@@ -21,6 +21,9 @@ const RECHECK_PAUSE: Duration = Duration::from_millis(50);
 pub struct Report {
     /// Accounts still drifting when read as of one moment, in account order.
     pub drift: Vec<Drift>,
+    /// Agencies whose line (at cost) is not their ceiling minus what their clients owe. Judged from the scan
+    /// alone (an agency's figures span every client's partition): run it when purchases are quiet, or twice.
+    pub agency_drift: Vec<AgencyDrift>,
     /// Accounts and purchases the scan read.
     pub accounts: usize,
     pub purchases: u64,
@@ -36,7 +39,12 @@ pub struct Report {
 pub async fn check(store: &Store, segments: i32) -> Result<Report, StoreError> {
     let mut ledger = Ledger::default();
     store.read_ledger(&mut ledger, segments).await?;
-    let mut report = Report { accounts: ledger.balances.len(), purchases: ledger.purchases_read, ..Report::default() };
+    let mut report = Report {
+        accounts: ledger.balances.len(),
+        purchases: ledger.purchases_read,
+        agency_drift: ledger.agency_drift(),
+        ..Report::default()
+    };
     for suspect in ledger.drift() {
         report.rechecked += 1;
         match recheck(store, &suspect.account_id).await? {
@@ -66,7 +74,7 @@ async fn recheck(store: &Store, account_id: &str) -> Result<Option<Vec<Drift>>, 
 
 /// One line per drifting account, for people and for grep.
 pub fn describe(drift: &Drift) -> String {
-    let parts: Vec<String> = drift
+    let mut parts: Vec<String> = drift
         .differences
         .iter()
         .map(|(t, balance, sum)| match balance {
@@ -74,5 +82,16 @@ pub fn describe(drift: &Drift) -> String {
             None => format!("{t}: no account item, purchased {sum}"),
         })
         .collect();
+    if let Some((available, expected)) = drift.line {
+        parts.push(format!("credit line: available {available} != limit - unpaid = {expected}"));
+    }
     format!("DRIFT {}: {}", drift.account_id, parts.join("; "))
+}
+
+/// One line per drifting agency line.
+pub fn describe_agency(drift: &AgencyDrift) -> String {
+    format!(
+        "DRIFT agency {}: credit line available {} != ceiling - unpaid at cost = {}",
+        drift.agency_id, drift.available, drift.expected
+    )
 }

@@ -23,19 +23,23 @@ async fn main() -> ExitCode {
             for d in &report.drift {
                 println!("{}", reconcile::describe(d));
             }
+            for agency in &report.agency_drift {
+                println!("{}", reconcile::describe_agency(agency));
+            }
             for account in &report.unsettled {
                 println!("UNSETTLED {account}: its purchases kept changing while it was re-checked; run again");
             }
             println!(
                 "reconcile: table {table}: {} accounts, {} purchases, {} re-checked as of one moment, {} drifting, \
-                 {} unsettled",
+                 {} unsettled, {} agency lines drifting",
                 report.accounts,
                 report.purchases,
                 report.rechecked,
                 report.drift.len(),
-                report.unsettled.len()
+                report.unsettled.len(),
+                report.agency_drift.len()
             );
-            if !report.drift.is_empty() {
+            if !report.drift.is_empty() || !report.agency_drift.is_empty() {
                 ExitCode::from(1)
             } else if !report.unsettled.is_empty() {
                 ExitCode::from(2)

@@ -56,6 +56,9 @@ async fn clean_ledger_passes_and_tampering_is_reported_per_account() {
 /// newest purchases in different pages, i.e. at different moments.
 async fn give_a_long_history(env: &TestEnv, account: &str, agency: &str, purchases: usize) {
     let store = &env.app.store;
+    // Lines that can take the whole history: this test is about reconcile, not limits.
+    store.set_credit_limit(account, "100000000.00".parse().unwrap()).await.unwrap();
+    store.set_agency_ceiling(agency, "100000000.00".parse().unwrap()).await.unwrap();
     let (default, agency_pricing) = store.pricing(agency).await.unwrap();
     let pricing = domain::resolve_pricing(agency, &default, agency_pricing.as_ref()).unwrap();
     let quantities = Quantities::from_pairs(CreditType::ALL.map(|t| (t, 1)));
@@ -73,7 +76,7 @@ async fn give_a_long_history(env: &TestEnv, account: &str, agency: &str, purchas
                 &account,
                 &agency,
                 created,
-                domain::quote(&pricing, &quantities),
+                domain::quote(&pricing, &quantities).unwrap(),
                 None,
             );
             // What a long Idempotency-Key stores with the purchase: it only makes the item bigger.
