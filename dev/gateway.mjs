@@ -71,7 +71,8 @@ export function parseTemplateYaml(text) {
     return null;
   };
   const isSeqItem = (t) => t === '-' || t.startsWith('- ');
-  const keyOf = (t) => /^([^\s'"\[\]{}#&*!|>%@`,-][^:#]*?|"[^"]*"|'[^']*')\s*:(?:\s+(.*))?$/.exec(t);
+  // A plain key may hold a colon not followed by a space (IAM condition keys: `ForAllValues:StringLike:`).
+  const keyOf = (t) => /^([^\s'"\[\]{}#&*!|>%@`,-](?:[^:#]|:(?=\S))*?|"[^"]*"|'[^']*')\s*:(?:\s+(.*))?$/.exec(t);
 
   function block(indent) {
     const line = peek();

@@ -2,20 +2,28 @@
 # Contract test: schemathesis generates requests from infra/openapi.yaml, sends them to a running gateway
 # (the local dev gateway, or a deployed API) and checks every response against the spec.
 #
+# Every operation of the contract, every check, positive and negative data, all four phases (examples, coverage,
+# fuzzing, and stateful along the contract's `links`). Nothing here names an operation: one added to the contract
+# is tested by the next run. scripts/contract-hooks.py gives the two values that are not free-form data their real
+# values (a fresh Idempotency-Key instead of one stored for another request; a cursor the list really issued).
+# Prints the seed and one line of figures; exits non-zero on any failure. Run it against a fresh stack (as
+# scripts/test.sh does): on a long-lived one, a key stored by an earlier run within 24 hours can meet another body.
+#
 #   GATEWAY_URL      base URL (default http://127.0.0.1:3000)
 #   DEV_TOKEN        bearer token; default: a dev token for the seeded account acct-northwind-coffee, signed
 #                    with the dev gateway's key (DEV_JWT_KEY_FILE, shared with the running gateway; only the
 #                    dev gateway accepts it; a deployed API needs a real token)
-#   MAX_EXAMPLES     test cases per operation and phase (default 30)
+#   MAX_EXAMPLES     test cases per operation and phase (default 150)
 #   MAX_RESPONSE_S   slowest acceptable response, seconds (default 5)
-#   CONTRACT_SEED    schemathesis seed, to reproduce a run
+#   CONTRACT_SEED    schemathesis seed (default 20261126: fixed, so a failure replays with the same command)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GATEWAY_URL=${GATEWAY_URL:-http://127.0.0.1:3000}
 GATEWAY_URL=${GATEWAY_URL%/}
-MAX_EXAMPLES=${MAX_EXAMPLES:-30}
+MAX_EXAMPLES=${MAX_EXAMPLES:-150}
 MAX_RESPONSE_S=${MAX_RESPONSE_S:-5}
+CONTRACT_SEED=${CONTRACT_SEED:-20261126}
 ACCOUNT_ID=acct-northwind-coffee
 
 command -v schemathesis >/dev/null || pip install --quiet "$(grep '^schemathesis==' scripts/requirements-tools.txt)"
@@ -23,19 +31,28 @@ command -v schemathesis >/dev/null || pip install --quiet "$(grep '^schemathesis
 # Signed with the key file the running gateway verifies with (same DEV_JWT_KEY_FILE, DEV_JWT_ISSUER, DEV_JWT_AUDIENCE).
 DEV_TOKEN=${DEV_TOKEN:-$(node dev/gateway.mjs --print-token "$ACCOUNT_ID")}
 
-# The first request to a local function may compile it (minutes on a cold target dir): warm every
-# function up here so that compile time does not count against --max-response-time.
-for path in pricing balances credit-purchases; do
-  method=GET; [[ $path == credit-purchases ]] && method=POST
+# The first request to a local function may compile it (minutes on a cold target dir): warm up every operation of
+# the contract (read from it; the token's account, a placeholder for any other path parameter) so that compile
+# time does not count against --max-response-time.
+operations=$(python3 - "$ACCOUNT_ID" <<'PY'
+import re, sys, yaml
+paths = yaml.safe_load(open("infra/openapi.yaml", encoding="utf-8"))["paths"]
+for path, item in paths.items():
+    for method in item:
+        if method in ("get", "put", "post", "delete", "patch"):
+            print(method.upper(), re.sub(r"\{[^}]*\}", "warm-up", path.replace("{accountId}", sys.argv[1])))
+PY
+)
+while read -r method path; do
   status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 600 -X "$method" \
     -H "Authorization: Bearer $DEV_TOKEN" -H 'Content-Type: application/json' --data-binary '{}' \
-    "$GATEWAY_URL/accounts/$ACCOUNT_ID/$path" || true)
+    "$GATEWAY_URL$path" || true)
   if [[ $status == 000 ]]; then
     echo "contract-test: no gateway answering at $GATEWAY_URL (start it first, or set GATEWAY_URL)" >&2
     exit 2
   fi
-  echo "warm-up: $method /accounts/$ACCOUNT_ID/$path -> $status"
-done
+  echo "warm-up: $method $path -> $status"
+done <<<"$operations"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -48,33 +65,38 @@ values = ["$ACCOUNT_ID"]
 "path.accountId" = { dictionary = "accounts", probability = 0.8 }
 EOF
 
+echo "contract-test: seed $CONTRACT_SEED (replay: CONTRACT_SEED=$CONTRACT_SEED MAX_EXAMPLES=$MAX_EXAMPLES scripts/contract-test.sh)"
 set +e
-schemathesis --config-file "$work/schemathesis.toml" run infra/openapi.yaml \
+SCHEMATHESIS_HOOKS=scripts/contract-hooks.py schemathesis --config-file "$work/schemathesis.toml" run infra/openapi.yaml \
   --url "$GATEWAY_URL" \
   --header "Authorization: Bearer $DEV_TOKEN" \
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
-  --phases examples,coverage,fuzzing \
+  --checks all \
+  --mode all \
+  --phases examples,coverage,fuzzing,stateful \
   --max-examples "$MAX_EXAMPLES" \
+  --seed "$CONTRACT_SEED" \
+  --generation-database none \
   --max-response-time "$MAX_RESPONSE_S" \
   --request-timeout 15 \
   --generation-with-security-parameters false \
   --workers 1 \
-  ${CONTRACT_SEED:+--seed "$CONTRACT_SEED"} \
-  --no-color \
-  --report junit --report-junit-path "$work/junit.xml" 2>&1 | tee "$work/output.log"
+  --no-color 2>&1 | tee "$work/output.log"
 status=${PIPESTATUS[0]}
 set -e
 
-# One line with the figures: operations from the JUnit report (a test case per operation), cases from the summary.
-python3 - "$work/junit.xml" "$work/output.log" "$status" <<'EOF'
-import re, sys, xml.etree.ElementTree as ET
-try:
-    operations = ET.parse(sys.argv[1]).getroot().findall(".//testcase")
-except (OSError, ET.ParseError):
-    operations = []
-failing = sum(1 for o in operations if o.find("failure") is not None or o.find("error") is not None)
-summary = re.findall(r"^\s*(\d+ generated.*)$", open(sys.argv[2], encoding="utf-8").read(), re.M)
-cases = summary[-1].strip() if summary else "no cases run"
-print(f"contract-test: {len(operations)} operations ({failing} failing); cases: {cases}; schemathesis exit {sys.argv[3]}")
-EOF
+# One line with the figures, from schemathesis's summary: operations tested, cases, links the stateful phase followed.
+python3 - "$work/output.log" "$status" "$CONTRACT_SEED" <<'PY'
+import re, sys
+log = open(sys.argv[1], encoding="utf-8").read()
+def last(pattern, default):
+    found = re.findall(pattern, log, re.M)
+    return found[-1].strip() if found else default
+operations = last(r"^\s*Operations:\s*(.*)$", "none loaded")
+tested = last(r"^\s*Tested:\s*(\d+)\s*$", "0")
+cases = last(r"^\s*(\d+ generated.*)$", "no cases run")
+links = last(r"^\s*API Links:\s*(.*)$", "none")
+failures = last(r"(\d+ failures?) in \d", "0 failures")
+print(f"contract-test: operations {operations}, {tested} tested; cases: {cases}; stateful links: {links}; "
+      f"{failures}; seed {sys.argv[3]}; schemathesis exit {sys.argv[2]}")
+PY
 exit "$status"

@@ -113,7 +113,8 @@ impl RequestError {
     }
 }
 
-/// Validates a purchase body already parsed as JSON. Strict: numbers must be whole JSON integers.
+/// Validates a purchase body already parsed as JSON. Quantities must be whole numbers, as JSON Schema counts them:
+/// `8`, `8.0` and `8e0` are the same quantity; `8.5` is refused.
 pub fn parse_purchase_request(body: &serde_json::Value) -> Result<PurchaseRequest, RequestError> {
     let object = body.as_object().ok_or(RequestError::NotAnObject)?;
     if let Some(unknown) = object.keys().find(|k| *k != "quantities" && *k != "expectedTotal") {
@@ -133,15 +134,22 @@ pub fn parse_purchase_request(body: &serde_json::Value) -> Result<PurchaseReques
         let invalid =
             |reason: &str| RequestError::InvalidQuantity { credit_type: name.clone(), reason: reason.to_owned() };
         let quantity = match value {
-            serde_json::Value::Number(n) => {
-                if let Some(q) = n.as_u64() {
-                    q
-                } else if n.as_i64().is_some() {
-                    return Err(invalid("must not be negative"));
-                } else {
-                    return Err(invalid("must be a whole number"));
+            serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(q), _, _) => q,
+                (None, Some(_), _) => return Err(invalid("must not be negative")),
+                // A whole number written with a fraction or an exponent (`8663.0`, `1e3`) is an integer to JSON
+                // Schema and to most JSON parsers, so it is one here too; the range check below still applies.
+                (None, None, Some(f)) if f.is_finite() && f.fract() == 0.0 => {
+                    if f < 0.0 {
+                        return Err(invalid("must not be negative"));
+                    }
+                    if f > MAX_QUANTITY as f64 {
+                        return Err(invalid(&format!("must be at most {MAX_QUANTITY}")));
+                    }
+                    f as u64
                 }
-            }
+                _ => return Err(invalid("must be a whole number")),
+            },
             serde_json::Value::Null => return Err(invalid("must be a number, not null")),
             serde_json::Value::String(_) => return Err(invalid("must be a number, not a string")),
             _ => return Err(invalid("must be a whole number")),
@@ -433,7 +441,10 @@ mod tests {
             (json!({"quantities": {"gold": 1}}), "unknown_credit_type"),
             (json!({"quantities": {"audience": -1}}), "invalid_quantity"),
             (json!({"quantities": {"audience": 1.5}}), "invalid_quantity"),
-            (json!({"quantities": {"audience": 1.0}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 0.5}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": -1.0}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 1_000_001.0}}), "invalid_quantity"),
+            (json!({"quantities": {"audience": 1e300}}), "invalid_quantity"),
             (json!({"quantities": {"audience": "1"}}), "invalid_quantity"),
             (json!({"quantities": {"audience": null}}), "invalid_quantity"),
             (json!({"quantities": {"audience": 1_000_001}}), "invalid_quantity"),
@@ -451,6 +462,26 @@ mod tests {
             assert_eq!(err.code(), code, "{body}");
         }
         assert!(parse_purchase_request(&json!({"quantities": {"audience": 1_000_000}})).is_ok());
+    }
+
+    #[test]
+    fn whole_numbers_with_a_fraction_or_exponent_are_quantities() {
+        // JSON Schema's `integer` (the contract's `Quantity`) counts 8663.0 and 1e3 as integers.
+        let parsed = |text: &str| parse_purchase_request(&serde_json::from_str(text).unwrap());
+        let r = parsed(r#"{"quantities": {"pixel": 8663.0, "audience": 1e3, "enrichment": 0.0}}"#).unwrap();
+        assert_eq!(r.quantities.get(CreditType::Pixel), 8663);
+        assert_eq!(r.quantities.get(CreditType::Audience), 1000);
+        assert_eq!(r.quantities.get(CreditType::Enrichment), 0);
+        assert_eq!(r.canonical(), parsed(r#"{"quantities": {"pixel": 8663, "audience": 1000}}"#).unwrap().canonical());
+        assert!(parsed(r#"{"quantities": {"pixel": 1000000.0}}"#).is_ok());
+        assert!(parsed(r#"{"quantities": {"pixel": -0.0, "audience": 1}}"#).is_ok());
+        for text in [r#"{"quantities": {"pixel": 1.5}}"#, r#"{"quantities": {"pixel": 1e-1}}"#] {
+            assert_eq!(parsed(text).unwrap_err().code(), "invalid_quantity", "{text}");
+        }
+        for text in [r#"{"quantities": {"pixel": 1000001.0}}"#, r#"{"quantities": {"pixel": 1e7}}"#] {
+            assert_eq!(parsed(text).unwrap_err().code(), "invalid_quantity", "{text}");
+        }
+        assert_eq!(parsed(r#"{"quantities": {"pixel": -2.0}}"#).unwrap_err().code(), "invalid_quantity");
     }
 
     #[test]
