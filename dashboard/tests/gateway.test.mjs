@@ -123,12 +123,12 @@ test('a function with several HttpApi events and a new function are picked up; C
     text
       .replace(
         /(            Path: \/accounts\/\{accountId\}\/statements\n            PayloadFormatVersion: "2.0"\n)/,
-        `$1        Purchases:
+        `$1        Summary:
           Type: HttpApi
           Properties:
             ApiId: !Ref Api
             Method: GET
-            Path: /accounts/{accountId}/statements/{statementId}/purchases # the statement's purchases
+            Path: /accounts/{accountId}/statements/{statementId}/summary # a third route of the same function
             PayloadFormatVersion: "2.0"
 `,
       )
@@ -155,10 +155,14 @@ Outputs:`,
   );
   const api = readTemplateApi(file);
   assert.deepEqual(
-    api.routes.filter((r) => r.fn === 'list-statements' || r.fn === 'agency-report').map((r) => `${r.method} ${r.path} ${r.fn}`),
+    api.routes
+      .filter((r) => r.fn === 'list-statements' || r.fn === 'agency-report')
+      .map((r) => `${r.method} ${r.path} ${r.fn}`)
+      .sort(),
     [
       'GET /accounts/{accountId}/statements list-statements',
       'GET /accounts/{accountId}/statements/{statementId}/purchases list-statements',
+      'GET /accounts/{accountId}/statements/{statementId}/summary list-statements',
       'GET /agencies/{agencyId}/report agency-report',
     ],
   );
@@ -168,10 +172,10 @@ Outputs:`,
   const gw = createGateway({ port: 0, invokeUrl: fakeUrl, dashboardOrigins: ORIGIN, templatePath: file, log: () => {} }).server;
   const url = `http://127.0.0.1:${await listen(gw)}`;
   try {
-    let r = await fetch(`${url}/accounts/acct-test/statements/st-1/purchases?limit=5`, { headers: bearer() });
+    let r = await fetch(`${url}/accounts/acct-test/statements/st-1/summary?limit=5`, { headers: bearer() });
     assert.equal(r.status, 200);
     assert.equal(invocations.at(-1).fn, 'list-statements');
-    assert.equal(invocations.at(-1).event.routeKey, 'GET /accounts/{accountId}/statements/{statementId}/purchases');
+    assert.equal(invocations.at(-1).event.routeKey, 'GET /accounts/{accountId}/statements/{statementId}/summary');
     assert.deepEqual({ ...invocations.at(-1).event.pathParameters }, { accountId: 'acct-test', statementId: 'st-1' });
     r = await fetch(`${url}/agencies/agency-x/report`, { headers: bearer() });
     assert.equal(r.status, 200);
