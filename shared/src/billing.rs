@@ -186,6 +186,9 @@ pub async fn run_from_event(
         |e| tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written"),
     )?;
     let mut run = BillingRun::new(cycle_end);
+    if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
+        run.payment_due_days = days;
+    }
     // A deadline already past when the invocation starts is no real one (`cargo lambda watch` sends 600000 ms
     // after the epoch): ignore it rather than refuse to work.
     let deadline = deadline.filter(|at| {
