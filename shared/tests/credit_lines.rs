@@ -41,6 +41,18 @@ async fn pay(env: &TestEnv, statement_id: &str, amount: &str, reference: &str) -
     payments::payment_event(&env.app.store, &event).await
 }
 
+/// Loads an agency (its seed entry) with `count` clients named `{prefix}-00`.., through the seed loader.
+async fn agency_with_clients(env: &TestEnv, agency: Value, prefix: &str, count: usize) -> Vec<String> {
+    let accounts: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:02}")).collect();
+    let agency_id = agency["agencyId"].clone();
+    let seed = json!({
+        "agencies": [agency],
+        "accounts": accounts.iter().map(|a| json!({"accountId": a, "agencyId": agency_id})).collect::<Vec<_>>(),
+    });
+    env.load_seed_json(&seed).await.unwrap();
+    accounts
+}
+
 async fn reconcile_clean(env: &TestEnv) {
     let report = reconcile_report(env).await;
     assert!(report.0.is_empty() && report.1.is_empty(), "drift: {report:?}");
@@ -99,13 +111,9 @@ async fn sixteen_clients_against_their_agencys_ceiling() {
     let env = TestEnv::seeded().await;
     // Sixteen clients of one agency, each with room to spare; the agency may owe 60.00 at cost: ten pixels
     // (Northwind's pixel costs 6.00).
-    let accounts: Vec<String> = (0..16).map(|i| format!("acct-ceiling-{i:02}")).collect();
-    let seed = json!({
-        "agencies": [{"agencyId": "agency-ceiling", "rates": {"pixel": {"price": "10.00", "cost": "6.00"}},
-                      "creditCeilingAtCost": "60.00", "defaultClientCreditLimit": "1000.00"}],
-        "accounts": accounts.iter().map(|a| json!({"accountId": a, "agencyId": "agency-ceiling"})).collect::<Vec<_>>(),
-    });
-    env.load_seed_json(&seed).await.unwrap();
+    let agency = json!({"agencyId": "agency-ceiling", "rates": {"pixel": {"price": "10.00", "cost": "6.00"}},
+                        "creditCeilingAtCost": "60.00", "defaultClientCreditLimit": "1000.00"});
+    let accounts = agency_with_clients(&env, agency, "acct-ceiling", 16).await;
     env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 8);
     let mut tasks = Vec::new();
     for account in &accounts {
@@ -141,12 +149,8 @@ async fn sixteen_clients_against_their_agencys_ceiling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_clients_of_one_agency_at_the_same_moment() {
     let env = TestEnv::seeded().await;
-    let accounts: Vec<String> = (0..32).map(|i| format!("acct-hot-{i:02}")).collect();
-    let seed = json!({
-        "agencies": [{"agencyId": "agency-hot", "rates": {}, "creditCeilingAtCost": "100000.00"}],
-        "accounts": accounts.iter().map(|a| json!({"accountId": a, "agencyId": "agency-hot"})).collect::<Vec<_>>(),
-    });
-    env.load_seed_json(&seed).await.unwrap();
+    let agency = json!({"agencyId": "agency-hot", "rates": {}, "creditCeilingAtCost": "100000.00"});
+    let accounts = agency_with_clients(&env, agency, "acct-hot", 32).await;
     env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 48);
     let started = Instant::now();
     let mut tasks = Vec::new();

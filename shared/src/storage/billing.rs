@@ -97,17 +97,8 @@ impl Store {
     /// index behind the reader's position; each page starts after the last key read, so nothing is skipped or
     /// read twice.
     pub fn unbilled_pages(&self, kind: StatementKind, shard: u32, cycle_end: &CycleEnd) -> UnbilledPages {
-        let index = unbilled_index(kind);
         let pages = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(index.name)
-            .key_condition_expression("#shard = :shard AND #created < :cycleEnd")
-            .expression_attribute_names("#shard", index.partition_key)
-            .expression_attribute_names("#created", index.sort_key)
-            .expression_attribute_values(":shard", s(keys::unbilled(shard)))
-            .expression_attribute_values(":cycleEnd", s(cycle_end.as_str()))
+            .index_query(unbilled_index(kind), keys::unbilled(shard), Some(cycle_end.as_str()))
             .into_paginator()
             .send();
         UnbilledPages { pages }

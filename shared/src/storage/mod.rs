@@ -25,6 +25,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
+use crate::table::SparseIndex;
+
 pub mod billing;
 pub mod history;
 pub mod items;
@@ -131,7 +133,26 @@ impl Store {
             .consistent_read(true)
     }
 
-    /// Every item of [`Store::partition_query`], through the SDK's paginator.
+    /// A Query of a sparse index's partition `pk`, with sort keys below `sort_below` if given (eventually
+    /// consistent: indexes offer nothing else).
+    pub(crate) fn index_query(&self, index: SparseIndex, pk: String, sort_below: Option<&str>) -> QueryFluentBuilder {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(index.name)
+            .expression_attribute_names("#indexPk", index.partition_key)
+            .expression_attribute_values(":indexPk", items::s(pk));
+        match sort_below {
+            None => query.key_condition_expression("#indexPk = :indexPk"),
+            Some(below) => query
+                .key_condition_expression("#indexPk = :indexPk AND #indexSk < :below")
+                .expression_attribute_names("#indexSk", index.sort_key)
+                .expression_attribute_values(":below", items::s(below)),
+        }
+    }
+
+    /// Every item of a Query ([`Store::partition_query`], [`Store::index_query`]), through the SDK's paginator.
     pub(crate) async fn partition_items(
         &self,
         what: &str,

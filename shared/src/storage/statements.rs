@@ -126,20 +126,8 @@ impl Store {
     /// Makes every statement of a finished cycle payable: `building` → `pending_payment`, with what is due and
     /// when; client statements enter the unpaid index by due date. Returns how many it changed.
     pub async fn finish_cycle(&self, cycle_end: &CycleEnd, due_days: u64) -> Result<u64, StoreError> {
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(STATEMENT_STATE_INDEX.name)
-            .key_condition_expression("#state = :building")
-            .expression_attribute_names("#state", STATEMENT_STATE_INDEX.partition_key)
-            .expression_attribute_values(":building", s(building_partition(cycle_end)))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("Query building statements", e))?;
+        let query = self.index_query(STATEMENT_STATE_INDEX, building_partition(cycle_end), None);
+        let items = self.partition_items("Query building statements", query).await?;
         let due_at = cycle_end.due_at(due_days);
         let mut finished = 0;
         for item in items {
@@ -431,22 +419,8 @@ impl Store {
 
     /// Client statements unpaid past their due date (`dueAt` before `now`), from the unpaid index.
     pub async fn overdue_statement_ids(&self, now: &str) -> Result<Vec<String>, StoreError> {
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(STATEMENT_STATE_INDEX.name)
-            .key_condition_expression("#state = :unpaid AND #due < :now")
-            .expression_attribute_names("#state", STATEMENT_STATE_INDEX.partition_key)
-            .expression_attribute_names("#due", STATEMENT_STATE_INDEX.sort_key)
-            .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
-            .expression_attribute_values(":now", s(now))
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| classify("Query overdue statements", e))?;
+        let query = self.index_query(STATEMENT_STATE_INDEX, UNPAID_PARTITION.to_owned(), Some(now));
+        let items = self.partition_items("Query overdue statements", query).await?;
         items.iter().map(|item| item.string("statementId")).collect()
     }
 
