@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::error::AppError;
 use super::http::{authorize, json_response, query_parameter};
 use super::{App, load_account, purchase_view, respond};
-use crate::domain::billing::{CycleEnd, Statement, StatementKind};
+use crate::domain::billing::{StatementRef, CycleEnd, Statement, StatementKind};
 use crate::domain::{is_valid_account_id, round_to_cents};
 use crate::storage::{PurchaseKey, StatementKey, StatementPurchasePosition};
 
@@ -126,43 +126,34 @@ async fn list_statement_purchases(app: &App, request: Request) -> Response<Body>
     .await
 }
 
-/// Longer than any statement id ("client-" + 20 + "-" + a 64-character owner id).
-const MAX_STATEMENT_ID_CHARS: usize = 100;
-
-/// The cycle end of `statement_id` if it names a client statement of `account_id`. Strict and before any read:
-/// an id that is not exactly what [`StatementKind::statement_id`] makes is 400; a well-formed id of an agency
-/// statement or of another account is 404, as an unknown one is.
+/// The cycle end of `statement_id` if it names a client statement of `account_id`, decided before any read.
+/// Not the shape of a statement id (the contract's pattern, `{client|agency}-{8 digits}T{6 digits}.{3 digits}Z-
+/// {owner}`) is 400; a well-shaped id that names no statement this account can have (an impossible instant, an
+/// agency's statement, another account's) is 404, as an unknown one is.
 fn own_statement_cycle_end(statement_id: &str, account_id: &str) -> Result<CycleEnd, AppError> {
-    let invalid = || AppError::InvalidStatementId;
-    if statement_id.len() > MAX_STATEMENT_ID_CHARS || !statement_id.is_ascii() {
-        return Err(invalid());
+    if !has_statement_id_shape(statement_id) {
+        return Err(AppError::InvalidStatementId);
     }
-    let (kind, rest) = statement_id.split_once('-').ok_or_else(invalid)?;
-    let kind = StatementKind::parse(kind).ok_or_else(invalid)?;
-    // "20261101T000000.000Z-{owner}"
-    let (compact, owner) = (rest.get(..20).ok_or_else(invalid)?, rest.get(20..).ok_or_else(invalid)?);
-    let owner = owner.strip_prefix('-').ok_or_else(invalid)?;
-    let digits = |range: std::ops::Range<usize>| {
-        compact.get(range).filter(|d| d.bytes().all(|b| b.is_ascii_digit())).ok_or_else(invalid)
-    };
-    let rfc3339 = format!(
-        "{}-{}-{}T{}:{}:{}.{}Z",
-        digits(0..4)?,
-        digits(4..6)?,
-        digits(6..8)?,
-        digits(9..11)?,
-        digits(11..13)?,
-        digits(13..15)?,
-        digits(16..19)?
-    );
-    let cycle_end = CycleEnd::parse(&rfc3339).map_err(|_| invalid())?;
-    if !is_valid_account_id(owner) || kind.statement_id(owner, &cycle_end) != statement_id {
-        return Err(invalid());
+    match StatementRef::parse(statement_id) {
+        Some(reference) if reference.kind == StatementKind::Client && reference.owner == account_id => {
+            Ok(reference.cycle_end)
+        }
+        _ => Err(AppError::StatementNotFound),
     }
-    if kind != StatementKind::Client || owner != account_id {
-        return Err(AppError::StatementNotFound);
-    }
-    Ok(cycle_end)
+}
+
+fn has_statement_id_shape(id: &str) -> bool {
+    let Some((kind, rest)) = id.split_once('-') else { return false };
+    let b = rest.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b.get(range).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    matches!(kind, "client" | "agency")
+        && digits(0..8)
+        && b.get(8) == Some(&b'T')
+        && digits(9..15)
+        && b.get(15) == Some(&b'.')
+        && digits(16..19)
+        && rest.get(19..21) == Some("Z-")
+        && rest.get(21..).is_some_and(is_valid_account_id)
 }
 
 /// The client's view of a client statement: amounts at price (that is all a client statement holds), and how
