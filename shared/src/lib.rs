@@ -8,12 +8,14 @@
 //! - [`cache`]: per-instance cache of account → agency and agency → prices, re-checked by every purchase.
 //! - [`api`]: the HTTP handlers, request parsing and the one error → problem mapping.
 //! - [`billing`]: the billing run's loop over storage's pages and steps.
+//! - [`metrics`]: CloudWatch metrics (EMF) per purchase, billing run and reconcile check.
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
 pub mod billing;
 pub mod cache;
 pub mod domain;
+pub mod metrics;
 pub mod runtime;
 pub mod storage;
 pub mod table;

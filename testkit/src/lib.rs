@@ -18,6 +18,7 @@ use shared::storage::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod emf;
 pub mod faults;
 
 /// Seeded accounts (`seeds/data`): two of Northwind's, one of Brightside's, one of Plainsail's.

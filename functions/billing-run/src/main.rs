@@ -7,13 +7,14 @@ use shared::storage::Store;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
+    let _metrics = shared::metrics::init();
     let store = Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
     run(service_fn(|event: LambdaEvent<Value>| {
         let store = &store;
         async move {
             // A bad event or an unfinished run is an error result (logged with its partial summary), never a panic.
             let summary =
-                shared::billing::run_from_event(store, &event.payload, Some(event.context.deadline())).await?;
+                shared::metrics::run_billing_from_event(store, &event.payload, Some(event.context.deadline())).await?;
             Ok::<_, Error>(serde_json::to_value(summary)?)
         }
     }))
