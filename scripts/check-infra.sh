@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Lints infra/template.yaml and builds every function the way `sam deploy` will ship it (offline, no Docker),
-# then checks each artifact is an arm64 Linux `bootstrap`.
+# Lints infra/template.yaml (template-vs-code test, sam validate --lint, cfn-lint, checkov) and builds every
+# function the way `sam deploy` will ship it (offline, no Docker), then checks each artifact is an arm64 Linux
+# `bootstrap`.
 #
-# `sam build` runs `cargo lambda build --release --arm64 --bin <Binary>` once per function from the
-# workspace root (CodeUri: ../), all into the workspace's one target/ (or $CARGO_TARGET_DIR if set), so the
-# dependencies compile once and each further function costs only its LTO link.
+# Build: scripts/build-functions.sh runs ONE `cargo lambda build --release --arm64 -p <every function>` into
+# target/lambda/ (or $CARGO_TARGET_DIR/lambda/): dependencies compile once, the per-binary fat-LTO links run in
+# parallel. `sam build` then runs each function's Makefile target (BuildMethod: makefile), which finds the
+# build done (a no-op cargo call) and copies the bootstrap: seconds per function.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SAM_CLI_TELEMETRY=0
 
-# The pinned versions in scripts/requirements-tools.txt, if any tool is missing.
+# The pinned versions in scripts/requirements-tools.txt, if any tool is missing; checkov in its own virtualenv.
 for tool in sam cfn-lint cargo-lambda; do
   command -v "$tool" >/dev/null 2>&1 || { pip install --quiet -r scripts/requirements-tools.txt; break; }
 done
+source scripts/install-checkov.sh
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
 echo "== template matches code (cargo test -p shared --test template_matches_code)"
@@ -24,7 +27,15 @@ sam validate --lint --template-file infra/template.yaml --region "$region"
 # Informational findings too (e.g. stateful resources without explicit deletion policies).
 cfn-lint --include-checks I --regions "$region" -- infra/template.yaml
 
-echo "== sam build (template and options from samconfig.toml)"
+echo "== checkov (skips and their reasons: infra/checkov.yaml)"
+"$CHECKOV" --config-file infra/checkov.yaml -f infra/template.yaml
+
+echo "== release build of every function, once (scripts/build-functions.sh)"
+started=$(date +%s)
+scripts/build-functions.sh
+echo "cargo lambda build took $(($(date +%s) - started)) s"
+
+echo "== sam build (template and options from samconfig.toml; copies the bootstraps built above)"
 started=$(date +%s)
 sam build
 echo "sam build took $(($(date +%s) - started)) s"

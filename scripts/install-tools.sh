@@ -17,6 +17,8 @@ if ! python3 -m pip install --quiet --disable-pip-version-check -r "$repo_root/s
 fi
 hash -r
 
+source "$repo_root/scripts/install-checkov.sh"
+
 # (The binary reports its own version, not the crate's, so ask cargo what is installed.)
 if ! command -v dynoxide >/dev/null || ! cargo install --list --root "$tools_dir" | grep -q "^dynoxide-rs v$dynoxide_version"; then
   echo "install-tools: building dynoxide $dynoxide_version (about 2.5 minutes, once)..." >&2

@@ -8,6 +8,7 @@
 //! - [`cache`]: per-instance cache of account → agency and agency → prices, re-checked by every purchase.
 //! - [`api`]: the HTTP handlers, request parsing and the one error → problem mapping.
 //! - [`billing`]: the billing run's loop over storage's pages and steps.
+//! - [`metrics`]: CloudWatch metrics (EMF) per purchase, billing run and reconcile check.
 //! - [`payments`]: recording payments and failures, and the daily overdue sweep (invoked with IAM).
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
@@ -15,6 +16,7 @@ pub mod api;
 pub mod billing;
 pub mod cache;
 pub mod domain;
+pub mod metrics;
 pub mod payments;
 pub mod runtime;
 pub mod storage;

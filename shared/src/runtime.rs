@@ -9,7 +9,8 @@ use aws_config::timeout::TimeoutConfig;
 use crate::api::{App, Settings};
 use crate::storage::Store;
 
-/// JSON logs; the Lambda runtime's span adds the request id to every line.
+/// JSON logs; the Lambda runtime's span (`Lambda runtime invoke`) adds the request id (`requestId`) and, when
+/// Lambda sends one, the X-Ray trace id (`xrayTraceId`) to every line written while handling an invocation.
 ///
 /// The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`
 /// (a plain level such as `debug`), default `info`. A plain level filter instead of `EnvFilter` keeps the
@@ -32,13 +33,15 @@ pub fn init_tracing() {
 /// The DynamoDB client, configured so an outage becomes an error quickly instead of a hang.
 ///
 /// The endpoint comes from the SDK's own settings, so `AWS_ENDPOINT_URL_DYNAMODB` points it at a local engine.
+/// Every call is counted into the current unit of work's metrics (`metrics::CountDynamoCalls`).
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeout_config())
         .retry_config(retry_config())
         .load()
         .await;
-    aws_sdk_dynamodb::Client::new(&config)
+    let config = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(crate::metrics::CountDynamoCalls).build();
+    aws_sdk_dynamodb::Client::from_conf(config)
 }
 
 /// Short timeouts: a DynamoDB call that hangs fails fast enough for the request budget to answer a 503.

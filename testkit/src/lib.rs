@@ -18,6 +18,7 @@ use shared::storage::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod emf;
 pub mod faults;
 
 /// The seed loader, for tests that load seed documents of their own.

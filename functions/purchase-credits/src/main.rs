@@ -1,14 +1,16 @@
-//! `purchase-credits` Lambda: wiring only; the handler lives in `shared::api::purchase_credits`.
+//! `purchase-credits` Lambda: wiring only; the handler lives in `shared::api::purchase_credits`, wrapped by
+//! `shared::metrics::purchase_credits` (one EMF line per request).
 
 use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
+    let _metrics = shared::metrics::init();
     let app = shared::runtime::app_from_env().await;
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::api::purchase_credits(app, request).await) }
+        async move { Ok::<_, Error>(shared::metrics::purchase_credits(app, request).await) }
     }))
     .await
 }

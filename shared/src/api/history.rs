@@ -16,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use super::error::AppError;
 use super::http::{authorize, json_response, query_parameter};
 use super::{App, load_account, purchase_view, respond};
-use crate::domain::billing::{StatementRef, CycleEnd, Statement, StatementKind};
+use crate::domain::billing::{CycleEnd, Statement, StatementKind, StatementRef};
 use crate::domain::{is_valid_account_id, round_to_cents};
 use crate::storage::{PurchaseKey, StatementKey, StatementPurchasePosition};
 
