@@ -8,10 +8,13 @@ import {
   decimalToCents,
   formatCents,
   formatRate,
+  lineAfterPurchase,
   minimumQuantityError,
+  parseCreditLine,
   parseMinimumQuantity,
   parseQuantity,
   parseRate,
+  purchaseBlock,
   quote,
 } from './money.js';
 
@@ -41,6 +44,13 @@ const state = {
    * reuses its key, so the server answers that purchase again instead of charging twice.
    */
   unsettled: null,
+  /**
+   * The account's pay-later standing, from GET /balances. Until it is first read (`loaded: false`) nothing can
+   * be confirmed. `line`: { limitCents, outstandingCents, availableCents }, null (no pay-later line: nothing
+   * can be bought) or undefined (not known: the server's own check decides). `hold`: the unpaid statement's
+   * id, or null. `problem`: why the line is not known ('unavailable', 'malformed'), or null.
+   */
+  credit: { loaded: false, line: undefined, hold: null, problem: null },
 };
 
 // ------------------------------------------------------------------------------------------ configuration
@@ -363,7 +373,13 @@ function recompute() {
     $(`subtotal-${id}`).textContent = line ? formatCents(line.cents) : '—';
   }
   $('total').textContent = form.quote && form.valid ? formatCents(form.quote.totalCents) : '—';
-  $('buy').disabled = !(state.prices && form.valid && form.any && !state.inFlight && state.api);
+  const block = renderCredit(form);
+  const button = $('buy');
+  button.disabled = !(state.prices && form.valid && form.any && !state.inFlight && state.api && state.credit.loaded && !block);
+  // Say why Confirm is off when the account's standing is the reason (only visible messages describe it).
+  const reasons = block ? (block.reason === 'over_limit' ? ['credit-over'] : block.reason === 'hold' ? ['hold', 'credit'] : ['credit']) : [];
+  if (reasons.length) button.setAttribute('aria-describedby', reasons.join(' '));
+  else button.removeAttribute('aria-describedby');
   return form;
 }
 
@@ -373,6 +389,125 @@ function resetForm() {
     if (input) input.value = '';
   }
   recompute();
+}
+
+// ------------------------------------------------------------------------------------------ pay-later line
+
+/** Sets `element`'s text only when it changes (a live region must not re-announce the same sentence). */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+/** The hold banner: which statement to pay. */
+function renderHold(statementId) {
+  const banner = $('hold');
+  if (!statementId) {
+    banner.hidden = true;
+    banner.replaceChildren();
+    delete banner.dataset.statementId;
+    return;
+  }
+  if (banner.dataset.statementId === statementId && !banner.hidden) return;
+  const title = document.createElement('p');
+  const strong = document.createElement('strong');
+  strong.textContent = 'Purchases are on hold';
+  title.append(strong);
+  const line = document.createElement('p');
+  const code = document.createElement('code');
+  code.id = 'hold-statement';
+  code.textContent = statementId;
+  line.append('Statement ', code, ' is unpaid (its payment failed or is overdue). ');
+  line.append('You cannot buy credits until it is paid: please pay it, or contact your agency.');
+  banner.replaceChildren(title, line);
+  banner.dataset.statementId = statementId;
+  banner.hidden = false;
+}
+
+/** What #credit shows now, so that typing does not rebuild it on every keystroke. */
+let lastCreditRender = '';
+
+/**
+ * Shows the pay-later line and whether the total fits in it; returns what stops this purchase (purchaseBlock),
+ * or null.
+ */
+function renderCredit(form) {
+  const { loaded, line, hold, problem } = state.credit;
+  const credit = $('credit');
+  const over = $('credit-over');
+  renderHold(hold);
+  const totalCents = form.quote && form.valid ? form.quote.totalCents : 0n;
+  const block = loaded ? purchaseBlock({ line, hold }, totalCents) : null;
+
+  let stateName;
+  let main;
+  let sub = '';
+  if (!loaded) {
+    stateName = 'loading';
+    main = 'Checking how much you can buy on Pay Later…';
+  } else if (hold) {
+    stateName = 'hold';
+    main = `Purchases are on hold until statement ${hold} is paid.`;
+  } else if (line === null) {
+    stateName = 'none';
+    main = 'This account cannot buy on Pay Later: it has no Pay Later credit line. Please contact your agency.';
+  } else if (line) {
+    stateName = 'line';
+    main = `You can buy up to ${formatCents(line.availableCents)} more on Pay Later.`;
+    sub = `Credit limit ${formatCents(line.limitCents)}, of which ${formatCents(line.outstandingCents)} is not paid yet.`;
+  } else if (problem) {
+    stateName = 'unknown';
+    main =
+      problem === 'malformed'
+        ? 'Your Pay Later credit could not be read. It is checked when you confirm.'
+        : 'Your Pay Later credit could not be loaded right now. It is checked when you confirm.';
+  } else {
+    stateName = 'absent'; // a server that does not report the line: nothing to show
+    main = '';
+  }
+  const rendered = `${stateName}\n${main}\n${sub}`;
+  if (rendered !== lastCreditRender) {
+    lastCreditRender = rendered;
+    credit.dataset.state = stateName;
+    const strongMain = document.createElement('span');
+    strongMain.className = 'main';
+    strongMain.textContent = main;
+    const parts = [strongMain];
+    if (sub) {
+      const small = document.createElement('span');
+      small.className = 'sub';
+      small.textContent = sub;
+      parts.push(small);
+    }
+    credit.replaceChildren(...parts);
+  }
+  credit.hidden = stateName === 'absent';
+
+  setText(
+    over,
+    block?.reason === 'over_limit'
+      ? `Your total of ${formatCents(block.totalCents)} is ${formatCents(block.excessCents)} more than the ` +
+          `${formatCents(block.availableCents)} you can buy on Pay Later. Lower the quantities to confirm, ` +
+          'or pay an open statement to free up credit.'
+      : '',
+  );
+  return block;
+}
+
+/** Takes the account's standing from a GET /balances body. */
+function applyStanding(body) {
+  const hold = typeof body.holdStatementId === 'string' && body.holdStatementId !== '' ? body.holdStatementId : null;
+  if (!('creditLine' in body)) {
+    state.credit = { loaded: true, line: undefined, hold, problem: null };
+    return;
+  }
+  const line = parseCreditLine(body.creditLine);
+  state.credit = { loaded: true, line, hold, problem: line === undefined ? 'malformed' : null };
+}
+
+/** The balances could not be read: keep what is known from an earlier read, else the line is not known. */
+function standingUnavailable() {
+  if (state.credit.loaded && state.credit.problem === null) return;
+  state.credit = { loaded: true, line: undefined, hold: state.credit.hold, problem: 'unavailable' };
 }
 
 // ------------------------------------------------------------------------------------------ balances
@@ -397,18 +532,34 @@ function renderBalances(balances) {
   $('balances-state').hidden = true;
 }
 
+/** Counts reads of GET /balances: only the newest answer is shown (an older one may arrive after it). */
+let balancesReads = 0;
+
+/** Reads GET /balances: the credits held and the pay-later line (refreshed after every purchase answer). */
 async function loadBalances() {
+  const read = ++balancesReads;
+  let failure;
   try {
     const answer = await callApi('/balances');
+    if (read !== balancesReads) return;
     if (answer.status === 200 && answer.body?.balances) {
       renderBalances(answer.body.balances);
+      applyStanding(answer.body);
+      recompute();
       return;
     }
-    $('balances-state').textContent = `Balances are unavailable: ${explain(answer, 'loading your balances')}`;
+    failure = `Balances are unavailable: ${explain(answer, 'loading your balances')}`;
   } catch {
-    $('balances-state').textContent = 'Balances are unavailable: the service could not be reached.';
+    if (read !== balancesReads) return;
+    failure = 'Balances are unavailable: the service could not be reached.';
   }
-  $('balances-state').hidden = false;
+  standingUnavailable();
+  recompute();
+  // Balances already shown stay (a refresh failed); otherwise say why there are none.
+  if ($('balances-list').hidden) {
+    $('balances-state').textContent = failure;
+    $('balances-state').hidden = false;
+  }
 }
 
 async function loadPricing() {
@@ -428,6 +579,53 @@ async function loadPricing() {
 }
 
 // ------------------------------------------------------------------------------------------ purchase
+
+/** The message for a 402 from the purchase route; updates the standing with what the answer says. */
+function explainPaymentRequired(body, totalCents) {
+  const code = body?.code;
+  if (code === 'credit_limit_exceeded') {
+    const available = decimalToCents(body.availableCredit);
+    const requested = decimalToCents(body.requestedTotal) ?? totalCents;
+    if (available !== null && state.credit.line) state.credit.line = { ...state.credit.line, availableCents: available };
+    return {
+      tone: 'error',
+      title: 'Not enough Pay Later credit — nothing was charged',
+      lines: [
+        available !== null
+          ? `This purchase (${formatCents(requested)}) is more than the ${formatCents(available)} you can still buy on Pay Later.`
+          : `This purchase (${formatCents(requested)}) is more than you can still buy on Pay Later.`,
+        'Another purchase (from another tab or person on this account) may have used some of it since this page loaded. ' +
+          'Lower the quantities, or pay an open statement to free up credit.',
+      ],
+    };
+  }
+  if (code === 'account_on_hold') {
+    const statementId = typeof body.statementId === 'string' && body.statementId ? body.statementId : null;
+    if (statementId) state.credit.hold = statementId;
+    return {
+      tone: 'error',
+      title: 'Your account is on hold — nothing was charged',
+      lines: [
+        statementId
+          ? `Statement ${statementId} is unpaid (its payment failed or is overdue). You cannot buy credits until it is paid.`
+          : 'A statement is unpaid (its payment failed or is overdue). You cannot buy credits until it is paid.',
+        'Please pay it, or contact your agency.',
+      ],
+    };
+  }
+  if (code === 'agency_credit_limit_exceeded') {
+    return {
+      tone: 'error',
+      title: 'Pay Later purchases are paused — nothing was charged',
+      lines: ['Pay Later purchases are paused for your account right now. Please contact your agency.'],
+    };
+  }
+  return {
+    tone: 'error',
+    title: 'The purchase did not go through — nothing was charged',
+    lines: [explain({ status: 402, body }, 'confirming your purchase')],
+  };
+}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -519,6 +717,8 @@ async function purchase() {
       { focus: true },
     );
     if (balances) renderBalances(balances);
+    // The purchase took its total out of the line: exact at once, then confirmed by reading /balances again.
+    state.credit.line = lineAfterPurchase(state.credit.line, total);
     resetForm();
     for (const { id } of CREDIT_TYPES) {
       $(`was-${id}`).hidden = true;
@@ -547,6 +747,11 @@ async function purchase() {
       },
       { focus: true },
     );
+  } else if (answer.status === 402) {
+    // Refused by the pay-later rules (another tab or person may have bought meanwhile): nothing was charged.
+    state.unsettled = null;
+    showAlert(explainPaymentRequired(answer.body, form.quote.totalCents), { focus: true });
+    loadBalances(); // the line as it is now
   } else if (answer.status === 409 && answer.body?.code === 'price_changed') {
     state.unsettled = null;
     const changed = applyPricing(answer.body.currentPricing, { markChanges: true });

@@ -108,3 +108,49 @@ export function minimumQuantityError(quantity, minimum, label = 'these') {
   const min = Number(minimum).toLocaleString('en-US');
   return `Buy at least ${min} ${label} credits (fewer would cost less than a cent), or leave it at 0.`;
 }
+
+/**
+ * The balances route's `creditLine` (`{"limit", "outstanding", "available"}`, money strings) as cents:
+ * `{ limitCents, outstandingCents, availableCents }`. `null` (the account has no pay-later line) stays `null`;
+ * anything else that is not such an object, a field missing or a malformed amount gives `undefined` (not known:
+ * the server still checks every purchase against the line).
+ */
+export function parseCreditLine(value) {
+  if (value === null) return null;
+  if (typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const limitCents = decimalToCents(value.limit);
+  const outstandingCents = decimalToCents(value.outstanding);
+  const availableCents = decimalToCents(value.available);
+  if (limitCents === null || outstandingCents === null || availableCents === null) return undefined;
+  return { limitCents, outstandingCents, availableCents };
+}
+
+/**
+ * Why a purchase totalling `totalCents` cannot be confirmed, or null when nothing in the account's standing
+ * stops it. `line` is what parseCreditLine gave (`undefined`: not known, so nothing is blocked here), `hold`
+ * the statement id holding the account, or null. A hold comes first: it stops every purchase.
+ * @returns {null | {reason: 'hold', statementId: string} | {reason: 'no_line'} |
+ *   {reason: 'over_limit', availableCents: bigint, totalCents: bigint, excessCents: bigint}}
+ */
+export function purchaseBlock({ line, hold }, totalCents) {
+  if (typeof hold === 'string' && hold !== '') return { reason: 'hold', statementId: hold };
+  if (line === null) return { reason: 'no_line' };
+  if (line && totalCents > line.availableCents) {
+    return { reason: 'over_limit', availableCents: line.availableCents, totalCents, excessCents: totalCents - line.availableCents };
+  }
+  return null;
+}
+
+/**
+ * The line after a purchase of `totalCents` went through (what the server did in the purchase's transaction):
+ * available goes down and outstanding up by the total, exactly. Used until the balances route is read again.
+ */
+export function lineAfterPurchase(line, totalCents) {
+  if (!line) return line;
+  const availableCents = line.availableCents - totalCents;
+  return {
+    limitCents: line.limitCents,
+    outstandingCents: line.outstandingCents + totalCents,
+    availableCents: availableCents < 0n ? 0n : availableCents,
+  };
+}

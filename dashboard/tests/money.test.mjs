@@ -7,10 +7,13 @@ import {
   decimalToCents,
   formatCents,
   formatRate,
+  lineAfterPurchase,
   minimumQuantityError,
+  parseCreditLine,
   parseMinimumQuantity,
   parseQuantity,
   parseRate,
+  purchaseBlock,
   quote,
   subtotalCents,
 } from '../public/money.js';
@@ -104,4 +107,64 @@ test('minimum quantity: a missing minimum is 1; a non-zero quantity below the mi
   const rate = parseRate('0.0049');
   assert.equal(subtotalCents(1n, rate), 0n);
   assert.equal(subtotalCents(2n, rate), 1n);
+});
+
+test('credit line: the balances route\'s decimal strings as exact cents; null is "no line", anything malformed unknown', () => {
+  assert.deepEqual(parseCreditLine({ limit: '25000.00', outstanding: '123.00', available: '24877.00' }), {
+    limitCents: 2500000n,
+    outstandingCents: 12300n,
+    availableCents: 2487700n,
+  });
+  // The largest limit the server accepts (10 trillion) stays exact.
+  assert.equal(parseCreditLine({ limit: '10000000000000.00', outstanding: '0.01', available: '9999999999999.99' }).availableCents, 999999999999999n);
+  assert.equal(parseCreditLine({ limit: '0.00', outstanding: '0.00', available: '0.00' }).availableCents, 0n);
+  assert.equal(parseCreditLine(null), null, 'null: the account cannot buy on pay-later');
+  for (const bad of [
+    undefined,
+    'x',
+    [],
+    {},
+    { limit: '100.00', outstanding: '0.00' },
+    { limit: '100.00', outstanding: '0.00', available: 100 },
+    { limit: '100.00', outstanding: '0.00', available: '-1.00' },
+    { limit: '100.00', outstanding: '0.00', available: '1.005' },
+    { limit: '1e5', outstanding: '0.00', available: '1.00' },
+  ]) {
+    assert.equal(parseCreditLine(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+test('purchase block: a hold first, then no line, then a total above the available credit (equal is fine)', () => {
+  const line = parseCreditLine({ limit: '100.00', outstanding: '40.00', available: '60.00' });
+  assert.equal(purchaseBlock({ line, hold: null }, 0n), null);
+  assert.equal(purchaseBlock({ line, hold: null }, 6000n), null, 'exactly the available credit');
+  assert.deepEqual(purchaseBlock({ line, hold: null }, 6001n), {
+    reason: 'over_limit',
+    availableCents: 6000n,
+    totalCents: 6001n,
+    excessCents: 1n,
+  });
+  assert.deepEqual(purchaseBlock({ line: null, hold: null }, 1n), { reason: 'no_line' });
+  assert.deepEqual(purchaseBlock({ line: null, hold: null }, 0n), { reason: 'no_line' });
+  const hold = 'client-20261201T000000.000Z-acct-x';
+  assert.deepEqual(purchaseBlock({ line, hold }, 100n), { reason: 'hold', statementId: hold });
+  assert.deepEqual(purchaseBlock({ line: null, hold }, 100n), { reason: 'hold', statementId: hold });
+  assert.equal(purchaseBlock({ line: undefined, hold: null }, 10n ** 15n), null, 'unknown line: the server decides');
+  assert.equal(purchaseBlock({ line, hold: '' }, 100n), null, 'an empty id is no hold');
+  // The largest purchase (four types of 1,000,000 credits at 1,000,000.00) against a line one cent short.
+  const largest = 4n * 1000000n * 100000000n;
+  const big = parseCreditLine({ limit: '4000000000000.00', outstanding: '0.01', available: '3999999999999.99' });
+  assert.equal(purchaseBlock({ line: big, hold: null }, largest).excessCents, 1n);
+});
+
+test('the line after a purchase: available down and outstanding up by the total, to the cent', () => {
+  const line = parseCreditLine({ limit: '25000.00', outstanding: '123.00', available: '24877.00' });
+  const after = lineAfterPurchase(line, 20025n);
+  assert.deepEqual(after, { limitCents: 2500000n, outstandingCents: 32325n, availableCents: 2467675n });
+  assert.equal(centsToDecimal(after.availableCents), '24676.75');
+  assert.equal(lineAfterPurchase(line, 0n).availableCents, line.availableCents);
+  assert.equal(lineAfterPurchase(line, 2487700n).availableCents, 0n);
+  assert.equal(lineAfterPurchase(line, 2487701n).availableCents, 0n, 'never below zero (the server would have refused)');
+  assert.equal(lineAfterPurchase(null, 100n), null);
+  assert.equal(lineAfterPurchase(undefined, 100n), undefined);
 });

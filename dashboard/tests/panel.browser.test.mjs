@@ -13,6 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
+import { decimalToCents, formatCents } from '../public/money.js';
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -43,6 +45,17 @@ async function storedBalances() {
   assert.equal(status, 200, 'GET /balances through the gateway');
   return body.balances;
 }
+
+/** The account's pay-later line as the balances route gives it. */
+async function storedLine() {
+  const { status, body } = await api('/balances');
+  assert.equal(status, 200, 'GET /balances through the gateway');
+  assert.ok(body.creditLine, 'the seeded account has a pay-later line');
+  return body.creditLine;
+}
+
+/** "You can buy up to $X more on Pay Later." for a line's `available` string. */
+const availableSentence = (available) => `You can buy up to ${formatCents(decimalToCents(available))} more on Pay Later.`;
 
 /**
  * Runs the seed loader on `files`: SEED_LOADER may name a prebuilt binary; else `cargo run -p seed-loader`,
@@ -98,6 +111,26 @@ async function shot(name) {
 
 const text = (selector) => page.locator(selector).innerText().then((t) => t.trim());
 const quantity = (type) => page.getByLabel(`Quantity of ${LABELS[type]} credits`, { exact: true });
+const confirmButton = () => page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' });
+
+/** Waits until the panel has its prices and has read the pay-later line (Confirm stays off until then). */
+async function panelLoaded() {
+  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await page.locator('#credit:not([data-state="loading"])').waitFor({ state: 'attached' });
+}
+
+/**
+ * Rewrites every GET /balances answer the page receives: `change(body)` edits the real body (balances from
+ * the stack, the pay-later fields as the test needs them). There is no API to set a limit or a hold yet.
+ */
+async function rewriteBalances(change) {
+  await page.route('**/balances', async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    change(body);
+    await route.fulfill({ response, json: body });
+  });
+}
 
 /** Clicks the buy button and returns the purchase requests the page sent and the final response. */
 async function buy() {
@@ -185,6 +218,15 @@ test('the panel loads the seeded prices for acct-northwind-coffee', async () => 
   assert.equal(await page.locator('#alert').getAttribute('role'), 'alert');
   const stored = await storedBalances();
   for (const type of Object.keys(LABELS)) assert.equal(await text(`#balance-${type}`), stored[type].toLocaleString('en-US'));
+  const line = await storedLine();
+  await page.locator('#credit[data-state="line"]').waitFor();
+  assert.equal(await text('#credit .main'), availableSentence(line.available), 'the available credit from GET /balances');
+  assert.equal(
+    await text('#credit .sub'),
+    `Credit limit ${formatCents(decimalToCents(line.limit))}, of which ${formatCents(decimalToCents(line.outstanding))} is not paid yet.`,
+  );
+  assert.ok(await page.locator('#hold').isHidden(), 'no hold');
+  assert.equal(await text('#credit-over'), '');
   await shot('01-loaded');
 });
 
@@ -214,8 +256,9 @@ test('subtotals and the total follow the typing, exactly', async () => {
   assert.ok(await button.isEnabled());
 });
 
-test('buying records the purchase and shows the new balances', async () => {
+test('buying records the purchase and shows the new balances and the smaller available credit', async () => {
   const before = await storedBalances();
+  const lineBefore = await storedLine();
   const { requests, response } = await buy();
   assert.equal(response.status(), 201);
   assert.equal(requests.length, 1);
@@ -244,12 +287,16 @@ test('buying records the purchase and shows the new balances', async () => {
   for (const type of Object.keys(LABELS)) assert.equal(await quantity(type).inputValue(), '', 'the form is reset');
   assert.equal(await text('#total'), '$0.00');
   assert.ok(await page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' }).isDisabled());
+  // The line went down by exactly the total, on the server and on the page.
+  const lineAfter = await storedLine();
+  assert.equal(decimalToCents(lineAfter.available), decimalToCents(lineBefore.available) - 20025n, 'the server took $200.25 off the line');
+  await page.locator('#credit .main').filter({ hasText: availableSentence(lineAfter.available) }).waitFor();
   await shot('02-purchased');
 });
 
 test('a price change after loading: 409, the new prices are shown, confirming again succeeds', async () => {
   await page.goto(`${GATEWAY_URL}/`);
-  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await panelLoaded();
   await quantity('audience').fill('2');
   await quantity('pixel').fill('1');
   assert.equal(await text('#total'), '$60.00');
@@ -299,7 +346,7 @@ test('a price change after loading: 409, the new prices are shown, confirming ag
 
 test('a purchase whose answer is lost is retried with the same key and charged once', async () => {
   await page.goto(`${GATEWAY_URL}/`);
-  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await panelLoaded();
   await quantity('enrichment').fill('4');
   const before = await storedBalances();
   let calls = 0;
@@ -329,7 +376,7 @@ test('a purchase whose answer is lost is retried with the same key and charged o
 
 test('problems are explained: server detail, sign-in, unavailable', async () => {
   await page.goto(`${GATEWAY_URL}/`);
-  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await panelLoaded();
   await quantity('audience').fill('1');
 
   // A 400 from the server: its `detail` is shown.
@@ -378,7 +425,7 @@ test('a minimum quantity above 1 is shown, smaller quantities cannot be confirme
   const button = page.getByRole('button', { name: 'Confirm Purchase (Pay Later)' });
   try {
     await page.goto(`${GATEWAY_URL}/`);
-    await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+    await panelLoaded();
     assert.equal(await text('#min-enrichment'), 'min. 3');
     assert.equal(await text('#label-enrichment'), 'Enrichment');
     for (const type of ['audience', 'pixel', 'custom_model']) assert.ok(await page.locator(`#min-${type}`).isHidden(), type);
@@ -425,6 +472,193 @@ test('a minimum quantity above 1 is shown, smaller quantities cannot be confirme
   }
 });
 
+test('a total above the available credit disables Confirm with a message; exactly the available credit is fine', async () => {
+  // A small line with something owed (no API sets a limit yet): the balances answer is rewritten on its way in.
+  await rewriteBalances((body) => {
+    body.creditLine = { limit: '100.00', outstanding: '40.00', available: '60.00' };
+    body.holdStatementId = null;
+  });
+  const button = confirmButton();
+  try {
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    assert.equal(await text('#credit .main'), 'You can buy up to $60.00 more on Pay Later.');
+    assert.equal(await text('#credit .sub'), 'Credit limit $100.00, of which $40.00 is not paid yet.');
+
+    await quantity('audience').fill('2');
+    await quantity('pixel').fill('1');
+    assert.equal(await text('#total'), '$60.00');
+    assert.ok(await button.isEnabled(), 'a total equal to the available credit can be confirmed');
+    assert.equal(await text('#credit-over'), '');
+
+    await quantity('enrichment').fill('1');
+    assert.equal(await text('#total'), '$60.75');
+    assert.ok(await button.isDisabled(), 'above the available credit: Confirm is off');
+    assert.equal(
+      await text('#credit-over'),
+      'Your total of $60.75 is $0.75 more than the $60.00 you can buy on Pay Later. ' +
+        'Lower the quantities to confirm, or pay an open statement to free up credit.',
+    );
+    assert.equal(await page.locator('#credit-over').getAttribute('aria-live'), 'polite');
+    assert.equal(await button.getAttribute('aria-describedby'), 'credit-over');
+    await shot('08-credit-over-limit');
+
+    await quantity('enrichment').fill('');
+    assert.ok(await button.isEnabled(), 'back within the line');
+    assert.equal(await text('#credit-over'), '');
+    assert.equal(await button.getAttribute('aria-describedby'), null);
+  } finally {
+    await page.unroute('**/balances');
+  }
+});
+
+test('an account on hold shows the statement to pay and cannot confirm; an account without a line cannot either', async () => {
+  const statementId = `client-20261201T000000.000Z-${ACCOUNT}`;
+  await rewriteBalances((body) => {
+    body.holdStatementId = statementId;
+  });
+  const button = confirmButton();
+  try {
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await page.locator('#hold').waitFor();
+    assert.equal(await page.locator('#hold').getAttribute('role'), 'alert');
+    assert.equal(await text('#hold-statement'), statementId);
+    assert.match(await text('#hold'), /^Purchases are on hold/);
+    assert.ok(
+      (await text('#hold')).includes(`Statement ${statementId} is unpaid (its payment failed or is overdue). You cannot buy credits until it is paid`),
+      await text('#hold'),
+    );
+    assert.equal(await text('#credit .main'), `Purchases are on hold until statement ${statementId} is paid.`);
+    await quantity('audience').fill('1');
+    assert.equal(await text('#total'), '$25.00');
+    assert.ok(await button.isDisabled(), 'on hold: Confirm is off whatever the total');
+    assert.equal(await button.getAttribute('aria-describedby'), 'hold credit');
+    await shot('09-on-hold');
+  } finally {
+    await page.unroute('**/balances');
+  }
+
+  await rewriteBalances((body) => {
+    body.creditLine = null;
+    body.holdStatementId = null;
+  });
+  try {
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    assert.equal(
+      await text('#credit .main'),
+      'This account cannot buy on Pay Later: it has no Pay Later credit line. Please contact your agency.',
+    );
+    assert.ok(await page.locator('#hold').isHidden());
+    await quantity('audience').fill('1');
+    assert.ok(await button.isDisabled(), 'no pay-later line: Confirm is off');
+    await shot('10-no-pay-later-line');
+  } finally {
+    await page.unroute('**/balances');
+  }
+});
+
+test('a 402 from the purchase (another tab bought meanwhile) is explained and the line is read again', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await panelLoaded();
+  const before = await storedBalances();
+  await page.locator('#credit[data-state="line"]').waitFor();
+  await quantity('audience').fill('3');
+  assert.equal(await text('#total'), '$75.00');
+
+  // The server refuses: only $10.00 is left now. From then on the balances route says so too.
+  let refused = false;
+  let readsAfter = 0;
+  await page.route('**/credit-purchases', (route) => {
+    refused = true;
+    return route.fulfill({
+      status: 402,
+      headers: { 'content-type': 'application/problem+json' },
+      body: JSON.stringify({
+        type: 'about:blank',
+        title: 'Pay-later credit limit reached',
+        status: 402,
+        code: 'credit_limit_exceeded',
+        availableCredit: '10.00',
+        requestedTotal: '75.00',
+        detail: 'This purchase (75.00) is more than the 10.00 you can still buy on Pay Later; nothing was charged.',
+      }),
+    });
+  });
+  await rewriteBalances((body) => {
+    if (!refused) return;
+    readsAfter += 1;
+    body.creditLine = { limit: '25000.00', outstanding: '24990.00', available: '10.00' };
+  });
+  const button = confirmButton();
+  try {
+    const result = await buy();
+    assert.equal(result.response.status(), 402);
+    await page.locator('#alert').filter({ hasText: 'Not enough Pay Later credit — nothing was charged' }).waitFor();
+    const alert = await text('#alert');
+    assert.match(alert, /This purchase \(\$75\.00\) is more than the \$10\.00 you can still buy on Pay Later\./);
+    assert.match(alert, /Lower the quantities, or pay an open statement to free up credit\./);
+    await page.locator('#credit .sub').filter({ hasText: 'of which $24,990.00 is not paid yet' }).waitFor();
+    assert.ok(readsAfter >= 1, 'GET /balances was read again after the 402');
+    assert.equal(await text('#credit .main'), 'You can buy up to $10.00 more on Pay Later.');
+    assert.equal(await quantity('audience').inputValue(), '3', 'quantities are kept');
+    assert.ok(await button.isDisabled(), '$75.00 is above the $10.00 left');
+    assert.match(await text('#credit-over'), /Your total of \$75\.00 is \$65\.00 more than the \$10\.00/);
+    assert.deepEqual(await storedBalances(), before, 'nothing was bought');
+    await shot('11-credit-limit-402');
+
+    // A hold that began after the page loaded: its 402 names the statement and the banner shows it.
+    await page.unroute('**/balances');
+    await page.unroute('**/credit-purchases');
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await quantity('pixel').fill('1');
+    const statementId = `client-20261201T000000.000Z-${ACCOUNT}`;
+    let held = false;
+    await page.route('**/credit-purchases', (route) => {
+      held = true;
+      return route.fulfill({
+        status: 402,
+        headers: { 'content-type': 'application/problem+json' },
+        body: JSON.stringify({ status: 402, code: 'account_on_hold', statementId, detail: 'on hold' }),
+      });
+    });
+    // The balances read again after the 402 carry the hold too (the newest read is what the panel shows).
+    await rewriteBalances((body) => {
+      if (held) body.holdStatementId = statementId;
+    });
+    assert.equal((await buy()).response.status(), 402);
+    await page.locator('#alert').filter({ hasText: 'Your account is on hold — nothing was charged' }).waitFor();
+    assert.ok((await text('#alert')).includes(`Statement ${statementId} is unpaid (its payment failed or is overdue).`));
+    await page.locator('#hold').waitFor();
+    assert.equal(await text('#hold-statement'), statementId);
+    assert.equal(await text('#credit .main'), `Purchases are on hold until statement ${statementId} is paid.`);
+    assert.ok(await button.isDisabled());
+    await page.unroute('**/credit-purchases');
+    await page.unroute('**/balances');
+
+    // The agency's line: no figures, just who to ask.
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await quantity('pixel').fill('1');
+    await page.route('**/credit-purchases', (route) =>
+      route.fulfill({
+        status: 402,
+        headers: { 'content-type': 'application/problem+json' },
+        body: JSON.stringify({ status: 402, code: 'agency_credit_limit_exceeded', detail: 'paused' }),
+      }),
+    );
+    assert.equal((await buy()).response.status(), 402);
+    await page.locator('#alert').filter({ hasText: 'Pay Later purchases are paused — nothing was charged' }).waitFor();
+    assert.match(await text('#alert'), /Please contact your agency\./);
+    assert.deepEqual(await storedBalances(), before, 'nothing was bought');
+  } finally {
+    await page.unroute('**/credit-purchases');
+    await page.unroute('**/balances');
+  }
+});
+
 test('deployed-style config: config.json with apiBaseUrl and a getToken module, API on another origin (CORS)', async (t) => {
   const gateway = new URL(GATEWAY_URL);
   const allowed = (process.env.DASHBOARD_ORIGIN ?? '').split(',').map((o) => o.trim());
@@ -443,7 +677,7 @@ test('deployed-style config: config.json with apiBaseUrl and a getToken module, 
   );
   try {
     await page.goto(`${panelOrigin}/`);
-    await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+    await panelLoaded();
     assert.equal(await text('#account-id'), ACCOUNT, 'the account comes from the token when config.json has none');
     const before = await storedBalances();
     await quantity('pixel').fill('1');
@@ -463,7 +697,7 @@ test('deployed-style config: config.json with apiBaseUrl and a getToken module, 
 test('readable at 375px: no sideways scrolling, inputs reachable by keyboard', async () => {
   await page.setViewportSize({ width: 375, height: 812 });
   await page.goto(`${GATEWAY_URL}/`);
-  await page.locator('#price-audience').filter({ hasText: SEEDED.audience }).waitFor();
+  await panelLoaded();
   await quantity('audience').focus();
   await page.keyboard.type('2');
   await page.keyboard.press('Tab');
