@@ -8,12 +8,14 @@
 //! - [`cache`]: per-instance cache of account → agency and agency → prices, re-checked by every purchase.
 //! - [`api`]: the HTTP handlers, request parsing and the one error → problem mapping.
 //! - [`billing`]: the billing run's loop over storage's pages and steps.
+//! - [`consumption`]: the platform spending credits and releasing them, exactly once (invoked with IAM).
 //! - [`payments`]: recording payments and failures, and the daily overdue sweep (invoked with IAM).
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
 pub mod billing;
 pub mod cache;
+pub mod consumption;
 pub mod domain;
 pub mod payments;
 pub mod runtime;
