@@ -364,3 +364,68 @@ async fn a_warm_consumption_is_one_dynamodb_call() {
     consumption_event(&env.app.store, &consume("too-much", json!({"audience": 9}))).await.unwrap_err();
     assert_eq!(env.operations.operations(), ["TransactWriteItems"]);
 }
+
+#[tokio::test]
+async fn sample_events_answer_as_documented() {
+    let env = TestEnv::seeded().await;
+    let purchase = answer(
+        api::purchase_credits(&env.app, testkit::request_from_event(&testkit::event_json("purchase-credits.json")))
+            .await,
+    );
+    assert_eq!(purchase.status, 201, "{}", purchase.body);
+    for (file, status) in
+        [("list-ledger.json", 200), ("list-ledger-bad-input.json", 400), ("list-ledger-forbidden.json", 403)]
+    {
+        let request = testkit::request_from_event(&testkit::event_json(file));
+        let a = answer(api::list_purchases_or_ledger(&env.app, request).await);
+        assert_eq!(a.status, status, "{file}: {}", a.body);
+    }
+    let consumed = consumption_event(&env.app.store, &testkit::event_json("consume-credits.json")).await.unwrap();
+    assert!(matches!(consumed, ConsumptionAnswer::Consumed { replayed: false, .. }), "{consumed:?}");
+    let answer_json = serde_json::to_value(&consumed).unwrap();
+    assert_eq!(answer_json["result"], "consumed");
+    assert_eq!(answer_json["quantities"], json!({"audience": 1}));
+    let again = consumption_event(&env.app.store, &testkit::event_json("consume-credits.json")).await.unwrap();
+    assert!(matches!(again, ConsumptionAnswer::Consumed { replayed: true, .. }));
+    let released = consumption_event(&env.app.store, &testkit::event_json("consume-credits-release.json")).await;
+    assert_eq!(serde_json::to_value(released.unwrap()).unwrap()["result"], "released");
+    let bad = consumption_event(&env.app.store, &testkit::event_json("consume-credits-bad-input.json")).await;
+    assert_eq!(bad.unwrap_err().error_type(), "InvalidConsumptionEvent");
+    let ledger = answer(
+        api::list_purchases_or_ledger(&env.app, testkit::request_from_event(&testkit::event_json("list-ledger.json")))
+            .await,
+    );
+    let types: Vec<&str> =
+        ledger.body["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["release", "consumption", "purchase"]);
+    assert_eq!(ledger.body["entries"][0]["balancesAfter"]["audience"], 10);
+}
+
+#[tokio::test]
+async fn an_operator_adjustment_is_an_entry_with_its_reason_and_never_goes_below_zero() {
+    let env = TestEnv::seeded().await;
+    buy(&env, json!({"audience": 3})).await;
+    let deltas = [(CreditType::Audience, -2), (CreditType::Pixel, 5)].into();
+    let at = shared::domain::time::timestamp(std::time::SystemTime::now());
+    let id = uuid::Uuid::now_v7().to_string();
+    let outcome = env.app.store.adjust(COFFEE, &deltas, "duplicate import", "ops@agency", &id, &at).await.unwrap();
+    assert!(matches!(outcome, shared::storage::AdjustOutcome::Adjusted(_)), "{outcome:?}");
+    assert_eq!(raw_balance(&env.app.store, CreditType::Audience).await, 1);
+    assert_eq!(raw_balance(&env.app.store, CreditType::Pixel).await, 5);
+
+    let before = env.snapshot().await;
+    let too_much = [(CreditType::Audience, -2)].into();
+    let id2 = uuid::Uuid::now_v7().to_string();
+    let refused = env.app.store.adjust(COFFEE, &too_much, "oops", "ops@agency", &id2, &at).await.unwrap();
+    let shared::storage::AdjustOutcome::Insufficient(short) = refused else { panic!("{refused:?}") };
+    assert_eq!((short[0].balance, short[0].short), (1, 1));
+    assert_eq!(env.snapshot().await, before);
+
+    let page = ledger(&env, COFFEE, "type=adjustment").await;
+    let entry = &page.body["entries"][0];
+    assert_eq!(entry["quantities"], json!({"audience": -2, "pixel": 5}));
+    assert_eq!(entry["reason"], "duplicate import");
+    assert!(entry.get("actor").is_none(), "who made it is not shown to the client");
+    assert_eq!(entry["balancesAfter"]["audience"], 1);
+    assert_eq!(env.drift(COFFEE).await, Vec::<String>::new());
+}

@@ -18,7 +18,7 @@ use super::ledger::ledger_entry_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, internal, keys};
 use crate::domain::CreditType;
-use crate::domain::ledger::{Consumption, EntryType, LedgerEntry, Quantities, Shortfall, shortfalls};
+use crate::domain::ledger::{Consumption, Deltas, EntryType, LedgerEntry, Quantities, Shortfall, shortfalls};
 use crate::table::{PARTITION_KEY, SORT_KEY};
 
 /// What a consumption (or its replay) answers.
@@ -55,6 +55,14 @@ pub enum ConsumeOutcome {
     IdReused,
     AccountMissing,
     /// Not enough credits of these types: nothing was written.
+    Insufficient(Vec<Shortfall>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    Adjusted(LedgerEntry),
+    AccountMissing,
+    /// A negative quantity would take a balance below zero: nothing was written.
     Insufficient(Vec<Shortfall>),
 }
 
@@ -279,6 +287,80 @@ impl Store {
             })
             .await?;
         Ok(outcome.unwrap_or(ReleaseOutcome::Released(receipt)))
+    }
+
+    /// An operator's adjustment: signed quantities with a reason and who made it, one transaction with its
+    /// ledger entry; a negative quantity only while the balance stays at or above zero.
+    pub async fn adjust(
+        &self,
+        account_id: &str,
+        deltas: &Deltas,
+        reason: &str,
+        actor: &str,
+        entry_id: &str,
+        at: &str,
+    ) -> Result<AdjustOutcome, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the adjustment transaction", e);
+        let deltas: Deltas = deltas.iter().filter(|(_, d)| **d != 0).map(|(t, d)| (*t, *d)).collect();
+        if deltas.is_empty() {
+            return Err(StoreError::Internal("an adjustment without quantities reached storage".into()));
+        }
+        let mut adds = Vec::new();
+        let mut conditions = vec!["attribute_exists(pk)".to_owned()];
+        let mut names = HashMap::from([("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned())]);
+        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
+        let mut taken = Quantities::new();
+        for (i, (credit_type, delta)) in deltas.iter().enumerate() {
+            adds.push(format!("#b{i} :d{i}"));
+            names.insert(format!("#b{i}"), keys::balance_attribute(*credit_type).to_owned());
+            values.insert(format!(":d{i}"), n(delta));
+            if *delta < 0 {
+                conditions.push(format!("#b{i} >= :q{i}"));
+                values.insert(format!(":q{i}"), n(delta.unsigned_abs()));
+                taken.insert(*credit_type, delta.unsigned_abs());
+            }
+        }
+        let account = Update::builder()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::account(account_id), keys::ACCOUNT_SK)))
+            .update_expression(format!("ADD {}, #entries :one", adds.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build)?;
+        let entry = LedgerEntry {
+            entry_id: entry_id.to_owned(),
+            account_id: account_id.to_owned(),
+            entry_type: EntryType::Adjustment,
+            created_at: at.to_owned(),
+            quantities: deltas,
+            reason: Some(reason.to_owned()),
+            reference: None,
+            consumption_id: None,
+            purchase_id: None,
+            actor: Some(actor.to_owned()),
+        };
+        let items = vec![
+            TransactWriteItem::builder().update(account).build(),
+            TransactWriteItem::builder().put(ledger_entry_put(&self.table_name, &entry)?).build(),
+        ];
+        let outcome = self
+            .transact_with_retries("TransactWriteItems adjustment", &items, entry_id, true, |reasons| {
+                if condition_failed(reasons, 1) {
+                    return Ok(Some(AdjustOutcome::Adjusted(entry.clone())));
+                }
+                if !condition_failed(reasons, 0) {
+                    return Ok(None);
+                }
+                Ok(Some(match reasons[0].item().filter(|item| !item.is_empty()) {
+                    None => AdjustOutcome::AccountMissing,
+                    Some(account) => AdjustOutcome::Insufficient(shortfalls(&signed_balances(account)?, &taken)),
+                }))
+            })
+            .await?;
+        Ok(outcome.unwrap_or(AdjustOutcome::Adjusted(entry)))
     }
 
     /// A consumption's marker as its receipt, if the account has one under that id.

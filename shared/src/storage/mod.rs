@@ -44,7 +44,7 @@ pub use billing::{
     StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
     UnbilledPages,
 };
-pub use consumption::{ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
+pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPosition};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
