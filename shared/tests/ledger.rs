@@ -129,6 +129,11 @@ async fn sixty_four_concurrent_consumptions_of_one_credit_against_forty() {
     assert_eq!(consumptions.len(), 40);
     assert!(consumptions.iter().all(|(e, _)| e.quantities[&CreditType::Audience] == -1));
     assert_eq!(env.drift(COFFEE).await, Vec::<String>::new());
+    // The operator's full scan counts the consumptions too: balance = Σ entries, nothing negative.
+    let mut scanned = shared::domain::reconcile::Ledger::default();
+    env.app.store.read_ledger(&mut scanned, 2).await.unwrap();
+    assert_eq!(scanned.entries_read, 41);
+    assert_eq!(scanned.drift(), vec![]);
 }
 
 #[tokio::test]
