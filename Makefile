@@ -2,7 +2,7 @@
 # performance figures into bench/RESULTS.md (exit 0 even on a missed target; BENCH_ARGS=--quick for a short run).
 BENCH_ARGS ?=
 
-.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction
+.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction
 
 dev:
 	scripts/dev.sh
@@ -49,3 +49,6 @@ build-RecordPaymentFunction:
 
 build-StatementSweepFunction:
 	$(call lambda_artifact,statement-sweep)
+
+build-ConsumeCreditsFunction:
+	$(call lambda_artifact,consume-credits)

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Invokes every sample event in events/ with `cargo lambda invoke` against a running `cargo lambda watch`
 # and checks the status each file name promises: <function>.json -> 2xx, *-bad-input.json -> 400,
-# *-forbidden.json -> 403. list-statement-purchases*.json are routes of the list-statements function.
+# *-forbidden.json -> 403. list-statement-purchases*.json are routes of the list-statements function,
+# list-ledger*.json the ledger route of the list-purchases function. consume-credits*.json are direct invokes
+# (no HTTP status): the valid one must answer a consumption (a replay on a stack it ran on before), the release
+# a release, the bad input the error type InvalidConsumptionEvent.
 # Usage: scripts/invoke-events.sh [INVOKE_PORT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,17 +47,31 @@ else
   failed=$((failed + 1)); echo "FAIL statement-sweep events/statement-sweep.json"; printf '%s\n' "$sweep_output" | head -c 2000; echo
 fi
 
+# consume-credits: after the purchase above, so the seeded account has audience credits to spend.
+for case in "consume-credits:\"result\":\"consumed\"" "consume-credits-release:\"result\":\"released\"" \
+  "consume-credits-bad-input:InvalidConsumptionEvent"; do
+  name="${case%%:*}" want="${case#*:}"
+  output="$(cargo lambda invoke consume-credits --data-file "events/$name.json" -P "$port" 2>&1)" || true
+  if printf '%s' "$output" | tr -d ' \n' | grep -qF "$want"; then
+    passed=$((passed + 1)); echo "ok   consume-credits events/$name.json -> $want"
+  else
+    failed=$((failed + 1)); echo "FAIL consume-credits events/$name.json (want $want)"; printf '%s\n' "$output" | head -c 2000; echo
+  fi
+done
 for file in events/*.json; do
   name="$(basename "$file" .json)"
   case "$name" in
     record-payment*|statement-sweep*) continue ;; # not HTTP functions; invoked above
     *-bad-input) function="${name%-bad-input}"; want="400" ;;
     *-forbidden) function="${name%-forbidden}"; want="403" ;;
-    billing-run*) continue ;; # not an HTTP function; checked by its own test
+    billing-run*|consume-credits*) continue ;; # not HTTP functions; checked above
     purchase-credits) function="$name"; want="201" ;;
     *) function="$name"; want="200" ;;
   esac
   data=(--data-file "$file")
+  if [ "$function" = "list-ledger" ]; then
+    function="list-purchases"
+  fi
   if [ "$function" = "list-statement-purchases" ]; then
     function="list-statements"
     if [ "$want" = "200" ]; then

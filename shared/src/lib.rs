@@ -9,12 +9,14 @@
 //! - [`api`]: the HTTP handlers, request parsing and the one error → problem mapping.
 //! - [`billing`]: the billing run's loop over storage's pages and steps.
 //! - [`metrics`]: CloudWatch metrics (EMF) per purchase, billing run and reconcile check.
+//! - [`consumption`]: the platform spending credits and releasing them, exactly once (invoked with IAM).
 //! - [`payments`]: recording payments and failures, and the daily overdue sweep (invoked with IAM).
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
 pub mod billing;
 pub mod cache;
+pub mod consumption;
 pub mod domain;
 pub mod metrics;
 pub mod payments;

@@ -40,8 +40,8 @@ enum On {
     Indexes(&'static [&'static str]),
 }
 
-// Partition keys. Everything of one account lives under its pk: the account and balances, purchases, client
-// statements and their parts, idempotency keys.
+// Partition keys. Everything of one account lives under its pk: the account and balances, purchases, ledger
+// entries, consumption markers, client statements and their parts, idempotency keys.
 const ACCOUNT: &str = "ACCOUNT#*";
 /// Agency pricing, agency statements and their parts.
 const AGENCY: &str = "AGENCY#*";
@@ -120,8 +120,21 @@ const FUNCTIONS: &[ExpectedFunction] = &[
     ExpectedFunction {
         logical_id: "ListPurchasesFunction",
         binary: "list-purchases",
+        // The account, then a page of its purchases or of its ledger entries.
         grants: &[Grant { actions: &["dynamodb:GetItem", "dynamodb:Query"], on: On::Table, keys: &[ACCOUNT] }],
-        routes: &[("GET", "/accounts/{accountId}/credit-purchases")],
+        routes: &[("GET", "/accounts/{accountId}/credit-purchases"), ("GET", "/accounts/{accountId}/ledger")],
+    },
+    ExpectedFunction {
+        logical_id: "ConsumeCreditsFunction",
+        binary: "consume-credits",
+        grants: &[
+            // A consumption's marker before its release.
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
+            // The consumption and release transactions: Update balances and the marker, Put the ledger entry and
+            // the marker; all in the account's own partition.
+            Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
+        ],
+        routes: &[],
     },
     ExpectedFunction {
         logical_id: "ListStatementsFunction",

@@ -241,13 +241,17 @@ impl TestEnv {
             .expect("update a stored rate");
     }
 
-    /// How the account's balances differ from its purchase records, one line per credit type (empty: none).
+    /// How the account's balances differ from its ledger (entries, and purchases older than the ledger), and any
+    /// negative balance, one line per credit type (empty: none).
     pub async fn drift(&self, account_id: &str) -> Vec<String> {
         let ledger = self.app.store.account_ledger(account_id).await.expect("the account's ledger");
         let mut lines = Vec::new();
         for drift in ledger.drift() {
             for (t, balance, sum) in &drift.differences {
-                lines.push(format!("{t}: balance {balance:?} != purchased {sum}"));
+                lines.push(format!("{t}: balance {balance:?} != ledger {sum}"));
+            }
+            for (t, balance) in &drift.negative {
+                lines.push(format!("{t}: negative balance {balance}"));
             }
             if let Some((available, expected)) = drift.line {
                 lines.push(format!("credit line: available {available} != {expected}"));

@@ -1,4 +1,5 @@
-//! `list-purchases` Lambda: wiring only; the handler lives in `shared::api::list_purchases`.
+//! `list-purchases` Lambda (`GET .../credit-purchases` and `GET .../ledger`): wiring only; the handler lives in
+//! `shared::api::list_purchases_or_ledger`.
 
 use lambda_http::{Error, Request, run, service_fn};
 
@@ -8,7 +9,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::runtime::app_from_env().await;
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::api::list_purchases(app, request).await) }
+        async move { Ok::<_, Error>(shared::api::list_purchases_or_ledger(app, request).await) }
     }))
     .await
 }

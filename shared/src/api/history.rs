@@ -187,7 +187,7 @@ pub fn statement_view(statement: &Statement) -> Value {
 }
 
 /// `limit`: absent → 20; else a plain whole number 1..=100.
-fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
+pub(super) fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
     let Some(raw) = raw else { return Ok(DEFAULT_PAGE_SIZE) };
     let invalid = || AppError::InvalidQuery {
         parameter: "limit",
@@ -203,7 +203,7 @@ fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
     }
 }
 
-fn invalid_cursor(why: &str) -> AppError {
+pub(super) fn invalid_cursor(why: &str) -> AppError {
     AppError::InvalidQuery {
         parameter: "cursor",
         detail: format!("`cursor` must be a `nextCursor` from this account's previous page: {why}."),
@@ -226,13 +226,13 @@ fn decode_cursor(cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError
 }
 
 /// A cursor: base64url (no padding) of the JSON of a position.
-fn encode_position(position: &impl Serialize) -> String {
+pub(super) fn encode_position(position: &impl Serialize) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_string(position).expect("a position serialises"))
 }
 
 /// Strict: canonical base64url of the JSON of exactly that position type (unknown fields refused). The caller
 /// then checks the position is one of the caller's own.
-fn decode_position<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
+pub(super) fn decode_position<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
     if cursor.is_empty() || cursor.len() > MAX_CURSOR_CHARS {
         return Err(invalid_cursor("wrong length"));
     }

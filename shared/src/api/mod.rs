@@ -3,7 +3,8 @@
 //! - [`http`]: reading API Gateway requests (claims, path, body, headers, query).
 //! - [`error`]: the one error type and the one place it becomes a response.
 //! - this file: the instance's shared state, the request budget, the read routes and the client's views.
-//! - [`purchase`]: `POST /credit-purchases`; [`history`]: the purchase history and statements routes.
+//! - [`purchase`]: `POST /credit-purchases`; [`history`]: the purchase history and statements routes;
+//!   [`ledger`]: the ledger route (served with the purchase history by `list-purchases`).
 //!
 //! Handlers import the domain and storage; neither imports them.
 
@@ -25,9 +26,11 @@ use http::{authorize, json_response};
 pub mod error;
 pub mod history;
 pub mod http;
+pub mod ledger;
 pub mod purchase;
 
 pub use history::{list_purchases, list_statements};
+pub use ledger::{list_ledger, list_purchases_or_ledger};
 pub use purchase::{IDEMPOTENCY_TTL, purchase_credits};
 
 /// Settings read once at cold start.

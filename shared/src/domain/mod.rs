@@ -7,7 +7,8 @@
 //! - [`purchase`]: validating a purchase request, quoting it, and the purchase record it becomes.
 //! - [`billing`]: cycles, statements and what a batch of purchases adds to one.
 //! - [`credit`]: pay-later credit lines (limit, available, outstanding).
-//! - [`reconcile`]: the check that every balance equals its purchases.
+//! - [`ledger`]: ledger entries (every balance change), consumptions and the balance after each entry.
+//! - [`reconcile`]: the check that every balance equals its ledger entries and none is negative.
 //! - [`time`]: the one timestamp format every sortable key uses.
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod billing;
 pub mod credit;
+pub mod ledger;
 pub mod pricing;
 pub mod purchase;
 pub mod reconcile;

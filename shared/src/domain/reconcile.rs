@@ -1,23 +1,30 @@
-//! Reconciliation: every account's balance must equal the sum of its purchase records per credit type, and
-//! every credit line must have exactly `limit − (purchases not yet paid)` available: per account at price,
-//! per agency at cost.
+//! Reconciliation: every account's balance must equal the sum of its ledger entries per credit type and never
+//! be negative, and every credit line must have exactly `limit − (purchases not yet paid)` available: per
+//! account at price, per agency at cost.
 //!
-//! Purchases are today the only thing that changes a balance. A future change of balance (consumption,
-//! refunds, grants) must be recorded as its own ledger item and added here, or it will show as drift.
+//! Every change of a balance is a ledger entry (purchase, consumption, release, void, adjustment). Purchases
+//! made before the ledger existed have no entry: such a purchase counts by its record instead, so each
+//! purchase counts exactly once (by its entry when it has one).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rust_decimal::Decimal;
 
+use super::CreditType;
 use super::credit::CreditLine;
-use super::{Balances, CreditType};
+use super::ledger::{Deltas, EntryType};
+
+/// Balances as stored, signed (a negative one is reported, never assumed away).
+pub type SignedBalances = BTreeMap<CreditType, i64>;
 
 /// One account whose balance or line disagrees with its purchase and payment records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Drift {
     pub account_id: String,
-    /// Per drifting credit type: (stored balance, sum of purchase records). `None` balance: no account item.
-    pub differences: Vec<(CreditType, Option<u64>, u64)>,
+    /// Per drifting credit type: (stored balance, sum of the ledger). `None` balance: no account item.
+    pub differences: Vec<(CreditType, Option<i64>, i64)>,
+    /// Per credit type whose stored balance is below zero: that balance.
+    pub negative: Vec<(CreditType, i64)>,
     /// The line's stored `available` and what it should be (limit − purchases + payments), when they differ.
     pub line: Option<(Decimal, Decimal)>,
 }
@@ -30,12 +37,18 @@ pub struct AgencyDrift {
     pub expected: Decimal,
 }
 
-/// Sums purchases and payments into per-account and per-agency figures as the ledger is read.
+/// Sums ledger entries, purchases and payments into per-account and per-agency figures as the ledger is read.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    pub balances: BTreeMap<String, Balances>,
-    pub purchased: BTreeMap<String, Balances>,
+    pub balances: BTreeMap<String, SignedBalances>,
+    /// Per account: the sum of its ledger entries.
+    pub entry_sums: BTreeMap<String, SignedBalances>,
+    /// Per account: the purchases that have their ledger entry.
+    pub purchases_with_entry: BTreeMap<String, BTreeSet<String>>,
+    /// Per account: each purchase record's quantities, by purchase id (counted only if it has no entry).
+    pub purchase_records: BTreeMap<String, BTreeMap<String, SignedBalances>>,
     pub purchases_read: u64,
+    pub entries_read: u64,
     pub account_lines: BTreeMap<String, CreditLine>,
     /// Per account: purchase totals at price minus payments of its client statements.
     pub account_owed: BTreeMap<String, Decimal>,
@@ -89,42 +102,91 @@ impl Ledger {
             .collect()
     }
 
-    pub fn add_account(&mut self, account_id: &str, balances: Balances) {
+    pub fn add_account(&mut self, account_id: &str, balances: SignedBalances) {
         self.balances.insert(account_id.to_owned(), balances);
     }
 
-    pub fn add_purchase(&mut self, account_id: &str, lines: impl IntoIterator<Item = (CreditType, u64)>) {
+    /// A purchase record: counts towards the balance only if the purchase has no ledger entry (it predates the
+    /// ledger).
+    pub fn add_purchase(
+        &mut self,
+        account_id: &str,
+        purchase_id: &str,
+        lines: impl IntoIterator<Item = (CreditType, u64)>,
+    ) {
         self.purchases_read += 1;
-        let sums = self.purchased.entry(account_id.to_owned()).or_default();
+        let sums =
+            self.purchase_records.entry(account_id.to_owned()).or_default().entry(purchase_id.to_owned()).or_default();
         for (credit_type, quantity) in lines {
-            *sums.0.entry(credit_type).or_default() += quantity;
+            *sums.entry(credit_type).or_default() += i64::try_from(quantity).unwrap_or(i64::MAX);
         }
     }
 
-    /// Every account (or orphan purchase owner) whose numbers disagree, in account order.
+    /// A ledger entry of any type; a purchase's entry stands for its purchase record.
+    pub fn add_entry(&mut self, account_id: &str, entry_type: EntryType, purchase_id: Option<&str>, deltas: &Deltas) {
+        self.entries_read += 1;
+        if entry_type == EntryType::Purchase
+            && let Some(purchase_id) = purchase_id
+        {
+            self.purchases_with_entry.entry(account_id.to_owned()).or_default().insert(purchase_id.to_owned());
+        }
+        let sums = self.entry_sums.entry(account_id.to_owned()).or_default();
+        for (credit_type, delta) in deltas {
+            *sums.entry(*credit_type).or_default() += delta;
+        }
+    }
+
+    /// What an account's balance should be per type: its entries, plus purchases that have no entry.
+    pub fn expected_balances(&self, account_id: &str) -> SignedBalances {
+        let mut sums = self.entry_sums.get(account_id).cloned().unwrap_or_default();
+        let with_entry = self.purchases_with_entry.get(account_id);
+        for (purchase_id, quantities) in self.purchase_records.get(account_id).into_iter().flatten() {
+            if with_entry.is_some_and(|ids| ids.contains(purchase_id)) {
+                continue;
+            }
+            for (t, q) in quantities {
+                *sums.entry(*t).or_default() += q;
+            }
+        }
+        sums
+    }
+
+    /// Every account (or orphan entry or purchase owner) whose numbers disagree or whose balance is negative,
+    /// in account order.
     pub fn drift(&self) -> Vec<Drift> {
-        let mut ids: Vec<&String> =
-            self.balances.keys().chain(self.purchased.keys()).chain(self.account_lines.keys()).collect();
+        let mut ids: Vec<&String> = self
+            .balances
+            .keys()
+            .chain(self.entry_sums.keys())
+            .chain(self.purchase_records.keys())
+            .chain(self.account_lines.keys())
+            .collect();
         ids.sort();
         ids.dedup();
-        let empty = Balances::default();
         ids.into_iter()
             .filter_map(|id| {
                 let stored = self.balances.get(id);
-                let bought = self.purchased.get(id).unwrap_or(&empty);
+                let expected = self.expected_balances(id);
                 let differences: Vec<_> = CreditType::ALL
                     .into_iter()
                     .filter_map(|t| {
-                        let balance = stored.map(|b| b.get(t));
-                        let sum = bought.get(t);
+                        let balance = stored.map(|b| b.get(&t).copied().unwrap_or(0));
+                        let sum = expected.get(&t).copied().unwrap_or(0);
                         (balance != Some(sum) && !(balance.is_none() && sum == 0)).then_some((t, balance, sum))
                     })
                     .collect();
+                let negative: Vec<_> =
+                    stored.into_iter().flat_map(|b| b.iter().filter(|(_, v)| **v < 0).map(|(t, v)| (*t, *v))).collect();
                 let line = self.account_lines.get(id).and_then(|line| {
                     let expected = line.limit - self.account_owed.get(id).copied().unwrap_or_default();
                     (line.available != expected).then_some((line.available, expected))
                 });
-                (!differences.is_empty() || line.is_some()).then(|| Drift { account_id: id.clone(), differences, line })
+                (!differences.is_empty() || !negative.is_empty() || line.is_some()).then(|| Drift {
+                    account_id: id.clone(),
+                    differences,
+                    negative,
+                    line,
+                })
             })
             .collect()
     }
@@ -137,29 +199,64 @@ mod tests {
     #[test]
     fn matching_ledger_has_no_drift_and_mismatches_are_listed() {
         let mut ledger = Ledger::default();
-        ledger.add_account("a", Balances([(CreditType::Audience, 3)].into()));
-        ledger.add_purchase("a", [(CreditType::Audience, 1)]);
-        ledger.add_purchase("a", [(CreditType::Audience, 2)]);
-        ledger.add_account("b", Balances([(CreditType::Pixel, 5)].into()));
-        ledger.add_purchase("b", [(CreditType::Pixel, 4)]);
-        ledger.add_purchase("ghost", [(CreditType::Enrichment, 1)]);
-        ledger.add_account("idle", Balances::default());
+        ledger.add_account("a", [(CreditType::Audience, 3)].into());
+        ledger.add_purchase("a", "p1", [(CreditType::Audience, 1)]);
+        ledger.add_purchase("a", "p2", [(CreditType::Audience, 2)]);
+        ledger.add_account("b", [(CreditType::Pixel, 5)].into());
+        ledger.add_purchase("b", "p3", [(CreditType::Pixel, 4)]);
+        ledger.add_purchase("ghost", "p4", [(CreditType::Enrichment, 1)]);
+        ledger.add_account("idle", SignedBalances::default());
         let drift = ledger.drift();
         assert_eq!(
             drift,
             vec![
-                Drift { account_id: "b".into(), differences: vec![(CreditType::Pixel, Some(5), 4)], line: None },
-                Drift { account_id: "ghost".into(), differences: vec![(CreditType::Enrichment, None, 1)], line: None },
+                Drift {
+                    account_id: "b".into(),
+                    differences: vec![(CreditType::Pixel, Some(5), 4)],
+                    negative: vec![],
+                    line: None
+                },
+                Drift {
+                    account_id: "ghost".into(),
+                    differences: vec![(CreditType::Enrichment, None, 1)],
+                    negative: vec![],
+                    line: None
+                },
             ]
         );
         assert_eq!(ledger.purchases_read, 4);
     }
 
     #[test]
+    fn entries_count_once_with_their_purchases_and_negative_balances_are_reported() {
+        let mut ledger = Ledger::default();
+        // p1 has its entry (counted once), p0 predates the ledger (counted by its record).
+        ledger.add_purchase("a", "p0", [(CreditType::Audience, 2)]);
+        ledger.add_purchase("a", "p1", [(CreditType::Audience, 10)]);
+        ledger.add_entry("a", EntryType::Purchase, Some("p1"), &[(CreditType::Audience, 10)].into());
+        ledger.add_entry("a", EntryType::Consumption, None, &[(CreditType::Audience, -7)].into());
+        ledger.add_entry("a", EntryType::Release, None, &[(CreditType::Audience, 3)].into());
+        ledger.add_account("a", [(CreditType::Audience, 8)].into());
+        assert!(ledger.drift().is_empty(), "{:?}", ledger.drift());
+
+        ledger.add_entry("b", EntryType::Consumption, None, &[(CreditType::Pixel, -1)].into());
+        ledger.add_account("b", [(CreditType::Pixel, -1)].into());
+        assert_eq!(
+            ledger.drift(),
+            vec![Drift {
+                account_id: "b".into(),
+                differences: vec![],
+                negative: vec![(CreditType::Pixel, -1)],
+                line: None
+            }]
+        );
+    }
+
+    #[test]
     fn lines_must_hold_exactly_limit_minus_what_is_unpaid() {
         let d = |s: &str| s.parse::<Decimal>().unwrap();
         let mut ledger = Ledger::default();
-        ledger.add_account("a", Balances::default());
+        ledger.add_account("a", SignedBalances::default());
         ledger.add_account_line("a", CreditLine { limit: d("100.00"), available: d("70.00") });
         ledger.add_purchase_amounts("a", "g", d("50.00"), d("20.00"));
         ledger.add_payment(PaymentOwner::Account("a"), d("20.00"));

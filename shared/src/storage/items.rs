@@ -129,6 +129,20 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
     })
 }
 
+/// An account item's balances as stored, signed: a negative balance is read as such (reconcile reports it),
+/// where [`account_from_item`] refuses it.
+pub fn signed_balances(item: &Item) -> Result<BTreeMap<CreditType, i64>, StoreError> {
+    let mut balances = BTreeMap::new();
+    for credit_type in CreditType::ALL {
+        let name = keys::balance_attribute(credit_type);
+        let value = item.decimal(name)?.unwrap_or_default();
+        let whole = value.fract().is_zero().then(|| i64::try_from(value).ok()).flatten();
+        balances
+            .insert(credit_type, whole.ok_or_else(|| item.invalid(name, &format!("is not a whole number: {value}")))?);
+    }
+    Ok(balances)
+}
+
 /// The line on an account or agency line item; `None` if it was never given one.
 pub fn credit_line_from_item(item: &Item) -> Result<Option<CreditLine>, StoreError> {
     match (item.decimal(keys::CREDIT_LIMIT)?, item.decimal(keys::AVAILABLE_CREDIT)?) {

@@ -50,6 +50,24 @@ pub fn idempotency_sk(key: &str) -> String {
     format!("IDEMPOTENCY#{key}")
 }
 
+pub const LEDGER_SK_PREFIX: &str = "LEDGER#";
+
+/// A ledger entry in its account's partition: `LEDGER#{createdAt}#{entryId}`, so the entries sort by time.
+pub fn ledger_sk(created_at: &str, entry_id: &str) -> String {
+    format!("{LEDGER_SK_PREFIX}{created_at}#{entry_id}")
+}
+
+pub const CONSUMPTION_SK_PREFIX: &str = "CONSUMPTION#";
+
+/// A consumption's exactly-once marker (the caller's id, its request hash, its entry, its release).
+pub fn consumption_sk(consumption_id: &str) -> String {
+    format!("{CONSUMPTION_SK_PREFIX}{consumption_id}")
+}
+
+/// On the account item: how many ledger entries were written (ADD 1 in each entry's transaction), so a reader
+/// can tell that no entry landed between two reads.
+pub const LEDGER_ENTRY_COUNT: &str = "ledgerEntryCount";
+
 pub const PAYMENT_SK_PREFIX: &str = "PAYMENT#";
 
 /// A payment in its owner's partition.

@@ -8,6 +8,8 @@
 //! | agency pricing            | `AGENCY#{agencyId}`   | `PRICING`                                      |
 //! | account + balances        | `ACCOUNT#{accountId}` | `ACCOUNT`                                      |
 //! | purchase                  | `ACCOUNT#{accountId}` | `PURCHASE#{uuidv7}`                            |
+//! | ledger entry              | `ACCOUNT#{accountId}` | `LEDGER#{createdAt}#{entryId}`                 |
+//! | consumption (exactly once)| `ACCOUNT#{accountId}` | `CONSUMPTION#{consumptionId}`                  |
 //! | agency credit line        | `AGENCYLINE#{agencyId}` | `CREDIT_LINE`                                |
 //! | payment (exactly once)    | `PAYMENT#{reference}` | `PAYMENT`                                      |
 //! | payment (owner's copy)    | `ACCOUNT#…` / `AGENCY#…` | `PAYMENT#{reference}`                       |
@@ -18,8 +20,9 @@
 //! Unbilled purchases also carry the keys of the sparse indexes in [`crate::table`].
 //!
 //! One file per concern: [`keys`] and [`items`] (names and the one set of decoding helpers), [`transact`]
-//! (the retry loop of every transaction), [`purchases`], [`history`], [`billing`] (the steps and statement
-//! reads the billing run is built from), [`ledger`] (what reconcile reads) and [`seeds`].
+//! (the retry loop of every transaction), [`purchases`], [`consumption`] (consumptions and releases),
+//! [`history`], [`billing`] (the steps and statement reads the billing run is built from), [`ledger`] (ledger
+//! entries, the ledger page with balances after each entry, and what reconcile reads) and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -28,6 +31,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use crate::table::SparseIndex;
 
 pub mod billing;
+pub mod consumption;
 pub mod history;
 pub mod items;
 pub mod keys;
@@ -42,7 +46,9 @@ pub use billing::{
     StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
     UnbilledPages,
 };
+pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};
+pub use ledger::{LedgerPage, LedgerPosition};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
 

@@ -11,8 +11,10 @@ use rust_decimal::Decimal;
 use super::items::{
     AgencyPricingItem, Attributes, DefaultPricingItem, Item, account_from_item, from_item, n, s, to_item,
 };
+use super::ledger::ledger_entry_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
+use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
 use crate::table::{
     PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
@@ -66,7 +68,8 @@ const PURCHASE: usize = 1;
 const DEFAULT_PRICING: usize = 2;
 const AGENCY_PRICING: usize = 3;
 const AGENCY_LINE: usize = 4;
-const IDEMPOTENCY_KEY: usize = 5;
+const LEDGER_ENTRY: usize = 5;
+const IDEMPOTENCY_KEY: usize = 6;
 
 /// The index partition an unbilled purchase lands in; stable for a given purchase id.
 pub fn unbilled_shard(purchase_id: &str) -> u32 {
@@ -172,8 +175,8 @@ impl Store {
     }
 
     /// The items of the purchase transaction, at the positions named above: the account (credits in, the client's
-    /// line down), the purchase record, the default and agency price checks, the agency's line down, and the
-    /// idempotency claim if any.
+    /// line down), the purchase record, the default and agency price checks, the agency's line down, the
+    /// purchase's ledger entry, and the idempotency claim if any.
     pub(crate) fn purchase_transaction(
         &self,
         purchase: &PurchaseRecord,
@@ -189,9 +192,13 @@ impl Store {
             ("#agency".to_owned(), "agencyId".to_owned()),
             ("#available".to_owned(), keys::AVAILABLE_CREDIT.to_owned()),
             ("#hold".to_owned(), keys::HOLD_STATEMENT_ID.to_owned()),
+            ("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned()),
         ]);
-        let mut values =
-            HashMap::from([(":agency".to_owned(), s(&purchase.agency_id)), (":total".to_owned(), n(purchase.total))]);
+        let mut values = HashMap::from([
+            (":agency".to_owned(), s(&purchase.agency_id)),
+            (":total".to_owned(), n(purchase.total)),
+            (":one".to_owned(), n(1)),
+        ]);
         for (i, line) in purchase.lines.iter().enumerate() {
             add_expression.push(format!("#b{i} :q{i}"));
             names.insert(format!("#b{i}"), keys::balance_attribute(line.credit_type).to_owned());
@@ -203,7 +210,10 @@ impl Store {
         let balance_update = Update::builder()
             .table_name(&self.table_name)
             .set_key(Some(keys::key(keys::account(&purchase.account_id), keys::ACCOUNT_SK)))
-            .update_expression(format!("ADD {} SET #available = #available - :total", add_expression.join(", ")))
+            .update_expression(format!(
+                "ADD {}, #entries :one SET #available = #available - :total",
+                add_expression.join(", ")
+            ))
             .condition_expression(
                 "attribute_exists(pk) AND #agency = :agency AND attribute_not_exists(#hold) AND #available >= :total",
             )
@@ -260,16 +270,20 @@ impl Store {
             .build()
             .map_err(build)?;
 
+        // 5. The purchase's ledger entry (its id and time are the purchase's).
+        let entry_put = ledger_entry_put(&self.table_name, &LedgerEntry::for_purchase(purchase))?;
+
         let mut items = vec![
             TransactWriteItem::builder().update(balance_update).build(),
             TransactWriteItem::builder().put(purchase_put).build(),
             TransactWriteItem::builder().condition_check(default_check).build(),
             TransactWriteItem::builder().condition_check(agency_check).build(),
             TransactWriteItem::builder().update(agency_line).build(),
+            TransactWriteItem::builder().put(entry_put).build(),
         ];
         debug_assert_eq!(items.len(), IDEMPOTENCY_KEY);
 
-        // 5. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
+        // 6. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
         if let Some(claim) = idempotency {
             let item = HashMap::from([
                 (PARTITION_KEY.to_owned(), s(keys::account(&purchase.account_id))),
@@ -327,9 +341,10 @@ fn condition_outcome(
             .ok_or_else(|| StoreError::Internal("idempotency condition failed without the stored item".into()))?;
         return Ok(Some(RecordOutcome::IdempotencyKeyTaken(stored_idempotency(item)?)));
     }
-    // Our own purchase id already exists only if an earlier attempt of this very call committed and its
-    // response was lost (the request token can be forgotten, e.g. across an engine restart): that is success.
-    if failed(PURCHASE) {
+    // Our own purchase id (or its ledger entry) already exists only if an earlier attempt of this very call
+    // committed and its response was lost (the request token can be forgotten, e.g. across an engine restart):
+    // that is success.
+    if failed(PURCHASE) || failed(LEDGER_ENTRY) {
         return Ok(Some(RecordOutcome::Recorded));
     }
     let account = if failed(ACCOUNT) {

@@ -1,7 +1,8 @@
-//! `reconcile`: balance = sum of purchase records, per account and credit type.
+//! `reconcile`: balance = sum of ledger entries (consumptions and releases included; a purchase older than the
+//! ledger counts by its record), per account and credit type, and no balance below zero.
 //!
-//! The table is read in one parallel Scan, so an account item and its purchase items are read at different
-//! moments: under live traffic a purchase committed between the two reads looks like drift. Every account
+//! The table is read in one parallel Scan, so an account item and its ledger items are read at different
+//! moments: under live traffic a change committed between the two reads looks like drift. Every account
 //! the scan finds drifting is therefore read again as of one moment ([`Store::account_ledger`]: purchases,
 //! account, purchases again, accepted only when both purchase reads agree), and only accounts still drifting
 //! on that re-check are reported.
@@ -80,10 +81,11 @@ pub fn describe(drift: &Drift) -> String {
         .differences
         .iter()
         .map(|(t, balance, sum)| match balance {
-            Some(b) => format!("{t}: balance {b} != purchased {sum}"),
-            None => format!("{t}: no account item, purchased {sum}"),
+            Some(b) => format!("{t}: balance {b} != ledger {sum}"),
+            None => format!("{t}: no account item, ledger {sum}"),
         })
         .collect();
+    parts.extend(drift.negative.iter().map(|(t, balance)| format!("{t}: negative balance {balance}")));
     if let Some((available, expected)) = drift.line {
         parts.push(format!("credit line: available {available} != limit - unpaid = {expected}"));
     }

@@ -48,7 +48,7 @@ async fn clean_ledger_passes_and_tampering_is_reported_per_account() {
     add_pixels_outside_a_purchase(&env, BAKERY, 9).await;
     let report = reconcile::check(&env.app.store, 2).await.unwrap();
     let lines: Vec<String> = report.drift.iter().map(reconcile::describe).collect();
-    assert_eq!(lines, vec!["DRIFT acct-plainsail-bakery: pixel: balance 9 != purchased 0".to_owned()]);
+    assert_eq!(lines, vec!["DRIFT acct-plainsail-bakery: pixel: balance 9 != ledger 0".to_owned()]);
     assert_eq!((report.rechecked, report.unsettled.len()), (1, 0));
 }
 
@@ -150,5 +150,5 @@ async fn live_purchases_are_never_reported_as_drift() {
     let report = reconcile::check(&env.app.store, 4).await.unwrap();
     traffic.await.unwrap();
     let lines: Vec<String> = report.drift.iter().map(reconcile::describe).collect();
-    assert_eq!(lines, vec!["DRIFT acct-plainsail-bakery: pixel: balance 4 != purchased 0".to_owned()]);
+    assert_eq!(lines, vec!["DRIFT acct-plainsail-bakery: pixel: balance 4 != ledger 0".to_owned()]);
 }

@@ -1,0 +1,277 @@
+//! The `consume-credits` entry point, invoked directly (Lambda `Invoke`, IAM-authorised) by the platform's own
+//! services, never through the client API and never with a client token:
+//!
+//! - `{"accountId", "consumptionId", "quantities": {"audience": 3}, "reason", "reference"?}` spends credits:
+//!   every type's balance goes down only if it stays at or above zero, and a `consumption` ledger entry is
+//!   written, in one transaction. Exactly once per account and `consumptionId` (the caller's own id): a retry
+//!   returns the first result (`replayed: true`), the same id with another body is refused.
+//! - `{"accountId", "release": "<consumptionId>", "reason"}` puts that consumption's credits back, once, with a
+//!   `release` ledger entry; a second release returns the first (`replayed: true`).
+//!
+//! Refusals are errors with a meaningful `errorType` ([`ConsumptionError::error_type`]); a refused request
+//! writes nothing.
+
+use std::time::SystemTime;
+
+use lambda_http::lambda_runtime::{Diagnostic, LambdaEvent};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::domain::ledger::{Consumption, MAX_QUANTITY, Quantities, Shortfall};
+use crate::domain::{CreditType, is_valid_account_id, time};
+use crate::storage::{ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt, Store, StoreError};
+
+/// The longest `reason` and `reference` kept on an entry.
+const MAX_TEXT: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConsumptionError {
+    #[error("invalid consumption event: {0}")]
+    InvalidEvent(String),
+    #[error("no such account: {0}")]
+    AccountNotFound(String),
+    #[error("not enough credits: {}", describe_shortfalls(.0))]
+    InsufficientCredits(Vec<Shortfall>),
+    #[error("consumption id {0} was already used with another request")]
+    ConsumptionIdReused(String),
+    #[error("no consumption {0} on this account")]
+    ConsumptionNotFound(String),
+    #[error("consumption not recorded: {0}")]
+    Storage(#[from] StoreError),
+}
+
+fn describe_shortfalls(short: &[Shortfall]) -> String {
+    short
+        .iter()
+        .map(|s| format!("{} short by {} (balance {}, requested {})", s.credit_type, s.short, s.balance, s.requested))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConsumptionError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            ConsumptionError::InvalidEvent(_) => "InvalidConsumptionEvent",
+            ConsumptionError::AccountNotFound(_) => "AccountNotFound",
+            ConsumptionError::InsufficientCredits(_) => "InsufficientCredits",
+            ConsumptionError::ConsumptionIdReused(_) => "ConsumptionIdReused",
+            ConsumptionError::ConsumptionNotFound(_) => "ConsumptionNotFound",
+            ConsumptionError::Storage(StoreError::Unavailable(_)) => "StorageUnavailable",
+            ConsumptionError::Storage(StoreError::Internal(_)) => "StorageError",
+        }
+    }
+}
+
+impl From<ConsumptionError> for Diagnostic {
+    fn from(error: ConsumptionError) -> Diagnostic {
+        Diagnostic { error_type: error.error_type().to_owned(), error_message: error.to_string() }
+    }
+}
+
+/// What `consume-credits` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum ConsumptionAnswer {
+    #[serde(rename = "consumed")]
+    Consumed {
+        replayed: bool,
+        #[serde(flatten)]
+        receipt: ConsumptionReceipt,
+    },
+    #[serde(rename = "released")]
+    Released {
+        replayed: bool,
+        #[serde(flatten)]
+        receipt: ReleaseReceipt,
+    },
+}
+
+/// A consumption event, validated before anything is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumptionEvent {
+    Consume(Consumption),
+    Release { account_id: String, consumption_id: String, reason: String },
+}
+
+/// Consumption ids are the caller's own: bounded and printable, so they can key an item.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub fn parse_consumption_event(event: &Value) -> Result<ConsumptionEvent, ConsumptionError> {
+    let invalid = |why: String| ConsumptionError::InvalidEvent(why);
+    let object: &Map<String, Value> = event.as_object().ok_or_else(|| invalid("expected a JSON object".into()))?;
+    let text = |name: &str| -> Result<Option<String>, ConsumptionError> {
+        match object.get(name) {
+            None => Ok(None),
+            Some(Value::String(value)) if !value.is_empty() && value.chars().count() <= MAX_TEXT => {
+                Ok(Some(value.clone()))
+            }
+            Some(_) => Err(invalid(format!("`{name}` must be a non-empty string of at most {MAX_TEXT} characters"))),
+        }
+    };
+    let required = |name: &str| text(name)?.ok_or_else(|| invalid(format!("`{name}` is required")));
+    let account_id = required("accountId")?;
+    if !is_valid_account_id(&account_id) {
+        return Err(invalid("`accountId` is not an account id".into()));
+    }
+    let id = |name: &str| -> Result<String, ConsumptionError> {
+        let value = required(name)?;
+        if !valid_id(&value) {
+            return Err(invalid(format!("`{name}` must be 1-255 printable ASCII characters without spaces")));
+        }
+        Ok(value)
+    };
+    if object.contains_key("release") {
+        if let Some(unknown) = object.keys().find(|k| !["accountId", "release", "reason"].contains(&k.as_str())) {
+            return Err(invalid(format!("unknown field `{unknown}` in a release")));
+        }
+        return Ok(ConsumptionEvent::Release {
+            account_id,
+            consumption_id: id("release")?,
+            reason: required("reason")?,
+        });
+    }
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["accountId", "consumptionId", "quantities", "reason", "reference"].contains(&k.as_str()))
+    {
+        return Err(invalid(format!("unknown field `{unknown}`")));
+    }
+    let consumption_id = id("consumptionId")?;
+    let Some(Value::Object(raw)) = object.get("quantities") else {
+        return Err(invalid("`quantities` must be an object of credit type to quantity".into()));
+    };
+    let mut quantities = Quantities::new();
+    for (name, value) in raw {
+        let credit_type =
+            CreditType::parse(name).ok_or_else(|| invalid(format!("`quantities`: unknown credit type `{name}`")))?;
+        let quantity = value
+            .as_u64()
+            .filter(|q| *q <= MAX_QUANTITY)
+            .ok_or_else(|| invalid(format!("`quantities.{name}` must be a whole number from 0 to {MAX_QUANTITY}")))?;
+        if quantity > 0 {
+            quantities.insert(credit_type, quantity);
+        }
+    }
+    if quantities.is_empty() {
+        return Err(invalid("`quantities` must ask for at least one credit".into()));
+    }
+    Ok(ConsumptionEvent::Consume(Consumption {
+        account_id,
+        consumption_id,
+        quantities,
+        reason: required("reason")?,
+        reference: text("reference")?,
+    }))
+}
+
+/// The `consume-credits` function.
+pub async fn consume_credits(store: &Store, event: LambdaEvent<Value>) -> Result<ConsumptionAnswer, ConsumptionError> {
+    consumption_event(store, &event.payload).await
+}
+
+/// One consumption event, from its JSON payload.
+pub async fn consumption_event(store: &Store, payload: &Value) -> Result<ConsumptionAnswer, ConsumptionError> {
+    let answer = match parse_consumption_event(payload) {
+        Ok(event) => apply(store, event).await,
+        Err(error) => Err(error),
+    };
+    match &answer {
+        Err(error) => tracing::warn!(error = %error, error_type = error.error_type(), "consumption event refused"),
+        Ok(ConsumptionAnswer::Consumed { replayed, receipt }) => {
+            tracing::info!(replayed, consumption_id = %receipt.consumption_id, "credits consumed")
+        }
+        Ok(ConsumptionAnswer::Released { replayed, receipt }) => {
+            tracing::info!(replayed, consumption_id = %receipt.consumption_id, "consumption released")
+        }
+    }
+    answer
+}
+
+async fn apply(store: &Store, event: ConsumptionEvent) -> Result<ConsumptionAnswer, ConsumptionError> {
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let now = time::timestamp(SystemTime::now());
+    match event {
+        ConsumptionEvent::Consume(consumption) => match store.consume(&consumption, &entry_id, &now).await? {
+            ConsumeOutcome::Consumed(receipt) => Ok(ConsumptionAnswer::Consumed { replayed: false, receipt }),
+            ConsumeOutcome::Replayed(receipt) => Ok(ConsumptionAnswer::Consumed { replayed: true, receipt }),
+            ConsumeOutcome::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
+            ConsumeOutcome::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
+            ConsumeOutcome::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),
+        },
+        ConsumptionEvent::Release { account_id, consumption_id, reason } => {
+            match store.release(&account_id, &consumption_id, &reason, &entry_id, &now).await? {
+                ReleaseOutcome::Released(receipt) => Ok(ConsumptionAnswer::Released { replayed: false, receipt }),
+                ReleaseOutcome::Replayed(receipt) => Ok(ConsumptionAnswer::Released { replayed: true, receipt }),
+                ReleaseOutcome::ConsumptionNotFound => Err(ConsumptionError::ConsumptionNotFound(consumption_id)),
+                ReleaseOutcome::AccountMissing => Err(ConsumptionError::AccountNotFound(account_id)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn consumption_events_are_strict() {
+        let consume = parse_consumption_event(&json!({
+            "accountId": "acct-a", "consumptionId": "job-1", "quantities": {"audience": 3, "pixel": 0},
+            "reason": "audience build", "reference": "job/1"
+        }))
+        .unwrap();
+        assert_eq!(
+            consume,
+            ConsumptionEvent::Consume(Consumption {
+                account_id: "acct-a".into(),
+                consumption_id: "job-1".into(),
+                quantities: Quantities::from([(CreditType::Audience, 3)]),
+                reason: "audience build".into(),
+                reference: Some("job/1".into()),
+            })
+        );
+        let release = parse_consumption_event(&json!({"accountId": "acct-a", "release": "job-1", "reason": "failed"}));
+        assert_eq!(
+            release.unwrap(),
+            ConsumptionEvent::Release {
+                account_id: "acct-a".into(),
+                consumption_id: "job-1".into(),
+                reason: "failed".into()
+            }
+        );
+        for bad in [
+            json!([]),
+            json!({}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": 0}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": -1}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": 1.5}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"gold": 1}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": 1_000_001}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": 1}}),
+            json!({"accountId": "acct-a", "consumptionId": "a b", "quantities": {"audience": 1}, "reason": "r"}),
+            json!({"accountId": "a#b", "consumptionId": "c", "quantities": {"audience": 1}, "reason": "r"}),
+            json!({"accountId": "acct-a", "consumptionId": "c", "quantities": {"audience": 1}, "reason": "r", "x": 1}),
+            json!({"accountId": "acct-a", "release": "c"}),
+            json!({"accountId": "acct-a", "release": "c", "reason": "r", "quantities": {}}),
+        ] {
+            let error = parse_consumption_event(&bad).expect_err(&bad.to_string());
+            assert_eq!(error.error_type(), "InvalidConsumptionEvent", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_shortfall_names_the_type_and_the_amount() {
+        let error = ConsumptionError::InsufficientCredits(vec![Shortfall {
+            credit_type: CreditType::Audience,
+            balance: 1,
+            requested: 3,
+            short: 2,
+        }]);
+        assert_eq!(error.error_type(), "InsufficientCredits");
+        assert_eq!(error.to_string(), "not enough credits: audience short by 2 (balance 1, requested 3)");
+    }
+}
