@@ -57,7 +57,9 @@ async fn a_purchase_and_a_billing_run_write_valid_emf_with_allowed_dimensions_on
     assert_eq!(answer(metrics::purchase_credits(&app, refused.request()).await).status, 400);
 
     // A billing run that bills it, and one refused (a bad event).
-    let summary = metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": "2099-01-01T00:00:00Z"}), None)
+    // A cycle ending a moment from now: after the purchase, and not in the future a run refuses.
+    let cycle_end = shared::domain::time::timestamp(std::time::SystemTime::now() + std::time::Duration::from_secs(1));
+    let summary = metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": cycle_end}), None)
         .await
         .expect("billing run");
     assert_eq!(summary.purchases_billed_to_client, 1);
