@@ -111,6 +111,8 @@ pub struct RunSummary {
     /// Statements of the cycle made payable (`building` → `pending_payment`) once both sides finished.
     pub statements_made_payable: u64,
     pub duration_ms: u64,
+    /// Of `duration_ms`, the time spent making the statements payable (one write per statement).
+    pub finish_ms: u64,
     /// Every purchase of the cycle is billed on both sides and the statements are payable. `false` only for a
     /// hand-over (`"handOver": true` in the event): the deadline stopped the run after it made progress.
     pub complete: bool,
@@ -262,12 +264,17 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     tracing::info!(run_id = %run_id, cycle_end = %run.cycle_end, "billing run started");
     // One side after the other, never both at once: both sides update the same purchase items, and DynamoDB
     // cancels a transaction touching an item another transaction is writing (TransactionConflict). The agency
-    // side runs even if the client side failed, as the two are billed independently.
+    // side runs even if the client side failed on bad data, as the two are billed independently ...
     // (Boxed: the SDK's paginator futures nested in the run's loops make a type too deep to lay out inline.)
     let mut client = Tally::default();
     let client_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Client, &mut client)).await;
     let mut agency = Tally::default();
-    let agency_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await;
+    // ... unless DynamoDB is unavailable or time is up: with steps in parallel, pressing on with the other side
+    // would only add load to a throttled table (and retries) for a run that must be repeated anyway.
+    let agency_result = match &client_result {
+        Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Err(stop.clone()),
+        _ => Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await,
+    };
     // Only a run that billed every purchase of the cycle on both sides makes its statements payable; an
     // unfinished one leaves them `building` for the run that finishes the cycle.
     let mut made_payable = 0;
@@ -278,6 +285,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     let handed_over = run.hand_over
         && matches!(result, Err(BillingError::OutOfTime))
         && client.transactions + agency.transactions > 0;
+    let finishing = Instant::now();
     if handed_over {
         result = Ok(());
     } else if result.is_ok() {
@@ -286,6 +294,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
             Err(err) => result = Err(err.into()),
         }
     }
+    let finish_ms = finishing.elapsed().as_millis() as u64;
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
@@ -304,6 +313,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         purchases_left_for_next_cycle: client.left_for_next_cycle + agency.left_for_next_cycle,
         statements_made_payable: made_payable,
         duration_ms: started.elapsed().as_millis() as u64,
+        finish_ms,
         complete: !handed_over,
         continue_with: handed_over.then(|| serde_json::json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true})),
     };
@@ -549,6 +559,7 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 purchases_left_for_next_cycle = summary.purchases_left_for_next_cycle,
                 statements_made_payable = summary.statements_made_payable,
                 duration_ms = summary.duration_ms,
+                finish_ms = summary.finish_ms,
                 complete = summary.complete,
                 $message
             )
