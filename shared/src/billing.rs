@@ -31,11 +31,12 @@ pub const DEFAULT_MAX_BUFFERED_PURCHASES: usize = 20_000;
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
 /// Billing steps (transactions) in flight at once within one side of a run, unless `BILLING_CONCURRENCY` says
-/// otherwise. Measured (`cargo run -p bench -- --billing`, bench/RESULTS.md): with DynamoDB-like latency a
-/// 98-purchase step takes ~55 ms, so one step at a time bills ~1,700 purchases/s per side; 16 in flight
-/// multiply that by about the number of owners available, up to ~16×, while staying far below a table's
-/// write capacity (16 × 100 items per ~55 ms ≈ 29,000 item writes/s, each transactional write costing 2 WCU).
-pub const DEFAULT_BILLING_CONCURRENCY: usize = 16;
+/// otherwise. With DynamoDB's latency a 98-purchase step takes ~55 ms, so one step at a time bills ~1,800
+/// purchases/s per side and a million purchases (both sides) take ~19 minutes; 8 in flight take that to
+/// ~2.5 minutes (measured: bench/RESULTS.md, `cargo run -p bench -- --billing`) while writing ~29,000 write
+/// units/s (transactional writes cost 2 per KB), under the 40,000 a table gets by default with room for the
+/// purchases still coming in. 16 would exceed that quota and be throttled. See README "Billing at scale".
+pub const DEFAULT_BILLING_CONCURRENCY: usize = 8;
 
 /// The most steps a run keeps in flight, whatever `BILLING_CONCURRENCY` says.
 pub const MAX_BILLING_CONCURRENCY: usize = 64;
