@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# `make bench`: performance figures for the purchase and pricing paths. It reports, it does not judge: it exits
+# `make bench`: performance figures for the purchase and pricing paths, and billing throughput. It reports, it does not judge: it exits
 # 0 even when a target is missed, and non-zero only when the bench itself could not build or measure.
 #  1. Installs missing tools (scripts/install-tools.sh: cargo-lambda and zig among them) and the aarch64 target.
 #  2. Release builds with the workspace profile (lto, codegen-units=1, strip), one after another (2 cores):
 #     the x86_64 bootstraps of purchase-credits, get-pricing and the echo floor; the bench; then the arm64
 #     bootstraps (cargo lambda) of those whose target/lambda or .aws-sam/build copy is older than the sources.
 #  3. Runs the bench, which prints the figures and writes bench/RESULTS.md.
-# Arguments go to the bench, e.g. `scripts/bench.sh --quick` (small counts, writes no file).
+# Arguments go to the bench, e.g. `scripts/bench.sh --quick` (small counts, writes no file), or
+# `cargo run --release -p bench -- --billing` for the billing throughput alone (no function binaries needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -6,11 +6,16 @@
 //! 2. One warm purchase-credits process fed a sustained stream of invocations: peak RSS.
 //! 3. Cold starts of the release bootstraps under a mock Lambda Runtime API, against the echo binary.
 //! 4. arm64 release binary sizes.
+//! 5. Billing throughput with DynamoDB-like latency injected below the SDK, at concurrency 1 and the default.
 //!
 //! Options: `--quick` (small counts, writes nothing unless `--out` is given), `--bin-dir DIR` (host binaries,
-//! default target/release), `--out FILE`, `--stale-arm64` (lists binaries whose arm64 bootstrap needs a build).
+//! default target/release), `--out FILE`, `--stale-arm64` (lists binaries whose arm64 bootstrap needs a build),
+//! `--billing` (only the billing throughput, printed, nothing written; needs no function binaries),
+//! `--billing-purchases N` (purchases per billing run; default 100,000, 5,000 with `--quick`),
+//! `--billing-concurrency 1,16` (the concurrencies measured; default 1 and the default concurrency).
 
 mod artifacts;
+mod billing;
 mod inproc;
 mod process;
 mod report;
@@ -54,10 +59,25 @@ struct Args {
     stale_arm64: bool,
     bin_dir: PathBuf,
     out: Option<PathBuf>,
+    billing_only: bool,
+    billing_purchases: Option<usize>,
+    billing_concurrencies: Option<Vec<usize>>,
 }
 
+/// The billing book: purchases spread over this many accounts and agencies.
+const BILLING_ACCOUNTS: usize = 1_000;
+const BILLING_AGENCIES: usize = 20;
+
 fn parse_args(root: &std::path::Path) -> Result<Args, String> {
-    let mut args = Args { quick: false, stale_arm64: false, bin_dir: root.join("target/release"), out: None };
+    let mut args = Args {
+        quick: false,
+        stale_arm64: false,
+        bin_dir: root.join("target/release"),
+        out: None,
+        billing_only: false,
+        billing_purchases: None,
+        billing_concurrencies: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -65,10 +85,20 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             "--stale-arm64" => args.stale_arm64 = true,
             "--bin-dir" => args.bin_dir = it.next().ok_or("--bin-dir needs a directory")?.into(),
             "--out" => args.out = Some(it.next().ok_or("--out needs a file")?.into()),
+            "--billing" => args.billing_only = true,
+            "--billing-concurrency" => {
+                let list = it.next().ok_or("--billing-concurrency needs a list like 1,16")?;
+                let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                args.billing_concurrencies = Some(parsed.map_err(|_| format!("--billing-concurrency {list}"))?);
+            }
+            "--billing-purchases" => {
+                let n = it.next().ok_or("--billing-purchases needs a number")?;
+                args.billing_purchases = Some(n.parse().map_err(|_| format!("--billing-purchases {n}: not a number"))?);
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if args.out.is_none() && !args.quick {
+    if args.out.is_none() && !args.quick && !args.billing_only {
         args.out = Some(root.join("bench/RESULTS.md"));
     }
     Ok(args)
@@ -112,6 +142,17 @@ async fn run() -> Result<(), String> {
         return Ok(());
     }
     let plan = if args.quick { QUICK } else { FULL };
+    let billing_purchases = args.billing_purchases.unwrap_or(if args.quick { 5_000 } else { 100_000 });
+    let billing_concurrencies =
+        args.billing_concurrencies.clone().unwrap_or(vec![1, shared::billing::DEFAULT_BILLING_CONCURRENCY]);
+    if args.billing_only {
+        init_tracing();
+        phase(&format!("billing: {billing_purchases} purchases, c={billing_concurrencies:?}, DynamoDB-like latency"));
+        let rows =
+            billing::measure(billing_purchases, BILLING_ACCOUNTS, BILLING_AGENCIES, &billing_concurrencies).await?;
+        println!("{}", report::billing_markdown(&rows));
+        return Ok(());
+    }
     let function = |name: &'static str, expect_status: Option<u64>| Function {
         name,
         binary: args.bin_dir.join(name),
@@ -201,6 +242,10 @@ async fn run() -> Result<(), String> {
         }
     }
 
+    phase(&format!("billing: {billing_purchases} purchases, c={billing_concurrencies:?}, DynamoDB-like latency"));
+    let billing =
+        billing::measure(billing_purchases, BILLING_ACCOUNTS, BILLING_AGENCIES, &billing_concurrencies).await?;
+
     let sizes = all
         .iter()
         .map(|name| SizeRow {
@@ -218,6 +263,7 @@ async fn run() -> Result<(), String> {
         cold,
         sustained,
         sizes,
+        billing,
         notes: notes(&plan),
     };
     let markdown = results.markdown();

@@ -1,10 +1,13 @@
 //! The billing run: one statement per client (at price) and one per agency (at cost) for each billing cycle.
 //!
 //! The run reads pages of unbilled purchases from storage, lets the domain's `StepPlanner` group them into
-//! steps, and sends each step as one transaction. Every rule it applies is in `domain::billing`; everything
-//! that speaks DynamoDB is in `storage::billing`. Safe to run again, concurrently or after a crash at any
-//! point: see `storage::billing`.
+//! steps, and sends the steps as transactions, up to [`BillingRun::concurrency`] at a time but never two of the
+//! same statement at once. Every rule it applies is in `domain::billing`; everything that speaks DynamoDB is
+//! in `storage::billing`. Safe to run again, concurrently or after a crash at any point: see
+//! `storage::billing`.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rust_decimal::Decimal;
@@ -27,6 +30,26 @@ pub const DEFAULT_MAX_BUFFERED_PURCHASES: usize = 20_000;
 /// so it can log and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
+/// Billing steps (transactions) in flight at once within one side of a run, unless `BILLING_CONCURRENCY` says
+/// otherwise. With DynamoDB's latency a 98-purchase step takes ~55 ms, so one step at a time bills ~1,800
+/// purchases/s per side and a million purchases (both sides) take ~19 minutes; 8 in flight take that to
+/// ~2.5 minutes (measured: bench/RESULTS.md, `cargo run -p bench -- --billing`) while writing ~29,000 write
+/// units/s (transactional writes cost 2 per KB), under the 40,000 a table gets by default with room for the
+/// purchases still coming in. 16 would exceed that quota and be throttled. See README "Billing at scale".
+pub const DEFAULT_BILLING_CONCURRENCY: usize = 8;
+
+/// The most steps a run keeps in flight, whatever `BILLING_CONCURRENCY` says.
+pub const MAX_BILLING_CONCURRENCY: usize = 64;
+
+/// The billing concurrency from `BILLING_CONCURRENCY` (1..=[`MAX_BILLING_CONCURRENCY`]), else the default.
+pub fn concurrency_from_env() -> usize {
+    std::env::var("BILLING_CONCURRENCY")
+        .ok()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .filter(|n| (1..=MAX_BILLING_CONCURRENCY).contains(n))
+        .unwrap_or(DEFAULT_BILLING_CONCURRENCY)
+}
+
 /// How one billing run goes.
 #[derive(Debug, Clone)]
 pub struct BillingRun {
@@ -39,6 +62,11 @@ pub struct BillingRun {
     pub deadline: Option<Instant>,
     /// Client statements fall overdue this many days after the cycle end.
     pub payment_due_days: u64,
+    /// Steps in flight at once within a side (1 = one after another), each of a different statement.
+    pub concurrency: usize,
+    /// When the deadline stops a run that committed something, answer `complete: false` with the event that
+    /// continues it (a hand-over) instead of failing with [`BillingError::OutOfTime`].
+    pub hand_over: bool,
 }
 
 impl BillingRun {
@@ -49,6 +77,8 @@ impl BillingRun {
             max_buffered_purchases: DEFAULT_MAX_BUFFERED_PURCHASES,
             deadline: None,
             payment_due_days: DEFAULT_PAYMENT_DUE_DAYS,
+            concurrency: DEFAULT_BILLING_CONCURRENCY,
+            hand_over: false,
         }
     }
 }
@@ -82,6 +112,14 @@ pub struct RunSummary {
     /// Statements of the cycle made payable (`building` → `pending_payment`) once both sides finished.
     pub statements_made_payable: u64,
     pub duration_ms: u64,
+    /// Of `duration_ms`, the time spent making the statements payable (one write per statement).
+    pub finish_ms: u64,
+    /// Every purchase of the cycle is billed on both sides and the statements are payable. `false` only for a
+    /// hand-over (`"handOver": true` in the event): the deadline stopped the run after it made progress.
+    pub complete: bool,
+    /// When not complete: the event that continues the run (invoke `billing-run` with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continue_with: Option<Value>,
 }
 
 /// Why a run did not finish. Every variant leaves the table consistent: run again to finish.
@@ -145,8 +183,8 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
             Some(other) => return Err(invalid(format!("`time` must be a string, got {other}"))),
         }
     } else {
-        if let Some(unknown) = object.keys().find(|k| *k != "cycleEnd") {
-            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`")));
+        if let Some(unknown) = object.keys().find(|k| *k != "cycleEnd" && *k != "handOver") {
+            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`, `handOver`")));
         }
         match object.get("cycleEnd") {
             None => {
@@ -185,7 +223,16 @@ pub async fn run_from_event(
     let cycle_end = cycle_end_from_event(event, now).inspect_err(
         |e| tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written"),
     )?;
-    let mut run = BillingRun::new(cycle_end);
+    let hand_over = match event.get("handOver") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if event.get("detail-type").is_none() => true,
+        Some(other) => {
+            let error = BillingError::InvalidEvent(format!("`handOver` must be true or false, got {other}"));
+            tracing::error!(error = %error, error_type = error.error_type(), "billing run refused; nothing written");
+            return Err(error);
+        }
+    };
+    let mut run = BillingRun { hand_over, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
     if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
         run.payment_due_days = days;
     }
@@ -221,22 +268,37 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     tracing::info!(run_id = %run_id, cycle_end = %run.cycle_end, "billing run started");
     // One side after the other, never both at once: both sides update the same purchase items, and DynamoDB
     // cancels a transaction touching an item another transaction is writing (TransactionConflict). The agency
-    // side runs even if the client side failed, as the two are billed independently.
+    // side runs even if the client side failed on bad data, as the two are billed independently ...
     // (Boxed: the SDK's paginator futures nested in the run's loops make a type too deep to lay out inline.)
     let mut client = Tally::default();
     let client_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Client, &mut client)).await;
     let mut agency = Tally::default();
-    let agency_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await;
+    // ... unless DynamoDB is unavailable or time is up: with steps in parallel, pressing on with the other side
+    // would only add load to a throttled table (and retries) for a run that must be repeated anyway.
+    let agency_result = match &client_result {
+        Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Err(stop.clone()),
+        _ => Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await,
+    };
     // Only a run that billed every purchase of the cycle on both sides makes its statements payable; an
     // unfinished one leaves them `building` for the run that finishes the cycle.
     let mut made_payable = 0;
     let mut result = client_result.and(agency_result);
-    if result.is_ok() {
+    // The deadline stopped a run that made progress: with `hand_over`, an answer saying where to go on (the
+    // same cycle end: the unbilled indexes are the record of what is left) instead of a failure to retry.
+    // A run that committed nothing still fails, so a caller looping on `complete` cannot spin forever.
+    let handed_over = run.hand_over
+        && matches!(result, Err(BillingError::OutOfTime))
+        && client.transactions + agency.transactions > 0;
+    let finishing = Instant::now();
+    if handed_over {
+        result = Ok(());
+    } else if result.is_ok() {
         match store.finish_cycle(&run.cycle_end, run.payment_due_days).await {
             Ok(count) => made_payable = count,
             Err(err) => result = Err(err.into()),
         }
     }
+    let finish_ms = finishing.elapsed().as_millis() as u64;
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
@@ -255,6 +317,9 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         purchases_left_for_next_cycle: client.left_for_next_cycle + agency.left_for_next_cycle,
         statements_made_payable: made_payable,
         duration_ms: started.elapsed().as_millis() as u64,
+        finish_ms,
+        complete: !handed_over,
+        continue_with: handed_over.then(|| serde_json::json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true})),
     };
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
@@ -274,6 +339,22 @@ struct Tally {
     left_for_next_cycle: u64,
 }
 
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.statements.extend(other.statements);
+        self.purchases_billed += other.purchases_billed;
+        self.amount += other.amount;
+        self.items_read += other.items_read;
+        self.items_scanned += other.items_scanned;
+        self.queries += other.queries;
+        self.transactions += other.transactions;
+        self.already_billed += other.already_billed;
+        self.left_for_next_cycle += other.left_for_next_cycle;
+    }
+}
+
+/// Reads one side's unbilled purchases, shard after shard, and bills them in steps, up to
+/// `run.concurrency` steps in flight while the next pages are read.
 async fn bill_side(
     store: &Store,
     run: &BillingRun,
@@ -284,27 +365,138 @@ async fn bill_side(
     let batch_size = run.purchases_per_transaction.clamp(1, MAX_PURCHASES_PER_STEP);
     // Steps fill across pages and shards.
     let mut planner = StepPlanner::new(kind, batch_size, run.max_buffered_purchases);
-    for shard in 0..UNBILLED_SHARDS {
-        let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end);
-        while let Some(page) = pages.next().await {
-            let page = page?;
-            tally.queries += 1;
-            tally.items_read += page.items_read;
-            tally.items_scanned += page.items_scanned;
-            for purchase in page.purchases {
-                if let Some(step) = planner.push(purchase) {
-                    bill_step(store, run, run_id, kind, step, tally).await?;
+    let mut pool = StepPool::new(store, run, run_id, kind);
+    // Steps waiting for a slot beyond this stop the reading until some finish (memory stays bounded).
+    let backlog = 2 * pool.limit;
+    let result = async {
+        for shard in 0..UNBILLED_SHARDS {
+            let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end);
+            while let Some(page) = pages.next().await {
+                let page = page?;
+                tally.queries += 1;
+                tally.items_read += page.items_read;
+                tally.items_scanned += page.items_scanned;
+                for purchase in page.purchases {
+                    if let Some(step) = planner.push(purchase) {
+                        pool.ready.push_back(step);
+                    }
                 }
+                pool.ready.extend(planner.flush_if_full());
+                pool.run_until(backlog, tally).await?;
             }
-            for step in planner.flush_if_full() {
-                bill_step(store, run, run_id, kind, step, tally).await?;
+        }
+        pool.ready.extend(planner.drain());
+        pool.run_until(0, tally).await
+    }
+    .await;
+    // Whatever happened, the steps in flight end (committed or not) before the side does.
+    pool.settle_all(tally).await;
+    result
+}
+
+/// The steps of one side in flight, each in its own task, at most `limit` at once and never two for the same
+/// statement: two transactions on the one statement item would cancel each other (TransactionConflict), and
+/// the statement's order of steps does not matter for its sums, only that each commits once.
+///
+/// Exactly once does not rest on this scheduling: each purchase's `billedTo… = false` condition, the
+/// deterministic statement id and the `building` condition hold whatever runs alongside (other tasks, other
+/// runs), as `storage::billing` explains.
+struct StepPool {
+    store: Store,
+    run: Arc<BillingRun>,
+    run_id: Arc<str>,
+    kind: StatementKind,
+    limit: usize,
+    /// Steps waiting for a slot, in the order planned.
+    ready: VecDeque<Step>,
+    /// Owners with a step in flight.
+    busy: HashSet<String>,
+    tasks: tokio::task::JoinSet<(String, Tally, Result<(), BillingError>)>,
+    /// The first failure; no step starts after it.
+    error: Option<BillingError>,
+}
+
+impl StepPool {
+    fn new(store: &Store, run: &BillingRun, run_id: &str, kind: StatementKind) -> StepPool {
+        StepPool {
+            store: store.clone(),
+            run: Arc::new(run.clone()),
+            run_id: Arc::from(run_id),
+            kind,
+            limit: run.concurrency.clamp(1, MAX_BILLING_CONCURRENCY),
+            ready: VecDeque::new(),
+            busy: HashSet::new(),
+            tasks: tokio::task::JoinSet::new(),
+            error: None,
+        }
+    }
+
+    /// Starts waiting steps whose statement has none in flight, while slots are free.
+    fn start_ready(&mut self) {
+        let mut i = 0;
+        while self.error.is_none() && self.tasks.len() < self.limit && i < self.ready.len() {
+            if self.busy.contains(&self.ready[i].owner) {
+                i += 1;
+                continue;
+            }
+            let Some(step) = self.ready.remove(i) else { break };
+            self.busy.insert(step.owner.clone());
+            let (store, run, run_id, kind) = (self.store.clone(), self.run.clone(), self.run_id.clone(), self.kind);
+            self.tasks.spawn(async move {
+                let owner = step.owner.clone();
+                let mut tally = Tally::default();
+                let result = bill_step(&store, &run, &run_id, kind, step, &mut tally).await;
+                (owner, tally, result)
+            });
+        }
+    }
+
+    /// Starts and settles steps until at most `backlog` wait (and, for 0, none is in flight either).
+    async fn run_until(&mut self, backlog: usize, tally: &mut Tally) -> Result<(), BillingError> {
+        loop {
+            if let Some(error) = &self.error {
+                return Err(error.clone());
+            }
+            self.start_ready();
+            let done =
+                if backlog == 0 { self.ready.is_empty() && self.tasks.is_empty() } else { self.ready.len() <= backlog };
+            if done {
+                return Ok(());
+            }
+            match self.tasks.join_next().await {
+                Some(joined) => self.settle(joined, tally),
+                // Nothing in flight and nothing could start: only with no slot at all, which `limit` >= 1 rules out.
+                None => return Ok(()),
             }
         }
     }
-    for step in planner.drain() {
-        bill_step(store, run, run_id, kind, step, tally).await?;
+
+    fn settle(
+        &mut self,
+        joined: Result<(String, Tally, Result<(), BillingError>), tokio::task::JoinError>,
+        tally: &mut Tally,
+    ) {
+        let failure = match joined {
+            Ok((owner, step_tally, result)) => {
+                self.busy.remove(&owner);
+                tally.add(step_tally);
+                result.err()
+            }
+            Err(join_error) => {
+                Some(BillingError::Storage(StoreError::Internal(format!("a billing step task failed: {join_error}"))))
+            }
+        };
+        if let Some(failure) = failure {
+            self.error.get_or_insert(failure);
+        }
     }
-    Ok(())
+
+    /// Waits for every step in flight, counting what they did; starts nothing new.
+    async fn settle_all(&mut self, tally: &mut Tally) {
+        while let Some(joined) = self.tasks.join_next().await {
+            self.settle(joined, tally);
+        }
+    }
 }
 
 /// Sends one step, dropping purchases another run billed meanwhile and sending the rest again.
@@ -371,11 +563,16 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 purchases_left_for_next_cycle = summary.purchases_left_for_next_cycle,
                 statements_made_payable = summary.statements_made_payable,
                 duration_ms = summary.duration_ms,
+                finish_ms = summary.finish_ms,
+                complete = summary.complete,
                 $message
             )
         };
     }
     match error {
+        None if !summary.complete => {
+            log_with!(warn, "billing run handed over before the deadline; invoke it again with continueWith")
+        }
         None => log_with!(info, "billing run finished"),
         Some(err) => {
             let error = err.to_string();

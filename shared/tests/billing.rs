@@ -694,3 +694,139 @@ async fn endless_conflicts_fail_the_run_cleanly_and_a_rerun_finishes() {
     billing::run_billing(&healthy, &run).await.unwrap();
     assert_all_billed(&ledger(&env, &book).await, 30);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_steps_under_dynamodb_latency_and_conflicts_bill_each_purchase_once() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 3, 30).await;
+    let purchases = make_purchases(&book, 600, 17, "2026-11-09T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+
+    // From here every call takes as long as DynamoDB's would, and some transactions are cancelled by
+    // conflicts, some throttled and some applied with their answer lost.
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    env.faults.inject("TransactWriteItems", Fault::TransactionConflict, 6);
+    env.faults.inject("TransactWriteItems", Fault::Throttling, 2);
+    env.faults.inject("TransactWriteItems", Fault::LoseResponse, 3);
+    // Two runs of the same cycle at once, each with 8 steps in flight, racing for the same purchases.
+    let run =
+        BillingRun { purchases_per_transaction: 9, concurrency: 8, ..BillingRun::new(cycle("2026-11-20T00:00:00Z")) };
+    let started = Instant::now();
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            let run = run.clone();
+            tokio::spawn(async move { billing::run_billing(&store, &run).await.unwrap() })
+        })
+        .collect();
+    let mut summaries = Vec::new();
+    for handle in runs {
+        summaries.push(handle.await.unwrap());
+    }
+    let took = started.elapsed();
+    env.faults.set_latency(None);
+    for summary in &summaries {
+        print_summary("parallel run under latency", summary, took);
+        assert!(summary.complete);
+    }
+    assert_eq!(env.faults.pending(), 0, "every injected fault was met");
+    let billed_to_client: u64 = summaries.iter().map(|s| s.purchases_billed_to_client).sum();
+    let billed_to_agency: u64 = summaries.iter().map(|s| s.purchases_billed_to_agency).sum();
+    assert_eq!((billed_to_client, billed_to_agency), (600, 600));
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 600);
+    assert_eq!(books.client_statements.len(), 30);
+    assert_eq!(books.agency_statements.len(), 3);
+
+    // Parallel and one-at-a-time runs of identical purchases end in identical books.
+    let serial_env = TestEnv::empty().await;
+    let serial_book = create_book(&serial_env.app.store, 3, 30).await;
+    record_all(&serial_env.app.store, &serial_book, &purchases).await;
+    let serial = BillingRun { concurrency: 1, ..run.clone() };
+    billing::run_billing(&serial_env.app.store, &serial).await.unwrap();
+    let serial_books = ledger(&serial_env, &serial_book).await;
+    assert_eq!(comparable(&serial_books), comparable(&books));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 8).await;
+    let purchases = make_purchases(&book, 240, 19, "2026-11-10T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let expected = {
+        let whole = TestEnv::empty().await;
+        let whole_book = create_book(&whole.app.store, 2, 8).await;
+        record_all(&whole.app.store, &whole_book, &purchases).await;
+        billing::run_billing(&whole.app.store, &BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+        comparable(&ledger(&whole, &whole_book).await)
+    };
+
+    // `handOver` must be a boolean.
+    for bad in [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes"}), json!({"handOver": true})] {
+        let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
+        assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
+    }
+
+    // Slow steps (~55 ms each, 2 in flight, 5 purchases each: ~100 per side) and a short time budget per
+    // invocation: each invocation bills part of the cycle and answers where to go on.
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    let mut event = json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": true});
+    let mut invocations = 0;
+    let mut billed = 0;
+    let last = loop {
+        invocations += 1;
+        assert!(invocations <= 60, "the hand-overs never finished");
+        let cycle_end = billing::cycle_end_from_event(&event, SystemTime::now()).unwrap();
+        let run = BillingRun {
+            purchases_per_transaction: 5,
+            concurrency: 2,
+            hand_over: event["handOver"] == json!(true),
+            deadline: Some(Instant::now() + Duration::from_millis(600)),
+            ..BillingRun::new(cycle_end)
+        };
+        let summary = billing::run_billing(store, &run).await.unwrap();
+        billed += summary.purchases_billed_to_client + summary.purchases_billed_to_agency;
+        // What the function answers: `complete`, and the event that continues the run when it is not.
+        let answer = serde_json::to_value(&summary).unwrap();
+        assert_eq!(answer["complete"], json!(summary.complete), "{answer}");
+        if summary.complete {
+            assert!(answer.get("continueWith").is_none(), "{answer}");
+            break summary;
+        }
+        assert!(summary.transactions > 0, "a hand-over always made progress");
+        assert_eq!(summary.statements_made_payable, 0, "statements stay building until the cycle is done");
+        // Consistent at every hand-over.
+        let partial = ledger(&env, &book).await;
+        assert!(partial.unbilled_to_client + partial.unbilled_to_agency > 0);
+        event = answer["continueWith"].clone();
+        assert_eq!(event, json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true}));
+    };
+    env.faults.set_latency(None);
+    println!("240 purchases billed over {invocations} invocations with hand-overs");
+    assert!(invocations > 2, "the time budget was meant to stop the first runs");
+    assert_eq!(billed, 480, "each purchase billed once to its client and once to its agency");
+    assert!(last.statements_made_payable > 0);
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, 240);
+    assert_eq!(comparable(&books), expected);
+
+    // Without `handOver`, a run stopped by its deadline still fails with OutOfTime (the schedule's retry).
+    let more = make_purchases(&book, 40, 23, "2026-11-21T00:00:00Z");
+    record_all(store, &book, &more).await;
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    let run = BillingRun {
+        purchases_per_transaction: 1,
+        concurrency: 1,
+        deadline: Some(Instant::now() + Duration::from_millis(200)),
+        ..BillingRun::new(cycle("2026-12-01T00:00:00Z"))
+    };
+    assert_eq!(billing::run_billing(store, &run).await.unwrap_err(), BillingError::OutOfTime);
+    env.faults.set_latency(None);
+    // A plain re-run finishes the cycle.
+    let rest = billing::run_billing(store, &BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
+    assert!(rest.complete);
+    assert_all_billed(&ledger(&env, &book).await, 280);
+}

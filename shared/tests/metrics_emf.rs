@@ -59,9 +59,8 @@ async fn a_purchase_and_a_billing_run_write_valid_emf_with_allowed_dimensions_on
     // A billing run that bills it, and one refused (a bad event).
     // A cycle ending a moment from now: after the purchase, and not in the future a run refuses.
     let cycle_end = shared::domain::time::timestamp(std::time::SystemTime::now() + std::time::Duration::from_secs(1));
-    let summary = metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": cycle_end}), None)
-        .await
-        .expect("billing run");
+    let summary =
+        metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": cycle_end}), None).await.expect("billing run");
     assert_eq!(summary.purchases_billed_to_client, 1);
     assert!(metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": 7}), None).await.is_err());
 

@@ -1,9 +1,11 @@
 //! Failure injection below the real SDK: a wrapped HTTP client that answers chosen DynamoDB calls with
 //! the errors DynamoDB sends under contention (throttling, cancelled transactions) or loses a response
-//! after the write happened; and an interceptor counting the SDK operations a handler performs.
+//! after the write happened; an injected per-call latency shaped like DynamoDB's (see [`Latency`]); and an
+//! interceptor counting the SDK operations a handler performs.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -39,6 +41,55 @@ pub struct FaultPlan {
     /// (operation, calls still let through, fault for every call after them)
     after: Arc<Mutex<Option<(String, usize, Fault)>>>,
     injected: Arc<Mutex<Vec<(String, Fault)>>>,
+    latency: Arc<Mutex<Option<Latency>>>,
+}
+
+/// A delay added before every call reaches the engine, as a network round trip and DynamoDB's own work would
+/// add: `base` per call plus `per_item` for each item a `TransactWriteItems` or `BatchWriteItem` carries.
+///
+/// [`Latency::dynamodb`] is what the billing bench and tests use. The engine's own time comes on top (it is
+/// small next to these figures for the calls billing makes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Latency {
+    /// `Query` and `Scan`, per page.
+    pub query_page: Duration,
+    /// `TransactWriteItems`: a fixed part (two-phase commit, the coordinator) ...
+    pub transaction_base: Duration,
+    /// ... plus this much per item in the transaction.
+    pub transaction_per_item: Duration,
+    /// Every other call (`GetItem`, `UpdateItem`, `PutItem`, `BatchWriteItem` per call, ...).
+    pub other: Duration,
+}
+
+impl Latency {
+    /// In-region DynamoDB as the billing run meets it: 8 ms per `Query` page (a 1 MB page of ~1 KB items from
+    /// a GSI: a few ms of network and TLS plus reading the page), 25 ms + 0.3 ms per item for
+    /// `TransactWriteItems` (two-phase: prepare and commit on every item's partition, so a 100-item step takes
+    /// ~55 ms, in line with the "tens of ms" observed for large transactions), 5 ms for any other call
+    /// (single-item reads and writes are single-digit ms).
+    pub fn dynamodb() -> Latency {
+        Latency {
+            query_page: Duration::from_millis(8),
+            transaction_base: Duration::from_millis(25),
+            transaction_per_item: Duration::from_micros(300),
+            other: Duration::from_millis(5),
+        }
+    }
+
+    /// The delay for one call of `operation` whose JSON body is `body`.
+    pub fn for_call(&self, operation: &str, body: Option<&[u8]>) -> Duration {
+        match operation {
+            "Query" | "Scan" => self.query_page,
+            "TransactWriteItems" => {
+                let items = body
+                    .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+                    .and_then(|v| v.get("TransactItems").and_then(|items| items.as_array()).map(Vec::len))
+                    .unwrap_or(0);
+                self.transaction_base + self.transaction_per_item * items as u32
+            }
+            _ => self.other,
+        }
+    }
 }
 
 impl FaultPlan {
@@ -65,6 +116,16 @@ impl FaultPlan {
     /// Faults injected so far, in order.
     pub fn injected(&self) -> Vec<(String, Fault)> {
         self.injected.lock().unwrap().clone()
+    }
+
+    /// Adds `latency` to every later call (faults still apply: the delay comes first); `None` removes it.
+    /// Not affected by [`FaultPlan::clear`].
+    pub fn set_latency(&self, latency: Option<Latency>) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    pub fn latency(&self) -> Option<Latency> {
+        *self.latency.lock().unwrap()
     }
 
     pub fn pending(&self) -> usize {
@@ -133,6 +194,22 @@ impl HttpConnector for FaultInjectingConnector {
             .and_then(|target| target.rsplit('.').next())
             .unwrap_or_default()
             .to_owned();
+        let delay = self.plan.latency().map(|latency| latency.for_call(&operation, request.body().bytes()));
+        match delay {
+            Some(delay) if !delay.is_zero() => {
+                let connector = FaultInjectingConnector { inner: self.inner.clone(), plan: self.plan.clone() };
+                HttpConnectorFuture::new(async move {
+                    tokio::time::sleep(delay).await;
+                    connector.call_now(request, operation).await
+                })
+            }
+            _ => self.call_now(request, operation),
+        }
+    }
+}
+
+impl FaultInjectingConnector {
+    fn call_now(&self, request: HttpRequest, operation: String) -> HttpConnectorFuture {
         match self.plan.take(&operation) {
             None => self.inner.call(request),
             Some(Fault::TransactionConflict) => HttpConnectorFuture::ready(Ok(error_response(
