@@ -61,7 +61,7 @@ done
 for file in events/*.json; do
   name="$(basename "$file" .json)"
   case "$name" in
-    record-payment*|statement-sweep*) continue ;; # not HTTP functions; invoked above
+    record-payment*|statement-sweep*|consume-credits*) continue ;; # not HTTP functions; invoked above
     *-bad-input) function="${name%-bad-input}"; want="400" ;;
     *-forbidden) function="${name%-forbidden}"; want="403" ;;
     billing-run*|consume-credits*) continue ;; # not HTTP functions; checked above
