@@ -81,7 +81,8 @@ export function parseTemplateYaml(text) {
   }
 
   function valueAfterKey(line, rest, indent) {
-    if (rest === undefined || rest === '') {
+    // A tag alone ("DashboardBody: !Sub") is followed by its block, read as if untagged.
+    if (rest === undefined || rest === '' || /^![A-Za-z:]+$/.test(rest)) {
       const next = peek();
       if (next && (next.indent > indent || (next.indent === indent && isSeqItem(next.text)))) return block(next.indent);
       return null;
@@ -127,6 +128,10 @@ export function parseTemplateYaml(text) {
         line.indent += line.text.length - rest.length;
         line.text = rest;
         out.push(mapping(line.indent));
+      } else if (/^[|>][+-]?$/.test(rest)) {
+        // "- |": a block scalar as a sequence item (the dashboard body in a !Sub list).
+        at++;
+        out.push(valueAfterKey(line, rest, indent));
       } else {
         at++;
         out.push(inline(rest, line));
