@@ -109,27 +109,32 @@ async fn outage_mid_burst_then_replays_end_with_one_purchase_per_key_and_no_drif
         })
         .collect();
 
-    // Requests start 3 ms apart; the engine goes down once a handful have succeeded, with the rest in flight.
+    // The first half start 3 ms apart; the engine goes down once a handful have succeeded, with the rest of that
+    // half in flight; the second half arrives during the outage. (The engine finishes requests it already took
+    // while it stops: on a loaded machine the whole first half can land, so only the second half is sure to
+    // meet the outage.)
     let succeeded = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for (i, (_, event)) in requests.iter().enumerate() {
+    let spawn = |i: usize, event: &ApiEvent| {
         let app = env.app.clone();
         let request = event.request();
         let succeeded = succeeded.clone();
-        tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(3 * i as u64)).await;
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(3 * (i % 25) as u64)).await;
             let status = answer(api::purchase_credits(&app, request).await).status;
             if status == 201 {
                 succeeded.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             }
             status
-        }));
-    }
+        })
+    };
+    let mut tasks: Vec<_> = requests.iter().take(25).enumerate().map(|(i, (_, event))| spawn(i, event)).collect();
     let waited = Instant::now();
     while succeeded.load(std::sync::atomic::Ordering::SeqCst) < 8 && waited.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    env.dynamo.stop().await;
+    let stopping = env.dynamo.stop();
+    tasks.extend(requests.iter().enumerate().skip(25).map(|(i, (_, event))| spawn(i, event)));
+    stopping.await;
     let mut first_statuses = Vec::new();
     for task in tasks {
         first_statuses.push(task.await.unwrap());
