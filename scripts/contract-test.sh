@@ -10,7 +10,10 @@
 # scripts/test.sh does): on a long-lived one, a key stored by an earlier run within 24 hours can meet another body.
 #
 #   GATEWAY_URL      base URL (default http://127.0.0.1:3000)
-#   DEV_TOKEN        bearer token; default: a dev token for the seeded account acct-northwind-coffee, signed
+#   CONTRACT_ACCOUNT_ID  the account the generated requests act for (default acct-northwind-bikes: not the
+#                    panel's account, so the browser tests that follow on the same stack still have Pay Later
+#                    credit: generated purchases use up the whole line)
+#   CONTRACT_TOKEN   bearer token; default: a dev token for that account, signed
 #                    with the dev gateway's key (DEV_JWT_KEY_FILE, shared with the running gateway; only the
 #                    dev gateway accepts it; a deployed API needs a real token)
 #   MAX_EXAMPLES     test cases per operation and phase (default 150)
@@ -24,12 +27,12 @@ GATEWAY_URL=${GATEWAY_URL%/}
 MAX_EXAMPLES=${MAX_EXAMPLES:-150}
 MAX_RESPONSE_S=${MAX_RESPONSE_S:-5}
 CONTRACT_SEED=${CONTRACT_SEED:-20261126}
-ACCOUNT_ID=acct-northwind-coffee
+ACCOUNT_ID=${CONTRACT_ACCOUNT_ID:-acct-northwind-bikes}
 
 command -v schemathesis >/dev/null || pip install --quiet "$(grep '^schemathesis==' scripts/requirements-tools.txt)"
 
 # Signed with the key file the running gateway verifies with (same DEV_JWT_KEY_FILE, DEV_JWT_ISSUER, DEV_JWT_AUDIENCE).
-DEV_TOKEN=${DEV_TOKEN:-$(node dev/gateway.mjs --print-token "$ACCOUNT_ID")}
+DEV_TOKEN=${CONTRACT_TOKEN:-$(node dev/gateway.mjs --print-token "$ACCOUNT_ID")}
 
 # The first request to a local function may compile it (minutes on a cold target dir): warm up every operation of
 # the contract (read from it; the token's account, a placeholder for any other path parameter) so that compile
