@@ -290,7 +290,7 @@ fn notes(plan: &Plan) -> Vec<String> {
          so each purchase is a five-item transaction. The functions' JSON log subscriber is installed, writing \
          to a sink, so the handler's log line is formatted as in Lambda."
             .into(),
-        "Bare side: the same five items from `Store::purchase_transaction_for_bench` (fresh purchase id and key per call, \
+        "Bare side: the same items (seven with the key) from `Store::purchase_transaction_for_bench` (fresh purchase id and key per call, \
          the purchase id as `ClientRequestToken`, as the Store sends it); for the default purchase the same \
          consistent `GetItem` of the account follows. Only `send()` is timed."
             .into(),
