@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
 
-use lambda_http::lambda_runtime::{Diagnostic, LambdaEvent};
+use lambda_http::lambda_runtime::Diagnostic;
 
 use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, StatementKind, Step, StepPlanner};
 use crate::domain::{round_to_cents, time};
@@ -204,12 +204,6 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
         )));
     }
     Ok(cycle_end)
-}
-
-/// The `billing-run` function's handler: the Lambda event in, the run's summary out; a failure carries its
-/// `errorType` ([`BillingError::error_type`]) to Lambda through [`Diagnostic`].
-pub async fn handle(store: &Store, event: LambdaEvent<Value>) -> Result<RunSummary, BillingError> {
-    run_from_event(store, &event.payload, Some(event.context.deadline())).await
 }
 
 /// The `billing-run` function: reads the cycle end from the event, runs, logs and returns the summary.

@@ -552,7 +552,11 @@ async fn record_seeded(store: &Store, account: &str, agency: &str, created_at: &
 async fn invoke(store: &Store, payload: Value, deadline_ms: u64) -> Result<RunSummary, Diagnostic> {
     let mut context = Context::default();
     context.deadline = deadline_ms;
-    billing::handle(store, LambdaEvent::new(payload, context)).await.map_err(Diagnostic::from)
+    // Exactly what billing-run's main does with the event.
+    let event = LambdaEvent::new(payload, context);
+    shared::metrics::run_billing_from_event(store, &event.payload, Some(event.context.deadline()))
+        .await
+        .map_err(Diagnostic::from)
 }
 
 fn ms_from_now(ms: u64) -> u64 {

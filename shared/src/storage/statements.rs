@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -92,8 +92,14 @@ pub enum MarkOutcome {
 /// Attempts at a payment whose statement or account changed between our read and our write.
 const ATTEMPTS: usize = 4;
 
+/// The statement's (pk, sk).
+fn statement_pk_sk(reference: &StatementRef) -> (String, String) {
+    (keys::statement_pk(reference.kind, &reference.owner), keys::statement_sk(reference.cycle_end.as_str()))
+}
+
 fn statement_key(reference: &StatementRef) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
-    keys::key(keys::statement_pk(reference.kind, &reference.owner), &keys::statement_sk(reference.cycle_end.as_str()))
+    let (pk, sk) = statement_pk_sk(reference);
+    keys::key(pk, &sk)
 }
 
 /// The line a statement's payments release: the account's (client) or the agency's (agency).
@@ -114,12 +120,10 @@ fn statement_names(with_state_keys: bool) -> HashMap<String, String> {
     names
 }
 
-fn cancelled_by_condition<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
-    matches!(err, SdkError::ServiceError(service) if matches!(
-        service.err(),
-        TransactWriteItemsError::TransactionCanceledException(cancelled)
-            if cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
-    ))
+/// A transaction cancelled because a condition failed: what we read has moved, so read again. Conflicts and
+/// throttling are the shared retry loop's to resend (`Store::transact_with_retries`).
+fn any_condition_failed(reasons: &[CancellationReason]) -> Result<Option<()>, StoreError> {
+    Ok(reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed")).then_some(()))
 }
 
 impl Store {
@@ -200,7 +204,7 @@ impl Store {
             let Some(reference) = StatementRef::parse(&payment.statement_id) else {
                 return Ok(PaymentOutcome::StatementNotFound);
             };
-            let Some(item) = self.get_item_by_key(statement_key(&reference)).await? else {
+            let Some(item) = self.statement_item(&reference).await? else {
                 return Ok(PaymentOutcome::StatementNotFound);
             };
             let statement = statement_from_item(&item)?;
@@ -229,16 +233,19 @@ impl Store {
                     == Some(payment.statement_id.as_str());
             let items =
                 self.payment_items(payment, &reference, &statement.status, due, &receipt, &request_hash, lifts_hold)?;
-            let token = hex::encode(&Sha256::digest(format!("payment\n{}", payment.payment_reference))[..16]);
-            match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(token)
-                .send()
-                .await
-            {
-                Ok(_) => {
+            // One token per reference and statement state read: a resend of these very items is a no-op, while an
+            // attempt after a re-read (other items) is a new request.
+            let token = hex::encode(
+                &Sha256::digest(format!(
+                    "payment\n{}\n{due}\n{}\n{lifts_hold}",
+                    payment.payment_reference, statement.status
+                ))[..16],
+            );
+            let moved = self
+                .transact_with_retries("TransactWriteItems payment", &items, &token, true, any_condition_failed)
+                .await?;
+            match moved {
+                None => {
                     tracing::info!(
                         statement_id = %payment.statement_id,
                         payment_reference = %payment.payment_reference,
@@ -249,8 +256,7 @@ impl Store {
                     return Ok(PaymentOutcome::Recorded(receipt));
                 }
                 // The statement, the account's hold or the reference moved since we read them: read again.
-                Err(e) if cancelled_by_condition(&e) => continue,
-                Err(e) => return Err(classify("TransactWriteItems payment", e)),
+                Some(()) => continue,
             }
         }
         Err(StoreError::Unavailable("the statement kept changing while the payment was recorded".into()))
@@ -354,7 +360,7 @@ impl Store {
             let Some(reference) = StatementRef::parse(statement_id).filter(|r| r.kind == StatementKind::Client) else {
                 return Ok(MarkOutcome::StatementNotFound);
             };
-            let Some(item) = self.get_item_by_key(statement_key(&reference)).await? else {
+            let Some(item) = self.statement_item(&reference).await? else {
                 return Ok(MarkOutcome::StatementNotFound);
             };
             let statement = statement_from_item(&item)?;
@@ -398,20 +404,26 @@ impl Store {
                 .expression_attribute_values(":statement", s(statement_id))
                 .build()
                 .map_err(build)?;
-            let sent = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(statement_update).build())
-                .transact_items(TransactWriteItem::builder().update(hold).build())
-                .send()
-                .await;
-            match sent {
-                Ok(_) => {
+            let items = [
+                TransactWriteItem::builder().update(statement_update).build(),
+                TransactWriteItem::builder().update(hold).build(),
+            ];
+            let token = hex::encode(&Sha256::digest(format!("{status}\n{statement_id}\n{}", statement.status))[..16]);
+            let moved = self
+                .transact_with_retries(
+                    "TransactWriteItems unpaid statement",
+                    &items,
+                    &token,
+                    true,
+                    any_condition_failed,
+                )
+                .await?;
+            match moved {
+                None => {
                     tracing::warn!(statement_id, status, reason, "statement unpaid; account on hold");
                     return Ok(MarkOutcome::Marked);
                 }
-                Err(e) if cancelled_by_condition(&e) => continue,
-                Err(e) => return Err(classify("TransactWriteItems unpaid statement", e)),
+                Some(()) => continue,
             }
         }
         Err(StoreError::Unavailable(format!("{statement_id} kept changing while it was marked {status}")))
@@ -424,20 +436,9 @@ impl Store {
         items.iter().map(|item| item.string("statementId")).collect()
     }
 
-    async fn get_item_by_key(
-        &self,
-        key: HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
-    ) -> Result<Option<Item>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table_name)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify("GetItem", e))?;
-        Ok(output.item)
+    async fn statement_item(&self, reference: &StatementRef) -> Result<Option<Item>, StoreError> {
+        let (pk, sk) = statement_pk_sk(reference);
+        self.get_item(pk, &sk).await
     }
 }
 
