@@ -2,7 +2,7 @@
 # performance figures into bench/RESULTS.md (exit 0 even on a missed target; BENCH_ARGS=--quick for a short run).
 BENCH_ARGS ?=
 
-.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction
+.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction
 
 dev:
 	scripts/dev.sh
@@ -52,3 +52,9 @@ build-StatementSweepFunction:
 
 build-ConsumeCreditsFunction:
 	$(call lambda_artifact,consume-credits)
+
+build-AgencyReadFunction:
+	$(call lambda_artifact,agency-read)
+
+build-AgencyWriteFunction:
+	$(call lambda_artifact,agency-write)

@@ -36,7 +36,24 @@ pub const UNBILLED_AGENCY_INDEX: SparseIndex =
 pub const STATEMENT_STATE_INDEX: SparseIndex =
     SparseIndex { name: "statement-state", partition_key: "statePk", sort_key: "stateSk" };
 
-pub const INDEXES: [SparseIndex; 3] = [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX, STATEMENT_STATE_INDEX];
+/// An agency's clients and its clients' purchases, one partition per agency (`AGENCY#{agencyId}`): account
+/// items carry `CLIENT#{accountId}`, purchases `PURCHASE#{createdAt}#{purchaseId}` (never removed, so billed and
+/// voided ones show too). The agency console lists either with one Query (`begins_with`), without a Scan; one
+/// index for both, because CloudFormation adds a single index per table update.
+pub const AGENCY_INDEX: SparseIndex =
+    SparseIndex { name: "agency-items", partition_key: "agencyPk", sort_key: "agencySk" };
+
+/// Sort key prefixes of [`AGENCY_INDEX`].
+pub const AGENCY_CLIENT_PREFIX: &str = "CLIENT#";
+pub const AGENCY_PURCHASE_PREFIX: &str = "PURCHASE#";
+
+/// One client's purchases not yet billed to it: `ACCOUNT#{accountId}` / `{createdAt}#{purchaseId}`. Removed
+/// with the unbilled-client keys (billing) or on a void, so what a client owes this cycle is one Query.
+pub const CLIENT_UNBILLED_INDEX: SparseIndex =
+    SparseIndex { name: "client-unbilled", partition_key: "clientUnbilledPk", sort_key: "clientUnbilledSk" };
+
+pub const INDEXES: [SparseIndex; 5] =
+    [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX, STATEMENT_STATE_INDEX, AGENCY_INDEX, CLIENT_UNBILLED_INDEX];
 
 /// Unbilled purchases are spread over this many index partitions so a busy month never makes one hot key.
 pub const UNBILLED_SHARDS: u32 = 4;

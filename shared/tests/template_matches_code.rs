@@ -57,6 +57,8 @@ const BUILDING: &str = "BUILDING#*";
 const UNPAID: &str = "UNPAID";
 const UNBILLED_INDEXES: &[&str] = &["unbilled-client", "unbilled-agency"];
 const STATEMENT_STATE_INDEX: &[&str] = &["statement-state"];
+const AGENCY_ITEMS_INDEX: &[&str] = &["agency-items"];
+const CLIENT_UNBILLED_INDEX: &[&str] = &["client-unbilled"];
 /// Every partition key: only for [`WHOLE_TABLE_READS`], which name no partition key (a Scan), so
 /// `dynamodb:LeadingKeys` cannot limit them; a statement granting them has no condition.
 const WHOLE_TABLE: &str = "(whole table)";
@@ -135,6 +137,54 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
         ],
         routes: &[],
+    },
+    ExpectedFunction {
+        logical_id: "AgencyReadFunction",
+        binary: "agency-read",
+        grants: &[
+            // The agency's line; the default and the agency's prices.
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+                on: On::Table,
+                keys: &[DEFAULT_PRICING, AGENCY, AGENCY_LINE],
+            },
+            // The price history and the agency's statements.
+            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY] },
+            // The agency's clients and their purchases; one client's unbilled purchases.
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(CLIENT_UNBILLED_INDEX), keys: &[ACCOUNT] },
+        ],
+        routes: &[
+            ("GET", "/agencies/{agencyId}/pricing"),
+            ("GET", "/agencies/{agencyId}/pricing/history"),
+            ("GET", "/agencies/{agencyId}/clients"),
+            ("GET", "/agencies/{agencyId}/purchases"),
+            ("GET", "/agencies/{agencyId}/statements"),
+        ],
+    },
+    ExpectedFunction {
+        logical_id: "AgencyWriteFunction",
+        binary: "agency-write",
+        grants: &[
+            // The client's account, the purchase to void, an idempotency key; the prices being changed.
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+                on: On::Table,
+                keys: &[DEFAULT_PRICING, AGENCY, ACCOUNT],
+            },
+            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry,
+            // idempotency key in ACCOUNT#; the agency's line).
+            Grant {
+                actions: &["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                on: On::Table,
+                keys: &[AGENCY, ACCOUNT, AGENCY_LINE],
+            },
+        ],
+        routes: &[
+            ("PUT", "/agencies/{agencyId}/pricing"),
+            ("PUT", "/agencies/{agencyId}/clients/{accountId}/credit-limit"),
+            ("POST", "/agencies/{agencyId}/purchases/{purchaseId}/void"),
+        ],
     },
     ExpectedFunction {
         logical_id: "ListStatementsFunction",

@@ -323,7 +323,7 @@ pub struct ApiEvent {
     method: String,
     route_key: String,
     raw_path: String,
-    path_account: String,
+    path_parameters: serde_json::Map<String, Value>,
     claims: Option<Value>,
     headers: serde_json::Map<String, Value>,
     query: Option<String>,
@@ -337,7 +337,7 @@ impl ApiEvent {
             method: method.to_owned(),
             route_key: format!("{method} {route}"),
             raw_path: route.replace("{accountId}", path_account),
-            path_account: path_account.to_owned(),
+            path_parameters: serde_json::Map::from_iter([("accountId".to_owned(), json!(path_account))]),
             claims: None,
             headers: serde_json::Map::new(),
             query: None,
@@ -348,6 +348,37 @@ impl ApiEvent {
     /// `POST /accounts/{account}/credit-purchases` with a JSON body, signed in as `account`.
     pub fn purchase(account: &str, body: &Value) -> ApiEvent {
         ApiEvent::new("POST", PURCHASES_ROUTE, account).as_account(account).json(body)
+    }
+
+    /// An agency route, e.g. `/agencies/{agencyId}/pricing`, for `agency_id`; other path parameters with
+    /// [`ApiEvent::path_parameter`]. Sign in with [`ApiEvent::as_agency_admin`].
+    pub fn agency(method: &str, route: &str, agency_id: &str) -> ApiEvent {
+        let mut event = ApiEvent::new(method, route, "");
+        event.path_parameters = serde_json::Map::new();
+        event.raw_path = route.to_owned();
+        event.path_parameter("agencyId", agency_id)
+    }
+
+    /// Sets `{name}` in the path to `value`.
+    pub fn path_parameter(mut self, name: &str, value: &str) -> ApiEvent {
+        self.raw_path = self.raw_path.replace(&format!("{{{name}}}"), value);
+        self.path_parameters.insert(name.to_owned(), json!(value));
+        self
+    }
+
+    /// Signed in as an administrator of `agency_id`: the agency claim and the `agency-admin` group, as API
+    /// Gateway hands array claims over (`[a b]`).
+    pub fn as_agency_admin(self, agency_id: &str) -> ApiEvent {
+        self.claims(json!({
+            "sub": format!("admin-of-{agency_id}"),
+            "custom:agency_id": agency_id,
+            "cognito:groups": "[agency-admin]",
+        }))
+    }
+
+    /// Signed in as a member of `agency_id` without the admin role (a client's token may carry its agency).
+    pub fn as_agency_member(self, agency_id: &str) -> ApiEvent {
+        self.claims(json!({"sub": format!("member-of-{agency_id}"), "custom:agency_id": agency_id}))
     }
 
     /// Signed in as `account_id` (claim `custom:account_id`).
@@ -418,7 +449,7 @@ impl ApiEvent {
             "rawPath": self.raw_path,
             "rawQueryString": self.query.clone().unwrap_or_default(),
             "headers": self.headers,
-            "pathParameters": {"accountId": self.path_account},
+            "pathParameters": self.path_parameters,
             "requestContext": context,
             "isBase64Encoded": false
         });

@@ -62,6 +62,51 @@ pub enum AppError {
     /// The write was sent but its outcome is unknown (timed out, unanswered): it may have committed.
     OutcomeUnknown(String),
     Internal(String),
+
+    // The agency's routes (`api::agency`).
+    /// The token is an agency administrator's, but of another agency than the path's.
+    AgencyForbidden,
+    /// The token names an agency but lacks the agency-admin role (a client token, say).
+    AgencyAdminRequired,
+    /// An agency administrator's token on a client route.
+    AgencyTokenOnClientRoute,
+    InvalidAgencyId,
+    /// The path's account is not one of this agency's clients (unknown accounts look the same).
+    ClientNotFound,
+    InvalidPurchaseId,
+    /// No purchase of this agency's clients has this id.
+    PurchaseNotFound,
+    /// A field of an agency request body is missing, unknown or of the wrong type.
+    InvalidField {
+        field: String,
+        detail: String,
+    },
+    /// `PUT .../pricing` without `If-Match`.
+    PreconditionRequired,
+    /// `If-Match` names another pricing version than the current one; carries the current pricing body.
+    PreconditionFailed {
+        current_pricing: Value,
+    },
+    /// A price that can never be sold: negative, more than four places, above the cap.
+    InvalidPrice {
+        credit_type: String,
+        detail: String,
+    },
+    /// A price under what the agency pays the platform for the credit.
+    PriceBelowCost {
+        credit_type: String,
+        price: String,
+        cost: String,
+    },
+    InvalidCreditLimit(String),
+    /// Billed to the client or to the agency already: a void can no longer undo it.
+    PurchaseAlreadyBilled,
+    PurchaseAlreadyVoided,
+    /// The client has spent some of the purchase's credits: the balance of `credit_type` is `short_by` too low.
+    CreditsAlreadyUsed {
+        credit_type: String,
+        short_by: u64,
+    },
 }
 
 impl From<StoreError> for AppError {
@@ -89,7 +134,22 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::Forbidden
+            | AppError::AgencyForbidden
+            | AppError::AgencyAdminRequired
+            | AppError::AgencyTokenOnClientRoute => StatusCode::FORBIDDEN,
+            AppError::InvalidAgencyId | AppError::InvalidPurchaseId | AppError::InvalidField { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            AppError::ClientNotFound | AppError::PurchaseNotFound => StatusCode::NOT_FOUND,
+            AppError::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
+            AppError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            AppError::InvalidPrice { .. } | AppError::PriceBelowCost { .. } | AppError::InvalidCreditLimit(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            AppError::PurchaseAlreadyBilled | AppError::PurchaseAlreadyVoided | AppError::CreditsAlreadyUsed { .. } => {
+                StatusCode::CONFLICT
+            }
             AppError::InvalidAccountId
             | AppError::InvalidStatementId
             | AppError::MalformedJson(_)
@@ -133,6 +193,21 @@ impl AppError {
             AppError::AccountOnHold { .. } => "account_on_hold",
             AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "service_unavailable",
             AppError::Internal(_) => "internal_error",
+            AppError::AgencyForbidden | AppError::AgencyTokenOnClientRoute => "forbidden",
+            AppError::AgencyAdminRequired => "agency_admin_required",
+            AppError::InvalidAgencyId => "invalid_agency_id",
+            AppError::ClientNotFound => "client_not_found",
+            AppError::InvalidPurchaseId => "invalid_purchase_id",
+            AppError::PurchaseNotFound => "purchase_not_found",
+            AppError::InvalidField { .. } => "invalid_field",
+            AppError::PreconditionRequired => "precondition_required",
+            AppError::PreconditionFailed { .. } => "precondition_failed",
+            AppError::InvalidPrice { .. } => "invalid_price",
+            AppError::PriceBelowCost { .. } => "price_below_cost",
+            AppError::InvalidCreditLimit(_) => "invalid_credit_limit",
+            AppError::PurchaseAlreadyBilled => "purchase_already_billed",
+            AppError::PurchaseAlreadyVoided => "purchase_already_voided",
+            AppError::CreditsAlreadyUsed { .. } => "credits_already_used",
         }
     }
 
@@ -158,6 +233,22 @@ impl AppError {
             AppError::AccountOnHold { .. } => "Account on hold",
             AppError::Unavailable(_) | AppError::OutcomeUnknown(_) => "Service temporarily unavailable",
             AppError::Internal(_) => "Internal error",
+            AppError::AgencyForbidden => "Not your agency",
+            AppError::AgencyAdminRequired => "Agency administrator role required",
+            AppError::AgencyTokenOnClientRoute => "Client routes are for client accounts",
+            AppError::InvalidAgencyId => "Invalid agency id",
+            AppError::ClientNotFound => "Client not found",
+            AppError::InvalidPurchaseId => "Invalid purchase id",
+            AppError::PurchaseNotFound => "Purchase not found",
+            AppError::InvalidField { .. } => "Invalid field",
+            AppError::PreconditionRequired => "If-Match required",
+            AppError::PreconditionFailed { .. } => "Prices changed meanwhile",
+            AppError::InvalidPrice { .. } => "Invalid price",
+            AppError::PriceBelowCost { .. } => "Price below cost",
+            AppError::InvalidCreditLimit(_) => "Invalid credit limit",
+            AppError::PurchaseAlreadyBilled => "Purchase already billed",
+            AppError::PurchaseAlreadyVoided => "Purchase already voided",
+            AppError::CreditsAlreadyUsed { .. } => "Credits already used",
         }
     }
 
@@ -216,6 +307,38 @@ impl AppError {
                  or check your purchase history before buying again."
                 .into(),
             AppError::Internal(_) => "Something went wrong on our side; the details are in our logs.".into(),
+            AppError::AgencyForbidden => "An agency administrator may only act on its own agency and its clients.".into(),
+            AppError::AgencyAdminRequired => {
+                "This route is for agency administrators: the token lacks the agency-admin role.".into()
+            }
+            AppError::AgencyTokenOnClientRoute => {
+                "An agency administrator's token cannot act as a client; use the agency routes.".into()
+            }
+            AppError::InvalidAgencyId => "Agency ids are 1-64 letters, digits, '-' or '_'.".into(),
+            AppError::ClientNotFound => "This agency has no client with this account id.".into(),
+            AppError::InvalidPurchaseId => "A purchase id is the `purchaseId` of one of your clients' purchases.".into(),
+            AppError::PurchaseNotFound => "None of this agency's clients has a purchase with this id.".into(),
+            AppError::InvalidField { field, detail } => format!("`{field}`: {detail}"),
+            AppError::PreconditionRequired => {
+                "Send If-Match with the pricing `version` (the ETag of GET .../pricing) you are changing.".into()
+            }
+            AppError::PreconditionFailed { .. } => "Someone else changed these prices since you read them; the \
+                 current prices are in `currentPricing`. Review them and send your change again with their version."
+                .into(),
+            AppError::InvalidPrice { credit_type, detail } => format!("The price of {credit_type} {detail}."),
+            AppError::PriceBelowCost { credit_type, price, cost } => format!(
+                "The price of {credit_type} ({price}) is below its cost ({cost}): a sale would lose money. Set a \
+                 price of at least the cost."
+            ),
+            AppError::InvalidCreditLimit(why) => format!("The credit limit {why}."),
+            AppError::PurchaseAlreadyBilled => {
+                "The purchase was billed already; a billed purchase is corrected on a statement, not voided.".into()
+            }
+            AppError::PurchaseAlreadyVoided => "The purchase was voided already.".into(),
+            AppError::CreditsAlreadyUsed { credit_type, short_by } => format!(
+                "The client has already used some of these credits: its {credit_type} balance is {short_by} short \
+                 of what the purchase added. Nothing was changed."
+            ),
         }
     }
 
@@ -249,6 +372,24 @@ impl AppError {
             }
             AppError::InvalidQuery { parameter, .. } => {
                 extra.insert("parameter".into(), json!(parameter));
+            }
+            AppError::InvalidField { field, .. } => {
+                extra.insert("field".into(), json!(field));
+            }
+            AppError::PreconditionFailed { current_pricing } => {
+                extra.insert("currentPricing".into(), current_pricing.clone());
+            }
+            AppError::InvalidPrice { credit_type, .. } => {
+                extra.insert("creditType".into(), json!(credit_type));
+            }
+            AppError::PriceBelowCost { credit_type, price, cost } => {
+                extra.insert("creditType".into(), json!(credit_type));
+                extra.insert("price".into(), json!(price));
+                extra.insert("cost".into(), json!(cost));
+            }
+            AppError::CreditsAlreadyUsed { credit_type, short_by } => {
+                extra.insert("creditType".into(), json!(credit_type));
+                extra.insert("shortBy".into(), json!(short_by));
             }
             AppError::PriceChanged { current_pricing, server_total, expected_total } => {
                 extra.insert("currentPricing".into(), current_pricing.clone());

@@ -31,7 +31,7 @@ const MAX_CURSOR_CHARS: usize = 512;
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => Some(decode_cursor(&cursor, &account_id)?),
@@ -70,7 +70,7 @@ pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
 async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
@@ -96,7 +96,7 @@ async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
 async fn list_statement_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let path_parameters = request.path_parameters();
         let statement_id = path_parameters.first("statementId").ok_or(AppError::InvalidStatementId)?.to_owned();

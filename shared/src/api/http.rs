@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::{Error as _, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::Settings;
 use super::error::AppError;
 use crate::domain::is_valid_account_id;
 
@@ -18,9 +19,15 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Who is calling, from the JWT authorizer's verified claims, and the account they asked for.
 ///
 /// API Gateway only fills `requestContext.authorizer.jwt.claims` after verifying the token, so the
-/// functions trust exactly that and nothing else in the request.
-pub fn authorize(request: &Request, account_claim: &str) -> Result<String, AppError> {
-    let caller = caller_account(request, account_claim).ok_or(AppError::Unauthenticated)?;
+/// functions trust exactly that and nothing else in the request. An agency administrator's token is refused
+/// here even if it also names an account: client routes act as a client, never on its behalf.
+pub fn authorize(request: &Request, settings: &Settings) -> Result<String, AppError> {
+    let claims = verified_claims(request).ok_or(AppError::Unauthenticated)?;
+    let caller = claim(claims, &settings.account_claim);
+    if is_agency_admin(claims, settings) {
+        return Err(AppError::AgencyTokenOnClientRoute);
+    }
+    let caller = caller.ok_or(AppError::Unauthenticated)?;
     let path_params = request.path_parameters();
     let requested = path_params.first("accountId").ok_or(AppError::InvalidAccountId)?;
     if !is_valid_account_id(requested) {
@@ -29,16 +36,66 @@ pub fn authorize(request: &Request, account_claim: &str) -> Result<String, AppEr
     if caller != requested {
         return Err(AppError::Forbidden);
     }
-    Ok(caller)
+    Ok(caller.to_owned())
 }
 
-fn caller_account(request: &Request, account_claim: &str) -> Option<String> {
+/// An agency administrator acting on its own agency (the path's `agencyId`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgencyAdmin {
+    pub agency_id: String,
+    /// The token's `sub`: who changed a price or a limit, or voided a purchase, in the audit trail.
+    pub subject: String,
+}
+
+/// The caller as an agency administrator of the path's agency: the agency claim **and** the admin role
+/// (membership of the configured group) are both required, since client tokens may carry their agency's id.
+pub fn authorize_agency(request: &Request, settings: &Settings) -> Result<AgencyAdmin, AppError> {
+    let claims = verified_claims(request).ok_or(AppError::Unauthenticated)?;
+    let caller = claim(claims, &settings.agency_claim);
+    if caller.is_none() && claim(claims, &settings.account_claim).is_none() {
+        return Err(AppError::Unauthenticated);
+    }
+    if !is_agency_admin(claims, settings) {
+        return Err(AppError::AgencyAdminRequired);
+    }
+    let caller = caller.ok_or(AppError::AgencyAdminRequired)?;
+    let path_params = request.path_parameters();
+    let requested = path_params.first("agencyId").ok_or(AppError::InvalidAgencyId)?;
+    // Forbidden before bad input: nothing about another agency is even validated.
+    if caller != requested {
+        return Err(AppError::AgencyForbidden);
+    }
+    if !is_valid_account_id(requested) {
+        return Err(AppError::InvalidAgencyId);
+    }
+    let subject = claim(claims, "sub").unwrap_or(caller).to_owned();
+    Ok(AgencyAdmin { agency_id: caller.to_owned(), subject })
+}
+
+fn verified_claims(request: &Request) -> Option<&std::collections::HashMap<String, String>> {
     let context: &ApiGatewayV2httpRequestContext = match request.request_context_ref()? {
         RequestContext::ApiGatewayV2(context) => context,
         _ => return None,
     };
-    let claims = &context.authorizer.as_ref()?.jwt.as_ref()?.claims;
-    claims.get(account_claim).filter(|v| !v.is_empty()).cloned()
+    Some(&context.authorizer.as_ref()?.jwt.as_ref()?.claims)
+}
+
+fn claim<'a>(claims: &'a std::collections::HashMap<String, String>, name: &str) -> Option<&'a str> {
+    claims.get(name).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Whether the token's groups claim holds the agency-admin group. The HTTP API's JWT authorizer hands array
+/// claims over flattened to text (`[agency-admin finance]`); a JSON array or a comma list is read the same way.
+fn is_agency_admin(claims: &std::collections::HashMap<String, String>, settings: &Settings) -> bool {
+    claim(claims, &settings.groups_claim).is_some_and(|groups| {
+        groups
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .map(|group| group.trim_matches('"'))
+            .any(|group| group == settings.agency_admin_group)
+    })
 }
 
 /// The request body as JSON, after the media type and size checks.

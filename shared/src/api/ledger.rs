@@ -39,7 +39,7 @@ pub async fn list_purchases_or_ledger(app: &App, request: Request) -> Response<B
 pub async fn list_ledger(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let only = match query_parameter(&request, "type")? {
             None => None,

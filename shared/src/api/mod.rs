@@ -23,12 +23,14 @@ use crate::storage::Store;
 use error::AppError;
 use http::{authorize, json_response};
 
+pub mod agency;
 pub mod error;
 pub mod history;
 pub mod http;
 pub mod ledger;
 pub mod purchase;
 
+pub use agency::{agency_read, agency_write};
 pub use history::{list_purchases, list_statements};
 pub use ledger::{list_ledger, list_purchases_or_ledger};
 pub use purchase::{IDEMPOTENCY_TTL, purchase_credits};
@@ -38,6 +40,12 @@ pub use purchase::{IDEMPOTENCY_TTL, purchase_credits};
 pub struct Settings {
     /// The JWT claim holding the caller's account id.
     pub account_claim: String,
+    /// The JWT claim holding an agency administrator's agency id.
+    pub agency_claim: String,
+    /// The JWT claim listing the caller's groups (roles).
+    pub groups_claim: String,
+    /// The group that makes a token an agency administrator's.
+    pub agency_admin_group: String,
     /// A request gives up (503) after this long, safely inside the function timeout.
     pub request_budget: Duration,
     /// How long an instance trusts its cached account → agency and agency → prices (zero: no cache).
@@ -49,6 +57,9 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             account_claim: "custom:account_id".into(),
+            agency_claim: "custom:agency_id".into(),
+            groups_claim: "cognito:groups".into(),
+            agency_admin_group: "agency-admin".into(),
             request_budget: Duration::from_secs(7),
             pricing_cache_ttl: Duration::from_secs(30),
         }
@@ -56,13 +67,21 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// `ACCOUNT_ID_CLAIM`, `REQUEST_BUDGET_MS` and `PRICING_CACHE_TTL_SECONDS` override the defaults.
+    /// `ACCOUNT_ID_CLAIM`, `AGENCY_ID_CLAIM`, `GROUPS_CLAIM`, `AGENCY_ADMIN_GROUP`, `REQUEST_BUDGET_MS` and
+    /// `PRICING_CACHE_TTL_SECONDS` override the defaults.
     pub fn from_env() -> Settings {
         let mut settings = Settings::default();
-        if let Ok(claim) = std::env::var("ACCOUNT_ID_CLAIM")
-            && !claim.is_empty()
-        {
-            settings.account_claim = claim;
+        for (name, setting) in [
+            ("ACCOUNT_ID_CLAIM", &mut settings.account_claim),
+            ("AGENCY_ID_CLAIM", &mut settings.agency_claim),
+            ("GROUPS_CLAIM", &mut settings.groups_claim),
+            ("AGENCY_ADMIN_GROUP", &mut settings.agency_admin_group),
+        ] {
+            if let Ok(value) = std::env::var(name)
+                && !value.is_empty()
+            {
+                *setting = value;
+            }
         }
         if let Some(ms) = std::env::var("REQUEST_BUDGET_MS").ok().and_then(|v| v.parse().ok()) {
             settings.request_budget = Duration::from_millis(ms);
@@ -101,7 +120,7 @@ pub(crate) async fn respond(app: &App, work: impl Future<Output = Result<Respons
 /// `GET /accounts/{accountId}/pricing`
 pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let agency_id = agency_of(app, &account_id).await?;
         let (pricing, _) = pricing_of(app, &agency_id).await?;
         Ok(json_response(StatusCode::OK, &pricing_body(&account_id, &pricing)))
@@ -112,7 +131,7 @@ pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
 /// `GET /accounts/{accountId}/balances`
 pub async fn get_balances(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
-        let account_id = authorize(&request, &app.settings.account_claim)?;
+        let account_id = authorize(&request, &app.settings)?;
         let account = load_account(app, &account_id).await?;
         Ok(json_response(StatusCode::OK, &balances_body(&account)))
     })

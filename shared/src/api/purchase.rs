@@ -31,7 +31,7 @@ const MAX_REFRESHES: usize = 2;
 
 async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Response<Body>, AppError> {
     // Everything the request alone can tell is checked before any read or write.
-    let account_id = authorize(request, &app.settings.account_claim)?;
+    let account_id = authorize(request, &app.settings)?;
     let key = idempotency_key(request)?;
     let minimal = prefers_minimal_return(request);
     let body = json_body(request)?;

@@ -314,6 +314,8 @@ mod tests {
             client_statement_id: None,
             agency_statement_id: None,
             idempotency_key: None,
+            voided_at: None,
+            voided_by: None,
         }
     }
 

@@ -304,6 +304,13 @@ pub struct PurchaseRecord {
     pub agency_statement_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// Set when the agency voided the purchase (before either side was billed): it is then never billed and
+    /// its credits were taken back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voided_at: Option<String>,
+    /// The agency administrator (the token's `sub`) who voided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voided_by: Option<String>,
 }
 
 impl PurchaseRecord {
@@ -330,6 +337,8 @@ impl PurchaseRecord {
             client_statement_id: None,
             agency_statement_id: None,
             idempotency_key,
+            voided_at: None,
+            voided_by: None,
         }
     }
 }

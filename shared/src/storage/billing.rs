@@ -29,7 +29,8 @@ use crate::domain::billing::{
 };
 use crate::domain::{PurchaseRecord, time};
 use crate::table::{
-    PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX, SparseIndex, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX,
+    CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX, SparseIndex, UNBILLED_AGENCY_INDEX,
+    UNBILLED_CLIENT_INDEX,
 };
 
 /// DynamoDB allows 100 items per `TransactWriteItems`; each step also writes the statement and one statement
@@ -247,17 +248,31 @@ impl Store {
                     keys::account(&purchase.account_id),
                     &keys::purchase_sk(&purchase.purchase_id),
                 )))
-                .update_expression("SET #flag = :billed, #statement = :id REMOVE #indexPk, #indexSk")
-                .condition_expression("#flag = :unbilled")
+                .update_expression(match kind {
+                    // Billing the client also takes the purchase off the client's own unbilled list.
+                    StatementKind::Client => {
+                        "SET #flag = :billed, #statement = :id REMOVE #indexPk, #indexSk, #clientPk, #clientSk"
+                    }
+                    StatementKind::Agency => "SET #flag = :billed, #statement = :id REMOVE #indexPk, #indexSk",
+                })
+                // A voided purchase is never billed: the void and this step each check the other's mark.
+                .condition_expression("#flag = :unbilled AND attribute_not_exists(#voidedAt)")
                 .expression_attribute_names("#flag", billed_flag)
                 .expression_attribute_names("#statement", statement_id_attribute)
                 .expression_attribute_names("#indexPk", index.partition_key)
                 .expression_attribute_names("#indexSk", index.sort_key)
+                .expression_attribute_names("#voidedAt", keys::VOIDED_AT)
                 .expression_attribute_values(":billed", AttributeValue::Bool(true))
                 .expression_attribute_values(":unbilled", AttributeValue::Bool(false))
-                .expression_attribute_values(":id", s(statement_id))
-                .build()
-                .map_err(build)?;
+                .expression_attribute_values(":id", s(statement_id));
+            let update = match kind {
+                StatementKind::Client => update
+                    .expression_attribute_names("#clientPk", CLIENT_UNBILLED_INDEX.partition_key)
+                    .expression_attribute_names("#clientSk", CLIENT_UNBILLED_INDEX.sort_key),
+                StatementKind::Agency => update,
+            }
+            .build()
+            .map_err(build)?;
             items.push(TransactWriteItem::builder().update(update).build());
         }
         Ok(items)

@@ -17,6 +17,10 @@ pub const PART_MARKER: &str = "#PART#";
 
 pub const CREDIT_LINE_SK: &str = "CREDIT_LINE";
 
+/// On a voided purchase: when it was voided (its presence is the mark billing checks) and by whom.
+pub const VOIDED_AT: &str = "voidedAt";
+pub const VOIDED_BY: &str = "voidedBy";
+
 /// Credit line attributes on the account item (client line, at price) and the agency line item (at cost).
 pub const CREDIT_LIMIT: &str = "creditLimit";
 pub const AVAILABLE_CREDIT: &str = "availableCredit";

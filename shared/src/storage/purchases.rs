@@ -17,7 +17,8 @@ use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
 use crate::table::{
-    PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
+    AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE,
+    UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
 };
 
 /// Claims an `Idempotency-Key` in the purchase's own transaction.
@@ -232,6 +233,14 @@ impl Store {
             record.insert(index.partition_key.to_owned(), shard.clone());
             record.insert(index.sort_key.to_owned(), index_sort.clone());
         }
+        // The agency's view of its clients' purchases, and the client's own unbilled list (what it owes so far).
+        record.insert(AGENCY_INDEX.partition_key.to_owned(), s(keys::agency(&purchase.agency_id)));
+        record.insert(
+            AGENCY_INDEX.sort_key.to_owned(),
+            s(format!("{AGENCY_PURCHASE_PREFIX}{}#{}", purchase.created_at, purchase.purchase_id)),
+        );
+        record.insert(CLIENT_UNBILLED_INDEX.partition_key.to_owned(), s(keys::account(&purchase.account_id)));
+        record.insert(CLIENT_UNBILLED_INDEX.sort_key.to_owned(), index_sort.clone());
         let purchase_put = Put::builder()
             .table_name(&self.table_name)
             .set_item(Some(record))

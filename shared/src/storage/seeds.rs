@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, Item, from_item, n, s, to_item};
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{CURRENCY, CreditType, Rate, RateOverride};
+use crate::table::{AGENCY_CLIENT_PREFIX, AGENCY_INDEX};
 
 /// A stored pricing item: its version, and its rates if they decode (a rate the domain refuses, such as
 /// `"-0"`, leaves `None`, so loading good seeds replaces bad data instead of failing on it).
@@ -87,8 +88,15 @@ impl Store {
         agency_id: &str,
         name: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut update = "SET accountId = :id, agencyId = :agency".to_owned();
-        let mut values = HashMap::from([(":id".to_owned(), s(account_id)), (":agency".to_owned(), s(agency_id))]);
+        // The agency index keys: the agency console lists its clients with one Query.
+        let mut update =
+            "SET accountId = :id, agencyId = :agency, #agencyPk = :agencyPk, #agencySk = :agencySk".to_owned();
+        let mut values = HashMap::from([
+            (":id".to_owned(), s(account_id)),
+            (":agency".to_owned(), s(agency_id)),
+            (":agencyPk".to_owned(), s(keys::agency(agency_id))),
+            (":agencySk".to_owned(), s(format!("{AGENCY_CLIENT_PREFIX}{account_id}"))),
+        ]);
         if let Some(name) = name {
             update.push_str(", #name = :name");
             values.insert(":name".to_owned(), s(name));
@@ -97,7 +105,9 @@ impl Store {
             .client
             .update_item()
             .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::account(account_id), keys::ACCOUNT_SK)));
+            .set_key(Some(keys::key(keys::account(account_id), keys::ACCOUNT_SK)))
+            .expression_attribute_names("#agencyPk", AGENCY_INDEX.partition_key)
+            .expression_attribute_names("#agencySk", AGENCY_INDEX.sort_key);
         if name.is_some() {
             request = request.expression_attribute_names("#name", "name");
         }

@@ -1,0 +1,28 @@
+//! `GET /agencies/{agencyId}/purchases`, `POST .../purchases/{purchaseId}/void`, `GET /agencies/{agencyId}/statements`.
+// PLACEHOLDER: being built (issue 17); replaced before it lands.
+
+use lambda_http::{Body, Request, Response};
+
+use super::super::error::AppError;
+use super::super::http::authorize_agency;
+use super::super::{App, respond};
+
+pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
+    not_built(app, request).await
+}
+
+pub async fn void_purchase(app: &App, request: Request) -> Response<Body> {
+    not_built(app, request).await
+}
+
+pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
+    not_built(app, request).await
+}
+
+async fn not_built(app: &App, request: Request) -> Response<Body> {
+    respond(app, async {
+        authorize_agency(&request, &app.settings)?;
+        Err(AppError::Internal("not built yet".into()))
+    })
+    .await
+}
