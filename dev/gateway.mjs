@@ -7,12 +7,14 @@
 //   node dev/gateway.mjs                        # serve on 127.0.0.1:${GATEWAY_PORT:-3000}
 //   node dev/gateway.mjs --print-token acct-x   # print a signed dev token for account acct-x
 //   node dev/gateway.mjs --print-token acct-x --claims '{"custom:agency_id":"agency-x","cognito:groups":["agency-admin"]}'
+//   node dev/gateway.mjs --print-agency-token agency-x   # an agency administrator's token for agency-x
 //
 // Environment:
 //   GATEWAY_PORT        port to listen on (default 3000; always bound to 127.0.0.1)
 //   LAMBDA_INVOKE_URL   where `cargo lambda watch` listens (default http://127.0.0.1:9000)
 //   DASHBOARD_ORIGIN    comma-separated origins allowed by CORS (default: this gateway's own origin)
 //   DEV_ACCOUNT_ID      account the dashboard's dev token acts for (default acct-northwind-coffee)
+//   DEV_AGENCY_ID       agency whose administrator the agency console's dev token is (default agency-northwind)
 //   INVOKE_TIMEOUT_MS   integration timeout (default 30000, API Gateway's maximum)
 //   DEV_JWT_ISSUER      iss of the dev tokens, the only one accepted (default dev-gateway)
 //   DEV_JWT_AUDIENCE    comma-separated accepted aud/client_id; tokens carry the first (default dashboard)
@@ -302,6 +304,7 @@ function isTextContentType(contentType) {
 }
 
 const DEFAULT_ACCOUNT = 'acct-northwind-coffee';
+const DEFAULT_AGENCY = 'agency-northwind';
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const DASHBOARD_DIR = resolve(HERE, '..', 'dashboard', 'public');
 const TEMPLATE_PATH = resolve(HERE, '..', 'infra', 'template.yaml');
@@ -372,18 +375,25 @@ export function makeDevToken(
   accountId = DEFAULT_ACCOUNT,
   { ttlSeconds = 24 * 60 * 60, claims: extra = {}, key = loadSigningKey(), issuer = issuerFromEnv(), audience = audiencesFromEnv()[0] } = {},
 ) {
+  return signDevToken({ sub: `dev-user-${accountId}`, 'custom:account_id': accountId }, extra, { ttlSeconds, key, issuer, audience });
+}
+
+/**
+ * A dev ID token for an administrator of `agencyId`, as Cognito would issue it: the agency claim
+ * (`custom:agency_id`) and membership of the `agency-admin` group (`cognito:groups`), no account claim.
+ */
+export function makeDevAgencyToken(
+  agencyId = DEFAULT_AGENCY,
+  { ttlSeconds = 24 * 60 * 60, claims: extra = {}, key = loadSigningKey(), issuer = issuerFromEnv(), audience = audiencesFromEnv()[0] } = {},
+) {
+  const identity = { sub: `dev-agency-admin-${agencyId}`, 'custom:agency_id': agencyId, 'cognito:groups': ['agency-admin'] };
+  return signDevToken(identity, extra, { ttlSeconds, key, issuer, audience });
+}
+
+function signDevToken(identity, extra, { ttlSeconds, key, issuer, audience }) {
   const now = Math.floor(Date.now() / 1000);
   const header = { alg: 'RS256', typ: 'JWT', kid: key.kid };
-  const claims = {
-    sub: `dev-user-${accountId}`,
-    'custom:account_id': accountId,
-    token_use: 'id',
-    iss: issuer,
-    aud: audience,
-    iat: now,
-    exp: now + ttlSeconds,
-    ...extra,
-  };
+  const claims = { ...identity, token_use: 'id', iss: issuer, aud: audience, iat: now, exp: now + ttlSeconds, ...extra };
   const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
   return `${signingInput}.${cryptoSign('sha256', Buffer.from(signingInput), key.privateKey).toString('base64url')}`;
 }
@@ -607,6 +617,7 @@ export function createGateway({
   invokeUrl = process.env.LAMBDA_INVOKE_URL ?? 'http://127.0.0.1:9000',
   dashboardOrigins = process.env.DASHBOARD_ORIGIN,
   devAccountId = process.env.DEV_ACCOUNT_ID || DEFAULT_ACCOUNT,
+  devAgencyId = process.env.DEV_AGENCY_ID || DEFAULT_AGENCY,
   invokeTimeoutMs = Number(process.env.INVOKE_TIMEOUT_MS ?? 30000),
   staticDir = DASHBOARD_DIR,
   templatePath = TEMPLATE_PATH,
@@ -622,6 +633,7 @@ export function createGateway({
   const key = loadSigningKey(keyFile); // at start, so a bad key file stops the gateway now
   const jwks = JSON.stringify({ keys: [key.jwk] });
   const devToken = (accountId) => makeDevToken(accountId, { key, issuer, audience: audiences[0] });
+  const devAgencyToken = (agencyId) => makeDevAgencyToken(agencyId, { key, issuer, audience: audiences[0] });
   const ownOrigins = [`http://127.0.0.1:${port}`, `http://localhost:${port}`];
   const allowedOrigins = new Set(
     dashboardOrigins ? dashboardOrigins.split(',').map((o) => o.trim().replace(/\/$/, '')).filter(Boolean) : ownOrigins,
@@ -781,7 +793,13 @@ export function createGateway({
       const isRead = req.method === 'GET' || req.method === 'HEAD';
       // The panel asks config.json next to index.html first: answering it too keeps the console free of 404s.
       if (isRead && (rawPath === '/dev/config.json' || rawPath === '/config.json')) {
-        const config = { apiBaseUrl: '', accountId: devAccountId, token: devToken(devAccountId) };
+        const config = { apiBaseUrl: '', accountId: devAccountId, token: devToken(devAccountId), dev: true };
+        send(res, req, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(config));
+        return done();
+      }
+      // The agency console's dev sign-in, the same way: an administrator of DEV_AGENCY_ID.
+      if (isRead && (rawPath === '/dev/agency-config.json' || rawPath === '/agency-config.json')) {
+        const config = { apiBaseUrl: '', agencyId: devAgencyId, token: devAgencyToken(devAgencyId), dev: true };
         send(res, req, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify(config));
         return done();
       }
@@ -853,6 +871,7 @@ function banner(port, invokeBase, origins, routes, key) {
     '!!  DEV GATEWAY — local issuer of dev tokens — loopback only, never expose',
     '!!  Local stand-in for API Gateway; it is not part of any deployment.',
     `!!  listening  http://127.0.0.1:${port}/  (dashboard at /, dev token at /dev/config.json)`,
+    `!!  console    http://127.0.0.1:${port}/agency.html  (agency admin's dev token at /dev/agency-config.json)`,
     `!!  functions  ${invokeBase}/2015-03-31/functions/<name>/invocations`,
     `!!  CORS       ${[...origins].join(', ')}`,
     `!!  JWKS       http://127.0.0.1:${port}/.well-known/jwks.json (key ${key.keyFile})`,
@@ -862,7 +881,10 @@ function banner(port, invokeBase, origins, routes, key) {
 }
 
 const USAGE = `usage: node dev/gateway.mjs [--print-token [ACCOUNT_ID] [--claims JSON]]
-  --claims  extra claims for the token, e.g. '{"custom:agency_id":"agency-northwind","cognito:groups":["agency-admin"]}'
+       node dev/gateway.mjs --print-agency-token [AGENCY_ID] [--claims JSON]
+  --print-token         a client's token (custom:account_id)
+  --print-agency-token  an agency administrator's token (custom:agency_id, cognito:groups ["agency-admin"])
+  --claims              extra claims for the token, e.g. '{"custom:agency_id":"agency-northwind","cognito:groups":["agency-admin"]}'
 `;
 
 async function main(argv) {
@@ -870,9 +892,11 @@ async function main(argv) {
     process.stdout.write(USAGE);
     return;
   }
-  const i = argv.indexOf('--print-token');
+  const asAgency = argv.includes('--print-agency-token');
+  const i = argv.indexOf(asAgency ? '--print-agency-token' : '--print-token');
   if (i !== -1) {
-    const account = argv[i + 1] && !argv[i + 1].startsWith('-') ? argv[i + 1] : process.env.DEV_ACCOUNT_ID || DEFAULT_ACCOUNT;
+    const fallback = asAgency ? process.env.DEV_AGENCY_ID || DEFAULT_AGENCY : process.env.DEV_ACCOUNT_ID || DEFAULT_ACCOUNT;
+    const subject = argv[i + 1] && !argv[i + 1].startsWith('-') ? argv[i + 1] : fallback;
     const c = argv.indexOf('--claims');
     let claims = {};
     if (c !== -1) {
@@ -887,7 +911,8 @@ async function main(argv) {
         return;
       }
     }
-    process.stdout.write(`${makeDevToken(account, { claims })}\n`);
+    const token = asAgency ? makeDevAgencyToken(subject, { claims }) : makeDevToken(subject, { claims });
+    process.stdout.write(`${token}\n`);
     return;
   }
   const { server, port, allowedOrigins, invokeBase, routes, key } = createGateway();

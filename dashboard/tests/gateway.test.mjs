@@ -647,3 +647,45 @@ test('/config.json is the same dev config as /dev/config.json, with a token the 
     assert.equal((await raw('GET', '/accounts/acct-test/balances', { headers: { authorization: `Bearer ${config.token}` } })).status, 200);
   }
 });
+
+test("the agency console's dev sign-in: an agency administrator's token, the same way as the panel's", async () => {
+  for (const path of ['/agency-config.json', '/dev/agency-config.json']) {
+    const res = await raw('GET', path);
+    assert.equal(res.status, 200, path);
+    assert.equal(res.headers['cache-control'], 'no-store');
+    const config = JSON.parse(res.body);
+    assert.equal(config.apiBaseUrl, '');
+    assert.equal(config.agencyId, 'agency-northwind', 'DEV_AGENCY_ID defaults to the seeded agency-northwind');
+    const auth = authorizeRequest(`Bearer ${config.token}`);
+    assert.ok(auth, 'the gateway accepts its own agency token');
+    assert.equal(auth.claims['custom:agency_id'], 'agency-northwind');
+    assert.equal(auth.claims['cognito:groups'], '[agency-admin]', 'the admin group, as API Gateway passes arrays');
+    assert.equal(auth.claims['custom:account_id'], undefined, 'an administrator is not a client');
+    assert.match(auth.claims.sub, /^dev-agency-admin-/);
+    const pricing = await raw('GET', '/agencies/agency-northwind/pricing', { headers: { authorization: `Bearer ${config.token}` } });
+    assert.equal(pricing.status, 200);
+    assert.equal(invocations.at(-1).event.routeKey, 'GET /agencies/{agencyId}/pricing');
+    assert.equal(invocations.at(-1).event.requestContext.authorizer.jwt.claims['custom:agency_id'], 'agency-northwind');
+  }
+  // The client panel's dev config is unchanged: a client token, no agency role.
+  const client = JSON.parse((await raw('GET', '/dev/config.json')).body);
+  assert.equal(authorizeRequest(`Bearer ${client.token}`).claims['cognito:groups'], undefined);
+
+  const gw = createGateway({ port: 0, invokeUrl: fakeUrl, devAgencyId: 'agency-brightside', log: () => {} }).server;
+  const url = `http://127.0.0.1:${await listen(gw)}`;
+  try {
+    const config = await (await fetch(`${url}/dev/agency-config.json`)).json();
+    assert.equal(config.agencyId, 'agency-brightside');
+    assert.equal(authorizeRequest(`Bearer ${config.token}`).claims['custom:agency_id'], 'agency-brightside');
+  } finally {
+    gw.closeAllConnections();
+    gw.close();
+  }
+
+  const run = promisify(execFile);
+  const { stdout } = await run(process.execPath, [join(REPO, 'dev', 'gateway.mjs'), '--print-agency-token', 'agency-plainsail']);
+  const printed = authorizeRequest(`Bearer ${stdout.trim()}`);
+  assert.equal(printed.claims['custom:agency_id'], 'agency-plainsail');
+  assert.equal(printed.claims['cognito:groups'], '[agency-admin]');
+  assert.equal(printed.claims['custom:account_id'], undefined);
+});
