@@ -93,7 +93,7 @@ async function loadConfig() {
   }
   if (!accountId) throw new Error('No account: set accountId in config.json or sign in with a token carrying it.');
   const apiBaseUrl = String(config.apiBaseUrl ?? '').replace(/\/+$/, '');
-  return { apiBaseUrl, accountId, getToken };
+  return { apiBaseUrl, accountId, getToken, dev: config.dev === true };
 }
 
 // ------------------------------------------------------------------------------------------ API client
@@ -811,6 +811,7 @@ async function start() {
   }
   $('account-id').textContent = state.api.accountId;
   $('account').hidden = false;
+  $('dev-nav').hidden = !state.api.dev; // the link to the agency console exists in dev only
   await Promise.all([loadPricing(), loadBalances()]);
 }
 

@@ -154,3 +154,17 @@ export function lineAfterPurchase(line, totalCents) {
     availableCents: availableCents < 0n ? 0n : availableCents,
   };
 }
+
+/**
+ * Any decimal string from the API ("25.00", "0.4150", "-1.5", "20000") for people, exactly as sent (no
+ * rounding), with at least 2 places: "-1.5" → "−$1.50", "20000" → "$20,000.00". Null when it is not a plain
+ * decimal (the caller shows a dash instead of a made-up figure).
+ */
+export function formatMoney(text) {
+  if (typeof text !== 'string') return null;
+  const m = /^(-)?(\d{1,20})(?:\.(\d{1,10}))?$/.exec(text);
+  if (!m) return null;
+  const fraction = (m[3] ?? '').padEnd(2, '0');
+  const negative = m[1] && /[1-9]/.test(m[2] + fraction);
+  return `${negative ? '−' : ''}$${group(m[2].replace(/^0+(?=\d)/, ''))}.${fraction}`;
+}

@@ -168,3 +168,19 @@ test('the line after a purchase: available down and outstanding up by the total,
   assert.equal(lineAfterPurchase(null, 100n), null);
   assert.equal(lineAfterPurchase(undefined, 100n), undefined);
 });
+
+test('formatMoney shows any decimal string exactly, signed, with at least 2 places', async () => {
+  const { formatMoney } = await import('../public/money.js');
+  const cases = [
+    ['25.00', '$25.00'],
+    ['0.4150', '$0.4150'],
+    ['20000', '$20,000.00'],
+    ['1234567.5', '$1,234,567.50'],
+    ['-7.50', '−$7.50'],
+    ['-0.00', '$0.00'],
+    ['007.25', '$7.25'],
+    ['0', '$0.00'],
+  ];
+  for (const [input, expected] of cases) assert.equal(formatMoney(input), expected, input);
+  for (const bad of [null, undefined, 7.5, '', '1e3', '1.', '.5', ' 1.00', '$1.00', '1,000.00', '--1']) assert.equal(formatMoney(bad), null, String(bad));
+});
