@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Browser test of the dashboard: headless Debian Chromium driven by playwright-core, through a running dev
-# gateway in front of the seeded functions. Also runs the panel's money and gateway unit tests.
+# Browser tests of the dashboard (the client panel and the agency console): headless Debian Chromium driven by
+# playwright-core, through a running dev gateway in front of the seeded functions. Also runs the money and
+# gateway unit tests.
 #
 # Expects in the environment (scripts/local-stack.sh sets them up):
 #   GATEWAY_URL                 the dev gateway, e.g. http://127.0.0.1:3000 (node dev/gateway.mjs)
 #   TABLE_NAME                  the seeded table the functions use
 #   AWS_ENDPOINT_URL_DYNAMODB   its local engine (the test changes one price there and restores the seeds)
-# Optional: CHROMIUM_PATH (default /usr/bin/chromium), SEED_LOADER (a prebuilt seed-loader binary instead of
-# `cargo run -p seed-loader`). Screenshots: .artifacts/dashboard/*.png
+# Optional: LAMBDA_INVOKE_URL (cargo lambda watch, set by local-stack.sh: the agency console's test spends a
+# client's credits with consume-credits for a real credits_already_used), CHROMIUM_PATH (default
+# /usr/bin/chromium), SEED_LOADER (a prebuilt seed-loader binary instead of `cargo run -p seed-loader`).
+# Screenshots: .artifacts/dashboard/*.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +41,6 @@ if [[ $want != "$have" ]]; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix dashboard --no-audit --no-fund
 fi
 
-exec node --test dashboard/tests/
+# One file at a time: the panel and the agency console tests share agency-northwind's prices and
+# acct-northwind-coffee's line (each puts back what it changed, but must not see the other's changes meanwhile).
+exec node --test --test-concurrency=1 dashboard/tests/

@@ -439,7 +439,8 @@ async function savePrices() {
   } else if (answer.status === 412 && readPricing(answer.body?.currentPricing)) {
     // Someone else saved first: show theirs, keep ours in the form, let the admin apply them again.
     const theirs = answer.body.currentPricing;
-    showPricing(theirs, Number.isSafeInteger(theirs.version) ? `"${theirs.version}"` : null, { keep: form.edits });
+    const mine = Object.fromEntries(Object.keys(changes).map((type) => [type, form.edits[type]]));
+    showPricing(theirs, Number.isSafeInteger(theirs.version) ? `"${theirs.version}"` : null, { keep: mine });
     const rates = readPricing(theirs);
     const again = el('button', { type: 'button', id: 'reapply-prices', className: 'primary', textContent: 'Apply my changes again' });
     again.addEventListener('click', () => savePrices());
