@@ -21,12 +21,14 @@ stack_seed
 stack_start_functions "$INVOKE_PORT"
 stack_start_gateway "$GATEWAY_PORT"
 token="$(node dev/gateway.mjs --print-token acct-northwind-coffee)"
+agency_token="$(node dev/gateway.mjs --print-agency-token agency-northwind)"
 
 cat <<MSG
 
   overage-credits is running locally (logs in .local/logs, data in .local/dynamo.db)
 
   Dashboard:  $GATEWAY_URL/
+  Agency console:  $GATEWAY_URL/agency.html  (signed in as agency-northwind's administrator)
   Invoke a function with a sample event (functions served by cargo lambda watch on :$INVOKE_PORT):
     cargo lambda invoke get-pricing      --data-file events/get-pricing.json      -P $INVOKE_PORT
     cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P $INVOKE_PORT
@@ -37,6 +39,8 @@ cat <<MSG
          -H "Idempotency-Key: \$(uuidgen 2>/dev/null || date +%s%N)" \\
          -d '{"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"}' \\
          $GATEWAY_URL/accounts/acct-northwind-coffee/credit-purchases
+  As the agency's administrator (custom:agency_id + cognito:groups ["agency-admin"]):
+    curl -i -H "Authorization: Bearer $agency_token" $GATEWAY_URL/agencies/agency-northwind/pricing
   Use the same engine from other tools with:
     export AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB TABLE_NAME=$TABLE_NAME AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 
