@@ -416,6 +416,11 @@ async function loadPricing() {
 
 async function savePrices() {
   const form = updatePriceForm();
+  if (state.pricing && form.valid && !Object.keys(form.changes).length && !state.savingPrices) {
+    // E.g. after a 412 whose prices already are the ones the admin wanted.
+    sectionMessage('prices', { tone: 'ok', title: 'Nothing to save', lines: ['The prices already are what the form says.'] }, { focus: true });
+    return;
+  }
   if ($('save-prices').disabled) return;
   const changes = form.changes;
   state.savingPrices = true;
