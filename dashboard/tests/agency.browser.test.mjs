@@ -98,11 +98,13 @@ async function clientBalances() {
   return answer.body;
 }
 
-/** A purchase as the client makes it (through the gateway, with the client's token), at the current prices. */
+/**
+ * A purchase as the client makes it (through the gateway, with the client's token), at the current prices. The
+ * total is quoted from the agency's prices: the client's `GET /pricing` is never asked while this test has prices
+ * of its own in place, so its per-instance cache (30 s) never holds them for the panel's test that follows.
+ */
 async function buy(quantities) {
-  const prices = await clientApi('GET', '/pricing');
-  assert.equal(prices.status, 200);
-  const rate = Object.fromEntries(prices.body.prices.map((p) => [p.creditType, parseRate(p.pricePerCredit)]));
+  const rate = Object.fromEntries((await pricing()).body.rates.map((r) => [r.creditType, parseRate(r.price)]));
   const { totalCents } = quote(Object.entries(quantities).map(([creditType, q]) => ({ creditType, quantity: BigInt(q), rateUnits: rate[creditType] })));
   const answer = await clientApi('POST', '/credit-purchases', {
     body: { quantities, expectedTotal: centsToDecimal(totalCents) },
@@ -260,6 +262,19 @@ after(async () => {
   } catch (err) {
     console.error(`prices not put back through the API (${err.message}); loading the seeds`);
     await loadSeeds([join(REPO, 'seeds', 'data', 'agencies.json')]);
+  }
+  // The client's GET /pricing shows prices from a per-instance cache (at most 30 s old): wait until it shows the
+  // prices put back, so the next test file starts from them.
+  const want = Object.fromEntries((await pricing()).body.rates.map((r) => [r.creditType, parseRate(r.price)]));
+  const deadline = Date.now() + 45_000;
+  for (;;) {
+    const shown = await clientApi('GET', '/pricing').catch(() => null);
+    if (shown?.status === 200 && shown.body.prices.every((p) => parseRate(p.pricePerCredit) === want[p.creditType])) break;
+    if (Date.now() > deadline) {
+      console.error(`the client's prices still differ from the agency's after 45 s: ${JSON.stringify(shown?.body)}`);
+      break;
+    }
+    await sleep(1000);
   }
 });
 
