@@ -852,7 +852,7 @@ async function voidPurchase(purchaseId, reason) {
     state.voiding = null;
   }
   const name = clientName(purchase.accountId);
-  const what = `the purchase of ${shortTime(purchase.createdAt)} by ${name} (${describeLines(purchase)})`;
+  const what = `the purchase of ${shortTime(purchase.createdAt)} UTC (${describeLines(purchase)})`;
   const refused = (title, lines) => sectionMessage('purchases', { tone: 'error', title, lines }, { focus: true });
 
   if (answer?.status === 200 && answer.body?.purchase) {
@@ -885,7 +885,7 @@ async function voidPurchase(purchaseId, reason) {
     showPurchase(purchase);
   } else if (answer?.status === 409 && code === 'purchase_already_billed') {
     refused('This purchase cannot be voided: it has been billed already', [
-      `${what[0].toUpperCase()}${what.slice(1)} is on a statement now. A billed purchase is corrected on a statement, not voided.`,
+      `${name}’s ${what.slice('the '.length)} is on a statement now. A billed purchase is corrected on a statement, not voided.`,
       'Nothing was changed.',
     ]);
     showPurchase({ ...purchase, status: 'billed' });
