@@ -602,6 +602,13 @@ function showAgencyLine(line) {
 }
 
 function refreshClientFilter() {
+  const select = $('purchase-client');
+  const chosen = select.value;
+  select.replaceChildren(
+    el('option', { value: '', textContent: 'all clients' }),
+    ...[...state.clients.values()].map((c) => el('option', { value: c.accountId, textContent: `${clientName(c.accountId)} (${c.accountId})` })),
+  );
+  select.value = state.clients.has(chosen) ? chosen : '';
   // The purchases' client names come from this list; rows already shown get them too.
   for (const row of $('purchase-rows').querySelectorAll('tr[data-account]')) {
     const name = row.querySelector('.client-name');
@@ -763,11 +770,18 @@ function showPurchase(purchase) {
   else $('purchase-rows').append(row);
 }
 
+/** Counts reads of the purchases: only the newest answer is shown (the filter may change meanwhile). */
+let purchaseReads = 0;
+
 async function loadPurchases({ more = false } = {}) {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE.purchases) });
+  const accountId = $('purchase-client').value;
+  if (accountId) query.set('accountId', accountId);
   if (more && state.cursors.purchases) query.set('cursor', state.cursors.purchases);
+  const reading = ++purchaseReads;
   $('more-purchases').disabled = true;
   const answer = await read(`/purchases?${query}`);
+  if (reading !== purchaseReads) return;
   $('more-purchases').disabled = false;
   if (isDenied(answer)) return denyConsole(answer);
   if (answer.status !== 200 || !Array.isArray(answer.body?.purchases)) {
@@ -783,7 +797,10 @@ async function loadPurchases({ more = false } = {}) {
   for (const purchase of answer.body.purchases) {
     if (purchase && typeof purchase.purchaseId === 'string') showPurchase(purchase);
   }
-  if (!$('purchase-rows').children.length) tableMessage($('purchase-rows'), 8, 'Your clients have made no purchases yet.', 'empty');
+  if (!$('purchase-rows').children.length) {
+    const none = accountId ? `${clientName(accountId)} has made no purchases yet.` : 'Your clients have made no purchases yet.';
+    tableMessage($('purchase-rows'), 8, none, 'empty');
+  }
   $('purchase-rows').setAttribute('aria-busy', 'false');
   state.cursors.purchases = typeof answer.body.nextCursor === 'string' && answer.body.nextCursor ? answer.body.nextCursor : null;
   $('more-purchases').hidden = !state.cursors.purchases;
@@ -959,6 +976,7 @@ async function start() {
   });
   $('more-clients').addEventListener('click', () => loadClients({ more: true }));
   $('more-purchases').addEventListener('click', () => loadPurchases({ more: true }));
+  $('purchase-client').addEventListener('change', () => loadPurchases());
   $('more-statements').addEventListener('click', () => loadStatements({ more: true }));
   $('void-dialog').addEventListener('close', () => {
     const dialog = $('void-dialog');

@@ -666,6 +666,21 @@ test('purchases are paged: newest first, "Load more purchases" adds the next pag
   const times = await page.locator('#purchase-rows time').evaluateAll((ts) => ts.map((t) => t.dateTime));
   assert.deepEqual(times, [...times].sort().reverse(), 'newest first');
   assert.equal(await more.isVisible(), Boolean(second.body.nextCursor));
+
+  // One client's purchases only (the `accountId` filter).
+  const own = await agencyApi('GET', `/purchases?limit=${PURCHASES_PAGE}&accountId=${CLIENT}`);
+  assert.equal(own.status, 200);
+  const filtered = await requestsDuring('GET', '/purchases', () =>
+    page.getByLabel('Show the purchases of').selectOption({ label: `${CLIENT_NAME} (${CLIENT})` }),
+  );
+  assert.equal(new URL(filtered.requests[0].url()).searchParams.get('accountId'), CLIENT);
+  assert.equal(new URL(filtered.requests[0].url()).searchParams.get('cursor'), null, 'from the first page');
+  await page.waitForFunction(
+    (n) => document.querySelectorAll('#purchase-rows tr[data-purchase]').length === n,
+    own.body.purchases.length,
+  );
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.purchase)), own.body.purchases.map((p) => p.purchaseId));
+  assert.deepEqual([...new Set(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.account)))], [CLIENT]);
 });
 
 test("statements: the agency's statements at cost with their status", async () => {
