@@ -726,3 +726,31 @@ async fn an_agency_sets_its_clients_limit_with_an_audit_entry_and_nobody_elses()
     assert_eq!(limit_audit(&env, NORTHWIND).await.len(), 2);
     assert!(limit_audit(&env, BRIGHTSIDE).await.is_empty());
 }
+
+#[tokio::test]
+async fn the_sample_events_answer_as_their_names_say_and_change_nothing() {
+    let env = TestEnv::seeded().await;
+    let before = env.snapshot().await;
+    let mut checked = 0;
+    for kind in ["pricing", "pricing-history", "clients", "credit-limit"] {
+        for function in ["agency-read", "agency-write"] {
+            for (suffix, status) in [("", 200), ("-bad-input", 400), ("-forbidden", 403)] {
+                let file = format!("{function}-{kind}{suffix}.json");
+                if !testkit::repo_root().join("events").join(&file).exists() {
+                    continue;
+                }
+                let request = testkit::request_from_event(&testkit::event_json(&file));
+                let response = match function {
+                    "agency-read" => api::agency_read(&env.app, request).await,
+                    _ => api::agency_write(&env.app, request).await,
+                };
+                let a = answer(response);
+                assert_eq!(a.status, status, "{file}: {}", a.body);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 15, "three events per route");
+    // The valid changes set what the seeds set: a fresh stack is left as it was.
+    assert_eq!(env.snapshot().await, before);
+}
