@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use super::items::{AgencyPricingItem, Item, account_from_item, from_item, n, s, to_item};
+use super::items::{AgencyPricingItem, Attributes, Item, account_from_item, from_item, n, s, to_item};
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::agency::{PricingAuditEntry, PricingChange};
@@ -199,7 +199,7 @@ impl Store {
         let more = items.len() > limit;
         items.truncate(limit);
         let next = match items.last() {
-            Some(last) if more => Some(AuditKey { pk: string(last, "pk")?, sk: string(last, "sk")? }),
+            Some(last) if more => Some(AuditKey { pk: last.string("pk")?, sk: last.string("sk")? }),
             _ => None,
         };
         let entries = items.into_iter().map(|item| from_item("pricing audit entry", item)).collect::<Result<_, _>>()?;
@@ -282,9 +282,4 @@ impl Store {
         }
         Ok(sums)
     }
-}
-
-fn string(item: &Item, name: &str) -> Result<String, StoreError> {
-    use super::items::Attributes;
-    item.string(name)
 }

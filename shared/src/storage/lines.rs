@@ -43,11 +43,15 @@ pub enum ClientLimitOutcome {
     Set { line: CreditLine, audit: CreditLimitAuditEntry },
 }
 
-/// What one attempt of a limit change did.
+/// What a limit change did.
 enum LineWrite {
     Missing,
     Unchanged(CreditLine),
-    Written { before: Option<CreditLine>, after: CreditLine },
+    /// With the audit entry written in the same transaction, when the change was audited.
+    Written {
+        after: CreditLine,
+        audit: Option<CreditLimitAuditEntry>,
+    },
 }
 
 impl Store {
@@ -71,10 +75,10 @@ impl Store {
         match self.set_line_limit(keys::account(account_id), keys::ACCOUNT_SK, limit, true, Some(by)).await? {
             LineWrite::Missing => Ok(ClientLimitOutcome::NotAClient),
             LineWrite::Unchanged(line) => Ok(ClientLimitOutcome::Unchanged(line)),
-            LineWrite::Written { before, after } => Ok(ClientLimitOutcome::Set {
-                line: after,
-                audit: limit_audit_entry(account_id, &by, before.map(|line| line.limit), after.limit),
-            }),
+            LineWrite::Written { after, audit: Some(audit) } => Ok(ClientLimitOutcome::Set { line: after, audit }),
+            LineWrite::Written { audit: None, .. } => {
+                Err(StoreError::Internal("an audited limit change was written without its entry".into()))
+            }
         }
     }
 
@@ -137,7 +141,6 @@ impl Store {
                 ),
                 None => ("SET #limit = :limit, #available = :limit", "attribute_not_exists(#limit)".to_owned()),
             };
-            let written = LineWrite::Written { before: line, after: next };
             let Some(by) = &audited else {
                 let request = self
                     .client
@@ -149,7 +152,7 @@ impl Store {
                     .set_expression_attribute_names(Some(names))
                     .set_expression_attribute_values(Some(values));
                 match request.send().await {
-                    Ok(_) => return Ok(written),
+                    Ok(_) => return Ok(LineWrite::Written { after: next, audit: None }),
                     Err(SdkError::ServiceError(e))
                         if matches!(e.err(), UpdateItemError::ConditionalCheckFailedException(_)) =>
                     {
@@ -162,12 +165,7 @@ impl Store {
             condition.push_str(" AND #agency = :agency");
             names.insert("#agency".to_owned(), "agencyId".to_owned());
             values.insert(":agency".to_owned(), s(by.agency_id));
-            let audit = limit_audit_entry(
-                pk.strip_prefix("ACCOUNT#").unwrap_or(&pk),
-                by,
-                line.map(|line| line.limit),
-                next.limit,
-            );
+            let audit = limit_audit_entry(&current.string("accountId")?, by, line.map(|line| line.limit), next.limit);
             let audit_sk = audit_sk(LIMIT_AUDIT_SK_PREFIX, by.changed_at);
             let items = limit_transaction(
                 &self.table_name,
@@ -186,10 +184,10 @@ impl Store {
                 })
                 .await?;
             match outcome {
-                None => return Ok(written),
+                None => return Ok(LineWrite::Written { after: next, audit: Some(audit) }),
                 // Our own commit, answered late and resent: the entry is there.
                 Some(()) if self.get_item(keys::agency(by.agency_id), &audit_sk).await?.is_some() => {
-                    return Ok(written);
+                    return Ok(LineWrite::Written { after: next, audit: Some(audit) });
                 }
                 Some(()) => continue,
             }
