@@ -16,6 +16,8 @@
 //! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
 //! | client statement (+ part) | `ACCOUNT#{accountId}` | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //! | agency statement (+ part) | `AGENCY#{agencyId}`   | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
+//! | pricing audit entry       | `AGENCY#{agencyId}`   | `AUDIT#PRICING#{changedAt}#{uuidv7}`           |
+//! | credit limit audit entry  | `AGENCY#{agencyId}`   | `AUDIT#LIMIT#{changedAt}#{uuidv7}`             |
 //!
 //! Unbilled purchases also carry the keys of the sparse indexes in [`crate::table`].
 //!
@@ -30,6 +32,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use crate::table::SparseIndex;
 
+pub mod agency;
 pub mod billing;
 pub mod consumption;
 pub mod history;
@@ -42,6 +45,7 @@ pub mod seeds;
 pub mod statements;
 pub mod transact;
 
+pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use billing::{
     StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
     UnbilledPages,
@@ -49,6 +53,7 @@ pub use billing::{
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPosition};
+pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
 
