@@ -682,10 +682,10 @@ fn cors_allows_only_the_dashboard_origin() {
     assert_ne!(cors["AllowCredentials"].as_bool(), Some(true), "bearer tokens need no credentialed CORS");
     let upper = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_uppercase()).collect::<BTreeSet<_>>();
     let lower = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_lowercase()).collect::<BTreeSet<_>>();
-    assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST"].map(String::from)));
+    assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST", "PUT"].map(String::from)));
     assert_eq!(
         lower(&cors["AllowHeaders"]),
-        BTreeSet::from(["authorization", "content-type", "idempotency-key", "prefer"].map(String::from))
+        BTreeSet::from(["authorization", "content-type", "idempotency-key", "if-match", "prefer"].map(String::from))
     );
 }
 
