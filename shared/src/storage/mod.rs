@@ -16,13 +16,16 @@
 //! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
 //! | client statement (+ part) | `ACCOUNT#{accountId}` | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //! | agency statement (+ part) | `AGENCY#{agencyId}`   | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
+//! | void (ledger entry, type `void`) | `ACCOUNT#{accountId}` | `LEDGER#{createdAt}#{entryId}`          |
+//! | void idempotency key      | `AGENCY#{agencyId}`   | `IDEMPOTENCY#{key}`                            |
 //!
 //! Unbilled purchases also carry the keys of the sparse indexes in [`crate::table`].
 //!
 //! One file per concern: [`keys`] and [`items`] (names and the one set of decoding helpers), [`transact`]
 //! (the retry loop of every transaction), [`purchases`], [`consumption`] (consumptions and releases),
 //! [`history`], [`billing`] (the steps and statement reads the billing run is built from), [`ledger`] (ledger
-//! entries, the ledger page with balances after each entry, and what reconcile reads) and [`seeds`].
+//! entries, the ledger page with balances after each entry, and what reconcile reads), [`void`] (the agency's
+//! pages of its clients' purchases and the void transaction) and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -41,6 +44,7 @@ pub mod purchases;
 pub mod seeds;
 pub mod statements;
 pub mod transact;
+pub mod void;
 
 pub use billing::{
     StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
@@ -51,6 +55,9 @@ pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPosition};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
+pub use void::{
+    AgencyPurchasePage, AgencyPurchasePosition, StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest,
+};
 
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
