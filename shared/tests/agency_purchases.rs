@@ -16,6 +16,7 @@ use shared::domain::PurchaseRecord;
 use shared::domain::billing::{CycleEnd, Statement};
 use shared::domain::ledger::EntryType;
 use shared::domain::reconcile::Ledger;
+use shared::storage::{VoidOutcome, VoidRequest};
 use testkit::faults::Latency;
 use testkit::{ApiEvent, BIKES, COFFEE, DENTAL, PURCHASES_ROUTE, TestEnv, answer, assert_problem, d};
 
@@ -398,6 +399,60 @@ async fn credits_already_spent_or_a_billed_purchase_cannot_be_voided() {
     reconcile_clean(&env).await;
 }
 
+/// The transaction itself refuses what the handler's read could not see yet: a purchase billed, or voided,
+/// between that read and the write (the read is only a shortcut).
+#[tokio::test]
+async fn the_void_transaction_checks_the_purchase_again() {
+    let env = TestEnv::seeded().await;
+    let store = &env.app.store;
+    let p = buy(&env, BIKES, json!({"pixel": 2})).await;
+    let stale = record(&env, BIKES, &id_of(&p)).await;
+    let request = |entry_id: &'static str| VoidRequest {
+        purchase: &stale,
+        agency_id: NORTHWIND,
+        voided_by: "admin",
+        reason: None,
+        entry_id,
+        voided_at: "2026-11-26T04:00:00.000Z",
+        client_has_line: true,
+        idempotency: None,
+    };
+    bill(&env, "2030-01-01T00:00:00Z").await;
+    let before = env.snapshot().await;
+    let outcome = store.void_purchase(&request("0196a1b2-c3d4-7e5f-8a9b-000000000001")).await.unwrap();
+    assert_eq!(outcome, VoidOutcome::AlreadyBilled);
+    assert_eq!(env.snapshot().await, before);
+
+    let q = buy(&env, BIKES, json!({"pixel": 2})).await;
+    let stale_q = record(&env, BIKES, &id_of(&q)).await;
+    assert_eq!(void(&env, &id_of(&q), &json!({"accountId": BIKES}), None).await.status, 200);
+    let before = env.snapshot().await;
+    let again = VoidRequest { purchase: &stale_q, ..request("0196a1b2-c3d4-7e5f-8a9b-000000000002") };
+    assert_eq!(store.void_purchase(&again).await.unwrap(), VoidOutcome::AlreadyVoided);
+    let other_agency = VoidRequest { agency_id: BRIGHTSIDE, ..again.clone() };
+    assert_eq!(store.void_purchase(&other_agency).await.unwrap(), VoidOutcome::NotFound);
+    assert_eq!(env.snapshot().await, before);
+}
+
+/// An agency without a line item (none in the seeds: a purchase needs one) still voids; nothing is created.
+#[tokio::test]
+async fn a_void_without_an_agency_line_gives_back_nothing_there() {
+    let env = TestEnv::seeded().await;
+    let p = buy(&env, COFFEE, json!({"audience": 1})).await;
+    env.client
+        .delete_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("AGENCYLINE#{NORTHWIND}")))
+        .key("sk", AttributeValue::S("CREDIT_LINE".into()))
+        .send()
+        .await
+        .unwrap();
+    let a = void(&env, &id_of(&p), &json!({"accountId": COFFEE}), None).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(env.app.store.agency_line(NORTHWIND).await.unwrap(), None);
+    assert_eq!(env.drift(COFFEE).await, Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn the_agency_statements_route_lists_the_agencys_statements_at_cost() {
     let env = TestEnv::seeded().await;
@@ -473,7 +528,7 @@ async fn a_void_racing_a_billing_run_ends_voided_or_billed_never_both() {
             let event = void_event(NORTHWIND, NORTHWIND, id, &json!({"accountId": account}), None);
             voids.push(tokio::spawn(async move {
                 // Spread the voids over the run's life: some before it reads, some while it bills.
-                tokio::time::sleep(Duration::from_millis((k as u64 * 7 + round as u64 * 3) % 40)).await;
+                tokio::time::sleep(Duration::from_millis((k as u64 * 37 + round as u64 * 13) % 120)).await;
                 answer(api::agency_write(&app, event.request()).await)
             }));
         }
