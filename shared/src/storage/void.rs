@@ -17,6 +17,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::history::{PurchaseKey, PurchasePage};
 use super::items::{Attributes, Item, from_item, n, s, signed_balances};
@@ -119,8 +120,14 @@ impl Store {
             let items = self.void_items(request, with_agency_line)?;
             let key_at = items.len() - 1;
             let has_key = request.idempotency.is_some();
+            // Another set of items needs another token: DynamoDB refuses a token reused for a different request.
+            let token = if with_agency_line {
+                request.entry_id.to_owned()
+            } else {
+                hex::encode(&Sha256::digest(format!("void without agency line\n{}", request.entry_id))[..16])
+            };
             let outcome = self
-                .transact_with_retries("TransactWriteItems void", &items, request.entry_id, true, |reasons| {
+                .transact_with_retries("TransactWriteItems void", &items, &token, true, |reasons| {
                     void_outcome(reasons, request, with_agency_line, has_key.then_some(key_at))
                 })
                 .await?;
