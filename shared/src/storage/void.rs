@@ -72,7 +72,7 @@ pub struct StoredVoidIdempotency {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VoidOutcome {
     /// Committed: the purchase as it now is.
-    Voided(PurchaseRecord),
+    Voided(Box<PurchaseRecord>),
     /// The key was already claimed (and has not expired): the first void's request.
     IdempotencyKeyTaken(StoredVoidIdempotency),
     /// No such purchase of this agency.
@@ -134,7 +134,7 @@ impl Store {
             match outcome {
                 Some(Conditions::AgencyHasNoLine) => with_agency_line = false,
                 Some(Conditions::Refused(outcome)) => return Ok(outcome),
-                None => return Ok(VoidOutcome::Voided(voided(request))),
+                None => return Ok(VoidOutcome::Voided(Box::new(voided(request)))),
             }
         }
     }
