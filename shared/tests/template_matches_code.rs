@@ -148,8 +148,9 @@ const FUNCTIONS: &[ExpectedFunction] = &[
                 on: On::Table,
                 keys: &[DEFAULT_PRICING, AGENCY, AGENCY_LINE],
             },
-            // The price history and the agency's statements.
-            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY] },
+            // The price history and the agency's statements; one client's purchases, from its own partition (the
+            // agency-items index has no key per client, and filtering the agency's whole book would page badly).
+            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
             // The agency's clients and their purchases; one client's unbilled purchases.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(CLIENT_UNBILLED_INDEX), keys: &[ACCOUNT] },
@@ -172,8 +173,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
                 on: On::Table,
                 keys: &[DEFAULT_PRICING, AGENCY, ACCOUNT],
             },
-            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry,
-            // idempotency key in ACCOUNT#; the agency's line).
+            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry in
+            // ACCOUNT#; the agency's idempotency key in AGENCY#; the agency's line).
             Grant {
                 actions: &["dynamodb:PutItem", "dynamodb:UpdateItem"],
                 on: On::Table,
