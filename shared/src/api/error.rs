@@ -298,7 +298,7 @@ impl AppError {
                  paid. Nothing was charged."
             ),
             AppError::Unavailable(_) => {
-                "Nothing was changed or charged. Please try again in a moment; a retry with the same Idempotency-Key \
+                "Nothing was charged or changed. Please try again in a moment; a retry with the same Idempotency-Key \
                  never applies twice."
                     .into()
             }
