@@ -2,8 +2,9 @@
 //! DynamoDB work, through two clients built the same way (`testkit::client_for`: same timeouts, retries,
 //! HTTP stack, each with its own retry partition), against one embedded dynoxide.
 //!
-//! Inputs (the API Gateway request, or the transaction items) are built before the clock starts: the runtime
-//! parses the event before a handler runs, and the bare side gets its items for free. Only the call is timed.
+//! Inputs (the API Gateway request or the invoke payload, or the transaction items) are built before the clock
+//! starts: the runtime parses the event before a handler runs, and the bare side gets its items for free. Only
+//! the call is timed.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,9 +13,12 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use lambda_http::Request;
 use lambda_http::http::StatusCode;
-use serde_json::json;
+use lambda_http::lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
 use shared::api::{self, App, Settings};
+use shared::consumption::{ConsumptionAnswer, consume_credits};
 use shared::domain::PurchaseRecord;
+use shared::domain::ledger::{self, Consumption};
 use shared::domain::{self, CreditType, EffectivePricing, Quantities};
 use shared::storage::{IdempotencyClaim, Store};
 use testkit::{ApiEvent, TestEnv, answer};
@@ -24,6 +28,11 @@ use crate::stats::Samples;
 
 /// The seeded account the sample events target.
 pub const ACCOUNT: &str = "acct-northwind-coffee";
+
+/// What every consumption of the bench spends: one audience credit.
+const CONSUMED: (CreditType, u64) = (CreditType::Audience, 1);
+/// Credits added before timing, so that no consumption is refused for want of them (a full run spends ~7,000).
+const CONSUMPTION_FUNDS: i64 = 1_000_000;
 
 /// The body of events/purchase-credits.json: two lines and an expected total, as the dashboard sends.
 fn purchase_body() -> serde_json::Value {
@@ -50,6 +59,8 @@ pub enum Scenario {
     PurchaseDefault,
     /// `GET .../pricing` from the instance cache.
     PricingWarm,
+    /// `consume-credits` (direct invoke), one credit: one TransactWriteItems.
+    Consumption,
 }
 
 impl Scenario {
@@ -58,6 +69,7 @@ impl Scenario {
             Scenario::PurchaseMinimal => "purchase, `Prefer: return=minimal`",
             Scenario::PurchaseDefault => "purchase, default (with balances)",
             Scenario::PricingWarm => "get-pricing, warm (cache hit)",
+            Scenario::Consumption => "consume-credits, warm (1 credit)",
         }
     }
 
@@ -66,6 +78,7 @@ impl Scenario {
             Scenario::PurchaseMinimal => "TransactWriteItems",
             Scenario::PurchaseDefault => "TransactWriteItems + GetItem",
             Scenario::PricingWarm => "GetItem (account)",
+            Scenario::Consumption => "TransactWriteItems (consumption)",
         }
     }
 }
@@ -78,6 +91,7 @@ enum Side {
 
 enum Input {
     Handler(Box<Request>),
+    Invoke(Box<LambdaEvent<Value>>),
     Transact { items: Vec<TransactWriteItem>, token: String },
     GetAccount,
 }
@@ -108,6 +122,12 @@ impl Fixture {
         let (default, agency) = bare_items.pricing(&account.agency_id).await.map_err(|e| e.to_string())?;
         let pricing = domain::resolve_pricing(&account.agency_id, &default, agency.as_ref()).map_err(|e| e.0)?;
         let quantities = Quantities::from_pairs([(CreditType::Audience, 10), (CreditType::Pixel, 5)]);
+        let funds = ledger::Deltas::from([(CONSUMED.0, CONSUMPTION_FUNDS)]);
+        let at = domain::time::timestamp(SystemTime::now());
+        bare_items
+            .adjust(ACCOUNT, &funds, "bench: credits to consume", "bench", &uuid::Uuid::now_v7().to_string(), &at)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Fixture { env, app, bare, bare_items, pricing, agency_id: account.agency_id, quantities })
     }
 
@@ -131,7 +151,12 @@ impl Fixture {
         expect("warm minimal purchase", 201, &["TransactWriteItems"], ops.operations(), a.status)?;
         ops.reset();
         let a = answer(api::purchase_credits(app, purchase_request(false)).await);
-        expect("warm default purchase", 201, &["TransactWriteItems", "GetItem"], ops.operations(), a.status)
+        expect("warm default purchase", 201, &["TransactWriteItems", "GetItem"], ops.operations(), a.status)?;
+        ops.reset();
+        let consumed = consume_credits(&app.store, consumption_event()).await;
+        let status =
+            if matches!(consumed, Ok(ConsumptionAnswer::Consumed { replayed: false, .. })) { 200 } else { 500 };
+        expect("warm consumption", 200, &["TransactWriteItems"], ops.operations(), status)
     }
 
     fn prepare(&self, scenario: Scenario, side: Side) -> Input {
@@ -139,7 +164,9 @@ impl Fixture {
             (Side::Handler, Scenario::PricingWarm) => Input::Handler(Box::new(pricing_request())),
             (Side::Handler, Scenario::PurchaseMinimal) => Input::Handler(Box::new(purchase_request(true))),
             (Side::Handler, Scenario::PurchaseDefault) => Input::Handler(Box::new(purchase_request(false))),
+            (Side::Handler, Scenario::Consumption) => Input::Invoke(Box::new(consumption_event())),
             (Side::Bare, Scenario::PricingWarm) => Input::GetAccount,
+            (Side::Bare, Scenario::Consumption) => self.bare_consumption(),
             (Side::Bare, _) => self.bare_transaction(),
         }
     }
@@ -168,6 +195,24 @@ impl Fixture {
         Input::Transact { items, token: purchase_id }
     }
 
+    /// The items `consume-credits` would send for a fresh consumption id, with its entry id as the token.
+    fn bare_consumption(&self) -> Input {
+        let consumption = Consumption {
+            account_id: ACCOUNT.into(),
+            consumption_id: uuid::Uuid::now_v7().to_string(),
+            quantities: ledger::Quantities::from([CONSUMED]),
+            reason: "audience build".into(),
+            reference: Some("bench".into()),
+        };
+        let entry_id = uuid::Uuid::now_v7().to_string();
+        let at = domain::time::timestamp(SystemTime::now());
+        let items = self
+            .bare_items
+            .consumption_transaction_for_bench(&consumption, &entry_id, &at)
+            .expect("the consumption transaction builds");
+        Input::Transact { items, token: entry_id }
+    }
+
     /// The timed part.
     async fn execute(&self, scenario: Scenario, input: Input) -> Result<(), String> {
         match input {
@@ -183,6 +228,10 @@ impl Fixture {
                     Err(format!("{}: handler answered {}: {}", scenario.handler_name(), a.status, a.body))
                 }
             }
+            Input::Invoke(event) => match consume_credits(&self.app.store, *event).await {
+                Ok(ConsumptionAnswer::Consumed { replayed: false, .. }) => Ok(()),
+                other => Err(format!("{}: answered {other:?}", scenario.handler_name())),
+            },
             Input::Transact { items, token } => {
                 self.bare
                     .transact_write_items()
@@ -234,6 +283,18 @@ fn purchase_request(minimal: bool) -> Request {
         event = event.header("Prefer", "return=minimal");
     }
     event.request()
+}
+
+/// A direct invoke of `consume-credits` as a platform service sends it, with a fresh consumption id.
+fn consumption_event() -> LambdaEvent<Value> {
+    let payload = json!({
+        "accountId": ACCOUNT,
+        "consumptionId": uuid::Uuid::now_v7().to_string(),
+        "quantities": {(CONSUMED.0.as_str()): CONSUMED.1},
+        "reason": "audience build",
+        "reference": "bench",
+    });
+    LambdaEvent::new(payload, Context::default())
 }
 
 fn pricing_request() -> Request {

@@ -12,7 +12,9 @@
 //! default target/release), `--out FILE`, `--stale-arm64` (lists binaries whose arm64 bootstrap needs a build),
 //! `--billing` (only the billing throughput, printed, nothing written; needs no function binaries),
 //! `--billing-purchases N` (purchases per billing run; default 100,000, 5,000 with `--quick`),
-//! `--billing-concurrency 1,16` (the concurrencies measured; default 1 and the default concurrency).
+//! `--billing-concurrency 1,16` (the concurrencies measured; default 1 and the default concurrency),
+//! `--consumption` (only the warm consumption vs its bare TransactWriteItems, at c=1 and 32, printed with its
+//! targets, nothing written; needs no function binaries).
 
 mod artifacts;
 mod billing;
@@ -60,6 +62,7 @@ struct Args {
     bin_dir: PathBuf,
     out: Option<PathBuf>,
     billing_only: bool,
+    consumption_only: bool,
     billing_purchases: Option<usize>,
     billing_concurrencies: Option<Vec<usize>>,
 }
@@ -75,6 +78,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
         bin_dir: root.join("target/release"),
         out: None,
         billing_only: false,
+        consumption_only: false,
         billing_purchases: None,
         billing_concurrencies: None,
     };
@@ -86,6 +90,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             "--bin-dir" => args.bin_dir = it.next().ok_or("--bin-dir needs a directory")?.into(),
             "--out" => args.out = Some(it.next().ok_or("--out needs a file")?.into()),
             "--billing" => args.billing_only = true,
+            "--consumption" => args.consumption_only = true,
             "--billing-concurrency" => {
                 let list = it.next().ok_or("--billing-concurrency needs a list like 1,16")?;
                 let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
@@ -98,7 +103,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if args.out.is_none() && !args.quick && !args.billing_only {
+    if args.out.is_none() && !args.quick && !args.billing_only && !args.consumption_only {
         args.out = Some(root.join("bench/RESULTS.md"));
     }
     Ok(args)
@@ -153,6 +158,20 @@ async fn run() -> Result<(), String> {
         println!("{}", report::billing_markdown(&rows));
         return Ok(());
     }
+    if args.consumption_only {
+        init_tracing();
+        phase("seeding an embedded dynoxide");
+        let fx = Arc::new(Fixture::new().await?);
+        fx.check_call_counts().await?;
+        let scenario = Scenario::Consumption;
+        phase(&format!("c=1: {} vs bare {}", scenario.handler_name(), scenario.bare_name()));
+        let mut comparisons = vec![inproc::sequential(&fx, scenario, plan.warmup, plan.sequential).await?];
+        phase(&format!("c={}: {} vs bare {}", plan.concurrency, scenario.handler_name(), scenario.bare_name()));
+        comparisons.push(inproc::concurrent(&fx, scenario, plan.concurrency, plan.block, plan.concurrent).await?);
+        let targets: Vec<_> = comparisons.iter().map(report::consumption_target).collect();
+        println!("{}\n{}", report::comparison_table(&comparisons), report::targets_table(&targets));
+        return Ok(());
+    }
     let function = |name: &'static str, expect_status: Option<u64>| Function {
         name,
         binary: args.bin_dir.join(name),
@@ -175,7 +194,8 @@ async fn run() -> Result<(), String> {
     fx.check_call_counts().await?;
     let engine = Engine { endpoint: fx.env.dynamo.endpoint(), table: fx.env.table.clone() };
 
-    let scenarios = [Scenario::PurchaseMinimal, Scenario::PurchaseDefault, Scenario::PricingWarm];
+    let scenarios =
+        [Scenario::PurchaseMinimal, Scenario::PurchaseDefault, Scenario::PricingWarm, Scenario::Consumption];
     let mut comparisons = Vec::new();
     for scenario in scenarios {
         phase(&format!("c=1: {} vs bare {}", scenario.handler_name(), scenario.bare_name()));
@@ -294,8 +314,15 @@ fn notes(plan: &Plan) -> Vec<String> {
          the purchase id as `ClientRequestToken`, as the Store sends it); for the default purchase the same \
          consistent `GetItem` of the account follows. Only `send()` is timed."
             .into(),
+        "Consumption: `shared::consumption::consume_credits` (the consume-credits entry point) called in process \
+         with a direct-invoke payload built before the clock starts (one audience credit, a fresh `consumptionId`; \
+         the account is given 1,000,000 audience credits by an adjustment first), against the same three items \
+         (balance update, ledger entry, consumption marker) from `Store::consumption_transaction_for_bench` sent \
+         bare with the entry id as `ClientRequestToken`."
+            .into(),
         "Call counts checked before timing with the counting client: warm minimal purchase = [TransactWriteItems], \
-         default purchase = [TransactWriteItems, GetItem], warm get-pricing = []."
+         default purchase = [TransactWriteItems, GetItem], warm get-pricing = [], warm consumption = \
+         [TransactWriteItems]."
             .into(),
         format!(
             "c=1: {} handler/bare pairs after {} warm-up pairs, alternating which side goes first; req/s = requests \

@@ -149,6 +149,11 @@ impl Results {
                 "≥ 0.90×".into(),
             ));
         }
+        for c in [1, 32] {
+            if let Some(cmp) = self.comparison(Scenario::Consumption, c) {
+                targets.push(consumption_target(cmp));
+            }
+        }
         if let Some(cmp) = self.comparison(Scenario::PricingWarm, 1) {
             let r = ratio(cmp.handler.p50(), cmp.bare.p50());
             // "Well under one GetItem": at most half of one, i.e. clearly no round trip.
@@ -239,30 +244,7 @@ impl Results {
         let _ = writeln!(out, "| commit | {} |", m.commit);
 
         let _ = writeln!(out, "\n## Warm requests: handler vs bare SDK call (in process, embedded dynoxide)\n");
-        let _ = writeln!(
-            out,
-            "| handler | bare call | c | requests/side | handler p50 | handler p99 | bare p50 | bare p99 | p50 ratio | p99 ratio | handler req/s | bare req/s | req/s ratio |"
-        );
-        let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
-        for c in &self.comparisons {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {:.0} | {:.0} | {:.2}× |",
-                c.scenario.handler_name(),
-                c.scenario.bare_name(),
-                c.concurrency,
-                c.handler.len(),
-                fmt_duration(c.handler.p50()),
-                fmt_duration(c.handler.p99()),
-                fmt_duration(c.bare.p50()),
-                fmt_duration(c.bare.p99()),
-                ratio(c.handler.p50(), c.bare.p50()),
-                ratio(c.handler.p99(), c.bare.p99()),
-                c.handler_rps,
-                c.bare_rps,
-                c.handler_rps / c.bare_rps,
-            );
-        }
+        out.push_str(&comparison_table(&self.comparisons));
 
         let _ = writeln!(out, "\n## Cold start: release x86_64 bootstrap under a mock Lambda Runtime API\n");
         let _ = writeln!(
@@ -335,16 +317,8 @@ impl Results {
             let _ = writeln!(out, "| {} | {} | {} | {} |", row.name, path, size, host);
         }
 
-        let targets = self.targets();
         let _ = writeln!(out, "\n## Targets\n");
-        let _ = writeln!(out, "| target | measured | limit | result |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        for t in &targets {
-            let verdict = if t.pass { "PASS" } else { "MISS" };
-            let _ = writeln!(out, "| {} | {} | {} | **{verdict}** ({}) |", t.what, t.measured, t.limit, t.margin);
-        }
-        let passed = targets.iter().filter(|t| t.pass).count();
-        let _ = writeln!(out, "\n{passed} of {} targets met.", targets.len());
+        out.push_str(&targets_table(&self.targets()));
 
         let _ = writeln!(out, "\n## How it was measured\n");
         for note in &self.notes {
@@ -352,6 +326,62 @@ impl Results {
         }
         out
     }
+}
+
+/// The warm comparisons: one row per scenario and concurrency.
+pub fn comparison_table(comparisons: &[Comparison]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| handler | bare call | c | requests/side | handler p50 | handler p99 | bare p50 | bare p99 | p50 ratio | p99 ratio | handler req/s | bare req/s | req/s ratio |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for c in comparisons {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}× | {:.2}× | {:.0} | {:.0} | {:.2}× |",
+            c.scenario.handler_name(),
+            c.scenario.bare_name(),
+            c.concurrency,
+            c.handler.len(),
+            fmt_duration(c.handler.p50()),
+            fmt_duration(c.handler.p99()),
+            fmt_duration(c.bare.p50()),
+            fmt_duration(c.bare.p99()),
+            ratio(c.handler.p50(), c.bare.p50()),
+            ratio(c.handler.p99(), c.bare.p99()),
+            c.handler_rps,
+            c.bare_rps,
+            c.handler_rps / c.bare_rps,
+        );
+    }
+    out
+}
+
+/// Issue 13: a warm consumption is one DynamoDB call, so it costs about what that call costs.
+pub fn consumption_target(cmp: &Comparison) -> Target {
+    let r = ratio(cmp.handler.p50(), cmp.bare.p50());
+    at_most(
+        format!("warm consumption p50 (c={}) vs bare TransactWriteItems", cmp.concurrency),
+        r,
+        1.15,
+        format!("{r:.2}× ({} vs {})", fmt_duration(cmp.handler.p50()), fmt_duration(cmp.bare.p50())),
+        "≤ 1.15×".into(),
+    )
+}
+
+/// The targets with PASS/MISS and how many were met.
+pub fn targets_table(targets: &[Target]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| target | measured | limit | result |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for t in targets {
+        let verdict = if t.pass { "PASS" } else { "MISS" };
+        let _ = writeln!(out, "| {} | {} | {} | **{verdict}** ({}) |", t.what, t.measured, t.limit, t.margin);
+    }
+    let passed = targets.iter().filter(|t| t.pass).count();
+    let _ = writeln!(out, "\n{passed} of {} targets met.", targets.len());
+    out
 }
 
 /// The billing section: one row per concurrency.

@@ -151,7 +151,7 @@ test('a function with several HttpApi events and a new function are picked up; C
 Outputs:`,
       )
       .replace('MaxAge: 600', 'MaxAge: 42')
-      .replace('AllowHeaders: [authorization, content-type, idempotency-key, prefer]', 'AllowHeaders:\n          - authorization\n          - X-Extra'),
+      .replace('AllowHeaders: [authorization, content-type, idempotency-key, prefer, if-match]', 'AllowHeaders:\n          - authorization\n          - X-Extra'),
   );
   const api = readTemplateApi(file);
   assert.deepEqual(

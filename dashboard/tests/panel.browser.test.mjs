@@ -24,6 +24,9 @@ const ACCOUNT = 'acct-northwind-coffee';
 const SEEDED = { audience: '$25.00', enrichment: '$0.75', pixel: '$10.00', custom_model: '$120.00' };
 const LABELS = { audience: 'Audience', enrichment: 'Enrichment', pixel: 'Pixel', custom_model: 'Custom Model' };
 const CHANGED_AUDIENCE_PRICE = '26.50';
+const LEDGER_ROWS = 5;
+// Where `cargo lambda watch` serves the functions (scripts/local-stack.sh exports it); the consumption test needs it.
+const LAMBDA_INVOKE_URL = process.env.LAMBDA_INVOKE_URL?.replace(/\/$/, '');
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
 let context;
@@ -52,6 +55,71 @@ async function storedLine() {
   assert.equal(status, 200, 'GET /balances through the gateway');
   assert.ok(body.creditLine, 'the seeded account has a pay-later line');
   return body.creditLine;
+}
+
+/** The account's newest ledger entries, as GET /ledger gives them. */
+async function storedLedger(limit = LEDGER_ROWS) {
+  const { status, body } = await api(`/ledger?limit=${limit}`);
+  assert.equal(status, 200, 'GET /ledger through the gateway');
+  return body.entries;
+}
+
+/** The credit types an entry moved, in the panel's order. */
+const moved = (entry) => Object.keys(LABELS).filter((type) => (entry.quantities[type] ?? 0) !== 0);
+/** "+1 Audience, −2 Pixel": a true minus sign, thousands grouped. */
+const changeText = (entry) =>
+  moved(entry)
+    .map((type) => {
+      const q = entry.quantities[type];
+      return `${q > 0 ? '+' : '\u2212'}${Math.abs(q).toLocaleString('en-US')} ${LABELS[type]}`;
+    })
+    .join(', ');
+const afterText = (entry) =>
+  moved(entry).map((type) => `${LABELS[type]} ${entry.balancesAfter[type].toLocaleString('en-US')}`).join(', ');
+
+/** What the ledger table shows, one object per row. */
+function shownLedger() {
+  return page.locator('#ledger-rows tr').evaluateAll((rows) =>
+    rows.map((tr) => ({
+      entryId: tr.dataset.entryId,
+      type: tr.dataset.type,
+      createdAt: tr.querySelector('time').getAttribute('datetime'),
+      typeText: tr.querySelector('.type').textContent,
+      change: tr.querySelector('.change').textContent,
+      reason: tr.querySelector('.reason').textContent,
+      after: tr.querySelector('.after').textContent,
+    })),
+  );
+}
+
+/** Waits until the ledger shows what GET /ledger holds now (the empty state when it holds nothing). */
+async function ledgerMatchesStore() {
+  const entries = await storedLedger();
+  if (!entries.length) {
+    await page.locator('#ledger-state').filter({ hasText: /^No credit movements yet\.$/ }).waitFor();
+    assert.ok(await page.locator('#ledger-table').isHidden(), 'no table without entries');
+    return entries;
+  }
+  await page.locator(`#ledger-rows tr[data-entry-id="${entries[0].entryId}"]`).first().waitFor();
+  const shown = await shownLedger();
+  assert.deepEqual(
+    shown.map(({ entryId, type, createdAt, change, after }) => ({ entryId, type, createdAt, change, after })),
+    entries.map((e) => ({ entryId: e.entryId, type: e.type, createdAt: e.createdAt, change: changeText(e), after: afterText(e) })),
+  );
+  assert.ok(await page.locator('#ledger-state').isHidden());
+  return entries;
+}
+
+/** Invokes consume-credits directly, as a platform service does (the Lambda Invoke API of `cargo lambda watch`). */
+async function invokeConsumeCredits(payload) {
+  const response = await fetch(`${LAMBDA_INVOKE_URL}/2015-03-31/functions/consume-credits/invocations`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(payload),
+  });
+  const body = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(body));
+  return body;
 }
 
 /** "You can buy up to $X more on Pay Later." for a line's `available` string. */
@@ -227,6 +295,7 @@ test('the panel loads the seeded prices for acct-northwind-coffee', async () => 
   );
   assert.ok(await page.locator('#hold').isHidden(), 'no hold');
   assert.equal(await text('#credit-over'), '');
+  await ledgerMatchesStore();
   await shot('01-loaded');
 });
 
@@ -292,6 +361,116 @@ test('buying records the purchase and shows the new balances and the smaller ava
   assert.equal(decimalToCents(lineAfter.available), decimalToCents(lineBefore.available) - 20025n, 'the server took $200.25 off the line');
   await page.locator('#credit .main').filter({ hasText: availableSentence(lineAfter.available) }).waitFor();
   await shot('02-purchased');
+});
+
+test('the last credit movements are listed under the balances; a purchase appears at the top at once', async () => {
+  await page.goto(`${GATEWAY_URL}/`);
+  await panelLoaded();
+  const table = page.getByRole('table', { name: 'Recent credit movements' });
+  const earlier = await ledgerMatchesStore();
+  assert.ok(earlier.length >= 1, 'the previous test bought credits');
+  assert.deepEqual(await table.locator('thead th').allInnerTexts(), ['When', 'Type', 'Change', 'Reason', 'Balance after']);
+  for (const th of await table.locator('thead th').all()) assert.equal(await th.getAttribute('scope'), 'col');
+  assert.equal(await table.locator('tbody th[scope="row"] time').count(), earlier.length, 'each row is named by its time');
+  // The ledger is below the balances.
+  const balancesBox = await page.locator('#balances-list').boundingBox();
+  assert.ok((await table.boundingBox()).y > balancesBox.y + balancesBox.height, 'the table is under the balances');
+
+  await quantity('audience').fill('1');
+  await quantity('pixel').fill('2');
+  const { response } = await buy();
+  assert.equal(response.status(), 201);
+  const { purchase } = await response.json();
+  await page.locator('#ledger-rows tr').first().and(page.locator(`[data-entry-id="${purchase.purchaseId}"]`)).waitFor();
+  const entries = await ledgerMatchesStore();
+  const after = await storedBalances();
+  const [top] = await shownLedger();
+  assert.equal(top.typeText, 'Purchase');
+  assert.equal(top.change, '+1 Audience, +2 Pixel');
+  assert.equal(top.reason, 'Bought on Pay Later');
+  assert.equal(top.after, `Audience ${after.audience.toLocaleString('en-US')}, Pixel ${after.pixel.toLocaleString('en-US')}`);
+  assert.equal(entries[1]?.entryId, earlier[0].entryId, 'the earlier newest entry is now second');
+  assert.ok((await shownLedger()).length <= LEDGER_ROWS, `at most ${LEDGER_ROWS} rows`);
+  await shot('12-ledger-after-purchase');
+});
+
+test('a consumption and its release by a platform service (direct invoke) are listed with their reason', async (t) => {
+  if (!LAMBDA_INVOKE_URL) {
+    t.skip('needs LAMBDA_INVOKE_URL (cargo lambda watch) to invoke consume-credits');
+    return;
+  }
+  const before = await storedBalances();
+  assert.ok(before.audience >= 2, 'earlier tests bought audience credits');
+  const consumptionId = `panel-test-${crypto.randomUUID()}`;
+  const consumed = await invokeConsumeCredits({
+    accountId: ACCOUNT,
+    consumptionId,
+    quantities: { audience: 2 },
+    reason: 'audience build',
+    reference: 'job/panel-test',
+  });
+  assert.equal(consumed.result, 'consumed');
+  await page.goto(`${GATEWAY_URL}/`);
+  await panelLoaded();
+  await page.locator(`#ledger-rows tr[data-entry-id="${consumed.entryId}"]`).waitFor();
+  await ledgerMatchesStore();
+  let [top] = await shownLedger();
+  assert.equal(top.typeText, 'Used');
+  assert.equal(top.change, '\u22122 Audience');
+  assert.equal(top.reason, 'audience build · ref. job/panel-test');
+  assert.equal(top.after, `Audience ${(before.audience - 2).toLocaleString('en-US')}`);
+  assert.equal(await text('#balance-audience'), (before.audience - 2).toLocaleString('en-US'));
+
+  const released = await invokeConsumeCredits({ accountId: ACCOUNT, release: consumptionId, reason: 'job failed' });
+  assert.equal(released.result, 'released');
+  await page.goto(`${GATEWAY_URL}/`);
+  await panelLoaded();
+  await page.locator(`#ledger-rows tr[data-entry-id="${released.entryId}"]`).waitFor();
+  await ledgerMatchesStore();
+  [top] = await shownLedger();
+  assert.equal(top.typeText, 'Returned');
+  assert.equal(top.change, '+2 Audience');
+  assert.equal(top.reason, 'job failed');
+  assert.equal(top.after, `Audience ${before.audience.toLocaleString('en-US')}`);
+  await shot('13-ledger-consumption-release');
+});
+
+test('the ledger: an empty one says so; one that cannot be read says so and is not shown', async () => {
+  const ledgerRoute = /\/ledger(\?|$)/;
+  try {
+    await page.route(ledgerRoute, (route) => route.fulfill({ json: { entries: [], nextCursor: null } }));
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await page.locator('#ledger-state').filter({ hasText: 'No credit movements yet.' }).waitFor();
+    assert.ok(await page.locator('#ledger-table').isHidden());
+    await page.unroute(ledgerRoute);
+
+    // A fractional quantity (or any other surprise) is not shown as if it were right.
+    await page.route(ledgerRoute, async (route) => {
+      const response = await route.fetch();
+      const body = await response.json();
+      body.entries[0].quantities.audience = 1.5;
+      await route.fulfill({ response, json: body });
+    });
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await page.locator('#ledger-state').filter({ hasText: 'Credit movements are unavailable: the answer could not be read.' }).waitFor();
+    assert.ok(await page.locator('#ledger-table').isHidden());
+    await page.unroute(ledgerRoute);
+
+    await page.route(ledgerRoute, (route) =>
+      route.fulfill({
+        status: 503,
+        headers: { 'content-type': 'application/problem+json' },
+        body: JSON.stringify({ status: 503, code: 'service_unavailable', detail: 'try again' }),
+      }),
+    );
+    await page.goto(`${GATEWAY_URL}/`);
+    await panelLoaded();
+    await page.locator('#ledger-state').filter({ hasText: /^Credit movements are unavailable: The service is temporarily unavailable/ }).waitFor();
+  } finally {
+    await page.unroute(ledgerRoute);
+  }
 });
 
 test('a price change after loading: 409, the new prices are shown, confirming again succeeds', async () => {

@@ -30,6 +30,9 @@ pub const DEFAULT_MAX_BUFFERED_PURCHASES: usize = 20_000;
 /// so it can log and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
+/// Deadlines earlier than this after the epoch (2001-09-09) come from a local emulator, not from Lambda.
+const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
+
 /// Billing steps (transactions) in flight at once within one side of a run, unless `BILLING_CONCURRENCY` says
 /// otherwise. With DynamoDB's latency a 98-purchase step takes ~55 ms, so one step at a time bills ~1,800
 /// purchases/s per side and a million purchases (both sides) take ~19 minutes; 8 in flight take that to
@@ -230,12 +233,13 @@ pub async fn run_from_event(
     if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
         run.payment_due_days = days;
     }
-    // A deadline already past when the invocation starts is no real one (`cargo lambda watch` sends 600000 ms
-    // after the epoch): ignore it rather than refuse to work.
+    // A deadline from before any real invocation is no real one (`cargo lambda watch` sends 600000 ms after the
+    // epoch): ignore it rather than refuse to work. One that passed a moment ago is real (a loaded instance got
+    // to it late): the run is out of time.
     let deadline = deadline.filter(|at| {
-        let real = *at > now;
+        let real = at.duration_since(SystemTime::UNIX_EPOCH).is_ok_and(|since| since > NO_REAL_DEADLINE_BEFORE);
         if !real {
-            tracing::warn!(deadline = %humantime::format_rfc3339_millis(*at), "ignoring a deadline in the past");
+            tracing::warn!(deadline = %humantime::format_rfc3339_millis(*at), "ignoring a deadline from before any real invocation");
         }
         real
     });

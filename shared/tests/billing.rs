@@ -634,7 +634,7 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     let now = CycleEnd::at(SystemTime::now());
     let diagnostic = invoke(store, json!({"cycleEnd": now.as_str()}), ms_from_now(1)).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "OutOfTime", "{diagnostic:?}");
-    // One already past when the invocation starts is not a real one (`cargo lambda watch` sends such) and is ignored.
+    // One from before any real invocation (`cargo lambda watch` sends 600000 ms after the epoch) is ignored.
     let summary = invoke(store, json!({"cycleEnd": now.as_str()}), 600_000).await.unwrap();
     assert_eq!(summary.purchases_billed_to_client, 1);
 

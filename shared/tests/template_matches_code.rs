@@ -148,8 +148,9 @@ const FUNCTIONS: &[ExpectedFunction] = &[
                 on: On::Table,
                 keys: &[DEFAULT_PRICING, AGENCY, AGENCY_LINE],
             },
-            // The price history and the agency's statements.
-            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY] },
+            // The price history and the agency's statements; one client's purchases, from its own partition (the
+            // agency-items index has no key per client, and filtering the agency's whole book would page badly).
+            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
             // The agency's clients and their purchases; one client's unbilled purchases.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(CLIENT_UNBILLED_INDEX), keys: &[ACCOUNT] },
@@ -172,8 +173,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
                 on: On::Table,
                 keys: &[DEFAULT_PRICING, AGENCY, ACCOUNT],
             },
-            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry,
-            // idempotency key in ACCOUNT#; the agency's line).
+            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry in
+            // ACCOUNT#; the agency's idempotency key in AGENCY#; the agency's line).
             Grant {
                 actions: &["dynamodb:PutItem", "dynamodb:UpdateItem"],
                 on: On::Table,
@@ -682,10 +683,10 @@ fn cors_allows_only_the_dashboard_origin() {
     assert_ne!(cors["AllowCredentials"].as_bool(), Some(true), "bearer tokens need no credentialed CORS");
     let upper = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_uppercase()).collect::<BTreeSet<_>>();
     let lower = |v: &Value| strings(v).into_iter().map(|s| s.to_ascii_lowercase()).collect::<BTreeSet<_>>();
-    assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST"].map(String::from)));
+    assert_eq!(upper(&cors["AllowMethods"]), BTreeSet::from(["GET", "OPTIONS", "POST", "PUT"].map(String::from)));
     assert_eq!(
         lower(&cors["AllowHeaders"]),
-        BTreeSet::from(["authorization", "content-type", "idempotency-key", "prefer"].map(String::from))
+        BTreeSet::from(["authorization", "content-type", "idempotency-key", "if-match", "prefer"].map(String::from))
     );
 }
 

@@ -298,13 +298,13 @@ impl AppError {
                  paid. Nothing was charged."
             ),
             AppError::Unavailable(_) => {
-                "Nothing was charged. Please try again in a moment; a retry with the same Idempotency-Key never buys \
-                 twice."
+                "Nothing was charged or changed. Please try again in a moment; a retry with the same Idempotency-Key \
+                 never applies twice."
                     .into()
             }
-            AppError::OutcomeUnknown(_) => "We could not confirm the purchase in time: it may have gone through. \
-                 Retry with the same Idempotency-Key, which never buys twice and returns the purchase if it was made, \
-                 or check your purchase history before buying again."
+            AppError::OutcomeUnknown(_) => "We could not confirm the change in time: it may have gone through. \
+                 Retry with the same Idempotency-Key, which never applies twice and returns the result if it was \
+                 made, or check the history (purchases, prices or ledger) before trying again."
                 .into(),
             AppError::Internal(_) => "Something went wrong on our side; the details are in our logs.".into(),
             AppError::AgencyForbidden => "An agency administrator may only act on its own agency and its clients.".into(),

@@ -188,7 +188,12 @@ pub fn statement_view(statement: &Statement) -> Value {
 
 /// `limit`: absent → 20; else a plain whole number 1..=100.
 pub(super) fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
-    let Some(raw) = raw else { return Ok(DEFAULT_PAGE_SIZE) };
+    page_size_or(raw, DEFAULT_PAGE_SIZE)
+}
+
+/// `limit`: absent → `default`; else a plain whole number 1..=100.
+pub(super) fn page_size_or(raw: Option<&str>, default: usize) -> Result<usize, AppError> {
+    let Some(raw) = raw else { return Ok(default) };
     let invalid = || AppError::InvalidQuery {
         parameter: "limit",
         detail: format!("`limit` must be a whole number from 1 to {MAX_PAGE_SIZE} (got {raw:?})."),

@@ -185,7 +185,8 @@ pub fn pricing_body(account_id: &str, pricing: &EffectivePricing) -> Value {
     json!({"accountId": account_id, "currency": CURRENCY, "prices": prices})
 }
 
-/// The client's view of a purchase: lines at price, no costs.
+/// The client's view of a purchase: lines at price, no costs. A voided purchase says so and when (never who
+/// voided it).
 pub fn purchase_view(record: &PurchaseRecord) -> Value {
     let lines: Vec<Value> = record
         .lines
@@ -199,7 +200,7 @@ pub fn purchase_view(record: &PurchaseRecord) -> Value {
             })
         })
         .collect();
-    json!({
+    let mut view = json!({
         "purchaseId": record.purchase_id,
         "accountId": record.account_id,
         "createdAt": record.created_at,
@@ -208,7 +209,12 @@ pub fn purchase_view(record: &PurchaseRecord) -> Value {
         "total": record.total.to_string(),
         "billedToClient": record.billed_to_client,
         "billedToAgency": record.billed_to_agency,
-    })
+    });
+    if let Some(voided_at) = &record.voided_at {
+        view["voided"] = json!(true);
+        view["voidedAt"] = json!(voided_at);
+    }
+    view
 }
 
 pub(crate) fn balances_map(balances: &Balances) -> Value {

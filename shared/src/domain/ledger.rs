@@ -20,7 +20,7 @@ pub enum EntryType {
     Consumption,
     /// An earlier consumption's credits put back (once per consumption).
     Release,
-    /// A purchase taken back (kept ready: nothing writes one yet).
+    /// An unbilled purchase taken back by its agency (its credits out again, once per purchase).
     Void,
     /// An operator's signed correction, with a reason and who made it.
     Adjustment,

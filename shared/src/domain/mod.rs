@@ -16,6 +16,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub mod agency;
 pub mod billing;
 pub mod credit;
 pub mod ledger;

@@ -313,32 +313,44 @@ impl Store {
         Ok(headers)
     }
 
-    /// Up to `limit` of an account's client statements (headers only: `purchase_ids` is empty, `purchase_count`
-    /// says how many), newest cycle first, after `after` (the last header of the previous page).
-    ///
-    /// Headers and their parts share the `STATEMENT#{cycleEnd}` prefix, and no key condition keeps the parts
-    /// out, so the Query filters them (`attribute_not_exists(purchaseIds)`). `Limit` counts the items DynamoDB
-    /// evaluates before the filter, not the headers it returns: the loop keeps reading pages until it holds
-    /// `limit + 1` headers (so it knows whether more follow) or the partition ends, starting with room for
-    /// one part per statement and doubling the page each time, so a busy account's many parts cost a few round
-    /// trips and at most about twice the reads needed. The page's position is the last header's key, never a
-    /// part's.
+    /// Up to `limit` of an account's client statements (headers only): [`Store::statements_page`] of the
+    /// account's partition.
     pub async fn client_statements_page(
         &self,
         account_id: &str,
         limit: usize,
         after: Option<&StatementKey>,
     ) -> Result<StatementPage, StoreError> {
-        if after.is_some_and(|key| !key.is_statement_of(account_id)) {
-            return Err(StoreError::Internal("a statements position of another account reached storage".into()));
+        self.statements_page(StatementKind::Client, account_id, limit, after).await
+    }
+
+    /// Up to `limit` of an owner's statements of one kind (an account's client statements, an agency's at
+    /// cost), headers only (`purchase_ids` is empty, `purchase_count` says how many), newest cycle first,
+    /// after `after` (the last header of the previous page).
+    ///
+    /// Headers and their parts share the `STATEMENT#{cycleEnd}` prefix, and no key condition keeps the parts
+    /// out, so the Query filters them (`attribute_not_exists(purchaseIds)`). `Limit` counts the items DynamoDB
+    /// evaluates before the filter, not the headers it returns: the loop keeps reading pages until it holds
+    /// `limit + 1` headers (so it knows whether more follow) or the partition ends, starting with room for
+    /// one part per statement and doubling the page each time, so a busy owner's many parts cost a few round
+    /// trips and at most about twice the reads needed. The page's position is the last header's key, never a
+    /// part's.
+    pub async fn statements_page(
+        &self,
+        kind: StatementKind,
+        owner: &str,
+        limit: usize,
+        after: Option<&StatementKey>,
+    ) -> Result<StatementPage, StoreError> {
+        if after.is_some_and(|key| !key.is_statement_of_owner(kind, owner)) {
+            return Err(StoreError::Internal("a statements position of another owner reached storage".into()));
         }
-        let kind = StatementKind::Client;
         let mut start = after.map(|k| keys::key(k.pk.clone(), &k.sk));
         let mut evaluate = 2 * (limit + 1);
         let mut statements: Vec<Statement> = Vec::with_capacity(limit + 1);
         loop {
             let output = self
-                .partition_query(keys::statement_pk(kind, account_id), keys::STATEMENT_SK_PREFIX)
+                .partition_query(keys::statement_pk(kind, owner), keys::STATEMENT_SK_PREFIX)
                 .scan_index_forward(false)
                 .filter_expression("attribute_not_exists(#ids) AND #kind = :kind")
                 .expression_attribute_names("#ids", "purchaseIds")
@@ -365,13 +377,16 @@ impl Store {
             evaluate = (evaluate * 2).min(MAX_ITEMS_EVALUATED_PER_PAGE);
         }
         // The partition decides the kind already; checking it too means a client can never see an agency's sums.
-        if statements.iter().any(|statement| statement.kind != kind || statement.owner_id != account_id) {
-            return Err(StoreError::Internal(format!("a foreign statement in the partition of {account_id}")));
+        if statements.iter().any(|statement| statement.kind != kind || statement.owner_id != owner) {
+            return Err(StoreError::Internal(format!("a foreign statement in the partition of {owner}")));
         }
         let more = statements.len() > limit;
         statements.truncate(limit);
-        let next =
-            if more { statements.last().map(|last| StatementKey::of(account_id, &last.cycle_end)) } else { None };
+        let next = if more {
+            statements.last().map(|last| StatementKey::of_owner(kind, owner, &last.cycle_end))
+        } else {
+            None
+        };
         Ok(StatementPage { statements, next })
     }
 
@@ -477,7 +492,7 @@ impl Store {
 /// The most items one page of a statements read asks DynamoDB to evaluate (it stops at 1 MB anyway).
 const MAX_ITEMS_EVALUATED_PER_PAGE: usize = 1_000;
 
-/// One page of an account's client statements, headers only.
+/// One page of an owner's statements, headers only.
 #[derive(Debug, Clone)]
 pub struct StatementPage {
     pub statements: Vec<Statement>,
@@ -496,14 +511,24 @@ pub struct StatementKey {
 impl StatementKey {
     /// `cycle_end` as stored on the statement ("2026-12-01T00:00:00.000Z").
     pub fn of(account_id: &str, cycle_end: &str) -> StatementKey {
-        StatementKey { pk: keys::account(account_id), sk: keys::statement_sk(cycle_end) }
+        StatementKey::of_owner(StatementKind::Client, account_id, cycle_end)
     }
 
-    /// Whether this is the key of a client statement header of `account_id`: the account's partition and
-    /// `STATEMENT#` followed by a canonical cycle end (so never a part, a purchase or another item).
+    /// The key of `owner`'s statement header of this kind for `cycle_end`.
+    pub fn of_owner(kind: StatementKind, owner: &str, cycle_end: &str) -> StatementKey {
+        StatementKey { pk: keys::statement_pk(kind, owner), sk: keys::statement_sk(cycle_end) }
+    }
+
+    /// Whether this is the key of a client statement header of `account_id`.
     pub fn is_statement_of(&self, account_id: &str) -> bool {
+        self.is_statement_of_owner(StatementKind::Client, account_id)
+    }
+
+    /// Whether this is the key of a statement header of `owner` of this kind: the owner's partition and
+    /// `STATEMENT#` followed by a canonical cycle end (so never a part, a purchase or another item).
+    pub fn is_statement_of_owner(&self, kind: StatementKind, owner: &str) -> bool {
         let Some(cycle_end) = self.sk.strip_prefix(keys::STATEMENT_SK_PREFIX) else { return false };
-        self.pk == keys::account(account_id) && CycleEnd::parse(cycle_end).is_ok_and(|c| c.as_str() == cycle_end)
+        self.pk == keys::statement_pk(kind, owner) && CycleEnd::parse(cycle_end).is_ok_and(|c| c.as_str() == cycle_end)
     }
 }
 

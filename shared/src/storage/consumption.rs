@@ -100,6 +100,42 @@ impl Store {
         entry_id: &str,
         created_at: &str,
     ) -> Result<ConsumeOutcome, StoreError> {
+        let items = self.consumption_transaction(consumption, entry_id, created_at)?;
+        let receipt = ConsumptionReceipt {
+            account_id: consumption.account_id.clone(),
+            consumption_id: consumption.consumption_id.clone(),
+            entry_id: entry_id.to_owned(),
+            created_at: created_at.to_owned(),
+            quantities: consumption.quantities.clone(),
+            released_at: None,
+        };
+        // A lost response is resent with the same token: DynamoDB answers with the first outcome.
+        let outcome = self
+            .transact_with_retries("TransactWriteItems consumption", &items, entry_id, true, |reasons| {
+                consume_outcome(reasons, consumption, &receipt)
+            })
+            .await?;
+        Ok(outcome.unwrap_or(ConsumeOutcome::Consumed(receipt)))
+    }
+
+    /// The consumption transaction's items, for the benchmark's bare-SDK side (never used by a function).
+    #[cfg(feature = "bench-internals")]
+    pub fn consumption_transaction_for_bench(
+        &self,
+        consumption: &Consumption,
+        entry_id: &str,
+        created_at: &str,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        self.consumption_transaction(consumption, entry_id, created_at)
+    }
+
+    /// The account update, the ledger entry and the marker, at the positions `consume_outcome` reads.
+    fn consumption_transaction(
+        &self,
+        consumption: &Consumption,
+        entry_id: &str,
+        created_at: &str,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the consumption transaction", e);
         let pk = keys::account(&consumption.account_id);
         if consumption.quantities.is_empty() {
@@ -164,26 +200,11 @@ impl Store {
             .build()
             .map_err(build)?;
 
-        let items = vec![
+        Ok(vec![
             TransactWriteItem::builder().update(account).build(),
             TransactWriteItem::builder().put(entry_put).build(),
             TransactWriteItem::builder().put(marker_put).build(),
-        ];
-        let receipt = ConsumptionReceipt {
-            account_id: consumption.account_id.clone(),
-            consumption_id: consumption.consumption_id.clone(),
-            entry_id: entry_id.to_owned(),
-            created_at: created_at.to_owned(),
-            quantities: consumption.quantities.clone(),
-            released_at: None,
-        };
-        // A lost response is resent with the same token: DynamoDB answers with the first outcome.
-        let outcome = self
-            .transact_with_retries("TransactWriteItems consumption", &items, entry_id, true, |reasons| {
-                consume_outcome(reasons, consumption, &receipt)
-            })
-            .await?;
-        Ok(outcome.unwrap_or(ConsumeOutcome::Consumed(receipt)))
+        ])
     }
 
     /// Puts an earlier consumption's credits back, once: reads its marker, then one `TransactWriteItems` marks

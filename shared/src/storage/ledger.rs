@@ -96,6 +96,9 @@ struct LedgerPurchase {
     total: Decimal,
     #[serde(with = "rust_decimal::serde::str")]
     total_at_cost: Decimal,
+    /// A voided purchase gave its totals back to both lines (and its credits back through its void entry).
+    #[serde(default)]
+    voided_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -112,7 +115,9 @@ impl LedgerPurchase {
             &self.purchase_id,
             self.lines.iter().map(|l| (l.credit_type, l.quantity)),
         );
-        ledger.add_purchase_amounts(&self.account_id, &self.agency_id, self.total, self.total_at_cost);
+        if self.voided_at.is_none() {
+            ledger.add_purchase_amounts(&self.account_id, &self.agency_id, self.total, self.total_at_cost);
+        }
     }
 }
 
@@ -282,7 +287,7 @@ impl Store {
             .expression_attribute_names("#quantities", "quantities")
             .projection_expression(format!(
                 "pk, sk, accountId, agencyId, purchaseId, entryType, #quantities, #lines, #total, totalAtCost, \
-                 #amount, {}, {}, {}",
+                 voidedAt, #amount, {}, {}, {}",
                 keys::CREDIT_LIMIT,
                 keys::AVAILABLE_CREDIT,
                 CreditType::ALL.map(keys::balance_attribute).join(", ")
@@ -334,7 +339,7 @@ impl Store {
             .partition_query(keys::account(account_id), keys::PURCHASE_SK_PREFIX)
             .expression_attribute_names("#lines", "lines") // a reserved word
             .expression_attribute_names("#total", "total")
-            .projection_expression("sk, purchaseId, accountId, agencyId, #lines, #total, totalAtCost");
+            .projection_expression("sk, purchaseId, accountId, agencyId, #lines, #total, totalAtCost, voidedAt");
         let purchases = self.partition_items("Query ledger purchases", query).await?;
         let purchases: Result<Vec<LedgerPurchase>, StoreError> =
             purchases.into_iter().map(|item| from_item("purchase", item)).collect();

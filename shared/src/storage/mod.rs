@@ -16,13 +16,18 @@
 //! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
 //! | client statement (+ part) | `ACCOUNT#{accountId}` | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
 //! | agency statement (+ part) | `AGENCY#{agencyId}`   | `STATEMENT#{cycleEnd}` (`#PART#{firstId}`)     |
+//! | pricing audit entry       | `AGENCY#{agencyId}`   | `AUDIT#PRICING#{changedAt}#{uuidv7}`           |
+//! | credit limit audit entry  | `AGENCY#{agencyId}`   | `AUDIT#LIMIT#{changedAt}#{uuidv7}`             |
+//! | void (ledger entry, type `void`) | `ACCOUNT#{accountId}` | `LEDGER#{createdAt}#{entryId}`          |
+//! | void idempotency key      | `AGENCY#{agencyId}`   | `IDEMPOTENCY#{key}`                            |
 //!
 //! Unbilled purchases also carry the keys of the sparse indexes in [`crate::table`].
 //!
 //! One file per concern: [`keys`] and [`items`] (names and the one set of decoding helpers), [`transact`]
 //! (the retry loop of every transaction), [`purchases`], [`consumption`] (consumptions and releases),
 //! [`history`], [`billing`] (the steps and statement reads the billing run is built from), [`ledger`] (ledger
-//! entries, the ledger page with balances after each entry, and what reconcile reads) and [`seeds`].
+//! entries, the ledger page with balances after each entry, and what reconcile reads), [`void`] (the agency's
+//! pages of its clients' purchases and the void transaction) and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -30,6 +35,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
 use crate::table::SparseIndex;
 
+pub mod agency;
 pub mod billing;
 pub mod consumption;
 pub mod history;
@@ -41,7 +47,9 @@ pub mod purchases;
 pub mod seeds;
 pub mod statements;
 pub mod transact;
+pub mod void;
 
+pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use billing::{
     StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
     UnbilledPages,
@@ -49,8 +57,12 @@ pub use billing::{
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPosition};
+pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
+pub use void::{
+    AgencyPurchasePage, AgencyPurchasePosition, StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest,
+};
 
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,28 +1,398 @@
-//! `GET /agencies/{agencyId}/purchases`, `POST .../purchases/{purchaseId}/void`, `GET /agencies/{agencyId}/statements`.
-// PLACEHOLDER: being built (issue 17); replaced before it lands.
+//! `GET /agencies/{agencyId}/purchases`, `POST .../purchases/{purchaseId}/void`, `GET /agencies/{agencyId}/statements`:
+//! the agency's view of its clients' purchases (price, cost and margin), the void of an unbilled one, and the
+//! agency's own statements at cost.
 
-use lambda_http::{Body, Request, Response};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::super::error::AppError;
-use super::super::http::authorize_agency;
-use super::super::{App, respond};
+use super::super::history::{decode_position, encode_position, invalid_cursor, page_size_or, statement_view};
+use super::super::http::{authorize_agency, idempotency_key, json_body, json_response, query_parameter};
+use super::super::{App, balances_map, respond};
+use crate::domain::billing::StatementKind;
+use crate::domain::{PurchaseRecord, RequestError, format_rate, is_valid_account_id, round_to_cents, time};
+use crate::storage::void::MAX_VOID_REASON_CHARS;
+use crate::storage::{
+    AgencyPurchasePosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency, VoidIdempotencyClaim,
+    VoidOutcome, VoidRequest,
+};
 
+/// Agency lists answer 25 items unless asked otherwise.
+pub const AGENCY_PAGE_SIZE: usize = 25;
+
+/// How long a void's `Idempotency-Key` is remembered (as a purchase's).
+pub const VOID_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `GET /agencies/{agencyId}/purchases?accountId=&limit=&cursor=`: the agency's clients' purchases, newest
+/// first, with price, cost and margin per line and in total. With `accountId`, one client's only (its own
+/// partition, filtered to this agency's purchases: another agency's account lists nothing).
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
-    not_built(app, request).await
-}
-
-pub async fn void_purchase(app: &App, request: Request) -> Response<Body> {
-    not_built(app, request).await
-}
-
-pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
-    not_built(app, request).await
-}
-
-async fn not_built(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
-        authorize_agency(&request, &app.settings)?;
-        Err(AppError::Internal("not built yet".into()))
+        // Everything the request alone can tell is checked before any read.
+        let admin = authorize_agency(&request, &app.settings)?;
+        let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
+        let account_id = match query_parameter(&request, "accountId")? {
+            Some(account_id) if is_valid_account_id(&account_id) => Some(account_id),
+            Some(_) => {
+                return Err(AppError::InvalidQuery {
+                    parameter: "accountId",
+                    detail: "`accountId` must be 1-64 letters, digits, '-' or '_'.".into(),
+                });
+            }
+            None => None,
+        };
+        let cursor = query_parameter(&request, "cursor")?;
+        let (purchases, next_cursor) = match &account_id {
+            None => {
+                let after = match &cursor {
+                    Some(cursor) => {
+                        let position: AgencyPurchasePosition = decode_position(cursor)?;
+                        if !position.is_in_agency(&admin.agency_id) {
+                            return Err(invalid_cursor("not a position in this agency's purchases"));
+                        }
+                        Some(position)
+                    }
+                    None => None,
+                };
+                let page = app.store.agency_purchases_page(&admin.agency_id, limit, after.as_ref()).await?;
+                (page.purchases, page.next.as_ref().map(encode_position))
+            }
+            Some(account_id) => {
+                let after = match &cursor {
+                    Some(cursor) => {
+                        let key: PurchaseKey = decode_position(cursor)?;
+                        if !key.is_purchase_of(account_id) {
+                            return Err(invalid_cursor("not a position in this client's purchases"));
+                        }
+                        Some(key)
+                    }
+                    None => None,
+                };
+                let page =
+                    app.store.client_purchases_for_agency(&admin.agency_id, account_id, limit, after.as_ref()).await?;
+                (page.purchases, page.next.as_ref().map(encode_position))
+            }
+        };
+        let purchases: Vec<Value> = purchases.iter().map(agency_purchase_view).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"agencyId": admin.agency_id, "purchases": purchases, "nextCursor": next_cursor}),
+        ))
     })
     .await
+}
+
+/// `GET /agencies/{agencyId}/statements?limit=&cursor=`: the agency's statements (at cost), newest cycle first.
+pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
+    respond(app, async {
+        // Everything the request alone can tell is checked before any read.
+        let admin = authorize_agency(&request, &app.settings)?;
+        let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
+        let after = match query_parameter(&request, "cursor")? {
+            Some(cursor) => {
+                let key: StatementKey = decode_position(&cursor)?;
+                if !key.is_statement_of_owner(StatementKind::Agency, &admin.agency_id) {
+                    return Err(invalid_cursor("not a position in this agency's statements"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        let page = app.store.statements_page(StatementKind::Agency, &admin.agency_id, limit, after.as_ref()).await?;
+        let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
+        let next_cursor = page.next.as_ref().map(encode_position);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"agencyId": admin.agency_id, "statements": statements, "nextCursor": next_cursor}),
+        ))
+    })
+    .await
+}
+
+/// `POST /agencies/{agencyId}/purchases/{purchaseId}/void`, body `{"accountId", "reason"?}`, optional
+/// `Idempotency-Key`: undoes an unbilled purchase of one of the agency's clients in one transaction.
+pub async fn void_purchase(app: &App, request: Request) -> Response<Body> {
+    // The budget bounds the reads; a write that runs out of it is answered as of unknown outcome (retry with
+    // the same key), never as "nothing happened".
+    let deadline = Instant::now() + app.settings.request_budget;
+    void(app, &request, deadline).await.unwrap_or_else(AppError::into_response)
+}
+
+/// A validated void request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct VoidBody {
+    account_id: String,
+    /// `None` when absent or empty.
+    reason: Option<String>,
+}
+
+async fn void(app: &App, request: &Request, deadline: Instant) -> Result<Response<Body>, AppError> {
+    // Everything the request alone can tell is checked before any read or write.
+    let admin = authorize_agency(request, &app.settings)?;
+    let purchase_id = request
+        .path_parameters()
+        .first("purchaseId")
+        .filter(|id| is_canonical_uuid(id))
+        .ok_or(AppError::InvalidPurchaseId)?
+        .to_owned();
+    let key = idempotency_key(request)?;
+    let body = parse_void_body(&json_body(request)?)?;
+    let request_hash = void_request_hash(&admin.agency_id, &purchase_id, &body);
+    let now = SystemTime::now();
+
+    // A retry of an earlier void gets its answer again, whatever happened to the purchase since.
+    if let Some(key) = &key
+        && let Some(stored) =
+            before_write(deadline, app.store.void_idempotency(&admin.agency_id, key, epoch_seconds(now))).await?
+    {
+        return replay(app, &request_hash, stored, deadline).await;
+    }
+
+    let (purchase, account) = before_write(deadline, async {
+        tokio::try_join!(app.store.purchase(&body.account_id, &purchase_id), app.store.account(&body.account_id))
+    })
+    .await?;
+    // Unknown, another agency's, or of an account that is not this agency's: all the same 404.
+    let purchase = purchase.filter(|p| p.agency_id == admin.agency_id).ok_or(AppError::PurchaseNotFound)?;
+    if purchase.voided_at.is_some() {
+        return Err(AppError::PurchaseAlreadyVoided);
+    }
+    if purchase.billed_to_client || purchase.billed_to_agency {
+        return Err(AppError::PurchaseAlreadyBilled);
+    }
+    let account = account.ok_or_else(|| AppError::Internal(format!("purchase {purchase_id} without its account")))?;
+
+    let entry_id = uuid::Uuid::now_v7().to_string();
+    let voided_at = time::timestamp(now);
+    let claim = key.as_ref().map(|key| VoidIdempotencyClaim {
+        key: key.clone(),
+        request_hash: request_hash.clone(),
+        now_epoch_seconds: epoch_seconds(now),
+        expires_at_epoch_seconds: epoch_seconds(now + VOID_IDEMPOTENCY_TTL),
+    });
+    let void_request = VoidRequest {
+        purchase: &purchase,
+        agency_id: &admin.agency_id,
+        voided_by: &admin.subject,
+        reason: body.reason.as_deref(),
+        entry_id: &entry_id,
+        voided_at: &voided_at,
+        client_has_line: account.credit_line.is_some(),
+        idempotency: claim.as_ref(),
+    };
+    let written = tokio::time::timeout_at(deadline.into(), app.store.void_purchase(&void_request)).await;
+    let outcome = match written {
+        Ok(Ok(outcome)) => outcome,
+        // Refused as malformed: nothing was written.
+        Ok(Err(StoreError::Internal(why))) => return Err(AppError::Internal(why)),
+        Ok(Err(StoreError::Unavailable(why))) => return Err(AppError::OutcomeUnknown(why)),
+        Err(_) => return Err(AppError::OutcomeUnknown("request budget exhausted during the void".into())),
+    };
+    match outcome {
+        VoidOutcome::Voided(record) => {
+            tracing::info!(
+                purchase_id = %purchase_id,
+                account_id = %record.account_id,
+                agency_id = %admin.agency_id,
+                voided_by = %admin.subject,
+                "purchase voided"
+            );
+            Ok(voided_answer(app, &record, deadline).await)
+        }
+        VoidOutcome::IdempotencyKeyTaken(stored) => replay(app, &request_hash, stored, deadline).await,
+        VoidOutcome::NotFound => Err(AppError::PurchaseNotFound),
+        VoidOutcome::AlreadyVoided => Err(AppError::PurchaseAlreadyVoided),
+        VoidOutcome::AlreadyBilled => Err(AppError::PurchaseAlreadyBilled),
+        VoidOutcome::CreditsAlreadyUsed(short) => Err(AppError::CreditsAlreadyUsed {
+            credit_type: short.credit_type.as_str().to_owned(),
+            short_by: short.short,
+        }),
+    }
+}
+
+/// The 200 of a committed void: the purchase as voided, and the client's balances as they are now. The void
+/// stands whatever happens here: balances that cannot be read in the time left are left out.
+async fn voided_answer(app: &App, record: &PurchaseRecord, deadline: Instant) -> Response<Body> {
+    let mut body = json!({"purchase": agency_purchase_view(record)});
+    match tokio::time::timeout_at(deadline.into(), app.store.account(&record.account_id)).await {
+        Ok(Ok(Some(account))) => body["balances"] = balances_map(&account.balances),
+        other => {
+            tracing::warn!(purchase_id = %record.purchase_id, outcome = ?other.map(|r| r.map(|_| ())), "voided; balances unreadable")
+        }
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// Answers a void whose `Idempotency-Key` this agency already used: the purchase that void voided (as it is
+/// now: voided), or 422 for another request under the same key.
+async fn replay(
+    app: &App,
+    request_hash: &str,
+    stored: StoredVoidIdempotency,
+    deadline: Instant,
+) -> Result<Response<Body>, AppError> {
+    if stored.request_hash != request_hash {
+        return Err(AppError::IdempotencyKeyReused);
+    }
+    let purchase = before_write(deadline, app.store.purchase(&stored.account_id, &stored.purchase_id))
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("voided purchase {} is gone", stored.purchase_id)))?;
+    let mut response = voided_answer(app, &purchase, deadline).await;
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// Runs a read that comes before the write within the budget: if the budget runs out, nothing was written.
+async fn before_write<T>(deadline: Instant, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, AppError> {
+    match tokio::time::timeout_at(deadline.into(), work).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(AppError::Unavailable("request budget exhausted before the void was written".into())),
+    }
+}
+
+/// `{"accountId": "acct-x", "reason": "typo"}`: `accountId` required (the purchase lives in its account's
+/// partition), `reason` optional, at most 500 characters; nothing else.
+fn parse_void_body(body: &Value) -> Result<VoidBody, AppError> {
+    let object = body.as_object().ok_or(AppError::InvalidRequest(RequestError::NotAnObject))?;
+    let invalid =
+        |field: &str, detail: &str| AppError::InvalidField { field: field.to_owned(), detail: detail.to_owned() };
+    if let Some(unknown) = object.keys().find(|k| *k != "accountId" && *k != "reason") {
+        return Err(invalid(unknown, &format!("Unknown field `{unknown}`; allowed: `accountId`, `reason`.")));
+    }
+    let account_id = match object.get("accountId") {
+        Some(Value::String(id)) if is_valid_account_id(id) => id.clone(),
+        Some(_) => return Err(invalid("accountId", "`accountId` must be 1-64 letters, digits, '-' or '_'.")),
+        None => {
+            return Err(invalid(
+                "accountId",
+                "`accountId` (the purchase's account, from the purchases list) is required.",
+            ));
+        }
+    };
+    let reason = match object.get("reason") {
+        None => None,
+        Some(Value::String(reason)) if reason.chars().count() <= MAX_VOID_REASON_CHARS => {
+            Some(reason.clone()).filter(|r| !r.is_empty())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "reason",
+                &format!("`reason` must be a string of at most {MAX_VOID_REASON_CHARS} characters."),
+            ));
+        }
+    };
+    Ok(VoidBody { account_id, reason })
+}
+
+/// Binds a key to the agency and the request's meaning (purchase, account, reason), not its bytes.
+fn void_request_hash(agency_id: &str, purchase_id: &str, body: &VoidBody) -> String {
+    let canonical =
+        format!("void\n{agency_id}\n{purchase_id}\n{}\n{}", body.account_id, body.reason.as_deref().unwrap_or(""));
+    hex::encode(Sha256::digest(canonical))
+}
+
+/// Purchase ids are UUIDs in canonical (lowercase, hyphenated) form; anything else names no purchase.
+fn is_canonical_uuid(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
+}
+
+fn epoch_seconds(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The agency's view of a purchase: every line at price and at cost with its margin, the totals, both billed
+/// flags, and the status (`voided`, else `billed` on either side, else `unbilled`) with who voided it and when.
+pub fn agency_purchase_view(record: &PurchaseRecord) -> Value {
+    let lines: Vec<Value> = record
+        .lines
+        .iter()
+        .map(|line| {
+            json!({
+                "creditType": line.credit_type.as_str(),
+                "quantity": line.quantity,
+                "unitPrice": format_rate(line.unit_price),
+                "unitCost": format_rate(line.unit_cost),
+                "subtotal": money(line.subtotal),
+                "subtotalAtCost": money(line.subtotal_at_cost),
+                "margin": money(line.subtotal - line.subtotal_at_cost),
+            })
+        })
+        .collect();
+    let status = if record.voided_at.is_some() {
+        "voided"
+    } else if record.billed_to_client || record.billed_to_agency {
+        "billed"
+    } else {
+        "unbilled"
+    };
+    let mut view = Map::new();
+    view.insert("purchaseId".into(), json!(record.purchase_id));
+    view.insert("accountId".into(), json!(record.account_id));
+    view.insert("createdAt".into(), json!(record.created_at));
+    view.insert("currency".into(), json!(record.currency));
+    view.insert("lines".into(), Value::Array(lines));
+    view.insert("total".into(), json!(money(record.total)));
+    view.insert("totalAtCost".into(), json!(money(record.total_at_cost)));
+    view.insert("margin".into(), json!(money(record.total - record.total_at_cost)));
+    view.insert("billedToClient".into(), json!(record.billed_to_client));
+    view.insert("billedToAgency".into(), json!(record.billed_to_agency));
+    view.insert("status".into(), json!(status));
+    view.insert("voidedAt".into(), json!(record.voided_at));
+    view.insert("voidedBy".into(), json!(record.voided_by));
+    Value::Object(view)
+}
+
+/// Money as the contract writes it: exactly two places.
+fn money(amount: Decimal) -> String {
+    round_to_cents(amount).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_void_body_needs_its_account_and_nothing_unknown() {
+        let ok = parse_void_body(&json!({"accountId": "acct-a", "reason": "typo"})).unwrap();
+        assert_eq!(ok, VoidBody { account_id: "acct-a".into(), reason: Some("typo".into()) });
+        assert_eq!(parse_void_body(&json!({"accountId": "acct-a", "reason": ""})).unwrap().reason, None);
+        let long = "é".repeat(MAX_VOID_REASON_CHARS);
+        assert!(parse_void_body(&json!({"accountId": "acct-a", "reason": long})).is_ok());
+        for (body, code) in [
+            (json!([]), "invalid_body"),
+            (json!({}), "invalid_field"),
+            (json!({"reason": "x"}), "invalid_field"),
+            (json!({"accountId": 3}), "invalid_field"),
+            (json!({"accountId": "a#b"}), "invalid_field"),
+            (json!({"accountId": "acct-a", "reason": 1}), "invalid_field"),
+            (json!({"accountId": "acct-a", "reason": "x".repeat(501)}), "invalid_field"),
+            (json!({"accountId": "acct-a", "extra": 1}), "invalid_field"),
+        ] {
+            assert_eq!(parse_void_body(&body).unwrap_err().code(), code, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_key_binds_the_whole_void() {
+        let body = VoidBody { account_id: "acct-a".into(), reason: None };
+        let hash = void_request_hash("agency-a", "p", &body);
+        assert_eq!(hash, void_request_hash("agency-a", "p", &body.clone()));
+        assert_ne!(hash, void_request_hash("agency-a", "q", &body));
+        assert_ne!(hash, void_request_hash("agency-b", "p", &body));
+        assert_ne!(hash, void_request_hash("agency-a", "p", &VoidBody { reason: Some("x".into()), ..body.clone() }));
+        assert_ne!(hash, void_request_hash("agency-a", "p", &VoidBody { account_id: "acct-b".into(), ..body }));
+    }
+
+    #[test]
+    fn purchase_ids_are_canonical_uuids() {
+        assert!(is_canonical_uuid("0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"));
+        assert!(!is_canonical_uuid("0196A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"));
+        assert!(!is_canonical_uuid("0196a1b2c3d47e5f8a9b0c1d2e3f4a5b"));
+        assert!(!is_canonical_uuid("x"));
+    }
 }
