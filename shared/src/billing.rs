@@ -287,7 +287,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     if handed_over {
         result = Ok(());
     } else if result.is_ok() {
-        match store.finish_cycle(&run.cycle_end, run.payment_due_days).await {
+        match store.finish_cycle(&run.cycle_end, run.payment_due_days, run.concurrency).await {
             Ok(count) => made_payable = count,
             Err(err) => result = Err(err.into()),
         }
