@@ -432,7 +432,7 @@ pub fn billing_markdown(rows: &[crate::billing::BillingRow]) -> String {
         "\nInjected latency (`testkit::faults::Latency::dynamodb`): 8 ms per Query page, 25 ms + 0.3 ms per item per \
          TransactWriteItems (~55 ms for a 98-purchase step), 5 ms per other call; the engine's own time comes on top. \
          A purchase counts once billed to its client and to its agency. Billing time includes reading the unbilled \
-         indexes; making the statements payable (`finish_cycle`, one UpdateItem per statement, one after another) \
+         indexes; making the statements payable (`finish_cycle`, one UpdateItem per statement, as many in flight as steps) \
          is shown apart and added once to the projection: it grows with the statements, not the purchases."
     );
     out

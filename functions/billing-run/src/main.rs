@@ -12,7 +12,10 @@ async fn main() -> Result<(), Error> {
     // figures (or its failure) go out as one EMF line.
     run(service_fn(|event: LambdaEvent<Value>| {
         let store = &store;
-        async move { shared::metrics::run_billing_from_event(store.get().await, &event.payload, Some(event.context.deadline())).await }
+        async move {
+            shared::metrics::run_billing_from_event(store.get().await, &event.payload, Some(event.context.deadline()))
+                .await
+        }
     }))
     .await
 }
