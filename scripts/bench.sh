@@ -7,7 +7,8 @@
 #     bootstraps (cargo lambda) of those whose target/lambda or .aws-sam/build copy is older than the sources.
 #  3. Runs the bench, which prints the figures and writes bench/RESULTS.md.
 # Arguments go to the bench, e.g. `scripts/bench.sh --quick` (small counts, writes no file), or
-# `cargo run --release -p bench -- --billing` for the billing throughput alone (no function binaries needed).
+# `cargo run --release -p bench -- --billing` for the billing throughput alone (no function binaries needed),
+# `-- --consumption` for warm consumption alone, `-- --cold-start` for the cold starts alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

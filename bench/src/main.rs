@@ -14,7 +14,9 @@
 //! `--billing-purchases N` (purchases per billing run; default 100,000, 5,000 with `--quick`),
 //! `--billing-concurrency 1,16` (the concurrencies measured; default 1 and the default concurrency),
 //! `--consumption` (only the warm consumption vs its bare TransactWriteItems, at c=1 and 32, printed with its
-//! targets, nothing written; needs no function binaries).
+//! targets, nothing written; needs no function binaries),
+//! `--cold-start` (only the cold starts, with the bare calls their first-answer target needs; printed, nothing
+//! written), `--cold-env NAME=VALUE` (repeatable: set on every cold-started process, to compare settings).
 
 mod artifacts;
 mod billing;
@@ -65,6 +67,8 @@ struct Args {
     consumption_only: bool,
     billing_purchases: Option<usize>,
     billing_concurrencies: Option<Vec<usize>>,
+    cold_only: bool,
+    cold_env: Vec<(&'static str, String)>,
 }
 
 /// The billing book: purchases spread over this many accounts and agencies.
@@ -81,6 +85,8 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
         consumption_only: false,
         billing_purchases: None,
         billing_concurrencies: None,
+        cold_only: false,
+        cold_env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -91,6 +97,13 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             "--out" => args.out = Some(it.next().ok_or("--out needs a file")?.into()),
             "--billing" => args.billing_only = true,
             "--consumption" => args.consumption_only = true,
+            "--cold-start" => args.cold_only = true,
+            "--cold-env" => {
+                let pair = it.next().ok_or("--cold-env needs NAME=VALUE")?;
+                let (name, value) = pair.split_once('=').ok_or(format!("--cold-env {pair}: expected NAME=VALUE"))?;
+                // Leaked once per argument: `Function` holds static names.
+                args.cold_env.push((Box::leak(name.to_owned().into_boxed_str()), value.to_owned()));
+            }
             "--billing-concurrency" => {
                 let list = it.next().ok_or("--billing-concurrency needs a list like 1,16")?;
                 let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
@@ -103,7 +116,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if args.out.is_none() && !args.quick && !args.billing_only && !args.consumption_only {
+    if args.out.is_none() && !args.quick && !args.billing_only && !args.consumption_only && !args.cold_only {
         args.out = Some(root.join("bench/RESULTS.md"));
     }
     Ok(args)
@@ -176,7 +189,7 @@ async fn run() -> Result<(), String> {
         name,
         binary: args.bin_dir.join(name),
         expect_status,
-        extra_env: Vec::new(),
+        extra_env: args.cold_env.clone(),
     };
     let purchase = function("purchase-credits", Some(201));
     let pricing = function("get-pricing", Some(200));
@@ -193,6 +206,28 @@ async fn run() -> Result<(), String> {
     let fx = Arc::new(Fixture::new().await?);
     fx.check_call_counts().await?;
     let engine = Engine { endpoint: fx.env.dynamo.endpoint(), table: fx.env.table.clone() };
+    let purchase_event = testkit::event_json("purchase-credits.json");
+
+    if args.cold_only {
+        // The bare calls the first-answer target adds to the echo's time, then the cold starts alone.
+        let mut comparisons = Vec::new();
+        for scenario in [Scenario::PricingWarm] {
+            comparisons.push(inproc::sequential(&fx, scenario, plan.warmup / 10, plan.sequential / 5).await?);
+        }
+        let cold = cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
+        let results = Results {
+            machine,
+            load_after: report::load_average(),
+            comparisons,
+            cold,
+            sustained: Vec::new(),
+            sizes: Vec::new(),
+            billing: Vec::new(),
+            notes: Vec::new(),
+        };
+        println!("{}{}", results.cold_markdown(), results.targets_markdown());
+        return Ok(());
+    }
 
     let scenarios =
         [Scenario::PurchaseMinimal, Scenario::PurchaseDefault, Scenario::PricingWarm, Scenario::Consumption];
@@ -207,7 +242,6 @@ async fn run() -> Result<(), String> {
     }
 
     // Right after the c=32 phase, not during it: a second load on 2 cores would blur the interleaved figures.
-    let purchase_event = testkit::event_json("purchase-credits.json");
     let stream_event = |i: usize| {
         let mut event = purchase_event.clone();
         event["headers"]["idempotency-key"] = json!(uuid::Uuid::now_v7().to_string());
@@ -223,44 +257,7 @@ async fn run() -> Result<(), String> {
         sustained.push((f.name, process::sustained(f, &engine, plan.stream, stream_event).await?));
     }
 
-    phase(&format!("cold starts: {} rounds of {}, {} and {}", plan.cold_runs, purchase.name, pricing.name, echo.name));
-    let pricing_event = event_bytes(&testkit::event_json("get-pricing.json"));
-    let cold_event = |f: &Function| {
-        if f.name == purchase.name { event_bytes(&purchase_event) } else { pricing_event.clone() }
-    };
-    // Diagnostic variant: the SDK's HTTPS client reads the system's root certificates at cold start, here a
-    // bundle plus a directory of ~150 more files; Lambda's AL2023 image has bundles only. Not a target.
-    let bundle_only = Function {
-        extra_env: vec![("SSL_CERT_FILE", CA_BUNDLE.into()), ("SSL_CERT_DIR", String::new())],
-        ..purchase.clone()
-    };
-    let mut order = vec![&purchase, &pricing, &echo];
-    if std::path::Path::new(CA_BUNDLE).is_file() {
-        order.push(&bundle_only);
-    }
-    for f in &order {
-        process::cold_start(f, &engine, cold_event(f)).await?; // untimed: loads the binary into the page cache
-    }
-    let mut cold: Vec<ColdRow> = order
-        .iter()
-        .map(|f| ColdRow {
-            name: if f.extra_env.is_empty() {
-                f.name.into()
-            } else {
-                format!("{} (CA bundle only; diagnostic)", f.name)
-            },
-            diagnostic: !f.extra_env.is_empty(),
-            samples: Vec::new(),
-        })
-        .collect();
-    for round in 0..plan.cold_runs {
-        // Rotating the order spreads any drift (and whichever ran just before) over all three.
-        for k in 0..order.len() {
-            let i = (round + k) % order.len();
-            cold[i].samples.push(process::cold_start(order[i], &engine, cold_event(order[i])).await?);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    let cold = cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
 
     phase(&format!("billing: {billing_purchases} purchases, c={billing_concurrencies:?}, DynamoDB-like latency"));
     let billing =
@@ -293,6 +290,52 @@ async fn run() -> Result<(), String> {
         phase(&format!("wrote {}", out.display()));
     }
     Ok(())
+}
+
+/// Cold starts of the two functions and the echo floor (and the bundle-only diagnostic), in rotating rounds.
+async fn cold_starts(
+    plan: &Plan,
+    [purchase, pricing, echo]: [&Function; 3],
+    engine: &Engine,
+    purchase_event: &serde_json::Value,
+) -> Result<Vec<ColdRow>, String> {
+    phase(&format!("cold starts: {} rounds of {}, {} and {}", plan.cold_runs, purchase.name, pricing.name, echo.name));
+    let pricing_event = event_bytes(&testkit::event_json("get-pricing.json"));
+    let cold_event = |f: &Function| {
+        if f.name == purchase.name { event_bytes(purchase_event) } else { pricing_event.clone() }
+    };
+    // Diagnostic variant: the system's root certificates as Lambda's AL2023 image has them (one bundle, no
+    // directory of ~290 more files as on Debian). The functions now trust compiled-in roots and read neither, so
+    // this row should match the first; it stays to show that (and would catch a return to the system roots).
+    let mut bundle_only = purchase.clone();
+    bundle_only.extra_env.extend([("SSL_CERT_FILE", CA_BUNDLE.into()), ("SSL_CERT_DIR", String::new())]);
+    let mut order = vec![purchase, pricing, echo];
+    if std::path::Path::new(CA_BUNDLE).is_file() {
+        order.push(&bundle_only);
+    }
+    for f in &order {
+        process::cold_start(f, engine, cold_event(f)).await?; // untimed: loads the binary into the page cache
+    }
+    let mut cold: Vec<ColdRow> = order
+        .iter()
+        .map(|f| {
+            let diagnostic = std::ptr::eq(*f, &bundle_only);
+            ColdRow {
+                name: if diagnostic { format!("{} (CA bundle only; diagnostic)", f.name) } else { f.name.into() },
+                diagnostic,
+                samples: Vec::new(),
+            }
+        })
+        .collect();
+    for round in 0..plan.cold_runs {
+        // Rotating the order spreads any drift (and whichever ran just before) over all three.
+        for k in 0..order.len() {
+            let i = (round + k) % order.len();
+            cold[i].samples.push(process::cold_start(order[i], engine, cold_event(order[i])).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(cold)
 }
 
 fn notes(plan: &Plan) -> Vec<String> {
@@ -338,10 +381,10 @@ fn notes(plan: &Plan) -> Vec<String> {
              the first `GET /2018-06-01/runtime/invocation/next`; first answer = its `POST .../response` for \
              events/purchase-credits.json or events/get-pricing.json (echo gets the latter). One untimed run per \
              binary first (page cache), then {} rounds in rotating order. The diagnostic row runs the same \
-             purchase-credits with `SSL_CERT_FILE={CA_BUNDLE}` and an empty `SSL_CERT_DIR`: the SDK's HTTPS \
-             client then parses one CA bundle, approximating Lambda's AL2023 image (whose certificate directory \
-             holds bundles only), instead of the bundle plus every file in /etc/ssl/certs it finds on this \
-             Debian host.",
+             purchase-credits with `SSL_CERT_FILE={CA_BUNDLE}` and an empty `SSL_CERT_DIR`, the system roots \
+             as Lambda's AL2023 image has them (one bundle) instead of the bundle plus every file in \
+             /etc/ssl/certs on this Debian host; since the functions trust compiled-in roots (README \
+             \"Cold start\") they read neither, and the row should match purchase-credits.",
             plan.cold_runs
         ),
         format!(

@@ -5,6 +5,9 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
 use crate::api::{App, Settings};
 use crate::storage::Store;
@@ -34,14 +37,81 @@ pub fn init_tracing() {
 ///
 /// The endpoint comes from the SDK's own settings, so `AWS_ENDPOINT_URL_DYNAMODB` points it at a local engine.
 /// Every call is counted into the current unit of work's metrics (`metrics::CountDynamoCalls`).
+///
+/// Cold start (README "Cold start"): where Lambda's environment already holds the region and the role's
+/// credentials, they are given to aws-config directly, so it builds neither default provider chain (the
+/// result is the same: both chains look at the environment first).
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let config = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeout_config())
         .retry_config(retry_config())
-        .load()
-        .await;
+        .http_client(https_client());
+    if let Some(region) = region_with_env_credentials() {
+        loader = loader
+            .region(region)
+            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    }
+    let config = loader.load().await;
     let config = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(crate::metrics::CountDynamoCalls).build();
     aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+/// The region, when the environment also holds credentials (Lambda sets `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN` for the function's role).
+fn region_with_env_credentials() -> Option<aws_config::Region> {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if !(set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY")) {
+        return None;
+    }
+    std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()).map(aws_config::Region::new)
+}
+
+/// The SDK's own HTTPS connector (hyper, rustls with aws-lc: its connect timeout, error classification and
+/// connection poisoning for retries), trusting the Mozilla root set compiled into the binary
+/// (`webpki-root-certs`, current as of the crate's release) instead of the system's certificate files.
+///
+/// Built once, here (on the background task of [`Deferred`]), and handed to every operation: the SDK's default
+/// client would build its connector twice (once when the client is built, once on the first request, the latter
+/// on the request's path) and parse the roots each time. Every operation uses the same settings
+/// ([`timeout_config`]; none overrides it), so one connector serves them all.
+fn https_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+    // The SDK's trust store takes PEM only.
+    let mut pem = String::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2048);
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        pem.push_str(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert.as_ref()));
+        pem.push_str("\n-----END CERTIFICATE-----\n");
+    }
+    let context = TlsContext::builder()
+        .with_trust_store(TrustStore::empty().with_pem_certificate(pem.into_bytes()))
+        .build()
+        .expect("a valid TLS context");
+    let mut settings = HttpConnectorSettings::builder();
+    if let Some(connect) = timeout_config().connect_timeout() {
+        settings = settings.connect_timeout(connect);
+    }
+    let mut connector = aws_smithy_http_client::Connector::builder().connector_settings(settings.build());
+    connector.set_sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep());
+    let connector = connector
+        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+        .tls_context(context)
+        .build();
+    SharedHttpClient::new(Prebuilt(SharedHttpConnector::new(connector)))
+}
+
+/// An HTTP client whose one connector is already built.
+#[derive(Debug)]
+struct Prebuilt(SharedHttpConnector);
+
+impl HttpClient for Prebuilt {
+    fn http_connector(&self, _: &HttpConnectorSettings, _: &RuntimeComponents) -> SharedHttpConnector {
+        self.0.clone()
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        Some(ConnectorMetadata::new("hyper", Some(std::borrow::Cow::Borrowed("1.x"))))
+    }
 }
 
 /// Short timeouts: a DynamoDB call that hangs fails fast enough for the request budget to answer a 503.
@@ -65,5 +135,57 @@ pub fn table_name() -> String {
 
 /// Builds the handlers' shared state once per Lambda instance.
 pub async fn app_from_env() -> App {
-    App::new(Store::new(dynamodb_client().await, table_name()), Settings::from_env())
+    App::new(store_from_env().await, Settings::from_env())
+}
+
+/// The table's `Store`, built once per Lambda instance.
+pub async fn store_from_env() -> Store {
+    Store::new(dynamodb_client().await, table_name())
+}
+
+/// [`app_from_env`], started now on the runtime's worker threads while the caller goes on (see [`Deferred`]).
+pub fn app_in_background() -> Deferred<App> {
+    Deferred::spawn(app_from_env())
+}
+
+/// [`store_from_env`], started now while the caller goes on (see [`Deferred`]).
+pub fn store_in_background() -> Deferred<Store> {
+    Deferred::spawn(store_from_env())
+}
+
+/// A value being built by a task started at once; [`Deferred::get`] waits for it the first time.
+///
+/// A function's `main` starts building its DynamoDB client this way and goes straight on to the Lambda runtime,
+/// which polls for the first event while the client is built on another thread; the handler's first call waits
+/// for what is left of it. The handlers themselves still take a plain `&App` / `&Store`.
+pub struct Deferred<T> {
+    value: tokio::sync::OnceCell<T>,
+    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<T>>>,
+}
+
+impl<T: Send + 'static> Deferred<T> {
+    /// Starts `build` as a task on the current Tokio runtime.
+    pub fn spawn(build: impl Future<Output = T> + Send + 'static) -> Deferred<T> {
+        Deferred { value: tokio::sync::OnceCell::new(), task: tokio::sync::Mutex::new(Some(tokio::spawn(build))) }
+    }
+
+    /// Already built (tests, tools).
+    pub fn ready(value: T) -> Deferred<T> {
+        Deferred { value: tokio::sync::OnceCell::new_with(Some(value)), task: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The value, once built. A build that panicked panics here too (as it would have in `main`).
+    pub async fn get(&self) -> &T {
+        self.value
+            .get_or_init(|| async {
+                let mut task = self.task.lock().await;
+                // Awaited by reference: a caller dropped half way leaves the task for the next one.
+                let handle = task.as_mut().expect("a Deferred is either ready or has its task");
+                match handle.await {
+                    Ok(value) => value,
+                    Err(error) => std::panic::resume_unwind(error.into_panic()),
+                }
+            })
+            .await
+    }
 }

@@ -1,4 +1,4 @@
-//! `agency-write` Lambda (the agency's changes (prices, client credit limits, voids)): wiring only; the handlers live in
+//! `agency-write` Lambda (the agency's changes: prices, client credit limits, voids): wiring only; the handlers live in
 //! `shared::api::agency`.
 
 use lambda_http::{Error, Request, run, service_fn};
@@ -6,10 +6,10 @@ use lambda_http::{Error, Request, run, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
-    let app = shared::runtime::app_from_env().await;
+    let app = shared::runtime::app_in_background();
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::api::agency_write(app, request).await) }
+        async move { Ok::<_, Error>(shared::api::agency_write(app.get().await, request).await) }
     }))
     .await
 }

@@ -3,12 +3,15 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::storage::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
-    let store = Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
+    let store = shared::runtime::store_in_background();
     // A refusal is an error result with its own `errorType` (`InsufficientCredits`, `ConsumptionIdReused`, ...).
-    run(service_fn(|event: LambdaEvent<Value>| shared::consumption::consume_credits(&store, event))).await
+    run(service_fn(|event: LambdaEvent<Value>| {
+        let store = &store;
+        async move { shared::consumption::consume_credits(store.get().await, event).await }
+    }))
+    .await
 }

@@ -7,10 +7,10 @@ use lambda_http::{Error, Request, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
     let _metrics = shared::metrics::init();
-    let app = shared::runtime::app_from_env().await;
+    let app = shared::runtime::app_in_background();
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::metrics::purchase_credits(app, request).await) }
+        async move { Ok::<_, Error>(shared::metrics::purchase_credits(app.get().await, request).await) }
     }))
     .await
 }

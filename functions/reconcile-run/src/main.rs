@@ -18,12 +18,12 @@ fn segments() -> i32 {
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
     let _metrics = shared::metrics::init();
-    let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
+    let store = shared::runtime::store_in_background();
     let segments = segments();
     run(service_fn(|_event: LambdaEvent<Value>| {
         let store = &store;
         async move {
-            let report = reconcile::scheduled_check(store, segments, SystemTime::now()).await?;
+            let report = reconcile::scheduled_check(store.get().await, segments, SystemTime::now()).await?;
             Ok::<_, Error>(json!({
                 "accountsChecked": report.figures.accounts_checked,
                 "purchasesRead": report.figures.purchases_read,

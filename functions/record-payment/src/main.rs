@@ -3,12 +3,15 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::storage::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
-    let store = Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
+    let store = shared::runtime::store_in_background();
     // A refusal is an error result with its own `errorType` (`Overpayment`, `StatementNotPayable`, ...).
-    run(service_fn(|event: LambdaEvent<Value>| shared::payments::record_payment(&store, event))).await
+    run(service_fn(|event: LambdaEvent<Value>| {
+        let store = &store;
+        async move { shared::payments::record_payment(store.get().await, event).await }
+    }))
+    .await
 }

@@ -4,15 +4,14 @@ use std::time::SystemTime;
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::storage::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
-    let store = Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
+    let store = shared::runtime::store_in_background();
     run(service_fn(|_: LambdaEvent<Value>| {
         let store = &store;
-        async move { shared::payments::sweep(store, SystemTime::now()).await }
+        async move { shared::payments::sweep(store.get().await, SystemTime::now()).await }
     }))
     .await
 }
