@@ -189,3 +189,24 @@ impl<T: Send + 'static> Deferred<T> {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn deferred_waits_for_its_task_once_and_keeps_the_value() {
+        let built = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = built.clone();
+        let deferred = Deferred::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            7
+        });
+        let (a, b) = tokio::join!(deferred.get(), deferred.get());
+        assert_eq!((*a, *b), (7, 7));
+        assert_eq!(*deferred.get().await, 7);
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(*Deferred::ready("ready").get().await, "ready");
+    }
+}
