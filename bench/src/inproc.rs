@@ -122,6 +122,12 @@ impl Fixture {
         let (default, agency) = bare_items.pricing(&account.agency_id).await.map_err(|e| e.to_string())?;
         let pricing = domain::resolve_pricing(&account.agency_id, &default, agency.as_ref()).map_err(|e| e.0)?;
         let quantities = Quantities::from_pairs([(CreditType::Audience, 10), (CreditType::Pixel, 5)]);
+        // Pay Later room for every purchase the bench makes (thousands of 300.00 purchases): the seeded lines
+        // (25,000 for the client, 500,000 at cost for its agency) would refuse them after a few dozen, and the
+        // bench measures the purchase path, not the refusal.
+        let room = rust_decimal::Decimal::from(1_000_000_000_000u64);
+        bare_items.set_credit_limit(ACCOUNT, room).await.map_err(|e| e.to_string())?;
+        bare_items.set_agency_ceiling(&account.agency_id, room).await.map_err(|e| e.to_string())?;
         let funds = ledger::Deltas::from([(CONSUMED.0, CONSUMPTION_FUNDS)]);
         let at = domain::time::timestamp(SystemTime::now());
         bare_items
