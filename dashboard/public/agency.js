@@ -5,6 +5,7 @@
 // Every figure comes from the agency API as a decimal string and is shown exactly: no floating point for money.
 
 import { centsToDecimal, decimalToCents, formatMoney, parseRate } from './money.js';
+import { claimsOf, fetchJson } from './load-config.js';
 
 /** The credit types, in the order the API lists them. */
 export const CREDIT_TYPES = [
@@ -65,26 +66,6 @@ const state = {
 };
 
 // ------------------------------------------------------------------------------------------ configuration
-
-async function fetchJson(url) {
-  try {
-    const response = await fetch(url, { cache: 'no-store', headers: { accept: 'application/json' } });
-    if (!response.ok) return null;
-    return await response.json();
-  } catch {
-    return null;
-  }
-}
-
-function claimsOf(token) {
-  try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const json = new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0)));
-    return JSON.parse(json);
-  } catch {
-    return {};
-  }
-}
 
 async function loadConfig() {
   const config =

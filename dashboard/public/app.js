@@ -17,6 +17,7 @@ import {
   purchaseBlock,
   quote,
 } from './money.js';
+import { claimsOf, fetchJson } from './load-config.js';
 
 /** The credit types, in the order the API and this table list them. */
 export const CREDIT_TYPES = [
@@ -54,26 +55,6 @@ const state = {
 };
 
 // ------------------------------------------------------------------------------------------ configuration
-
-async function fetchJson(url) {
-  try {
-    const response = await fetch(url, { cache: 'no-store', headers: { accept: 'application/json' } });
-    if (!response.ok) return null;
-    return await response.json();
-  } catch {
-    return null;
-  }
-}
-
-function claimsOf(token) {
-  try {
-    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    const json = new TextDecoder().decode(Uint8Array.from(atob(payload), (c) => c.charCodeAt(0)));
-    return JSON.parse(json);
-  } catch {
-    return {};
-  }
-}
 
 async function loadConfig() {
   const config = (await fetchJson(new URL('config.json', document.baseURI))) ?? (await fetchJson('/dev/config.json'));

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use rust_decimal::Decimal;
 
@@ -294,24 +294,20 @@ impl Store {
 
         // 6. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
         if let Some(claim) = idempotency {
-            let item = HashMap::from([
-                (PARTITION_KEY.to_owned(), s(keys::account(&purchase.account_id))),
-                (SORT_KEY.to_owned(), s(keys::idempotency_sk(&claim.key))),
-                ("accountId".to_owned(), s(&purchase.account_id)),
-                ("purchaseId".to_owned(), s(&purchase.purchase_id)),
-                ("requestHash".to_owned(), s(&claim.request_hash)),
-                ("purchaseBody".to_owned(), s(&claim.purchase_body)),
-                (TTL_ATTRIBUTE.to_owned(), n(claim.expires_at_epoch_seconds)),
-            ]);
-            let put = Put::builder()
-                .table_name(&self.table_name)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR #expires < :now")
-                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", n(claim.now_epoch_seconds))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()
-                .map_err(build)?;
+            let attributes = [
+                ("accountId", s(&purchase.account_id)),
+                ("purchaseId", s(&purchase.purchase_id)),
+                ("requestHash", s(&claim.request_hash)),
+                ("purchaseBody", s(&claim.purchase_body)),
+            ];
+            let put = idempotency_put(
+                &self.table_name,
+                keys::account(&purchase.account_id),
+                &claim.key,
+                attributes,
+                claim.expires_at_epoch_seconds,
+                claim.now_epoch_seconds,
+            )?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
@@ -397,4 +393,32 @@ fn stored_idempotency(item: &Item) -> Result<StoredIdempotency, StoreError> {
         request_hash: item.string("requestHash")?,
         purchase_body: item.string("purchaseBody")?,
     })
+}
+
+/// The Put of an idempotency key in partition `pk`, unless someone holds the key and it has not expired (TTL
+/// deletion lags): the first answer's record, returned whole when the condition fails. Purchases keep theirs in
+/// the account's partition, voids in the agency's.
+pub(super) fn idempotency_put<const N: usize>(
+    table_name: &str,
+    pk: String,
+    key: &str,
+    attributes: [(&str, AttributeValue); N],
+    expires_at_epoch_seconds: u64,
+    now_epoch_seconds: u64,
+) -> Result<Put, StoreError> {
+    let mut item = HashMap::from([
+        (PARTITION_KEY.to_owned(), s(pk)),
+        (SORT_KEY.to_owned(), s(keys::idempotency_sk(key))),
+        (TTL_ATTRIBUTE.to_owned(), n(expires_at_epoch_seconds)),
+    ]);
+    item.extend(attributes.into_iter().map(|(name, value)| (name.to_owned(), value)));
+    Put::builder()
+        .table_name(table_name)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk) OR #expires < :now")
+        .expression_attribute_names("#expires", TTL_ATTRIBUTE)
+        .expression_attribute_values(":now", n(now_epoch_seconds))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| internal("building an idempotency key's Put", e))
 }

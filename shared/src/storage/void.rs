@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::history::{PurchaseKey, PurchasePage};
 use super::items::{Attributes, Item, from_item, n, s, signed_balances};
 use super::ledger::ledger_entry_put;
+use super::purchases::idempotency_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::ledger::{EntryType, LedgerEntry, Quantities, Shortfall, shortfalls};
@@ -248,26 +249,22 @@ impl Store {
             items.push(TransactWriteItem::builder().update(agency_line).build());
         }
 
-        // 4. The agency's idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
+        // 4. The agency's idempotency key, unless someone holds it and it has not expired.
         if let Some(claim) = request.idempotency {
-            let item = HashMap::from([
-                (PARTITION_KEY.to_owned(), s(keys::agency(request.agency_id))),
-                (SORT_KEY.to_owned(), s(keys::idempotency_sk(&claim.key))),
-                ("agencyId".to_owned(), s(request.agency_id)),
-                ("accountId".to_owned(), s(&purchase.account_id)),
-                ("purchaseId".to_owned(), s(&purchase.purchase_id)),
-                ("requestHash".to_owned(), s(&claim.request_hash)),
-                (TTL_ATTRIBUTE.to_owned(), n(claim.expires_at_epoch_seconds)),
-            ]);
-            let put = Put::builder()
-                .table_name(&self.table_name)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk) OR #expires < :now")
-                .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", n(claim.now_epoch_seconds))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .build()
-                .map_err(build)?;
+            let attributes = [
+                ("agencyId", s(request.agency_id)),
+                ("accountId", s(&purchase.account_id)),
+                ("purchaseId", s(&purchase.purchase_id)),
+                ("requestHash", s(&claim.request_hash)),
+            ];
+            let put = idempotency_put(
+                &self.table_name,
+                keys::agency(request.agency_id),
+                &claim.key,
+                attributes,
+                claim.expires_at_epoch_seconds,
+                claim.now_epoch_seconds,
+            )?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
