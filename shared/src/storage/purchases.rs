@@ -145,14 +145,23 @@ impl Store {
         key_value: &str,
         now_epoch_seconds: u64,
     ) -> Result<Option<StoredIdempotency>, StoreError> {
-        let Some(item) = self.get_item(keys::account(account_id), &keys::idempotency_sk(key_value)).await? else {
+        let item = self.live_idempotency_item(keys::account(account_id), key_value, now_epoch_seconds).await?;
+        item.map(|item| stored_idempotency(&item)).transpose()
+    }
+
+    /// An idempotency key's item in partition `pk`, unless it has expired (TTL deletion lags, so an expired
+    /// item may still be there). Purchases keep theirs in the account's partition, voids in the agency's.
+    pub(super) async fn live_idempotency_item(
+        &self,
+        pk: String,
+        key: &str,
+        now_epoch_seconds: u64,
+    ) -> Result<Option<Item>, StoreError> {
+        let Some(item) = self.get_item(pk, &keys::idempotency_sk(key)).await? else {
             return Ok(None);
         };
         let expires_at = item.decimal(TTL_ATTRIBUTE).ok().flatten();
-        if expires_at.is_none_or(|at| at < now_epoch_seconds.into()) {
-            return Ok(None);
-        }
-        stored_idempotency(&item).map(Some)
+        Ok(expires_at.is_some_and(|at| at >= now_epoch_seconds.into()).then_some(item))
     }
 
     /// Writes the purchase record, adds its credits to the balance and (optionally) claims the idempotency key,

@@ -28,8 +28,8 @@ use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::ledger::{EntryType, LedgerEntry, Quantities, Shortfall, shortfalls};
 use crate::domain::{PurchaseRecord, is_valid_account_id};
 use crate::table::{
-    AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE,
-    UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX,
+    AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, UNBILLED_AGENCY_INDEX,
+    UNBILLED_CLIENT_INDEX,
 };
 
 /// Why the void happened, when the administrator said (at most this many characters).
@@ -99,14 +99,8 @@ impl Store {
         key: &str,
         now_epoch_seconds: u64,
     ) -> Result<Option<StoredVoidIdempotency>, StoreError> {
-        let Some(item) = self.get_item(keys::agency(agency_id), &keys::idempotency_sk(key)).await? else {
-            return Ok(None);
-        };
-        let expires_at = item.decimal(TTL_ATTRIBUTE).ok().flatten();
-        if expires_at.is_none_or(|at| at < now_epoch_seconds.into()) {
-            return Ok(None);
-        }
-        stored_void_idempotency(&item).map(Some)
+        let item = self.live_idempotency_item(keys::agency(agency_id), key, now_epoch_seconds).await?;
+        item.map(|item| stored_void_idempotency(&item)).transpose()
     }
 
     /// Voids an unbilled purchase in one `TransactWriteItems`: the purchase marked void and out of the three
