@@ -5,6 +5,11 @@
 //! same statement at once. Every rule it applies is in `domain::billing`; everything that speaks DynamoDB is
 //! in `storage::billing`. Safe to run again, concurrently or after a crash at any point: see
 //! `storage::billing`.
+//!
+//! A run bills the whole cycle (both sides, then makes the statements payable), or one slice of it for the
+//! state machine that fans a cycle out: one side, optionally only the owners in one [`Part`] of it. Slices of
+//! one side never write the same statement or purchase item, so they run side by side without conflicts; a
+//! final whole-cycle run finds nothing left and makes the statements payable.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -12,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use lambda_http::lambda_runtime::Diagnostic;
 
-use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, StatementKind, Step, StepPlanner};
+use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, Part, StatementKind, Step, StepPlanner};
 use crate::domain::{round_to_cents, time};
 use crate::storage::billing::MAX_PURCHASES_PER_STEP;
 use crate::storage::{StepOutcome, Store, StoreError};
@@ -70,6 +75,24 @@ pub struct BillingRun {
     /// When the deadline stops a run that committed something, answer `complete: false` with the event that
     /// continues it (a hand-over) instead of failing with [`BillingError::OutOfTime`].
     pub hand_over: bool,
+    /// `None`: the whole cycle, then its statements are made payable. Some slice: only that, and the
+    /// statements stay `building` (other runs may still be billing the rest of the cycle).
+    pub slice: Option<BillingSlice>,
+}
+
+/// The part of a cycle one run of a fan-out bills: one side, and of it only the statements of the owners
+/// (accounts on the client side, agencies on the agency side) in `part`, or all of them without one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BillingSlice {
+    pub side: StatementKind,
+    pub part: Option<Part>,
+}
+
+impl BillingSlice {
+    /// Whether this slice bills the statements of `owner` on `kind`'s side.
+    fn bills(&self, kind: StatementKind, owner: &str) -> bool {
+        self.side == kind && self.part.is_none_or(|part| part.holds(owner))
+    }
 }
 
 impl BillingRun {
@@ -82,6 +105,7 @@ impl BillingRun {
             payment_due_days: DEFAULT_PAYMENT_DUE_DAYS,
             concurrency: DEFAULT_BILLING_CONCURRENCY,
             hand_over: false,
+            slice: None,
         }
     }
 }
@@ -92,6 +116,12 @@ impl BillingRun {
 pub struct RunSummary {
     pub run_id: String,
     pub cycle_end: String,
+    /// The side and part a slice run billed (absent for a whole-cycle run), so a state machine's history says
+    /// which slice a result is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub side: Option<StatementKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part>,
     /// Client and agency statements this run added purchases to.
     pub client_statements_written: u64,
     pub agency_statements_written: u64,
@@ -107,6 +137,11 @@ pub struct RunSummary {
     pub items_read: u64,
     pub items_scanned: u64,
     pub queries: u64,
+    /// With a part: purchases read from the index but left to the other parts (of `items_read`). Every part
+    /// reads the side's whole index; that costs reads, cheap next to the transactional writes they save from
+    /// conflicting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purchases_in_other_parts: Option<u64>,
     pub transactions: u64,
     /// Purchases another run billed between our read and our write; they were dropped from our batch.
     pub purchases_already_billed: u64,
@@ -117,10 +152,11 @@ pub struct RunSummary {
     pub duration_ms: u64,
     /// Of `duration_ms`, the time spent making the statements payable (one write per statement).
     pub finish_ms: u64,
-    /// Every purchase of the cycle is billed on both sides and the statements are payable. `false` only for a
-    /// hand-over (`"handOver": true` in the event): the deadline stopped the run after it made progress.
+    /// Every purchase of the cycle is billed on both sides and the statements are payable; for a slice run,
+    /// every purchase of its slice is billed (the statements stay `building`). `false` only for a hand-over
+    /// (`"handOver": true` in the event): the deadline stopped the run after it made progress.
     pub complete: bool,
-    /// When not complete: the event that continues the run (invoke `billing-run` with it).
+    /// When not complete: the event that continues the run, its slice included (invoke `billing-run` with it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continue_with: Option<Value>,
 }
@@ -162,6 +198,9 @@ impl From<BillingError> for Diagnostic {
 /// may run a little ahead of the Lambda host's clock. Anything later is refused (a typo would bill early).
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
 
+/// The fields of a manual or state-machine event.
+const EVENT_FIELDS: [&str; 4] = ["cycleEnd", "handOver", "side", "part"];
+
 /// The cycle end an event asks for; it must be at most [`MAX_CLOCK_SKEW`] after `now`:
 /// - `{"cycleEnd": "2026-12-01T00:00:00Z"}`: that instant (what the schedule sends, and what a manual run
 ///   must name);
@@ -186,8 +225,8 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
             Some(other) => return Err(invalid(format!("`time` must be a string, got {other}"))),
         }
     } else {
-        if let Some(unknown) = object.keys().find(|k| *k != "cycleEnd" && *k != "handOver") {
-            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`, `handOver`")));
+        if let Some(unknown) = object.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
+            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`, `handOver`, `side`, `part`")));
         }
         match object.get("cycleEnd") {
             None => {
@@ -209,6 +248,70 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
     Ok(cycle_end)
 }
 
+/// The slice of the cycle an event asks for, `None` for the whole cycle:
+/// - `"side": "client" | "agency"`: bill only that side;
+/// - with it, `"part": {"index": k, "of": n}` (1 ≤ n ≤ 64, 0 ≤ k < n): only the statements whose owner is in
+///   part k of n ([`Part::holds`]).
+///
+/// `part` without `side`, other values, fields inside `part` other than `index` and `of`, and a slice in a
+/// Scheduled Event (the schedule bills whole cycles) are refused.
+pub fn slice_from_event(event: &Value) -> Result<Option<BillingSlice>, BillingError> {
+    let invalid = |why: String| BillingError::InvalidEvent(why);
+    let (side, part) = (event.get("side"), event.get("part"));
+    if side.is_none() && part.is_none() {
+        return Ok(None);
+    }
+    if event.get("detail-type").is_some() {
+        return Err(invalid(
+            "a Scheduled Event bills the whole cycle; `side` and `part` are for fanned-out runs".into(),
+        ));
+    }
+    let side = match side {
+        None => {
+            return Err(invalid(
+                "`part` needs `side`: a part divides the owners of one side, \"client\" or \"agency\"".into(),
+            ));
+        }
+        Some(Value::String(text)) => StatementKind::parse(text)
+            .ok_or_else(|| invalid(format!("unknown side {text:?}; allowed: \"client\", \"agency\"")))?,
+        Some(other) => return Err(invalid(format!("`side` must be \"client\" or \"agency\", got {other}"))),
+    };
+    let part = part.map(part_from_value).transpose()?;
+    Ok(Some(BillingSlice { side, part }))
+}
+
+/// `{"index": k, "of": n}`, both whole numbers, nothing else.
+fn part_from_value(value: &Value) -> Result<Part, BillingError> {
+    let invalid = |why: String| BillingError::InvalidEvent(why);
+    let Value::Object(object) = value else {
+        return Err(invalid(format!("`part` must be {{\"index\": k, \"of\": n}}, got {value}")));
+    };
+    if let Some(unknown) = object.keys().find(|k| *k != "index" && *k != "of") {
+        return Err(invalid(format!("unknown field `part.{unknown}`; allowed: `index`, `of`")));
+    }
+    let number = |name: &str| match object.get(name) {
+        None => Err(invalid(format!("`part.{name}` is required"))),
+        // Out-of-range numbers saturate, so `Part::new` names the range.
+        Some(v) => v
+            .as_u64()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+            .ok_or_else(|| invalid(format!("`part.{name}` must be a whole number, got {v}"))),
+    };
+    Part::new(number("index")?, number("of")?).map_err(invalid)
+}
+
+/// The event that continues `run` after a hand-over: the same cycle end and slice.
+fn continuation(run: &BillingRun) -> Value {
+    let mut event = json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true});
+    if let Some(slice) = &run.slice {
+        event["side"] = json!(slice.side.as_str());
+        if let Some(part) = slice.part {
+            event["part"] = json!({"index": part.index(), "of": part.of()});
+        }
+    }
+    event
+}
+
 /// The `billing-run` function: reads the cycle end from the event, runs, logs and returns the summary.
 /// `deadline` is the Lambda invocation's; the run stops starting transactions shortly before it.
 pub async fn run_from_event(
@@ -217,19 +320,21 @@ pub async fn run_from_event(
     deadline: Option<SystemTime>,
 ) -> Result<RunSummary, BillingError> {
     let now = SystemTime::now();
-    let cycle_end = cycle_end_from_event(event, now).inspect_err(
-        |e| tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written"),
-    )?;
+    let refused = |e: &BillingError| {
+        tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written");
+    };
+    let cycle_end = cycle_end_from_event(event, now).inspect_err(refused)?;
     let hand_over = match event.get("handOver") {
         None | Some(Value::Bool(false)) => false,
         Some(Value::Bool(true)) if event.get("detail-type").is_none() => true,
         Some(other) => {
             let error = BillingError::InvalidEvent(format!("`handOver` must be true or false, got {other}"));
-            tracing::error!(error = %error, error_type = error.error_type(), "billing run refused; nothing written");
+            refused(&error);
             return Err(error);
         }
     };
-    let mut run = BillingRun { hand_over, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
+    let slice = slice_from_event(event).inspect_err(refused)?;
+    let mut run = BillingRun { hand_over, slice, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
     if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
         run.payment_due_days = days;
     }
@@ -258,27 +363,45 @@ pub async fn run_from_event(
 }
 
 /// Bills every purchase created before the run's cycle end that is not yet billed, to its client and to its
-/// agency, independently. Reads only the sparse unbilled indexes (Query per shard, never a Scan), so the work
-/// grows with the unbilled purchases, not with the table.
+/// agency, independently (or, for a slice run, on the slice's side to the slice's owners only). Reads only the
+/// sparse unbilled indexes (Query per shard, never a Scan), so the work grows with the unbilled purchases, not
+/// with the table.
 pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, BillingError> {
     let started = Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
-    tracing::info!(run_id = %run_id, cycle_end = %run.cycle_end, "billing run started");
+    let side = run.slice.map(|slice| slice.side);
+    let part = run.slice.and_then(|slice| slice.part);
+    tracing::info!(
+        run_id = %run_id,
+        cycle_end = %run.cycle_end,
+        side = side.map(StatementKind::as_str),
+        part = part.map(|p| p.to_string()),
+        "billing run started"
+    );
+    let bills_side = |kind: StatementKind| side.is_none_or(|side| side == kind);
     // One side after the other, never both at once: both sides update the same purchase items, and DynamoDB
     // cancels a transaction touching an item another transaction is writing (TransactionConflict). The agency
     // side runs even if the client side failed on bad data, as the two are billed independently ...
     // (Boxed: the SDK's paginator futures nested in the run's loops make a type too deep to lay out inline.)
     let mut client = Tally::default();
-    let client_result = Box::pin(bill_side(store, run, &run_id, StatementKind::Client, &mut client)).await;
+    let client_result = if bills_side(StatementKind::Client) {
+        Box::pin(bill_side(store, run, &run_id, StatementKind::Client, &mut client)).await
+    } else {
+        Ok(())
+    };
     let mut agency = Tally::default();
     // ... unless DynamoDB is unavailable or time is up: with steps in parallel, pressing on with the other side
     // would only add load to a throttled table (and retries) for a run that must be repeated anyway.
     let agency_result = match &client_result {
         Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Err(stop.clone()),
-        _ => Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await,
+        _ if bills_side(StatementKind::Agency) => {
+            Box::pin(bill_side(store, run, &run_id, StatementKind::Agency, &mut agency)).await
+        }
+        _ => Ok(()),
     };
     // Only a run that billed every purchase of the cycle on both sides makes its statements payable; an
-    // unfinished one leaves them `building` for the run that finishes the cycle.
+    // unfinished one leaves them `building` for the run that finishes the cycle, and so does a slice run, which
+    // cannot know whether the rest of the cycle is billed.
     let mut made_payable = 0;
     let mut result = client_result.and(agency_result);
     // The deadline stopped a run that made progress: with `hand_over`, an answer saying where to go on (the
@@ -290,7 +413,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     let finishing = Instant::now();
     if handed_over {
         result = Ok(());
-    } else if result.is_ok() {
+    } else if result.is_ok() && run.slice.is_none() {
         match store.finish_cycle(&run.cycle_end, run.payment_due_days, run.concurrency).await {
             Ok(count) => made_payable = count,
             Err(err) => result = Err(err.into()),
@@ -300,6 +423,8 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
+        side,
+        part,
         client_statements_written: client.statements.len() as u64,
         agency_statements_written: agency.statements.len() as u64,
         purchases_billed_to_client: client.purchases_billed,
@@ -310,6 +435,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         items_read: client.items_read + agency.items_read,
         items_scanned: client.items_scanned + agency.items_scanned,
         queries: client.queries + agency.queries,
+        purchases_in_other_parts: part.map(|_| client.in_other_parts + agency.in_other_parts),
         transactions: client.transactions + agency.transactions,
         purchases_already_billed: client.already_billed + agency.already_billed,
         purchases_left_for_next_cycle: client.left_for_next_cycle + agency.left_for_next_cycle,
@@ -317,7 +443,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         duration_ms: started.elapsed().as_millis() as u64,
         finish_ms,
         complete: !handed_over,
-        continue_with: handed_over.then(|| serde_json::json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true})),
+        continue_with: handed_over.then(|| continuation(run)),
     };
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
@@ -332,6 +458,7 @@ struct Tally {
     items_read: u64,
     items_scanned: u64,
     queries: u64,
+    in_other_parts: u64,
     transactions: u64,
     already_billed: u64,
     left_for_next_cycle: u64,
@@ -345,6 +472,7 @@ impl Tally {
         self.items_read += other.items_read;
         self.items_scanned += other.items_scanned;
         self.queries += other.queries;
+        self.in_other_parts += other.in_other_parts;
         self.transactions += other.transactions;
         self.already_billed += other.already_billed;
         self.left_for_next_cycle += other.left_for_next_cycle;
@@ -352,7 +480,8 @@ impl Tally {
 }
 
 /// Reads one side's unbilled purchases, shard after shard, and bills them in steps, up to
-/// `run.concurrency` steps in flight while the next pages are read.
+/// `run.concurrency` steps in flight while the next pages are read. A slice run skips the purchases of owners
+/// outside its part before they are batched.
 async fn bill_side(
     store: &Store,
     run: &BillingRun,
@@ -375,6 +504,13 @@ async fn bill_side(
                 tally.items_read += page.items_read;
                 tally.items_scanned += page.items_scanned;
                 for purchase in page.purchases {
+                    // The index is sharded by purchase, not by owner, so every part reads the whole side and
+                    // keeps its own owners: reads are cheap next to the transactional writes (2 units per KB),
+                    // and disjoint owners mean no two parts ever write the same item.
+                    if run.slice.is_some_and(|slice| !slice.bills(kind, kind.owner(&purchase))) {
+                        tally.in_other_parts += 1;
+                        continue;
+                    }
                     if let Some(step) = planner.push(purchase) {
                         pool.ready.push_back(step);
                     }
@@ -547,6 +683,8 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 $($extra,)*
                 run_id = %summary.run_id,
                 cycle_end = %summary.cycle_end,
+                side = summary.side.map(StatementKind::as_str),
+                part = summary.part.map(|p| p.to_string()),
                 client_statements_written = summary.client_statements_written,
                 agency_statements_written = summary.agency_statements_written,
                 purchases_billed_to_client = summary.purchases_billed_to_client,
@@ -556,6 +694,7 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 items_read = summary.items_read,
                 items_scanned = summary.items_scanned,
                 queries = summary.queries,
+                purchases_in_other_parts = summary.purchases_in_other_parts,
                 transactions = summary.transactions,
                 purchases_already_billed = summary.purchases_already_billed,
                 purchases_left_for_next_cycle = summary.purchases_left_for_next_cycle,
@@ -620,6 +759,128 @@ mod tests {
         ] {
             assert!(matches!(parse(bad.clone()), Err(BillingError::InvalidEvent(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn events_may_name_a_side_and_a_part_of_it() {
+        let now = at("2026-11-26T15:00:00Z");
+        let slice = |v: Value| {
+            cycle_end_from_event(&v, now)?;
+            slice_from_event(&v)
+        };
+        let base = json!({"cycleEnd": "2026-11-01T00:00:00Z", "handOver": true});
+        let with = |extra: Value| {
+            let mut event = base.clone();
+            event.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            event
+        };
+        assert_eq!(slice(base.clone()), Ok(None));
+        assert_eq!(
+            slice(with(json!({"side": "client"}))),
+            Ok(Some(BillingSlice { side: StatementKind::Client, part: None }))
+        );
+        assert_eq!(
+            slice(with(json!({"side": "agency", "part": {"index": 3, "of": 4}}))),
+            Ok(Some(BillingSlice { side: StatementKind::Agency, part: Some(Part::new(3, 4).unwrap()) }))
+        );
+        assert_eq!(
+            slice(with(json!({"side": "client", "part": {"of": 64, "index": 0}}))).unwrap().unwrap().part,
+            Some(Part::new(0, 64).unwrap())
+        );
+        assert_eq!(
+            slice(with(json!({"side": "client", "part": {"index": 0, "of": 1}}))).unwrap().unwrap().side,
+            StatementKind::Client
+        );
+        for (bad, says) in [
+            (json!({"part": {"index": 0, "of": 2}}), "`part` needs `side`"),
+            (json!({"side": "clients"}), "unknown side \"clients\"; allowed: \"client\", \"agency\""),
+            (json!({"side": "Client"}), "unknown side"),
+            (json!({"side": 1}), "`side` must be \"client\" or \"agency\", got 1"),
+            (json!({"side": null}), "`side` must be"),
+            (json!({"side": "client", "part": null}), "`part` must be {\"index\": k, \"of\": n}, got null"),
+            (json!({"side": "client", "part": 2}), "`part` must be"),
+            (json!({"side": "client", "part": [0, 2]}), "`part` must be"),
+            (json!({"side": "client", "part": {"index": 0}}), "`part.of` is required"),
+            (json!({"side": "client", "part": {"of": 2}}), "`part.index` is required"),
+            (json!({"side": "client", "part": {"index": 2, "of": 2}}), "`part.index` must be 0..2"),
+            (json!({"side": "client", "part": {"index": 0, "of": 0}}), "`part.of` must be 1..=64, got 0"),
+            (json!({"side": "client", "part": {"index": 0, "of": 65}}), "`part.of` must be 1..=64, got 65"),
+            (json!({"side": "client", "part": {"index": 0, "of": 4294967296u64}}), "`part.of` must be 1..=64"),
+            (json!({"side": "client", "part": {"index": -1, "of": 2}}), "`part.index` must be a whole number, got -1"),
+            (json!({"side": "client", "part": {"index": 0.0, "of": 2}}), "`part.index` must be a whole number"),
+            (json!({"side": "client", "part": {"index": "0", "of": 2}}), "`part.index` must be a whole number"),
+            (json!({"side": "client", "part": {"index": 0, "of": 2, "k": 1}}), "unknown field `part.k`"),
+            (
+                json!({"side": "client", "parts": 2}),
+                "unknown field `parts`; allowed: `cycleEnd`, `handOver`, `side`, `part`",
+            ),
+        ] {
+            let event = with(bad.clone());
+            match slice(event.clone()) {
+                Err(BillingError::InvalidEvent(message)) => assert!(message.contains(says), "{event}: {message}"),
+                other => panic!("{event}: expected InvalidEvent, got {other:?}"),
+            }
+        }
+        // The schedule bills whole cycles.
+        let scheduled = json!({"detail-type": "Scheduled Event", "time": "2026-11-01T00:00:00Z", "side": "client"});
+        assert!(matches!(slice(scheduled), Err(BillingError::InvalidEvent(m)) if m.contains("Scheduled Event")));
+    }
+
+    #[test]
+    fn a_whole_cycle_summary_has_the_same_fields_as_before_and_a_slice_says_which_it_is() {
+        let keys = |summary: &RunSummary| -> Vec<String> {
+            serde_json::to_value(summary).unwrap().as_object().unwrap().keys().cloned().collect()
+        };
+        let mut whole = keys(&RunSummary::default());
+        whole.sort();
+        let mut before = [
+            "runId",
+            "cycleEnd",
+            "clientStatementsWritten",
+            "agencyStatementsWritten",
+            "purchasesBilledToClient",
+            "purchasesBilledToAgency",
+            "totalAtPrice",
+            "totalAtCost",
+            "itemsRead",
+            "itemsScanned",
+            "queries",
+            "transactions",
+            "purchasesAlreadyBilled",
+            "purchasesLeftForNextCycle",
+            "statementsMadePayable",
+            "durationMs",
+            "finishMs",
+            "complete",
+        ];
+        before.sort();
+        assert_eq!(whole, before);
+        let slice = RunSummary {
+            side: Some(StatementKind::Agency),
+            part: Some(Part::new(1, 3).unwrap()),
+            purchases_in_other_parts: Some(7),
+            ..RunSummary::default()
+        };
+        let answer = serde_json::to_value(&slice).unwrap();
+        assert_eq!(
+            (&answer["side"], &answer["part"], &answer["purchasesInOtherParts"]),
+            (&json!("agency"), &json!({"index": 1, "of": 3}), &json!(7))
+        );
+    }
+
+    #[test]
+    fn a_hand_over_continues_the_same_slice() {
+        let cycle_end = CycleEnd::parse("2026-11-01T00:00:00Z").unwrap();
+        let whole = BillingRun::new(cycle_end.clone());
+        assert_eq!(continuation(&whole), json!({"cycleEnd": "2026-11-01T00:00:00.000Z", "handOver": true}));
+        let slice = BillingSlice { side: StatementKind::Client, part: Some(Part::new(2, 5).unwrap()) };
+        let event = continuation(&BillingRun { slice: Some(slice), ..whole });
+        assert_eq!(
+            event,
+            json!({"cycleEnd": "2026-11-01T00:00:00.000Z", "handOver": true, "side": "client",
+                "part": {"index": 2, "of": 5}})
+        );
+        assert_eq!(slice_from_event(&event), Ok(Some(slice)));
     }
 
     #[test]

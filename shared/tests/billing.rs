@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shared::api;
 use shared::billing::{self, BillingError, BillingRun, RunSummary};
 use shared::domain::PurchaseRecord;
-use shared::domain::billing::{CycleEnd, Statement, StatementKind, statement_delta};
+use shared::domain::billing::{CycleEnd, Part, Statement, StatementKind, owner_part, statement_delta};
 use shared::domain::{self, CreditType, EffectivePricing, Quantities, Rate, RateOverride};
 use shared::storage::{RecordOutcome, Store};
 use testkit::faults::Fault;
@@ -600,6 +600,11 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
         json!({"detail-type": "Scheduled Event", "source": "aws.events", "time": in_a_day.as_str()}),
         // A Scheduled Event always carries its `time`; without it, it is no event of ours.
         json!({"detail-type": "Scheduled Event", "source": "aws.events"}),
+        // A slice needs a side, a known side and a part within bounds.
+        json!({"cycleEnd": "2026-11-01T00:00:00Z", "part": {"index": 0, "of": 2}}),
+        json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "both"}),
+        json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "client", "part": {"index": 2, "of": 2}}),
+        json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "agency", "part": {"index": 0, "of": 65}}),
     ] {
         let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
@@ -613,6 +618,17 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     // The sample event names a cycle end that has passed (2026-11-01): October's purchases, not today's.
     let sample = event_json("billing-run.json");
     assert_eq!(sample, json!({"cycleEnd": "2026-11-01T00:00:00Z"}));
+    // The sample of a state machine's branch: client side, part 0 of 4, handing over.
+    let part_sample = event_json("billing-run-part.json");
+    assert_eq!(
+        billing::cycle_end_from_event(&part_sample, SystemTime::now()).unwrap().as_str(),
+        "2026-11-01T00:00:00.000Z"
+    );
+    assert_eq!(
+        billing::slice_from_event(&part_sample).unwrap(),
+        Some(billing::BillingSlice { side: StatementKind::Client, part: Some(Part::new(0, 4).unwrap()) })
+    );
+    assert_eq!(part_sample["handOver"], json!(true));
     let summary = invoke(store, sample, ms_from_now(600_000)).await.unwrap();
     assert_eq!(summary.cycle_end, "2026-11-01T00:00:00.000Z");
     assert_eq!(summary.purchases_billed_to_client, 2);
@@ -833,4 +849,172 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
     let rest = billing::run_billing(store, &BillingRun::new(cycle("2026-12-01T00:00:00Z"))).await.unwrap();
     assert!(rest.complete);
     assert_all_billed(&ledger(&env, &book).await, 280);
+}
+
+/// The state machine's fan-out: each side's owners split into `PARTS` parts billed by concurrent runs (events
+/// as the Map state sends them), first the client side, then the agency side, then one plain run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_without_conflicts() {
+    const PARTS: u32 = 3;
+    const PURCHASES: u64 = 1_260;
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 7, 84).await;
+    let purchases = make_purchases(&book, PURCHASES as usize, 29, "2026-11-11T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let owners_in =
+        |owners: Vec<&str>, index: u32| owners.into_iter().filter(|o| owner_part(o, PARTS) == index).count();
+    for index in 0..PARTS {
+        // Every branch has statements to build on each side, or the test would prove less than it claims.
+        assert!(owners_in(book.account_ids().collect(), index) > 0);
+        assert!(owners_in(book.agency_ids().iter().map(String::as_str).collect(), index) > 0);
+    }
+    let cycle_end = "2026-11-20T00:00:00.000Z";
+
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    env.operations.reset();
+    let mut transactions = 0;
+    for (kind, statements) in [(StatementKind::Client, 84), (StatementKind::Agency, 7)] {
+        let started = Instant::now();
+        let runs: Vec<_> = (0..PARTS)
+            .map(|index| {
+                let store = store.clone();
+                let event = json!({"cycleEnd": cycle_end, "handOver": true, "side": kind.as_str(),
+                    "part": {"index": index, "of": PARTS}});
+                tokio::spawn(async move { billing::run_from_event(&store, &event, None).await.unwrap() })
+            })
+            .collect();
+        let mut summaries = Vec::new();
+        for handle in runs {
+            summaries.push(handle.await.unwrap());
+        }
+        let took = started.elapsed();
+        let (mut billed, mut written) = (0, 0);
+        for (index, summary) in (0..PARTS).zip(&summaries) {
+            print_summary(&format!("{} part {index}/{PARTS}", kind.as_str()), summary, took);
+            println!("  read but left to the other parts: {:?}", summary.purchases_in_other_parts);
+            assert!(summary.complete && summary.continue_with.is_none(), "{summary:?}");
+            assert_eq!((summary.side, summary.part), (Some(kind), Some(Part::new(index, PARTS).unwrap())));
+            let answer = serde_json::to_value(summary).unwrap();
+            assert_eq!(
+                (&answer["side"], &answer["part"]),
+                (&json!(kind.as_str()), &json!({"index": index, "of": PARTS}))
+            );
+            // Disjoint owners: nothing billed by another part under our feet, nothing made payable yet.
+            assert_eq!(summary.purchases_already_billed, 0, "{summary:?}");
+            assert_eq!(summary.purchases_left_for_next_cycle, 0);
+            assert_eq!(summary.statements_made_payable, 0, "a slice never finishes the cycle");
+            let (own_billed, own_written, other_billed, other_written) = match kind {
+                StatementKind::Client => (
+                    summary.purchases_billed_to_client,
+                    summary.client_statements_written,
+                    summary.purchases_billed_to_agency,
+                    summary.agency_statements_written,
+                ),
+                StatementKind::Agency => (
+                    summary.purchases_billed_to_agency,
+                    summary.agency_statements_written,
+                    summary.purchases_billed_to_client,
+                    summary.client_statements_written,
+                ),
+            };
+            assert_eq!((other_billed, other_written), (0, 0), "a slice bills its side only");
+            let owners = match kind {
+                StatementKind::Client => owners_in(book.account_ids().collect(), index),
+                StatementKind::Agency => owners_in(book.agency_ids().iter().map(String::as_str).collect(), index),
+            };
+            assert_eq!(own_written, owners as u64, "one statement per owner of the part");
+            // Every item read is either billed here or left to its part.
+            assert_eq!(summary.items_read, own_billed + summary.purchases_in_other_parts.unwrap(), "{summary:?}");
+            billed += own_billed;
+            written += own_written;
+            transactions += summary.transactions;
+        }
+        assert_eq!((billed, written), (PURCHASES, statements));
+        println!("{} side in {PARTS} concurrent parts: {took:.2?}", kind.as_str());
+
+        // Between the sides: every statement of the cycle still building, each one's sums its purchases'.
+        let books = ledger(&env, &book).await;
+        for statement in books.client_statements.iter().chain(&books.agency_statements) {
+            assert_eq!(statement.status, "building", "{}", statement.statement_id);
+        }
+        match kind {
+            StatementKind::Client => assert_eq!((books.unbilled_to_client, books.unbilled_to_agency), (0, 1_260)),
+            StatementKind::Agency => assert_eq!((books.unbilled_to_client, books.unbilled_to_agency), (0, 0)),
+        }
+    }
+    // No transaction was sent twice: no part's step was ever cancelled by a conflict (a cancelled one is resent
+    // with the same token, and the counter sees each send).
+    let sent = env.operations.operations().iter().filter(|op| *op == "TransactWriteItems").count() as u64;
+    assert_eq!(sent, transactions, "every billing transaction sent once");
+    env.faults.set_latency(None);
+
+    // The final plain run finds nothing left and makes the statements payable.
+    let last = billing::run_from_event(store, &json!({"cycleEnd": cycle_end}), None).await.unwrap();
+    assert_eq!((last.transactions, last.purchases_billed_to_client, last.purchases_billed_to_agency), (0, 0, 0));
+    assert_eq!((last.side, last.part, last.purchases_in_other_parts), (None, None, None));
+    assert!(last.complete);
+    assert_eq!(last.statements_made_payable, 84 + 7);
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, PURCHASES as usize);
+    assert_eq!((books.client_statements.len(), books.agency_statements.len()), (84, 7));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 12).await;
+    let purchases = make_purchases(&book, 240, 31, "2026-11-12T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let in_part = |account: &str| owner_part(account, 3) == 1;
+    let expected: u64 = purchases.iter().filter(|p| in_part(&p.account_id)).count() as u64;
+    assert!(expected > 0);
+
+    // Slow steps and a short budget per invocation, as in the whole-cycle hand-over test.
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    let own_event = json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "side": "client",
+        "part": {"index": 1, "of": 3}});
+    let mut event = own_event.clone();
+    let mut invocations = 0;
+    let mut billed = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations <= 40, "the hand-overs never finished");
+        let run = BillingRun {
+            purchases_per_transaction: 2,
+            concurrency: 2,
+            hand_over: event["handOver"] == json!(true),
+            slice: billing::slice_from_event(&event).unwrap(),
+            deadline: Some(Instant::now() + Duration::from_millis(250)),
+            ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
+        };
+        let summary = billing::run_billing(store, &run).await.unwrap();
+        billed += summary.purchases_billed_to_client;
+        assert_eq!((summary.purchases_billed_to_agency, summary.statements_made_payable), (0, 0));
+        let answer = serde_json::to_value(&summary).unwrap();
+        if summary.complete {
+            assert!(answer.get("continueWith").is_none(), "{answer}");
+            break;
+        }
+        assert!(summary.transactions > 0, "a hand-over always made progress");
+        // The same slice again: the loop of one Map branch goes on with exactly its own event.
+        assert_eq!(answer["continueWith"], own_event, "{answer}");
+        event = answer["continueWith"].clone();
+    }
+    env.faults.set_latency(None);
+    println!("client part 1/3: {billed} purchases billed over {invocations} invocations with hand-overs");
+    assert!(invocations > 2, "the time budget was meant to stop the first runs");
+    assert_eq!(billed, expected);
+
+    // Only the slice is billed, still building; the rest waits for its own runs.
+    let books = ledger(&env, &book).await;
+    for record in &books.records {
+        assert_eq!(record.billed_to_client, in_part(&record.account_id), "{record:?}");
+        assert!(!record.billed_to_agency);
+    }
+    assert!(books.client_statements.iter().all(|s| s.status == "building"));
+    let rest = billing::run_billing(store, &BillingRun::new(cycle("2026-11-20T00:00:00Z"))).await.unwrap();
+    assert_eq!(rest.purchases_billed_to_client, 240 - expected);
+    assert_all_billed(&ledger(&env, &book).await, 240);
 }
