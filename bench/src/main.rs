@@ -21,6 +21,7 @@
 mod artifacts;
 mod billing;
 mod inproc;
+mod priority;
 mod process;
 mod report;
 mod runtime_api;
@@ -214,12 +215,14 @@ async fn run() -> Result<(), String> {
         for scenario in [Scenario::PricingWarm] {
             comparisons.push(inproc::sequential(&fx, scenario, plan.warmup / 10, plan.sequential / 5).await?);
         }
-        let cold = cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
+        let (cold, cold_scheduling) =
+            cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
         let results = Results {
             machine,
             load_after: report::load_average(),
             comparisons,
             cold,
+            cold_scheduling,
             sustained: Vec::new(),
             sizes: Vec::new(),
             billing: Vec::new(),
@@ -257,7 +260,7 @@ async fn run() -> Result<(), String> {
         sustained.push((f.name, process::sustained(f, &engine, plan.stream, stream_event).await?));
     }
 
-    let cold = cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
+    let (cold, cold_scheduling) = cold_starts(&plan, [&purchase, &pricing, &echo], &engine, &purchase_event).await?;
 
     phase(&format!("billing: {billing_purchases} purchases, c={billing_concurrencies:?}, DynamoDB-like latency"));
     let billing =
@@ -278,6 +281,7 @@ async fn run() -> Result<(), String> {
         load_after: report::load_average(),
         comparisons,
         cold,
+        cold_scheduling,
         sustained,
         sizes,
         billing,
@@ -292,13 +296,14 @@ async fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// Cold starts of the two functions and the echo floor (and the bundle-only diagnostic), in rotating rounds.
+/// Cold starts of the two functions and the echo floor (and the bundle-only diagnostic), in rotating rounds,
+/// and how they were scheduled.
 async fn cold_starts(
     plan: &Plan,
     [purchase, pricing, echo]: [&Function; 3],
     engine: &Engine,
     purchase_event: &serde_json::Value,
-) -> Result<Vec<ColdRow>, String> {
+) -> Result<(Vec<ColdRow>, String), String> {
     phase(&format!("cold starts: {} rounds of {}, {} and {}", plan.cold_runs, purchase.name, pricing.name, echo.name));
     let pricing_event = event_bytes(&testkit::event_json("get-pricing.json"));
     let cold_event = |f: &Function| {
@@ -327,6 +332,7 @@ async fn cold_starts(
             }
         })
         .collect();
+    let realtime = priority::Realtime::raise();
     for round in 0..plan.cold_runs {
         // Rotating the order spreads any drift (and whichever ran just before) over all three.
         for k in 0..order.len() {
@@ -335,7 +341,7 @@ async fn cold_starts(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    Ok(cold)
+    Ok((cold, realtime.describe()))
 }
 
 fn notes(plan: &Plan) -> Vec<String> {

@@ -86,6 +86,8 @@ pub struct Results {
     pub load_after: String,
     pub comparisons: Vec<Comparison>,
     pub cold: Vec<ColdRow>,
+    /// How the cold starts were scheduled (`priority::Realtime::describe`).
+    pub cold_scheduling: String,
     pub sustained: Vec<(&'static str, Sustained)>,
     pub sizes: Vec<SizeRow>,
     pub billing: Vec<crate::billing::BillingRow>,
@@ -288,6 +290,9 @@ impl Results {
                 vs_echo,
                 hwm.get(hwm.len().saturating_sub(1) / 2).map_or("–".into(), |b| fmt_mib(*b)),
             );
+        }
+        if !self.cold_scheduling.is_empty() {
+            let _ = writeln!(out, "\n{}", self.cold_scheduling);
         }
         out
     }
