@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when missing: cargo-lambda, SAM CLI, cfn-lint and
-# schemathesis (PyPI), and the dynoxide binary (crates.io). Source it to get PATH set up:
+# schemathesis (PyPI), the dynoxide binary (crates.io), and the local Step Functions interpreter (npm, in
+# tools/state-machine/). Source it to get PATH set up:
 #   source scripts/install-tools.sh
 # Tools go to ~/.cache/overage-credits/tools (override with OVERAGE_TOOLS_DIR) so clones share them.
 set -euo pipefail
@@ -24,4 +25,13 @@ if ! command -v dynoxide >/dev/null || ! cargo install --list --root "$tools_dir
   echo "install-tools: building dynoxide $dynoxide_version (about 2.5 minutes, once)..." >&2
   cargo install dynoxide-rs --version "$dynoxide_version" --locked --quiet \
     --no-default-features --features native-sqlite,http-server,cli --root "$tools_dir"
+fi
+
+# The local Step Functions interpreter for infra/billing-state-machine.asl.json (scripts/billing-state-machine.mjs):
+# npm aws-local-stepfunctions as pinned in tools/state-machine/package-lock.json.
+sfn_want=$(node -p "require('$repo_root/tools/state-machine/package-lock.json').packages['node_modules/aws-local-stepfunctions'].version")
+sfn_have=$(node -p "try { require('$repo_root/tools/state-machine/node_modules/aws-local-stepfunctions/package.json').version } catch { '' }")
+if [[ $sfn_want != "$sfn_have" ]]; then
+  echo "install-tools: npm ci in tools/state-machine (aws-local-stepfunctions $sfn_want)..." >&2
+  npm ci --prefix "$repo_root/tools/state-machine" --no-audit --no-fund --loglevel=error >&2
 fi

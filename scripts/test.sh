@@ -3,8 +3,9 @@
 #  1. cargo test --workspace: domain units, handlers against an embedded dynoxide, concurrency,
 #     failure injection, billing, template-vs-code drift.
 #  2. End to end on a real local stack (dynoxide binary + seeds + cargo lambda watch + dev gateway):
-#     every sample event through `cargo lambda invoke`, the OpenAPI contract with schemathesis,
-#     and the dashboard in headless Chromium.
+#     every sample event through `cargo lambda invoke`, the billing state machine's definition in a local
+#     Step Functions interpreter against billing-run, the OpenAPI contract with schemathesis, and the
+#     dashboard in headless Chromium.
 #  3. Infrastructure: sam validate --lint and an offline sam build of arm64 bootstraps.
 # Set SKIP_SAM_BUILD=1 to skip the (slow, release) sam build locally; CI never sets it.
 set -euo pipefail
@@ -45,6 +46,7 @@ e2e_stack() {
 if run_stage "start local stack" e2e_stack; then
   export DEV_TOKEN="$(node dev/gateway.mjs --print-token acct-northwind-coffee)"
   run_stage "cargo lambda invoke events/" scripts/invoke-events.sh "${TEST_INVOKE_PORT:-19000}"
+  run_stage "billing state machine (local executions)" scripts/billing-state-machine-test.sh "${TEST_INVOKE_PORT:-19000}"
   run_stage "OpenAPI contract (schemathesis)" scripts/contract-test.sh
   run_stage "dashboard in headless Chromium" scripts/browser-test.sh
 fi

@@ -8,6 +8,10 @@
 //! the one topic and says what to do, no metric dimension names an id, the HTTP API is throttled, the Makefile
 //! builds every function, and every checkov skip has a reason.
 //!
+//! And the billing state machine (`infra/billing-state-machine.asl.json`): the schedule starts it, every Task
+//! invokes billing-run with events billing-run's own parsers accept, the parts and their concurrency agree, each
+//! loop follows `complete` / `continueWith`, and its failures raise alarms.
+//!
 //! Adding a function means adding it to `FUNCTIONS` below: the test fails until it is listed.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -875,7 +879,7 @@ fn every_asynchronous_invocation_has_failure_destinations_with_alarms() {
             assert_messages_visible_alarm(&template, &queue);
         }
     }
-    assert!(asynchronous >= 2, "billing-run and reconcile-run are scheduled");
+    assert!(asynchronous >= 2, "statement-sweep and reconcile-run are scheduled");
 }
 
 #[test]
@@ -939,7 +943,7 @@ fn operational_alarms_watch_the_api_billing_reconcile_and_table() {
 }
 
 #[test]
-fn the_api_is_throttled_and_the_billing_run_runs_alone() {
+fn the_api_is_throttled() {
     let template = Template::load();
     let (_, api) = template.api();
     let props = &api["Properties"];
@@ -957,9 +961,6 @@ fn the_api_is_throttled_and_the_billing_run_runs_alone() {
     for parameter in ["ApiThrottlingBurstLimit", "ApiThrottlingRateLimit"] {
         assert!(template.root["Parameters"][parameter]["Default"].as_u64().is_some_and(|d| d > 0), "{parameter}");
     }
-    let functions = template.functions();
-    let billing = &functions["BillingRunFunction"]["Properties"];
-    assert_eq!(billing["ReservedConcurrentExecutions"].as_u64(), Some(1), "one billing run at a time");
 }
 
 #[test]
@@ -988,5 +989,452 @@ fn every_checkov_skip_has_a_reason() {
         let line = text.lines().find(|l| l.trim_start().starts_with(&format!("- {skip}"))).unwrap();
         let reason = line.split_once('#').map(|(_, r)| r.trim()).unwrap_or_default();
         assert!(reason.len() >= 40, "{skip}: give the reason on its line in infra/checkov.yaml");
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------
+// The billing state machine (infra/billing-state-machine.asl.json): the monthly run's driver
+
+/// The fields billing-run's event accepts (shared::billing, the event contract): a part of one side, and the
+/// final run that bills whatever is left on both sides and makes the statements payable.
+const PART_EVENT_FIELDS: &[&str] = &["cycleEnd", "handOver", "side", "part"];
+const FINAL_EVENT_FIELDS: &[&str] = &["cycleEnd", "handOver"];
+const SIDES: &[&str] = &["client", "agency"];
+/// Errors of the Lambda service itself (and its throttling) that a Task invoking a function must retry.
+const LAMBDA_SERVICE_ERRORS: &[&str] = &[
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+fn billing_state_machine(template: &Template) -> (&str, &Value) {
+    template.only_resource_of_type("AWS::Serverless::StateMachine")
+}
+
+/// The state machine's definition, parsed from its DefinitionUri (relative to infra/).
+fn billing_definition(template: &Template) -> serde_json::Value {
+    let (id, machine) = billing_state_machine(template);
+    let uri = machine["Properties"]["DefinitionUri"].as_str().unwrap_or_else(|| panic!("{id}: DefinitionUri"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra").join(uri);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+type States = serde_json::Map<String, serde_json::Value>;
+
+/// Every scope of states: the top level and each Map's ItemProcessor (or Iterator), recursively.
+fn state_scopes(machine: &serde_json::Value) -> Vec<&States> {
+    let states = machine["States"].as_object().expect("States is an object");
+    let mut scopes = vec![states];
+    for state in states.values() {
+        for inner in [&state["ItemProcessor"], &state["Iterator"]] {
+            if inner.is_object() {
+                scopes.extend(state_scopes(inner));
+            }
+        }
+        assert!(state["Branches"].is_null(), "a Parallel state: teach this test its branches");
+    }
+    scopes
+}
+
+/// The keys of a payload template without the `.$` of JSONPath-valued ones.
+fn payload_fields(template: &serde_json::Value) -> BTreeSet<String> {
+    template
+        .as_object()
+        .expect("a payload template is an object")
+        .keys()
+        .map(|k| k.strip_suffix(".$").unwrap_or(k).to_owned())
+        .collect()
+}
+
+/// The top-level states from StartAt, following Next until a state without one.
+fn top_level_path(machine: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
+    let states = machine["States"].as_object().unwrap();
+    let mut path = Vec::new();
+    let mut name = machine["StartAt"].as_str().expect("StartAt").to_owned();
+    loop {
+        let state = &states[&name];
+        assert!(path.iter().all(|(seen, _)| *seen != name), "the top level loops through {name}");
+        path.push((name.clone(), state));
+        match state["Next"].as_str() {
+            // A loop (Task → Choice → Pass → Task) leaves the path at its Choice.
+            Some(next) if state["Type"] != "Choice" => name = next.to_owned(),
+            _ => break,
+        }
+    }
+    path
+}
+
+/// The owner parts: the literal list `[{"index": k, "of": n}]` the maps iterate over (checked to be 0..n-1),
+/// and n.
+fn billing_parts(machine: &serde_json::Value) -> u64 {
+    let maps: Vec<&serde_json::Value> =
+        state_scopes(machine).into_iter().flat_map(|s| s.values()).filter(|s| s["Type"] == "Map").collect();
+    assert_eq!(maps.len(), SIDES.len(), "one Map per side");
+    let items_path = maps[0]["ItemsPath"].as_str().expect("the maps iterate over ItemsPath");
+    let list_key = items_path.strip_prefix("$.").expect("ItemsPath $.<key>");
+    // The literal list is set by a Pass state's Parameters before the maps.
+    let lists: Vec<&serde_json::Value> = machine["States"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|s| s["Type"] == "Pass" && s["Parameters"][list_key].is_array())
+        .map(|s| &s["Parameters"][list_key])
+        .collect();
+    assert_eq!(lists.len(), 1, "one literal list of parts ({items_path})");
+    let parts = lists[0].as_array().unwrap();
+    let n = parts.len() as u64;
+    assert!(n >= 1, "at least one part");
+    for (k, part) in parts.iter().enumerate() {
+        assert_eq!(part, &serde_json::json!({"index": k, "of": n}), "part {k} must be {{index: {k}, of: {n}}}");
+    }
+    for map in maps {
+        assert_eq!(map["ItemsPath"].as_str(), Some(items_path), "both maps iterate over the same parts");
+        assert_eq!(map["MaxConcurrency"].as_u64(), Some(n), "MaxConcurrency must be the number of parts, {n}");
+    }
+    n
+}
+
+#[test]
+fn the_schedule_starts_the_billing_state_machine() {
+    let template = Template::load();
+    let (id, machine) = billing_state_machine(&template);
+    let props = &machine["Properties"];
+    // No schedule invokes billing-run directly any more: the state machine is the way.
+    let functions = template.functions();
+    assert!(
+        functions["BillingRunFunction"]["Properties"]["Events"].is_null(),
+        "billing-run has no schedule of its own"
+    );
+    let events = props["Events"].as_mapping().expect("the state machine's Events");
+    assert_eq!(events.len(), 1, "{id}: one event, the monthly schedule");
+    let monthly = &props["Events"]["Monthly"];
+    assert_eq!(monthly["Type"].as_str(), Some("ScheduleV2"), "{id}: EventBridge Scheduler");
+    let schedule = &monthly["Properties"];
+    assert_eq!(schedule["ScheduleExpression"].as_str(), Some("cron(0 0 1 * ? *)"), "00:00 on the 1st");
+    assert_eq!(schedule["ScheduleExpressionTimezone"].as_str(), Some("UTC"));
+    let input: serde_json::Value = serde_json::from_str(schedule["Input"].as_str().expect("Input")).unwrap();
+    assert_eq!(
+        input,
+        serde_json::json!({"cycleEnd": "<aws.scheduler.scheduled-time>"}),
+        "the cycle is the scheduled time"
+    );
+    assert!(schedule["RetryPolicy"]["MaximumRetryAttempts"].as_u64().is_some_and(|n| n >= 1), "{id}: RetryPolicy");
+    let queue = arn_of(&schedule["DeadLetterConfig"]["Arn"]);
+    encrypted_queue(&template, &queue);
+    assert_messages_visible_alarm(&template, &queue);
+
+    assert_eq!(
+        props["Type"].as_str().unwrap_or("STANDARD"),
+        "STANDARD",
+        "{id}: a Standard workflow (Express: 5 minutes)"
+    );
+    let substitutions = props["DefinitionSubstitutions"].as_mapping().expect("DefinitionSubstitutions");
+    assert_eq!(substitutions.len(), 1, "{id}: only the function's ARN is substituted");
+    assert_eq!(
+        get_att(&props["DefinitionSubstitutions"]["BillingRunFunctionArn"]).as_deref(),
+        Some("BillingRunFunction.Arn")
+    );
+    // Logs (execution data included) in a log group with retention, and X-Ray tracing (checkov's conventions
+    // for state machines).
+    assert_eq!(props["Tracing"]["Enabled"].as_bool(), Some(true), "{id}: X-Ray tracing");
+    let logging = &props["Logging"];
+    assert_eq!(logging["Level"].as_str(), Some("ALL"), "{id}: execution logging");
+    assert_eq!(logging["IncludeExecutionData"].as_bool(), Some(true), "{id}: execution data in the logs");
+    let destinations = as_list(&logging["Destinations"]);
+    assert_eq!(destinations.len(), 1);
+    let group = arn_of(&destinations[0]["CloudWatchLogsLogGroup"]["LogGroupArn"]);
+    let group = &template.resources()[group.as_str()];
+    assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+    assert_eq!(ref_target(&group["Properties"]["RetentionInDays"]), Some("LogRetentionDays"), "{id}: log retention");
+
+    // Least privilege: invoke billing-run (the unqualified function) and nothing else but log delivery.
+    let policies = as_list(&props["Policies"]);
+    assert_eq!(policies.len(), 1, "{id}: one inline policy document, no managed or SAM policy templates");
+    assert!(props["Role"].is_null(), "{id}: SAM's role from Policies");
+    let mut invokes = 0;
+    for statement in as_list(&policies[0]["Statement"]) {
+        assert_eq!(statement["Effect"].as_str(), Some("Allow"));
+        let actions = strings(&statement["Action"]);
+        if actions.iter().any(|a| !a.starts_with("logs:")) {
+            assert_eq!(actions, BTreeSet::from(["lambda:InvokeFunction".to_owned()]), "{id}: {actions:?}");
+            let resources = as_list(&statement["Resource"]);
+            assert_eq!(resources.len(), 1, "{id}: lambda:InvokeFunction on billing-run only");
+            assert_eq!(
+                get_att(resources[0]).as_deref(),
+                Some("BillingRunFunction.Arn"),
+                "{id}: invoke billing-run only"
+            );
+            invokes += 1;
+        } else {
+            for action in &actions {
+                let delivery = action.ends_with("LogDelivery")
+                    || action.ends_with("LogDeliveries")
+                    || ["logs:PutResourcePolicy", "logs:DescribeResourcePolicies", "logs:DescribeLogGroups"]
+                        .contains(&action.as_str());
+                assert!(delivery, "{id}: {action} is not a log-delivery permission");
+            }
+        }
+    }
+    assert_eq!(invokes, 1, "{id}: lambda:InvokeFunction on billing-run");
+}
+
+#[test]
+fn the_billing_state_machine_invokes_only_billing_run_and_retries_what_is_transient() {
+    let template = Template::load();
+    let definition = billing_definition(&template);
+    let text = serde_json::to_string(&definition).unwrap();
+    // A bounded execution (TimeoutSeconds, see the template's comment): at most a day.
+    let timeout = definition["TimeoutSeconds"].as_u64().expect("a top-level TimeoutSeconds");
+    assert!((3600..=86400).contains(&timeout), "TimeoutSeconds {timeout}: between an hour and a day");
+    let function_timeout = template.functions()["BillingRunFunction"]["Properties"]["Timeout"].as_u64().unwrap();
+    // The errorTypes billing-run fails with (shared::billing::BillingError::error_type).
+    let unavailable = shared::billing::BillingError::Storage(shared::storage::StoreError::Unavailable(String::new()));
+    let out_of_time = shared::billing::BillingError::OutOfTime;
+    let mut tasks = 0;
+    for scope in state_scopes(&definition) {
+        for (name, state) in scope {
+            if state["Type"] != "Task" {
+                continue;
+            }
+            tasks += 1;
+            assert_eq!(state["Resource"].as_str(), Some("${BillingRunFunctionArn}"), "{name}: invokes billing-run");
+            assert!(
+                state["TimeoutSeconds"].as_u64().is_some_and(|t| t > function_timeout),
+                "{name}: TimeoutSeconds above the function's {function_timeout} s"
+            );
+            let retriers = state["Retry"].as_array().unwrap_or_else(|| panic!("{name}: Retry"));
+            let retrier = |error: &str| {
+                let found: Vec<&serde_json::Value> = retriers
+                    .iter()
+                    .filter(|r| r["ErrorEquals"].as_array().unwrap().iter().any(|e| e == error))
+                    .collect();
+                assert_eq!(found.len(), 1, "{name}: one retrier for {error}");
+                found[0]
+            };
+            for error in LAMBDA_SERVICE_ERRORS.iter().copied().chain([unavailable.error_type()]) {
+                let r = retrier(error);
+                assert!(r["MaxAttempts"].as_u64().is_some_and(|n| n >= 2), "{name}: retry {error}");
+                assert!(r["BackoffRate"].as_f64().is_some_and(|b| b > 1.0), "{name}: {error} with backoff");
+            }
+            // A run that committed nothing before its deadline: a few times, never forever.
+            let r = retrier(out_of_time.error_type());
+            assert!(r["MaxAttempts"].as_u64().is_some_and(|n| (1..=3).contains(&n)), "{name}: OutOfTime a few times");
+            for r in retriers {
+                let errors = r["ErrorEquals"].as_array().unwrap();
+                assert!(
+                    !errors.iter().any(|e| e == "States.ALL" || e == "States.TaskFailed"),
+                    "{name}: retries everything"
+                );
+            }
+            // Anything else ends in a Fail state (through states that do nothing else).
+            let catchers = state["Catch"].as_array().unwrap_or_else(|| panic!("{name}: Catch"));
+            assert_eq!(catchers.len(), 1, "{name}: one catcher");
+            assert_eq!(catchers[0]["ErrorEquals"], serde_json::json!(["States.ALL"]), "{name}: catches the rest");
+            let mut next = catchers[0]["Next"].as_str().unwrap();
+            for _ in 0..3 {
+                match scope[next]["Type"].as_str() {
+                    Some("Pass") => next = scope[next]["Next"].as_str().unwrap(),
+                    Some("Fail") => break,
+                    other => panic!("{name}: its catcher leads to a {other:?} state, not to a Fail state"),
+                }
+            }
+            let fail = &scope[next];
+            assert_eq!(fail["Type"], "Fail", "{name}: the catcher ends in a Fail state");
+            assert!(fail["Error"].as_str().is_some_and(|e| e.starts_with("Billing")), "{name}: a clear Error");
+            assert!(!fail["Cause"].is_null() || !fail["CausePath"].is_null(), "{name}: a Cause");
+        }
+    }
+    assert_eq!(tasks, SIDES.len() + 1, "a Task per side's part, and the final run");
+    // Every placeholder is one the template substitutes.
+    let (_, machine) = billing_state_machine(&template);
+    let substitutions = machine["Properties"]["DefinitionSubstitutions"].as_mapping().unwrap();
+    for placeholder in text.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()) {
+        assert!(substitutions.contains_key(placeholder), "${{{placeholder}}} is not in DefinitionSubstitutions");
+    }
+}
+
+#[test]
+fn the_billing_state_machine_bills_the_parts_of_each_side_then_finishes_the_cycle() {
+    let template = Template::load();
+    let definition = billing_definition(&template);
+    let n = billing_parts(&definition);
+    // The Map runs every part of a side at once, and one manual invocation may run alongside.
+    let reserved = template.functions()["BillingRunFunction"]["Properties"]["ReservedConcurrentExecutions"].as_u64();
+    assert!(
+        reserved.is_some_and(|r| r > n),
+        "billing-run's ReservedConcurrentExecutions {reserved:?} < parts + 1 = {}",
+        n + 1
+    );
+
+    // In order: the client side's parts, then the agency side's (never both at once), then the final run.
+    let path = top_level_path(&definition);
+    let maps: Vec<&(String, &serde_json::Value)> = path.iter().filter(|(_, s)| s["Type"] == "Map").collect();
+    assert_eq!(
+        maps.len(),
+        SIDES.len(),
+        "the maps one after the other: {:?}",
+        path.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for ((name, map), side) in maps.iter().zip(SIDES) {
+        let event = &map["ItemSelector"]["event"];
+        let fields = payload_fields(event);
+        assert_eq!(
+            fields,
+            PART_EVENT_FIELDS.iter().map(|f| f.to_string()).collect(),
+            "{name}: the part event's fields"
+        );
+        assert_eq!(event["side"].as_str(), Some(*side), "{name}: the {side} side, in this order");
+        assert_eq!(event["handOver"], serde_json::json!(true), "{name}: hands over instead of failing");
+        assert_eq!(event["cycleEnd.$"].as_str(), Some("$.cycleEnd"), "{name}: the execution's cycleEnd");
+        assert_eq!(event["part.$"].as_str(), Some("$$.Map.Item.Value"), "{name}: the part it iterates over");
+        let selected = payload_fields(&map["ItemSelector"]);
+        assert!(selected.contains("event"), "{name}: the iteration's event");
+        let tasks =
+            map["ItemProcessor"]["States"].as_object().unwrap().values().filter(|s| s["Type"] == "Task").count();
+        assert_eq!(tasks, 1, "{name}: one Task per iteration (its loop)");
+    }
+    // The final run: after the maps, the plain event (no side, no part): bills what is left, makes them payable.
+    let after_maps = path.iter().skip_while(|(_, s)| s["Type"] != "Map").skip(SIDES.len());
+    let finals: Vec<&serde_json::Value> = after_maps
+        .filter(|(_, s)| s["Type"] == "Pass" && s["Parameters"]["event"].is_object())
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(finals.len(), 1, "one final event after the maps");
+    let event = &finals[0]["Parameters"]["event"];
+    assert_eq!(payload_fields(event), FINAL_EVENT_FIELDS.iter().map(|f| f.to_string()).collect(), "the final event");
+    assert_eq!(event["handOver"], serde_json::json!(true));
+    assert_eq!(event["cycleEnd.$"].as_str(), Some("$.cycleEnd"));
+    assert_eq!(path.last().unwrap().1["Type"], "Choice", "the top level ends in the final run's loop");
+    // billing-run's own parsers accept every event the definition builds, rendered for a cycle: each part of
+    // each side as a slice of that side and part, the final event as the whole cycle.
+    let cycle_end = "2026-11-01T00:00:00Z";
+    let render = |event: &serde_json::Value, part: &serde_json::Value| {
+        let mut rendered = serde_json::Map::new();
+        for (key, value) in event.as_object().unwrap() {
+            let value = match key.as_str() {
+                "cycleEnd.$" => serde_json::json!(cycle_end),
+                "part.$" => part.clone(),
+                other => {
+                    assert!(!other.ends_with(".$"), "{other}: a JSONPath this test does not know");
+                    value.clone()
+                }
+            };
+            rendered.insert(key.strip_suffix(".$").unwrap_or(key).to_owned(), value);
+        }
+        serde_json::Value::Object(rendered)
+    };
+    let parses = |event: &serde_json::Value| {
+        let now = std::time::SystemTime::now();
+        shared::billing::cycle_end_from_event(event, now)
+            .unwrap_or_else(|e| panic!("billing-run refuses {event}: {e}"));
+        shared::billing::slice_from_event(event).unwrap_or_else(|e| panic!("billing-run refuses {event}: {e}"))
+    };
+    for ((_, map), side) in maps.iter().zip(SIDES) {
+        for k in 0..n {
+            let part = serde_json::json!({"index": k, "of": n});
+            let event = render(&map["ItemSelector"]["event"], &part);
+            let slice = parses(&event).unwrap_or_else(|| panic!("{event}: bills the whole cycle, not a part"));
+            assert_eq!(slice.side.as_str(), *side, "{event}: the {side} side");
+            assert!(slice.part.is_some(), "{event}: a part of its side");
+        }
+    }
+    assert!(parses(&render(event, &serde_json::Value::Null)).is_none(), "the final event bills the whole cycle");
+    // Nothing else builds an event: every `event` a state sets is one of the above or a continueWith.
+    for scope in state_scopes(&definition) {
+        for (name, state) in scope {
+            for template in [&state["Parameters"], &state["ItemSelector"]] {
+                if let Some(value) = template.get("event.$") {
+                    assert!(value.as_str().is_some_and(|v| v.ends_with(".continueWith")), "{name}: event from {value}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_billing_loop_reads_complete_and_continues_with_continue_with() {
+    let template = Template::load();
+    let definition = billing_definition(&template);
+    let mut loops = 0;
+    for scope in state_scopes(&definition) {
+        for (name, task) in scope.iter().filter(|(_, s)| s["Type"] == "Task") {
+            loops += 1;
+            // The Task invokes with the state's event and keeps the answer next to it.
+            assert_eq!(task["InputPath"].as_str(), Some("$.event"), "{name}: invokes billing-run with $.event");
+            let result = task["ResultPath"].as_str().unwrap_or_else(|| panic!("{name}: ResultPath"));
+            assert_ne!(result, "$.event", "{name}: the answer must not overwrite the event");
+            let choice_name = task["Next"].as_str().unwrap();
+            let choice = &scope[choice_name];
+            assert_eq!(choice["Type"], "Choice", "{name}: a Choice on the answer follows");
+            let complete = format!("{result}.complete");
+            let rules = choice["Choices"].as_array().unwrap();
+            let reads = |rule: &serde_json::Value, value: bool| {
+                let conditions = rule["And"].as_array().cloned().unwrap_or_else(|| vec![rule.clone()]);
+                conditions.iter().any(|c| c["Variable"] == complete.as_str() && c["BooleanEquals"] == value)
+            };
+            // complete: true → the part (or the cycle) is done: the branch ends without invoking again.
+            let done: Vec<&serde_json::Value> = rules.iter().filter(|r| reads(r, true)).collect();
+            assert_eq!(done.len(), 1, "{choice_name}: one rule for {complete} = true");
+            let done = &scope[done[0]["Next"].as_str().unwrap()];
+            assert!(done["End"] == true && done["Type"] == "Pass", "{choice_name}: complete ends the loop");
+            // complete: false (with a continueWith) → the next invocation takes continueWith as its event.
+            let again: Vec<&serde_json::Value> = rules.iter().filter(|r| reads(r, false)).collect();
+            assert_eq!(again.len(), 1, "{choice_name}: one rule for {complete} = false");
+            let conditions = again[0]["And"].as_array().expect("complete = false and continueWith present");
+            let continue_with = format!("{result}.continueWith");
+            assert!(
+                conditions.iter().any(|c| c["Variable"] == continue_with.as_str() && c["IsPresent"] == true),
+                "{choice_name}: invokes again only with a continueWith"
+            );
+            let pass_name = again[0]["Next"].as_str().unwrap();
+            let pass = &scope[pass_name];
+            assert_eq!(pass["Type"], "Pass", "{pass_name}");
+            assert_eq!(
+                pass["Parameters"]["event.$"].as_str(),
+                Some(continue_with.as_str()),
+                "{pass_name}: the next event"
+            );
+            assert_eq!(pass["Next"].as_str(), Some(name.as_str()), "{pass_name}: back to {name}");
+            // Any other answer is outside the contract: fail, never loop.
+            let default = &scope[choice["Default"].as_str().unwrap_or_else(|| panic!("{choice_name}: a Default"))];
+            assert_eq!(default["Type"], "Fail", "{choice_name}: Default fails");
+            assert_eq!(rules.len(), 2, "{choice_name}: complete or continue, nothing else");
+        }
+    }
+    assert_eq!(loops, SIDES.len() + 1, "a loop per side's part and the final one");
+}
+
+#[test]
+fn the_billing_state_machine_has_alarms_on_the_dashboard() {
+    let template = Template::load();
+    let (id, _) = billing_state_machine(&template);
+    let dashboard = &template.only_resource_of_type("AWS::CloudWatch::Dashboard").1["Properties"]["DashboardBody"];
+    let Value::Tagged(dashboard) = dashboard else { panic!("DashboardBody is !Sub [text, vars]") };
+    let body = as_list(&dashboard.value)[0].as_str().unwrap().to_owned();
+    for metric in ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"] {
+        let alarms = alarms_on(&template, "AWS/States", metric, "StateMachineArn", |v| ref_target(v) == Some(id));
+        assert_eq!(alarms.len(), 1, "{id}: one {metric} alarm, found {alarms:?}");
+        let props = &template.resources()[alarms[0]]["Properties"];
+        assert_eq!(props["Threshold"].as_f64(), Some(0.0), "{metric}: any execution");
+        let description = props["AlarmDescription"].as_str().unwrap();
+        assert!(
+            description.contains("start-execution") && description.contains("same cycleEnd"),
+            "{}: the runbook restarts with the same cycleEnd",
+            alarms[0]
+        );
+        assert!(body.contains(&format!("${{{}.Arn}}", alarms[0])), "{}: on the dashboard's alarm list", alarms[0]);
+    }
+    // No runbook still sends people to the schedule's old target.
+    for (alarm_id, alarm) in template.resources_of_type("AWS::CloudWatch::Alarm") {
+        let description = alarm["Properties"]["AlarmDescription"].as_str().unwrap_or_default();
+        for stale in ["invoke billing-run", "Lambda retries it twice", "reserved concurrency 1) or"] {
+            let billing = alarm_id.starts_with("Billing") || description.contains("billing-run");
+            assert!(
+                !(billing && description.contains(stale)),
+                "{alarm_id}: says {stale:?}; the state machine is the way"
+            );
+        }
     }
 }
