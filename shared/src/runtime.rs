@@ -67,8 +67,9 @@ fn region_with_env_credentials() -> Option<aws_config::Region> {
 }
 
 /// The SDK's own HTTPS connector (hyper, rustls with aws-lc: its connect timeout, error classification and
-/// connection poisoning for retries), trusting the Mozilla root set compiled into the binary
-/// (`webpki-root-certs`, current as of the crate's release) instead of the system's certificate files.
+/// connection poisoning for retries), trusting only the roots AWS service endpoints chain to
+/// ([`aws_service_roots`], from the Mozilla set compiled into the binary by `webpki-root-certs`) instead of the
+/// system's certificate files.
 ///
 /// Built once, here (on the background task of [`Deferred`]), and handed to every operation: the SDK's default
 /// client would build its connector twice (once when the client is built, once on the first request, the latter
@@ -77,10 +78,10 @@ fn region_with_env_credentials() -> Option<aws_config::Region> {
 fn https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
     // The SDK's trust store takes PEM only.
-    let mut pem = String::with_capacity(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() * 2048);
-    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+    let mut pem = String::with_capacity(AWS_SERVICE_ROOT_NAMES.len() * 2048);
+    for cert in aws_service_roots() {
         pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        pem.push_str(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert.as_ref()));
+        pem.push_str(&base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cert));
         pem.push_str("\n-----END CERTIFICATE-----\n");
     }
     let context = TlsContext::builder()
@@ -98,6 +99,34 @@ fn https_client() -> SharedHttpClient {
         .tls_context(context)
         .build();
     SharedHttpClient::new(Prebuilt(SharedHttpConnector::new(connector)))
+}
+
+/// The roots of Amazon Trust Services, which issues the certificates of AWS service endpoints (DynamoDB's
+/// among them): Amazon Root CA 1–4 and the Starfield root that cross-signs them.
+const AWS_SERVICE_ROOT_NAMES: [&str; 5] = [
+    "Amazon Root CA 1",
+    "Amazon Root CA 2",
+    "Amazon Root CA 3",
+    "Amazon Root CA 4",
+    "Starfield Services Root Certificate Authority - G2",
+];
+
+/// The compiled-in Mozilla roots (DER) whose name is one of [`AWS_SERVICE_ROOT_NAMES`].
+///
+/// Why not all ~150: the functions' one HTTPS peer is DynamoDB (credentials come from Lambda's environment, no
+/// STS call), and parsing every root took a millisecond of the first request's wait on a cold start; five
+/// roots also trust fewer issuers. A root is self-signed, so its name is in its DER as a plain string.
+fn aws_service_roots() -> impl Iterator<Item = &'static [u8]> {
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|cert| cert.as_ref())
+        .filter(|der| AWS_SERVICE_ROOT_NAMES.iter().any(|name| names(der, name)))
+}
+
+/// Whether a certificate's DER holds `name`. memchr's substring search: a naive `windows().any()` over the
+/// ~150 roots measured ~2 ms on the cold start, more than parsing them all.
+fn names(der: &[u8], name: &str) -> bool {
+    memchr::memmem::find(der, name.as_bytes()).is_some()
 }
 
 /// An HTTP client whose one connector is already built.
@@ -208,5 +237,19 @@ mod tests {
         assert_eq!(*deferred.get().await, 7);
         assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
         assert_eq!(*Deferred::ready("ready").get().await, "ready");
+    }
+
+    #[test]
+    fn the_client_trusts_exactly_the_amazon_trust_services_roots() {
+        let roots: Vec<_> = aws_service_roots().collect();
+        // Each name picks exactly one certificate ("Amazon Root CA 1" is not a prefix of another root's name).
+        for name in AWS_SERVICE_ROOT_NAMES {
+            let matching = roots.iter().filter(|der| names(der, name)).count();
+            assert_eq!(matching, 1, "{name}: {matching} compiled-in roots");
+        }
+        assert_eq!(roots.len(), AWS_SERVICE_ROOT_NAMES.len());
+        assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() > 100, "the full set is still compiled in");
+        // And the SDK accepts them as its trust store.
+        let _ = https_client();
     }
 }
