@@ -9,7 +9,8 @@ nothing else is changed, and a negative case keeps whatever made it negative.
   send time, by a fresh UUID: still a valid key, so the case stays what it was. The reuse rule itself (422
   idempotency_key_reused) is covered by the Rust tests (shared/tests), not here.
 * cursor: an opaque token, valid only as a `nextCursor` the same list returned. A positive case carrying a
-  cursor the API never issued gets one the API did issue for that list (same operation, same path), or none
+  cursor the API never issued gets one the API did issue for that list (same operation, same path, same filters
+  in the query: another filter is another list), or none
   when the list has not had a second page yet. Negative cases (bad characters, empty, too long) are sent as
   generated and must be 400. This applies to every operation with a `cursor` query parameter, so lists added to
   the contract later are covered without edits here.
@@ -27,8 +28,8 @@ from schemathesis import GenerationMode
 
 # (accountId, key) -> the request the server stored the key with.
 _stored_keys: dict[tuple[str, str], str] = {}
-# (operation label, path parameters) -> cursors the API issued for that list, oldest first.
-_issued_cursors: dict[tuple[str, tuple], list[str]] = {}
+# (operation label, path parameters, filters) -> cursors the API issued for that list, oldest first.
+_issued_cursors: dict[tuple[str, tuple, tuple], list[str]] = {}
 _counts = {"keys renewed": 0, "cursors issued": 0, "cursors replaced by issued ones": 0, "cursors dropped": 0}
 
 
@@ -48,8 +49,14 @@ def _request_signature(case) -> str:
     return json.dumps(case.body, sort_keys=True, default=str) if case.body is not None else ""
 
 
-def _list_key(case) -> tuple[str, tuple]:
-    return case.operation.label, tuple(sorted((case.path_parameters or {}).items()))
+# Query parameters that page through a list rather than choose it: every other one (a filter such as the agency
+# purchases' `accountId`) makes another list, whose cursors are not valid in this one.
+_PAGING_PARAMETERS = {"cursor", "limit"}
+
+
+def _list_key(case) -> tuple[str, tuple, tuple]:
+    filters = {k: str(v) for k, v in (case.query or {}).items() if k not in _PAGING_PARAMETERS}
+    return case.operation.label, tuple(sorted((case.path_parameters or {}).items())), tuple(sorted(filters.items()))
 
 
 def _is_positive(case) -> bool:
