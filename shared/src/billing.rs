@@ -159,6 +159,10 @@ pub struct RunSummary {
     /// When not complete: the event that continues the run, its slice included (invoke `billing-run` with it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub continue_with: Option<Value>,
+    /// When handed over: what stopped the run (`OutOfTime`, or `StorageUnavailable` for a table that stayed
+    /// throttled or unavailable), as `BillingError::error_type` names it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handed_over_on: Option<&'static str>,
 }
 
 /// Why a run did not finish. Every variant leaves the table consistent: run again to finish.
@@ -404,12 +408,16 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     // cannot know whether the rest of the cycle is billed.
     let mut made_payable = 0;
     let mut result = client_result.and(agency_result);
-    // The deadline stopped a run that made progress: with `hand_over`, an answer saying where to go on (the
-    // same cycle end: the unbilled indexes are the record of what is left) instead of a failure to retry.
-    // A run that committed nothing still fails, so a caller looping on `complete` cannot spin forever.
-    let handed_over = run.hand_over
-        && matches!(result, Err(BillingError::OutOfTime))
-        && client.transactions + agency.transactions > 0;
+    // The deadline, or a table that stayed throttled or unavailable through a step's retries, stopped a run that
+    // made progress: with `hand_over`, an answer saying where to go on (the same cycle end: the unbilled indexes
+    // are the record of what is left) instead of a failure, so a long throttled month is not failed by a caller's
+    // bounded retries while it still moves. A run that committed nothing still fails (the caller retries that
+    // with backoff), so a caller looping on `complete` cannot spin forever.
+    let stopped_by = match &result {
+        Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Some(stop.clone()),
+        _ => None,
+    };
+    let handed_over = run.hand_over && stopped_by.is_some() && client.transactions + agency.transactions > 0;
     let finishing = Instant::now();
     if handed_over {
         result = Ok(());
@@ -444,6 +452,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         finish_ms,
         complete: !handed_over,
         continue_with: handed_over.then(|| continuation(run)),
+        handed_over_on: stopped_by.filter(|_| handed_over).map(|stop| stop.error_type()),
     };
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
@@ -702,13 +711,17 @@ fn log_summary(summary: &RunSummary, error: Option<&BillingError>) {
                 duration_ms = summary.duration_ms,
                 finish_ms = summary.finish_ms,
                 complete = summary.complete,
+                handed_over_on = summary.handed_over_on,
                 $message
             )
         };
     }
     match error {
         None if !summary.complete => {
-            log_with!(warn, "billing run handed over before the deadline; invoke it again with continueWith")
+            log_with!(
+                warn,
+                "billing run handed over (deadline, or a throttled table); invoke it again with continueWith"
+            )
         }
         None => log_with!(info, "billing run finished"),
         Some(err) => {

@@ -1018,3 +1018,44 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
     assert_eq!(rest.purchases_billed_to_client, 240 - expected);
     assert_all_billed(&ledger(&env, &book).await, 240);
 }
+
+#[tokio::test]
+async fn a_throttled_run_that_made_progress_hands_over_and_one_that_made_none_fails() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 3).await;
+    let purchases = make_purchases(&book, 24, 7, "2026-11-10T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    let run = |hand_over: bool| BillingRun {
+        purchases_per_transaction: 2,
+        concurrency: 1,
+        hand_over,
+        ..BillingRun::new(cycle_end.clone())
+    };
+
+    // Three steps go through, then the table throttles every write past the SDK's retries.
+    env.faults.fail_after("TransactWriteItems", 3, Fault::Throttling);
+    let summary = billing::run_billing(store, &run(true)).await.unwrap();
+    let answer = serde_json::to_value(&summary).unwrap();
+    assert!(!summary.complete, "{answer}");
+    assert_eq!(summary.transactions, 3, "{answer}");
+    assert_eq!(answer["handedOverOn"], json!("StorageUnavailable"), "{answer}");
+    assert_eq!(answer["continueWith"], json!({"cycleEnd": cycle_end.as_str(), "handOver": true}), "{answer}");
+    assert_eq!(summary.statements_made_payable, 0, "an unfinished run made statements payable");
+
+    // Still throttled: a run that commits nothing fails, so a loop on `complete` cannot spin; and without
+    // `handOver` (an asynchronous invoke) a throttled run fails as before, whatever it committed.
+    let none = billing::run_billing(store, &run(true)).await.unwrap_err();
+    assert!(matches!(none, BillingError::Storage(shared::storage::StoreError::Unavailable(_))), "{none}");
+    env.faults.clear();
+    env.faults.fail_after("TransactWriteItems", 1, Fault::Throttling);
+    let without = billing::run_billing(store, &run(false)).await.unwrap_err();
+    assert_eq!(without.error_type(), "StorageUnavailable");
+
+    // Once the table takes writes again, the continuation finishes the cycle, each purchase billed once.
+    env.faults.clear();
+    let rest = billing::run_billing(store, &run(true)).await.unwrap();
+    assert!(rest.complete && rest.handed_over_on.is_none(), "{rest:?}");
+    assert_all_billed(&ledger(&env, &book).await, 24);
+}
