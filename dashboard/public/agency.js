@@ -5,7 +5,7 @@
 // Every figure comes from the agency API as a decimal string and is shown exactly: no floating point for money.
 
 import { centsToDecimal, decimalToCents, formatMoney, parseRate } from './money.js';
-import { claimsOf, fetchJson } from './load-config.js';
+import { callApiAt, claimsOf, fetchJson } from './load-config.js';
 
 /** The credit types, in the order the API lists them. */
 export const CREDIT_TYPES = [
@@ -92,30 +92,15 @@ async function loadConfig() {
 
 // ------------------------------------------------------------------------------------------ API client
 
-/** One agency API call. Resolves with { status, headers, body } for any HTTP answer; rejects on network failure. */
+/** One call under this agency's path (see `callApiAt`); a `body` object is sent as JSON. */
 async function callApi(path, { method = 'GET', body, headers = {} } = {}) {
-  const token = await state.api.getToken();
-  const response = await fetch(`${state.api.apiBaseUrl}/agencies/${encodeURIComponent(state.api.agencyId)}${path}`, {
+  const url = `${state.api.apiBaseUrl}/agencies/${encodeURIComponent(state.api.agencyId)}${path}`;
+  const json = body !== undefined;
+  return callApiAt(url, await state.api.getToken(), {
     method,
-    cache: 'no-store',
-    headers: {
-      accept: 'application/json, application/problem+json',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      ...headers,
-    },
-    body: body !== undefined ? JSON.stringify(body) : undefined,
+    headers: { ...(json ? { 'content-type': 'application/json' } : {}), ...headers },
+    body: json ? JSON.stringify(body) : undefined,
   });
-  const text = await response.text();
-  let json = null;
-  if (/json/i.test(response.headers.get('content-type') ?? '')) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = null;
-    }
-  }
-  return { status: response.status, headers: response.headers, body: json };
 }
 
 /** GET with a network failure turned into `{ status: 0 }`. */

@@ -17,7 +17,7 @@ import {
   purchaseBlock,
   quote,
 } from './money.js';
-import { claimsOf, fetchJson } from './load-config.js';
+import { callApiAt, claimsOf, fetchJson } from './load-config.js';
 
 /** The credit types, in the order the API and this table list them. */
 export const CREDIT_TYPES = [
@@ -79,29 +79,10 @@ async function loadConfig() {
 
 // ------------------------------------------------------------------------------------------ API client
 
-/** One API call. Resolves with { status, headers, body } for any HTTP answer; rejects only on network failure. */
-async function callApi(path, { method = 'GET', body, headers = {} } = {}) {
-  const token = await state.api.getToken();
-  const response = await fetch(`${state.api.apiBaseUrl}/accounts/${encodeURIComponent(state.api.accountId)}${path}`, {
-    method,
-    cache: 'no-store',
-    headers: {
-      accept: 'application/json, application/problem+json',
-      ...(token ? { authorization: `Bearer ${token}` } : {}),
-      ...headers,
-    },
-    body,
-  });
-  const text = await response.text();
-  let json = null;
-  if (/json/i.test(response.headers.get('content-type') ?? '')) {
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = null;
-    }
-  }
-  return { status: response.status, headers: response.headers, body: json };
+/** One call under this account's path (see `callApiAt`); `body` is sent as given. */
+async function callApi(path, options) {
+  const url = `${state.api.apiBaseUrl}/accounts/${encodeURIComponent(state.api.accountId)}${path}`;
+  return callApiAt(url, await state.api.getToken(), options);
 }
 
 /** The sentence for people from any non-success answer, reading `detail` from problem+json. */

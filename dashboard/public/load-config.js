@@ -1,4 +1,5 @@
-// Reading the page's configuration, shared by the client panel (app.js) and the agency console (agency.js).
+// Reading the page's configuration and calling the API, shared by the client panel (app.js) and the agency
+// console (agency.js).
 
 /** A JSON document, or null when it is missing, unreadable or not JSON (the caller falls back or explains). */
 export async function fetchJson(url) {
@@ -20,4 +21,31 @@ export function claimsOf(token) {
   } catch {
     return {};
   }
+}
+
+/**
+ * One API call with the signed-in user's token. Resolves with { status, headers, body } for any HTTP answer
+ * (`body`: the parsed JSON or problem+json, else null); rejects only on network failure.
+ */
+export async function callApiAt(url, token, { method = 'GET', body, headers = {} } = {}) {
+  const response = await fetch(url, {
+    method,
+    cache: 'no-store',
+    headers: {
+      accept: 'application/json, application/problem+json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body,
+  });
+  const text = await response.text();
+  let json = null;
+  if (/json/i.test(response.headers.get('content-type') ?? '')) {
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = null;
+    }
+  }
+  return { status: response.status, headers: response.headers, body: json };
 }

@@ -230,7 +230,8 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
         }
     } else {
         if let Some(unknown) = object.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
-            return Err(invalid(format!("unknown field `{unknown}`; allowed: `cycleEnd`, `handOver`, `side`, `part`")));
+            let allowed = EVENT_FIELDS.map(|field| format!("`{field}`")).join(", ");
+            return Err(invalid(format!("unknown field `{unknown}`; allowed: {allowed}")));
         }
         match object.get("cycleEnd") {
             None => {
