@@ -18,6 +18,7 @@
 //! `--cold-start` (only the cold starts, with the bare calls their first-answer target needs; printed, nothing
 //! written), `--cold-env NAME=VALUE` (repeatable: set on every cold-started process, to compare settings).
 
+mod agency_clients;
 mod artifacts;
 mod billing;
 mod inproc;
@@ -66,6 +67,7 @@ struct Args {
     out: Option<PathBuf>,
     billing_only: bool,
     consumption_only: bool,
+    agency_clients_only: bool,
     billing_purchases: Option<usize>,
     billing_concurrencies: Option<Vec<usize>>,
     cold_only: bool,
@@ -84,6 +86,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
         out: None,
         billing_only: false,
         consumption_only: false,
+        agency_clients_only: false,
         billing_purchases: None,
         billing_concurrencies: None,
         cold_only: false,
@@ -98,6 +101,7 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             "--out" => args.out = Some(it.next().ok_or("--out needs a file")?.into()),
             "--billing" => args.billing_only = true,
             "--consumption" => args.consumption_only = true,
+            "--agency-clients" => args.agency_clients_only = true,
             "--cold-start" => args.cold_only = true,
             "--cold-env" => {
                 let pair = it.next().ok_or("--cold-env needs NAME=VALUE")?;
@@ -117,7 +121,13 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if args.out.is_none() && !args.quick && !args.billing_only && !args.consumption_only && !args.cold_only {
+    if args.out.is_none()
+        && !args.quick
+        && !args.billing_only
+        && !args.consumption_only
+        && !args.agency_clients_only
+        && !args.cold_only
+    {
         args.out = Some(root.join("bench/RESULTS.md"));
     }
     Ok(args)
@@ -171,6 +181,11 @@ async fn run() -> Result<(), String> {
             billing::measure(billing_purchases, BILLING_ACCOUNTS, BILLING_AGENCIES, &billing_concurrencies).await?;
         println!("{}", report::billing_markdown(&rows));
         return Ok(());
+    }
+    if args.agency_clients_only {
+        init_tracing();
+        phase("agency clients page: one client with 100,000 unbilled purchases");
+        return agency_clients::measure(if args.quick { 10_000 } else { 100_000 }).await;
     }
     if args.consumption_only {
         init_tracing();

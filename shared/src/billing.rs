@@ -39,7 +39,7 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
 
 /// Billing steps (transactions) in flight at once within one side of a run, unless `BILLING_CONCURRENCY` says
-/// otherwise. With DynamoDB's latency a 98-purchase step takes ~55 ms, so one step at a time is bounded by
+/// otherwise. With DynamoDB's latency a 97-purchase step takes ~55 ms, so one step at a time is bounded by
 /// round trips; 8 in flight keep the writes (2 write units per transactional KB) under the 40,000 units/s a
 /// table gets by default with room for the purchases still coming in, where 16 would be throttled. Measured on
 /// the embedded engine (README "Billing at scale"): 200 purchases/s at 1, 534 at 8, the engine's serial writes

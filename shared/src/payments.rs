@@ -126,7 +126,9 @@ pub fn parse_payment_event(event: &Value) -> Result<PaymentEvent, PaymentError> 
 
 /// The `record-payment` function.
 pub async fn record_payment(store: &Store, event: LambdaEvent<Value>) -> Result<PaymentAnswer, PaymentError> {
-    payment_event(store, &event.payload).await
+    // Boxed: unboxed, the payment's future nests deep enough to overflow rustc's layout query limit in the
+    // function's `main`.
+    Box::pin(payment_event(store, &event.payload)).await
 }
 
 /// One payment event, from its JSON payload.

@@ -757,3 +757,101 @@ async fn the_sample_events_answer_as_their_names_say_and_change_nothing() {
     // The valid changes set what the seeds set: a fresh stack is left as it was.
     assert_eq!(env.snapshot().await, before);
 }
+
+/// Issue 22.2: after a client moves to another agency, each agency sees only what was bought under it: the new
+/// agency's clients page never shows the old agency's cost or margin, the old agency keeps listing and may still
+/// void its own unbilled purchases of the client, and billing takes each agency's figures out of its own sums.
+#[tokio::test]
+async fn a_moved_client_shows_each_agency_only_its_own_unbilled_sums() {
+    let env = TestEnv::seeded().await;
+    // Under Northwind: 1 audience at 25.00 (cost 17.50).
+    let bought = buy(&env.app, COFFEE, json!({"quantities": {"audience": 1}})).await;
+    assert_eq!(bought.status, 201, "{}", bought.body);
+    let old_purchase = bought.body["purchase"]["purchaseId"].as_str().unwrap().to_owned();
+    env.load_seed_json(&json!({"accounts": [{"accountId": COFFEE, "agencyId": BRIGHTSIDE}]})).await.unwrap();
+
+    let zero = json!({"purchases": 0, "atPrice": "0.00", "atCost": "0.00", "margin": "0.00"});
+    let page = clients(&env.app, BRIGHTSIDE, None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(client(&page.body, COFFEE)["unbilled"], zero, "none of Northwind's figures");
+    let northwind = clients(&env.app, NORTHWIND, None).await;
+    assert!(northwind.body["clients"].as_array().unwrap().iter().all(|c| c["accountId"] != COFFEE), "it left");
+
+    // Under Brightside, at Brightside's prices: only that purchase counts for Brightside.
+    let under_new = buy(&env.app, COFFEE, json!({"quantities": {"pixel": 1}})).await;
+    assert_eq!(under_new.status, 201, "{}", under_new.body);
+    let purchase = env
+        .app
+        .store
+        .purchase(COFFEE, under_new.body["purchase"]["purchaseId"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(purchase.agency_id, BRIGHTSIDE);
+    let page = clients(&env.app, BRIGHTSIDE, None).await;
+    let expected = json!({
+        "purchases": 1,
+        "atPrice": purchase.total.to_string(),
+        "atCost": purchase.total_at_cost.to_string(),
+        "margin": (purchase.total - purchase.total_at_cost).to_string(),
+    });
+    assert_eq!(client(&page.body, COFFEE)["unbilled"], expected);
+
+    // The old agency may still void what it sold; Brightside's figures do not move.
+    let void = ApiEvent::agency("POST", "/agencies/{agencyId}/purchases/{purchaseId}/void", NORTHWIND)
+        .path_parameter("purchaseId", &old_purchase)
+        .as_agency_admin(NORTHWIND)
+        .json(&json!({"accountId": COFFEE}));
+    let voided = answer(api::agency_write(&env.app, void.request()).await);
+    assert_eq!(voided.status, 200, "{}", voided.body);
+    assert_eq!(client(&clients(&env.app, BRIGHTSIDE, None).await.body, COFFEE)["unbilled"], expected);
+
+    // Billing empties Brightside's sums; Brightside never saw Northwind's.
+    let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    billing::run_billing(&env.app.store, &BillingRun::new(cycle_end)).await.unwrap();
+    assert_eq!(client(&clients(&env.app, BRIGHTSIDE, None).await.body, COFFEE)["unbilled"], zero);
+}
+
+/// The running sums equal the purchases still unbilled after purchases, a void and a billing run that bills
+/// purchases of two agencies on one client statement (a client moved mid-cycle).
+#[tokio::test]
+async fn running_unbilled_sums_follow_purchases_voids_and_billing() {
+    let env = TestEnv::seeded().await;
+    for quantities in [json!({"audience": 1}), json!({"pixel": 2}), json!({"enrichment": 3})] {
+        assert_eq!(buy(&env.app, BIKES, json!({ "quantities": quantities })).await.status, 201);
+    }
+    let page = clients(&env.app, NORTHWIND, None).await;
+    let records = purchases_of(&env).await;
+    let bikes: Vec<&PurchaseRecord> = records.iter().filter(|p| p.account_id == BIKES).collect();
+    assert_eq!(bikes.len(), 3);
+    let price: rust_decimal::Decimal = bikes.iter().map(|p| p.total).sum();
+    let cost: rust_decimal::Decimal = bikes.iter().map(|p| p.total_at_cost).sum();
+    assert_eq!(
+        client(&page.body, BIKES)["unbilled"],
+        json!({"purchases": 3, "atPrice": price.to_string(), "atCost": cost.to_string(), "margin": (price - cost).to_string()})
+    );
+    // Move mid-cycle, buy under the new agency, then bill the one client statement with both agencies' purchases.
+    env.load_seed_json(&json!({"accounts": [{"accountId": BIKES, "agencyId": BRIGHTSIDE}]})).await.unwrap();
+    assert_eq!(buy(&env.app, BIKES, json!({"quantities": {"pixel": 1}})).await.status, 201);
+    let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    billing::run_billing(&env.app.store, &BillingRun::new(cycle_end)).await.unwrap();
+    let item = env
+        .client
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{BIKES}")))
+        .key("sk", AttributeValue::S("ACCOUNT".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    for agency in [NORTHWIND, BRIGHTSIDE] {
+        for attribute in ["unbilledCount", "unbilledAtPrice", "unbilledAtCost"] {
+            let value = item.get(&format!("{attribute}#{agency}")).and_then(|v| v.as_n().ok()).unwrap();
+            assert_eq!(d(value), d("0"), "{attribute}#{agency} after billing");
+        }
+    }
+}

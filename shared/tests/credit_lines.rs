@@ -11,7 +11,7 @@ use shared::billing::{self, BillingRun};
 use shared::domain::billing::{CycleEnd, StatementKind};
 use shared::payments::{self, PaymentAnswer, PaymentError};
 use testkit::faults::Fault;
-use testkit::{Answer, ApiEvent, BALANCES_ROUTE, BIKES, COFFEE, TestEnv, answer, assert_problem, d};
+use testkit::{Answer, ApiEvent, BALANCES_ROUTE, BIKES, COFFEE, DENTAL, TestEnv, answer, assert_problem, d};
 
 async fn buy(app: &api::App, account: &str, quantities: Value) -> Answer {
     answer(
@@ -307,4 +307,151 @@ async fn reconcile_finds_a_line_moved_outside_a_purchase_or_payment() {
     assert_eq!(drift.len(), 1);
     assert_eq!(drift[0].account_id, BIKES);
     assert_eq!(drift[0].line, Some((d("14985.00"), d("14980.00"))));
+}
+
+/// Bills what was bought so far in a cycle that ends now, due at once (0 days), so the sweep finds it overdue.
+async fn bill_now_due_at_once(env: &TestEnv) -> CycleEnd {
+    let cycle = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let run = BillingRun { payment_due_days: 0, ..BillingRun::new(cycle.clone()) };
+    billing::run_billing(&env.app.store, &run).await.unwrap();
+    cycle
+}
+
+async fn fail(env: &TestEnv, statement_id: &str) {
+    let failed = json!({"statementId": statement_id, "failed": true, "reason": "declined"});
+    assert!(matches!(payments::payment_event(&env.app.store, &failed).await, Ok(PaymentAnswer::PaymentFailed { .. })));
+}
+
+async fn hold_of(env: &TestEnv, account: &str) -> Value {
+    let event = ApiEvent::new("GET", BALANCES_ROUTE, account).as_account(account);
+    answer(api::get_balances(&env.app, event.request()).await).body["holdStatementId"].clone()
+}
+
+/// Issue 22.1: paying one held statement never lifts a hold another unpaid failed or overdue statement still
+/// holds, and a failed statement still falls overdue at its due date.
+#[tokio::test]
+async fn an_account_stays_on_hold_while_any_statement_is_failed_or_overdue() {
+    let env = TestEnv::seeded().await;
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 2})).await.status, 201); // 20.00
+    let s1 = StatementKind::Client.statement_id(BIKES, &bill_now(&env).await);
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201); // 10.00
+    let s2 = StatementKind::Client.statement_id(BIKES, &bill_now(&env).await);
+
+    // Both fail; paying the older in full leaves the account held by the other.
+    fail(&env, &s1).await;
+    fail(&env, &s2).await;
+    assert_eq!(hold_of(&env, BIKES).await, s1.as_str(), "the oldest held statement is shown");
+    pay(&env, &s1, "20.00", "ch_s1").await.unwrap();
+    assert_eq!(hold_of(&env, BIKES).await, s2.as_str());
+    let before = env.snapshot().await;
+    let held = buy(&env.app, BIKES, json!({"pixel": 1})).await;
+    assert_problem(&held, 402, "account_on_hold");
+    assert_eq!(held.body["statementId"], s2.as_str());
+    assert_eq!(env.snapshot().await, before, "a refused purchase writes nothing");
+    // A partial payment keeps it held; the rest lifts it.
+    pay(&env, &s2, "4.00", "ch_s2a").await.unwrap();
+    assert_problem(&buy(&env.app, BIKES, json!({"pixel": 1})).await, 402, "account_on_hold");
+    pay(&env, &s2, "6.00", "ch_s2b").await.unwrap();
+    assert_eq!(hold_of(&env, BIKES).await, Value::Null);
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+    reconcile_clean(&env).await;
+}
+
+#[tokio::test]
+async fn a_failed_statement_still_falls_overdue_and_an_overdue_one_keeps_the_hold() {
+    let env = TestEnv::seeded().await;
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 2})).await.status, 201);
+    let s1 = StatementKind::Client.statement_id(BIKES, &bill_now(&env).await);
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+    let s2 = StatementKind::Client.statement_id(BIKES, &bill_now_due_at_once(&env).await);
+    assert_eq!(buy(&env.app, DENTAL, json!({"pixel": 1})).await.status, 201);
+    let s3 = StatementKind::Client.statement_id(DENTAL, &bill_now_due_at_once(&env).await);
+
+    // s1 fails (due in the future); s2 goes overdue through the sweep; s3 fails and then falls overdue too.
+    fail(&env, &s1).await;
+    fail(&env, &s3).await;
+    let summary = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    assert_eq!(env.app.store.statement(&s2).await.unwrap().unwrap().status, "overdue");
+    assert_eq!(env.app.store.statement(&s3).await.unwrap().unwrap().status, "overdue", "{summary:?}");
+    assert_eq!(env.app.store.statement(&s1).await.unwrap().unwrap().status, "payment_failed", "not yet due");
+
+    pay(&env, &s1, "20.00", "ch_s1").await.unwrap();
+    assert_eq!(hold_of(&env, BIKES).await, s2.as_str(), "s2 is overdue and unpaid");
+    assert_problem(&buy(&env.app, BIKES, json!({"pixel": 1})).await, 402, "account_on_hold");
+    pay(&env, &s2, "10.00", "ch_s2").await.unwrap();
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+    assert_problem(&buy(&env.app, DENTAL, json!({"pixel": 1})).await, 402, "account_on_hold");
+    reconcile_clean(&env).await;
+}
+
+/// The sweep marking one statement overdue while another's payment is in flight, in every order the two
+/// transactions can take: the account ends held by the overdue one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sweep_racing_a_payment_never_lifts_the_other_statements_hold() {
+    let env = TestEnv::seeded().await;
+    for round in 0..8 {
+        assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201, "round {round}");
+        let s1 = StatementKind::Client.statement_id(BIKES, &bill_now(&env).await);
+        assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+        let s2 = StatementKind::Client.statement_id(BIKES, &bill_now_due_at_once(&env).await);
+        fail(&env, &s1).await;
+        let store = env.app.store.clone();
+        let reference = format!("ch_race_{round}");
+        let (paid, swept) = tokio::join!(pay(&env, &s1, "10.00", &reference), async move {
+            if round % 2 == 1 {
+                tokio::time::sleep(Duration::from_millis(round)).await;
+            }
+            payments::sweep(&store, SystemTime::now() + Duration::from_secs(1)).await
+        });
+        paid.unwrap();
+        swept.unwrap();
+        assert_eq!(env.app.store.statement(&s2).await.unwrap().unwrap().status, "overdue", "round {round}");
+        assert_eq!(hold_of(&env, BIKES).await, s2.as_str(), "round {round}");
+        assert_problem(&buy(&env.app, BIKES, json!({"pixel": 1})).await, 402, "account_on_hold");
+        pay(&env, &s2, "10.00", &format!("ch_after_{round}")).await.unwrap();
+        assert_eq!(hold_of(&env, BIKES).await, Value::Null, "round {round}");
+    }
+    reconcile_clean(&env).await;
+}
+
+/// Issue 22.5: two deliveries of one payment at once (the same reference, sent a few milliseconds apart so their
+/// writes differ in `updatedAt`): the second answers the first's receipt as a replay, never a storage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deliveries_of_one_payment_replay_instead_of_failing() {
+    let env = TestEnv::seeded().await;
+    assert_eq!(buy(&env.app, BIKES, json!({"pixel": 2})).await.status, 201);
+    let statement_id = StatementKind::Client.statement_id(BIKES, &bill_now(&env).await);
+    // Slow reads put both deliveries' reads before either write.
+    env.faults.set_latency(Some(testkit::faults::Latency {
+        query_page: Duration::ZERO,
+        transaction_base: Duration::from_millis(5),
+        transaction_per_item: Duration::ZERO,
+        other: Duration::from_millis(40),
+    }));
+    let deliveries = (0..4u64).map(|i| {
+        let store = env.app.store.clone();
+        let event = json!({
+            "statementId": statement_id, "amount": "20.00", "paymentReference": "ch_twice", "paidAt": "2026-12-03T10:00:00Z"
+        });
+        async move {
+            tokio::time::sleep(Duration::from_millis(3 * i)).await;
+            payments::payment_event(&store, &event).await
+        }
+    });
+    let answers = futures_util::future::join_all(deliveries).await;
+    env.faults.set_latency(None);
+    let mut first = 0;
+    for answer in &answers {
+        match answer {
+            Ok(PaymentAnswer::Recorded { replayed, receipt }) => {
+                assert_eq!((receipt.status.as_str(), receipt.amount_due), ("paid", d("0.00")));
+                first += usize::from(!replayed);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(first >= 1, "{answers:?}");
+    assert_eq!(line(&env, BIKES).await["outstanding"], "0.00", "released once");
+    reconcile_clean(&env).await;
 }

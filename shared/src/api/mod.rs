@@ -237,6 +237,6 @@ fn balances_body(account: &Account) -> Value {
         "accountId": account.account_id,
         "balances": balances_map(&account.balances),
         "creditLine": line,
-        "holdStatementId": account.hold_statement_id,
+        "holdStatementId": account.hold_statement_id(),
     })
 }

@@ -89,8 +89,16 @@ pub struct Account {
     pub balances: Balances,
     /// `None` for an account no line was ever given to: it cannot buy on pay-later.
     pub credit_line: Option<credit::CreditLine>,
-    /// The statement whose failed or overdue payment put the account on hold; purchases are refused until paid.
-    pub hold_statement_id: Option<String>,
+    /// The client statements that are `payment_failed` or `overdue` and not paid in full, oldest cycle first:
+    /// purchases are refused while any is left.
+    pub held_statement_ids: Vec<String>,
+}
+
+impl Account {
+    /// The statement the account's hold is shown under: the oldest it still owes (ids sort by cycle).
+    pub fn hold_statement_id(&self) -> Option<&str> {
+        self.held_statement_ids.first().map(String::as_str)
+    }
 }
 
 #[cfg(test)]

@@ -7,14 +7,13 @@
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 
 use super::items::{AgencyPricingItem, Attributes, Item, account_from_item, from_item, n, s, to_item};
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::agency::{PricingAuditEntry, PricingChange};
-use crate::domain::{Account, CURRENCY, PurchaseRecord, is_valid_account_id};
-use crate::table::{AGENCY_CLIENT_PREFIX, AGENCY_INDEX, CLIENT_UNBILLED_INDEX};
+use crate::domain::{Account, CURRENCY, is_valid_account_id};
+use crate::table::{AGENCY_CLIENT_PREFIX, AGENCY_INDEX};
 
 pub const PRICING_AUDIT_SK_PREFIX: &str = "AUDIT#PRICING#";
 pub const LIMIT_AUDIT_SK_PREFIX: &str = "AUDIT#LIMIT#";
@@ -65,7 +64,8 @@ impl AuditKey {
 /// A page of an agency's clients, by account id.
 #[derive(Debug, Clone)]
 pub struct ClientPage {
-    pub clients: Vec<Account>,
+    /// Each client with what it has bought under the asking agency and not yet been billed for.
+    pub clients: Vec<(Account, UnbilledSums)>,
     pub next: Option<ClientPosition>,
 }
 
@@ -235,51 +235,30 @@ impl Store {
         let mut clients = Vec::with_capacity(limit + 1);
         while clients.len() <= limit {
             match items.next().await {
-                Some(item) => clients.push(account_from_item(&item.map_err(|e| classify("Query agency clients", e))?)?),
+                Some(item) => {
+                    let item = item.map_err(|e| classify("Query agency clients", e))?;
+                    clients.push((account_from_item(&item)?, unbilled_sums(&item, agency_id)?));
+                }
                 None => break,
             }
         }
         let more = clients.len() > limit;
         clients.truncate(limit);
         let next = match clients.last() {
-            Some(last) if more => Some(ClientPosition::of(agency_id, &last.account_id)),
+            Some((last, _)) if more => Some(ClientPosition::of(agency_id, &last.account_id)),
             _ => None,
         };
         Ok(ClientPage { clients, next })
     }
+}
 
-    /// What one client owes this cycle: its purchases still in the `client-unbilled` index (billing and voids
-    /// take them out), summed at price and at cost.
-    pub async fn unbilled_sums(&self, account_id: &str) -> Result<UnbilledSums, StoreError> {
-        let query = self.index_query(CLIENT_UNBILLED_INDEX, keys::account(account_id), None);
-        let items = self.partition_items("Query client unbilled", query).await?;
-        let mut sums = UnbilledSums::default();
-        for item in items {
-            let purchase: PurchaseRecord = from_item("purchase", item)?;
-            // A void removes the index keys in its own transaction; the check only guards against a partial
-            // picture of an older layout.
-            if purchase.voided_at.is_some() || purchase.billed_to_client {
-                continue;
-            }
-            sums.purchases += 1;
-            sums.at_price += purchase.total;
-            sums.at_cost += purchase.total_at_cost;
-        }
-        Ok(sums)
-    }
-
-    /// [`Store::unbilled_sums`] of several clients, one Query each, run concurrently; in the order given.
-    pub async fn unbilled_sums_of(&self, account_ids: &[String]) -> Result<Vec<UnbilledSums>, StoreError> {
-        let mut queries = JoinSet::new();
-        for (i, account_id) in account_ids.iter().enumerate() {
-            let (store, account_id) = (self.clone(), account_id.clone());
-            queries.spawn(async move { (i, store.unbilled_sums(&account_id).await) });
-        }
-        let mut sums = vec![UnbilledSums::default(); account_ids.len()];
-        while let Some(joined) = queries.join_next().await {
-            let (i, result) = joined.map_err(|e| internal("an unbilled query task", e))?;
-            sums[i] = result?;
-        }
-        Ok(sums)
-    }
+/// The running unbilled sums of the purchases the client made under `agency_id` (absent: none), from its account
+/// item. Read here instead of summing the client's purchases, so a page costs the same whatever they bought.
+fn unbilled_sums(item: &Item, agency_id: &str) -> Result<UnbilledSums, StoreError> {
+    let [count, at_price, at_cost] = keys::unbilled_sums_attributes(agency_id);
+    Ok(UnbilledSums {
+        purchases: item.count(&count)?,
+        at_price: item.decimal(&at_price)?.unwrap_or_default(),
+        at_cost: item.decimal(&at_cost)?.unwrap_or_default(),
+    })
 }

@@ -2,7 +2,7 @@
 //! statements it writes.
 //!
 //! A statement item holds the sums (`total`, `purchaseCount`, `quantity*`/`amount*` per credit type) as
-//! numbers that each billing step `ADD`s to; the purchase ids live in one part item per step (at most 98),
+//! numbers that each billing step `ADD`s to; the purchase ids live in one part item per step (at most 97),
 //! so a statement never nears the 400 KB item limit however many purchases it covers.
 //!
 //! Exactly once: one step is one `TransactWriteItems` holding the statement's `ADD`s, the part and, for each
@@ -10,13 +10,14 @@
 //! `billedTo… = false`. Either all of it happens or none, so at every moment a statement's sums are the sums
 //! of exactly the purchases marked with its id, and no purchase can be marked twice.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_smithy_async::future::pagination_stream::PaginationStream;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -33,9 +34,9 @@ use crate::table::{
     UNBILLED_CLIENT_INDEX,
 };
 
-/// DynamoDB allows 100 items per `TransactWriteItems`; each step also writes the statement and one statement
-/// part, which leaves 98 purchases.
-pub const MAX_PURCHASES_PER_STEP: usize = 98;
+/// DynamoDB allows 100 items per `TransactWriteItems`; each step also writes the statement, one statement part
+/// and (client side) the account's running unbilled sums, which leaves 97 purchases.
+pub const MAX_PURCHASES_PER_STEP: usize = 97;
 
 /// The sparse index listing one side's unbilled purchases.
 fn unbilled_index(kind: StatementKind) -> SparseIndex {
@@ -274,6 +275,39 @@ impl Store {
             .build()
             .map_err(build)?;
             items.push(TransactWriteItem::builder().update(update).build());
+        }
+
+        // Last, on the client side: the account's running unbilled sums lose what this step bills, per agency
+        // the purchases were made under (a client that moved mid-cycle has purchases of both).
+        if kind == StatementKind::Client {
+            let mut per_agency: BTreeMap<&str, (i64, Decimal, Decimal)> = BTreeMap::new();
+            for purchase in purchases {
+                let sums = per_agency.entry(purchase.agency_id.as_str()).or_default();
+                *sums = (sums.0 - 1, sums.1 - purchase.total, sums.2 - purchase.total_at_cost);
+            }
+            let mut names = HashMap::new();
+            let mut values = HashMap::new();
+            let mut adds = Vec::new();
+            for (i, (agency_id, (count, at_price, at_cost))) in per_agency.into_iter().enumerate() {
+                for (j, (attribute, value)) in keys::unbilled_sums_attributes(agency_id)
+                    .into_iter()
+                    .zip([n(count), n(at_price), n(at_cost)])
+                    .enumerate()
+                {
+                    names.insert(format!("#u{i}_{j}"), attribute);
+                    values.insert(format!(":u{i}_{j}"), value);
+                    adds.push(format!("#u{i}_{j} :u{i}_{j}"));
+                }
+            }
+            let account_update = Update::builder()
+                .table_name(&self.table_name)
+                .set_key(Some(keys::key(keys::account(owner), keys::ACCOUNT_SK)))
+                .update_expression(format!("ADD {}", adds.join(", ")))
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().update(account_update).build());
         }
         Ok(items)
     }

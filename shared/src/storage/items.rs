@@ -125,7 +125,16 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
         name: item.optional_string("name"),
         balances: Balances(balances),
         credit_line: credit_line_from_item(item)?,
-        hold_statement_id: item.optional_string(keys::HOLD_STATEMENT_ID),
+        held_statement_ids: {
+            // Absent when nothing is held: DynamoDB keeps no empty sets.
+            let mut ids = if item.contains_key(keys::HELD_STATEMENT_IDS) {
+                item.string_set(keys::HELD_STATEMENT_IDS)?
+            } else {
+                Vec::new()
+            };
+            ids.sort();
+            ids
+        },
     })
 }
 

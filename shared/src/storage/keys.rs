@@ -24,7 +24,20 @@ pub const VOIDED_BY: &str = "voidedBy";
 /// Credit line attributes on the account item (client line, at price) and the agency line item (at cost).
 pub const CREDIT_LIMIT: &str = "creditLimit";
 pub const AVAILABLE_CREDIT: &str = "availableCredit";
-pub const HOLD_STATEMENT_ID: &str = "holdStatementId";
+/// On the account item: the ids of its client statements that are `payment_failed` or `overdue` and not paid in
+/// full (a string set; DynamoDB drops the attribute when its last member goes). Purchases require it absent.
+pub const HELD_STATEMENT_IDS: &str = "heldStatementIds";
+
+/// On the account item: what the client has bought under `agency_id` and not yet been billed for (count, total
+/// at price, total at cost), kept per agency so a client that moves takes none of its old agency's figures
+/// along. Purchases add to them, voids and the client side's billing steps take away, in their own transactions.
+pub fn unbilled_sums_attributes(agency_id: &str) -> [String; 3] {
+    [
+        format!("unbilledCount#{agency_id}"),
+        format!("unbilledAtPrice#{agency_id}"),
+        format!("unbilledAtCost#{agency_id}"),
+    ]
+}
 
 /// An agency's line lives in a partition of its own, so a function allowed to move lines (by IAM LeadingKeys)
 /// is not thereby allowed to write the agency's prices.

@@ -201,7 +201,7 @@ impl Store {
         let mut names = HashMap::from([
             ("#agency".to_owned(), "agencyId".to_owned()),
             ("#available".to_owned(), keys::AVAILABLE_CREDIT.to_owned()),
-            ("#hold".to_owned(), keys::HOLD_STATEMENT_ID.to_owned()),
+            ("#held".to_owned(), keys::HELD_STATEMENT_IDS.to_owned()),
             ("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned()),
         ]);
         let mut values = HashMap::from([
@@ -217,6 +217,12 @@ impl Store {
         if add_expression.is_empty() {
             return Err(StoreError::Internal("a purchase without lines reached storage".into()));
         }
+        // The agency's running unbilled sums for this client, so its clients page reads them instead of the
+        // client's purchases.
+        let [count, at_price, at_cost] = keys::unbilled_sums_attributes(&purchase.agency_id);
+        names.extend([("#uCount".to_owned(), count), ("#uPrice".to_owned(), at_price), ("#uCost".to_owned(), at_cost)]);
+        values.insert(":cost".to_owned(), n(purchase.total_at_cost));
+        add_expression.extend(["#uCount :one".to_owned(), "#uPrice :total".to_owned(), "#uCost :cost".to_owned()]);
         let balance_update = Update::builder()
             .table_name(&self.table_name)
             .set_key(Some(keys::key(keys::account(&purchase.account_id), keys::ACCOUNT_SK)))
@@ -225,7 +231,7 @@ impl Store {
                 add_expression.join(", ")
             ))
             .condition_expression(
-                "attribute_exists(pk) AND #agency = :agency AND attribute_not_exists(#hold) AND #available >= :total",
+                "attribute_exists(pk) AND #agency = :agency AND attribute_not_exists(#held) AND #available >= :total",
             )
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values))
@@ -377,7 +383,7 @@ fn condition_outcome(
         return Ok(Some(RecordOutcome::PricingChanged));
     }
     if let Some(account) = account {
-        if let Some(statement_id) = account.hold_statement_id {
+        if let Some(statement_id) = account.hold_statement_id().map(str::to_owned) {
             return Ok(Some(RecordOutcome::OnHold { statement_id }));
         }
         let available = account.credit_line.map_or(Decimal::ZERO, |line| line.available);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::CancellationReason;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -97,13 +97,13 @@ fn statement_pk_sk(reference: &StatementRef) -> (String, String) {
     (keys::statement_pk(reference.kind, &reference.owner), keys::statement_sk(reference.cycle_end.as_str()))
 }
 
-fn statement_key(reference: &StatementRef) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+fn statement_key(reference: &StatementRef) -> HashMap<String, AttributeValue> {
     let (pk, sk) = statement_pk_sk(reference);
     keys::key(pk, &sk)
 }
 
 /// The line a statement's payments release: the account's (client) or the agency's (agency).
-fn line_key(reference: &StatementRef) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+fn line_key(reference: &StatementRef) -> HashMap<String, AttributeValue> {
     match reference.kind {
         StatementKind::Client => keys::key(keys::account(&reference.owner), keys::ACCOUNT_SK),
         StatementKind::Agency => keys::key(keys::agency_line(&reference.owner), keys::CREDIT_LINE_SK),
@@ -207,6 +207,13 @@ impl Store {
         let request_hash =
             hex::encode(Sha256::digest(format!("{}\n{}", payment.statement_id, payment.amount.normalize())));
         for _ in 0..ATTEMPTS {
+            // The statement first, then the reference: a payment commits both at once, so a delivery that finds
+            // the statement already paid by its own reference (a concurrent delivery of it) sees that reference
+            // recorded and answers the replay, never "not payable".
+            let statement_item = match StatementRef::parse(&payment.statement_id) {
+                Some(reference) => self.statement_item(&reference).await?.map(|item| (reference, item)),
+                None => None,
+            };
             if let Some(stored) = self.get_item(payment_pk(&payment.payment_reference), PAYMENT_SK).await? {
                 if stored.string("requestHash")? != request_hash {
                     return Ok(PaymentOutcome::ReferenceReused);
@@ -215,10 +222,7 @@ impl Store {
                     .map_err(|e| internal("stored payment receipt", e))?;
                 return Ok(PaymentOutcome::Replayed(receipt));
             }
-            let Some(reference) = StatementRef::parse(&payment.statement_id) else {
-                return Ok(PaymentOutcome::StatementNotFound);
-            };
-            let Some(item) = self.statement_item(&reference).await? else {
+            let Some((reference, item)) = statement_item else {
                 return Ok(PaymentOutcome::StatementNotFound);
             };
             let statement = statement_from_item(&item)?;
@@ -240,20 +244,26 @@ impl Store {
                 status: if fully_paid { STATUS_PAID.to_owned() } else { statement.status.clone() },
                 paid_at: payment.paid_at.clone(),
             };
-            // The hold is lifted only by paying the statement that caused it.
-            let lifts_hold = fully_paid
-                && reference.kind == StatementKind::Client
-                && self.account(&reference.owner).await?.and_then(|a| a.hold_statement_id).as_deref()
-                    == Some(payment.statement_id.as_str());
-            let items =
-                self.payment_items(payment, &reference, &statement.status, due, &receipt, &request_hash, lifts_hold)?;
-            // One token per reference and statement state read: a resend of these very items is a no-op, while an
-            // attempt after a re-read (other items) is a new request.
+            // A statement paid in full leaves the account's held set (if it was there): the hold lifts when no
+            // other statement is left in it.
+            let releases_hold = fully_paid && reference.kind == StatementKind::Client;
+            let now = time::timestamp(std::time::SystemTime::now());
+            let items = self.payment_items(
+                payment,
+                &reference,
+                &statement.status,
+                due,
+                &receipt,
+                &request_hash,
+                releases_hold,
+                &now,
+            )?;
+            // One token per reference, statement state read and write time: a resend of these very items is a
+            // no-op, while a concurrent delivery of the same reference (another `updatedAt`) is another request
+            // whose conditions fail, so it re-reads and answers the replay instead of `IdempotentParameterMismatch`.
             let token = hex::encode(
-                &Sha256::digest(format!(
-                    "payment\n{}\n{due}\n{}\n{lifts_hold}",
-                    payment.payment_reference, statement.status
-                ))[..16],
+                &Sha256::digest(format!("payment\n{}\n{due}\n{}\n{now}", payment.payment_reference, statement.status))
+                    [..16],
             );
             let moved = self
                 .transact_with_retries("TransactWriteItems payment", &items, &token, true, any_condition_failed)
@@ -285,7 +295,8 @@ impl Store {
         due_read: Decimal,
         receipt: &PaymentReceipt,
         request_hash: &str,
-        lifts_hold: bool,
+        releases_hold: bool,
+        now: &str,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building a payment", e);
         let mut record = to_item(
@@ -314,7 +325,7 @@ impl Store {
             .expression_attribute_values(":due", n(receipt.amount_due))
             .expression_attribute_values(":amount", n(payment.amount))
             .expression_attribute_values(":status", s(&receipt.status))
-            .expression_attribute_values(":now", s(time::timestamp(std::time::SystemTime::now())))
+            .expression_attribute_values(":now", s(now))
             .expression_attribute_values(":dueRead", n(due_read))
             .expression_attribute_values(":statusRead", s(status_read))
             .build()
@@ -325,12 +336,14 @@ impl Store {
             .set_key(Some(line_key(reference)))
             .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
             .expression_attribute_values(":amount", n(payment.amount));
-        let line_update = if lifts_hold {
+        let line_update = if releases_hold {
+            // DELETE of an absent member (or from an absent set) changes nothing; the last member's DELETE
+            // removes the attribute, which is what purchases check.
             line_update
-                .update_expression("SET #available = #available + :amount REMOVE #hold")
-                .condition_expression("attribute_exists(#available) AND #hold = :statement")
-                .expression_attribute_names("#hold", keys::HOLD_STATEMENT_ID)
-                .expression_attribute_values(":statement", s(&payment.statement_id))
+                .update_expression("SET #available = #available + :amount DELETE #held :statement")
+                .condition_expression("attribute_exists(#available)")
+                .expression_attribute_names("#held", keys::HELD_STATEMENT_IDS)
+                .expression_attribute_values(":statement", AttributeValue::Ss(vec![payment.statement_id.clone()]))
         } else {
             line_update
                 .update_expression("SET #available = #available + :amount")
@@ -391,38 +404,45 @@ impl Store {
                 return Ok(MarkOutcome::NotPayable { status: statement.status });
             }
             let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building an unpaid mark", e);
+            let now = time::timestamp(std::time::SystemTime::now());
+            // A failed statement stays in the unpaid index, so the sweep still finds it at its due date and
+            // makes it overdue; an overdue one has nothing left to fall into and leaves the index.
+            let leaves_index = status == STATUS_OVERDUE;
             let statement_update = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(statement_key(&reference)))
-                .update_expression(
-                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now REMOVE #statePk, #stateSk",
-                )
+                .update_expression(if leaves_index {
+                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now REMOVE #statePk, #stateSk"
+                } else {
+                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now"
+                })
                 .condition_expression("#status = :statusRead")
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#statePk", STATEMENT_STATE_INDEX.partition_key)
-                .expression_attribute_names("#stateSk", STATEMENT_STATE_INDEX.sort_key)
+                .set_expression_attribute_names(Some(statement_names(leaves_index)))
                 .expression_attribute_values(":status", s(status))
                 .expression_attribute_values(":reason", s(reason))
-                .expression_attribute_values(":now", s(time::timestamp(std::time::SystemTime::now())))
+                .expression_attribute_values(":now", s(&now))
                 .expression_attribute_values(":statusRead", s(&statement.status))
                 .build()
                 .map_err(build)?;
-            // The first unpaid statement names the hold; paying it lifts the hold (the sweep re-applies one for
-            // any other statement still unpaid past its due date).
+            // Every held statement is a member of the account's held set (ADD is idempotent): the account stays
+            // on hold until each is paid in full, whatever order the marks and payments land in.
             let hold = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(line_key(&reference)))
-                .update_expression("SET #hold = if_not_exists(#hold, :statement)")
+                .update_expression("ADD #held :statement")
                 .condition_expression("attribute_exists(pk)")
-                .expression_attribute_names("#hold", keys::HOLD_STATEMENT_ID)
-                .expression_attribute_values(":statement", s(statement_id))
+                .expression_attribute_names("#held", keys::HELD_STATEMENT_IDS)
+                .expression_attribute_values(":statement", AttributeValue::Ss(vec![statement_id.to_owned()]))
                 .build()
                 .map_err(build)?;
             let items = [
                 TransactWriteItem::builder().update(statement_update).build(),
                 TransactWriteItem::builder().update(hold).build(),
             ];
-            let token = hex::encode(&Sha256::digest(format!("{status}\n{statement_id}\n{}", statement.status))[..16]);
+            // The write time is part of the token, as for payments: two deliveries of one failure never share a
+            // token with different items.
+            let token =
+                hex::encode(&Sha256::digest(format!("{status}\n{statement_id}\n{}\n{now}", statement.status))[..16]);
             let moved = self
                 .transact_with_retries(
                     "TransactWriteItems unpaid statement",

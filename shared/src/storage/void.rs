@@ -203,6 +203,13 @@ impl Store {
             values.insert(format!(":q{i}"), n(quantity));
             values.insert(format!(":minus{i}"), n(-i128::from(*quantity)));
         }
+        // Out of the purchase's agency's running unbilled sums for this client.
+        let [count, at_price, at_cost] = keys::unbilled_sums_attributes(&purchase.agency_id);
+        names.extend([("#uCount".to_owned(), count), ("#uPrice".to_owned(), at_price), ("#uCost".to_owned(), at_cost)]);
+        values.insert(":minusOne".to_owned(), n(-1));
+        values.insert(":minusTotal".to_owned(), n(-purchase.total));
+        values.insert(":minusCost".to_owned(), n(-purchase.total_at_cost));
+        adds.extend(["#uCount :minusOne".to_owned(), "#uPrice :minusTotal".to_owned(), "#uCost :minusCost".to_owned()]);
         let mut expression = format!("ADD {}, #entries :one", adds.join(", "));
         if request.client_has_line {
             expression.push_str(" SET #available = #available + :total");

@@ -1,7 +1,8 @@
 //! `GET /agencies/{agencyId}/clients` and `PUT /agencies/{agencyId}/clients/{accountId}/credit-limit`.
 //!
-//! The clients page comes from the `agency-items` index (one Query, never a Scan) and what each client owes
-//! this cycle from its `client-unbilled` index partition (one Query per client, run concurrently). A limit
+//! The clients page comes from the `agency-items` index (one Query, never a Scan), which projects each account
+//! item whole, running unbilled sums included: what each client owes this cycle under the asking agency, never
+//! what it bought under an agency it left. A limit
 //! change is the credit line storage function's, written with its audit entry in one transaction.
 
 use std::time::SystemTime;
@@ -42,19 +43,16 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
             app.store.agency_clients_page(&admin.agency_id, limit, after.as_ref()),
             app.store.agency_line(&admin.agency_id),
         )?;
-        let account_ids: Vec<String> = page.clients.iter().map(|c| c.account_id.clone()).collect();
-        let sums = app.store.unbilled_sums_of(&account_ids).await?;
         let clients: Vec<Value> = page
             .clients
             .iter()
-            .zip(&sums)
             .map(|(client, unbilled)| {
                 json!({
                     "accountId": client.account_id,
                     "name": client.name,
                     "balances": balances_map(&client.balances),
                     "creditLine": client.credit_line.as_ref().map(line_view),
-                    "holdStatementId": client.hold_statement_id,
+                    "holdStatementId": client.hold_statement_id(),
                     "unbilled": unbilled_view(unbilled),
                 })
             })
