@@ -8,11 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::http::StatusCode;
@@ -237,10 +240,12 @@ impl FaultInjectingConnector {
     }
 }
 
-/// Counts the SDK operations started through a client (one per operation, whatever its retries).
+/// Counts the SDK operations started through a client (one per operation, whatever its retries), and the items
+/// their Queries read (`ScannedCount`: evaluated before any filter, what a request pays for).
 #[derive(Debug, Clone, Default)]
 pub struct OperationCounter {
     operations: Arc<Mutex<Vec<String>>>,
+    items_read: Arc<Mutex<u64>>,
 }
 
 impl OperationCounter {
@@ -248,8 +253,14 @@ impl OperationCounter {
         self.operations.lock().unwrap().clone()
     }
 
+    /// Items read by the Queries since the last reset.
+    pub fn items_read(&self) -> u64 {
+        *self.items_read.lock().unwrap()
+    }
+
     pub fn reset(&self) {
         self.operations.lock().unwrap().clear();
+        *self.items_read.lock().unwrap() = 0;
     }
 }
 
@@ -267,6 +278,20 @@ impl Intercept for OperationCounter {
     ) -> Result<(), BoxError> {
         let name = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_owned();
         self.operations.lock().unwrap().push(name);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Ok(output) = context.output_or_error()
+            && let Some(query) = output.downcast_ref::<QueryOutput>()
+        {
+            *self.items_read.lock().unwrap() += u64::try_from(query.scanned_count).unwrap_or(0);
+        }
         Ok(())
     }
 }
