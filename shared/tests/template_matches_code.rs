@@ -955,6 +955,23 @@ fn the_api_is_throttled() {
     for parameter in ["ApiThrottlingBurstLimit", "ApiThrottlingRateLimit"] {
         assert!(template.root["Parameters"][parameter]["Default"].as_u64().is_some_and(|d| d > 0), "{parameter}");
     }
+
+    // The purchase route's bucket is one for every caller (an HTTP API has no per-caller limit): one client's
+    // loop must leave most of it to the others, and the whole of it must stay under what one agency's line item
+    // takes, since every purchase of an agency updates that one item (README, Operations: "Limits").
+    const ONE_CLIENT_LOOP: u64 = 10; // req/s: a script or a retry loop of one client, as in issue 22
+    const ONE_ITEM_TRANSACTIONAL_WRITES: u64 = 500; // 1,000 WCU per item, 2 per transactional write of <= 1 KB
+    let parameter = |name: &str, field: &str| template.root["Parameters"][name][field].as_u64();
+    let rate = parameter("PurchaseThrottlingRateLimit", "Default").expect("a purchase rate");
+    let burst = parameter("PurchaseThrottlingBurstLimit", "Default").expect("a purchase burst");
+    assert!(rate >= 10 * ONE_CLIENT_LOOP, "one client's loop takes more than a tenth of the purchase bucket ({rate})");
+    assert!(burst >= rate, "a burst below the rate refuses a second's worth of purchases at once");
+    assert_eq!(
+        parameter("PurchaseThrottlingRateLimit", "MaxValue"),
+        Some(ONE_ITEM_TRANSACTIONAL_WRITES),
+        "the purchase rate must not be set above what one agency's line item takes"
+    );
+    assert!(rate <= ONE_ITEM_TRANSACTIONAL_WRITES);
 }
 
 #[test]
