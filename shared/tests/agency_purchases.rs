@@ -629,3 +629,193 @@ async fn the_sample_events_answer_as_named() {
         assert_eq!(a.status, status, "{file}: {}", a.body);
     }
 }
+
+/// Purchase items made directly from a real one: `count` purchases of `account` under `agency`, one second apart
+/// from `first_second` (Unix time), so thousands are written in a few batch calls instead of thousands of
+/// transactions. They carry no unbilled index keys: only the lists read them.
+async fn plant_purchases(
+    env: &TestEnv,
+    template: &HashMap<String, AttributeValue>,
+    account: &str,
+    agency: &str,
+    seconds: impl Iterator<Item = u64>,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut batch = Vec::new();
+    for second in seconds {
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, second, 0);
+        let id = uuid::Uuid::new_v7(ts).hyphenated().to_string();
+        let at = shared::domain::time::timestamp(std::time::UNIX_EPOCH + Duration::from_secs(second));
+        let mut item = template.clone();
+        for index in ["unbilledClientPk", "unbilledClientSk", "unbilledAgencyPk", "unbilledAgencySk"] {
+            item.remove(index);
+        }
+        item.remove("clientUnbilledPk");
+        item.remove("clientUnbilledSk");
+        let s = |v: String| AttributeValue::S(v);
+        item.insert("pk".into(), s(format!("ACCOUNT#{account}")));
+        item.insert("sk".into(), s(format!("PURCHASE#{id}")));
+        item.insert("purchaseId".into(), s(id.clone()));
+        item.insert("accountId".into(), s(account.into()));
+        item.insert("agencyId".into(), s(agency.into()));
+        item.insert("createdAt".into(), s(at.clone()));
+        item.insert("agencyPk".into(), s(format!("AGENCY#{agency}")));
+        item.insert("agencySk".into(), s(format!("PURCHASE#{at}#{id}")));
+        batch.push(
+            aws_sdk_dynamodb::types::WriteRequest::builder()
+                .put_request(aws_sdk_dynamodb::types::PutRequest::builder().set_item(Some(item)).build().unwrap())
+                .build(),
+        );
+        ids.push(id);
+        if batch.len() == 25 {
+            write_batch(env, std::mem::take(&mut batch)).await;
+        }
+    }
+    if !batch.is_empty() {
+        write_batch(env, batch).await;
+    }
+    ids
+}
+
+async fn write_batch(env: &TestEnv, mut batch: Vec<aws_sdk_dynamodb::types::WriteRequest>) {
+    while !batch.is_empty() {
+        let out = env.client.batch_write_item().request_items(&env.table, batch).send().await.expect("batch write");
+        batch = out.unprocessed_items.unwrap_or_default().remove(&env.table).unwrap_or_default();
+    }
+}
+
+/// Follows `nextCursor` from the first page, recording the items read and the calls of each request.
+async fn walk(env: &TestEnv, query: &str) -> (Vec<String>, Vec<(u64, usize)>) {
+    let mut ids = Vec::new();
+    let mut work = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("{query}&cursor={c}"),
+            None => query.to_owned(),
+        };
+        env.operations.reset();
+        let a = list(env, NORTHWIND, Some(&q)).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        work.push((env.operations.items_read(), env.operations.operations().len()));
+        ids.extend(a.body["purchases"].as_array().unwrap().iter().map(id_of));
+        match a.body["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return (ids, work),
+        }
+        assert!(work.len() < 5_000, "the walk does not end");
+    }
+}
+
+#[tokio::test]
+async fn a_one_client_list_reads_a_bounded_number_of_items_per_request() {
+    use shared::storage::void::{MAX_ITEMS_READ_PER_REQUEST, items_read_budget};
+    let env = TestEnv::seeded().await;
+    let real = buy(&env, COFFEE, json!({"audience": 1})).await;
+    let template = env
+        .client
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{COFFEE}")))
+        .key("sk", AttributeValue::S(format!("PURCHASE#{}", id_of(&real))))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    let t0 = 1_700_000_000;
+    // Brightside's client with a long history under Brightside, and a few purchases it made long ago while it
+    // was Northwind's (it left since): those are Northwind's, in Northwind's book.
+    let dental_then = plant_purchases(&env, &template, DENTAL, NORTHWIND, (0..7).map(|i| t0 + i * 1_000)).await;
+    plant_purchases(&env, &template, DENTAL, BRIGHTSIDE, (0..3_000).map(|i| t0 + 10_000 + i)).await;
+    // Northwind's client that came from Brightside: 2,000 older purchases under Brightside, then 30 under
+    // Northwind interleaved with 60 more under Brightside (as a move back and forth would leave them).
+    plant_purchases(&env, &template, BIKES, BRIGHTSIDE, (0..2_000).map(|i| t0 + 20_000 + i)).await;
+    let mut bikes_ours = Vec::new();
+    for round in 0..30 {
+        let at = t0 + 30_000 + round * 10;
+        bikes_ours.extend(plant_purchases(&env, &template, BIKES, NORTHWIND, std::iter::once(at)).await);
+        plant_purchases(&env, &template, BIKES, BRIGHTSIDE, (1..3).map(|i| at + i)).await;
+    }
+
+    // Another agency's client, limit 1: at most the budget read, whatever its 3,000 purchases; the same work as
+    // for an account that does not exist, and the same answer.
+    for (limit, account) in [(1, DENTAL), (1, "acct-nobody"), (100, DENTAL), (100, "acct-nobody")] {
+        env.operations.reset();
+        let a = list(&env, NORTHWIND, Some(&format!("accountId={account}&limit={limit}"))).await;
+        let (read, calls) = (env.operations.items_read(), env.operations.operations());
+        println!("accountId={account}&limit={limit}: {read} items read in {} calls {calls:?}", calls.len());
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert!(read as usize <= items_read_budget(limit), "{read} items read for limit {limit}");
+        assert!(calls.len() <= 1 + items_read_budget(limit).ilog2() as usize, "{calls:?}");
+    }
+    let work = |account: &str| {
+        let env = &env;
+        let account = account.to_owned();
+        async move {
+            env.operations.reset();
+            let a = list(env, NORTHWIND, Some(&format!("accountId={account}&limit=3"))).await;
+            (a.body["nextCursor"].is_null(), env.operations.items_read(), env.operations.operations())
+        }
+    };
+    let unknown = work("acct-nobody").await;
+    let dental = work(DENTAL).await;
+    assert_eq!(dental.1, unknown.1, "another agency's client costs what an unknown account does");
+    assert_eq!(dental.2, unknown.2);
+
+    // Following the cursors: every purchase of the asking agency exactly once, newest first, each request
+    // within the budget (and the current client's walk never reads the other agency's purchases twice).
+    for (account, expected) in [(BIKES, &bikes_ours), (DENTAL, &dental_then)] {
+        for limit in [1, 5, 100] {
+            let (ids, work) = walk(&env, &format!("accountId={account}&limit={limit}")).await;
+            let mut want: Vec<String> = expected.clone();
+            want.reverse();
+            assert_eq!(ids, want, "{account} limit {limit}");
+            let most = work.iter().map(|w| w.0).max().unwrap();
+            let total: u64 = work.iter().map(|w| w.0).sum();
+            println!(
+                "{account} limit {limit}: {} requests, at most {most} items and {} calls per request, {total} read",
+                work.len(),
+                work.iter().map(|w| w.1).max().unwrap()
+            );
+            assert!(most as usize <= items_read_budget(limit).min(MAX_ITEMS_READ_PER_REQUEST));
+        }
+    }
+
+    // Forged or foreign cursors never reach a Query: 400, nothing read.
+    let dental_cursor = list(&env, NORTHWIND, Some(&format!("accountId={DENTAL}&limit=1"))).await.body["nextCursor"]
+        .as_str()
+        .expect("the book is longer than one request's budget")
+        .to_owned();
+    let bikes_cursor = list(&env, NORTHWIND, Some(&format!("accountId={BIKES}&limit=1"))).await.body["nextCursor"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b64 = |v: Value| {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    let some_id = &dental_then[0];
+    let forged = [
+        // Dental's own partition, as if it were Northwind's client: the read the oracle needs.
+        b64(json!({"pk": format!("ACCOUNT#{DENTAL}"), "sk": format!("PURCHASE#{some_id}")})),
+        // A book position of Brightside's.
+        b64(json!({"accountId": DENTAL, "agencyPk": format!("AGENCY#{BRIGHTSIDE}"),
+            "agencySk": format!("PURCHASE#2023-11-14T22:13:20.000Z#{some_id}"),
+            "pk": format!("ACCOUNT#{DENTAL}"), "sk": format!("PURCHASE#{some_id}")})),
+        b64(json!({"accountId": DENTAL, "pk": "x"})),
+        bikes_cursor.clone(),
+        "e30".to_owned(),
+    ];
+    for cursor in &forged {
+        env.operations.reset();
+        let a = list(&env, NORTHWIND, Some(&format!("accountId={DENTAL}&cursor={cursor}"))).await;
+        assert_problem(&a, 400, "invalid_query_parameter");
+        assert_eq!(a.body["parameter"], "cursor");
+        assert_eq!(env.operations.items_read(), 0);
+    }
+    // Each list's cursor stays in its list: Dental's (book) cursor with Bikes, or with the whole list.
+    for query in [format!("accountId={BIKES}&cursor={dental_cursor}"), format!("cursor={dental_cursor}")] {
+        assert_problem(&list(&env, NORTHWIND, Some(&query)).await, 400, "invalid_query_parameter");
+    }
+}

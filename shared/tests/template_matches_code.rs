@@ -146,14 +146,12 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "AgencyReadFunction",
         binary: "agency-read",
         grants: &[
-            // The agency's line; the default and the agency's prices.
-            Grant {
-                actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
-                on: On::Table,
-                keys: &[DEFAULT_PRICING, AGENCY, AGENCY_LINE],
-            },
-            // The price history and the agency's statements; one client's purchases, from its own partition (the
-            // agency-items index has no key per client, and filtering the agency's whole book would page badly).
+            // The default and the agency's prices; the agency's line; whether an account is the agency's client
+            // now (one client's purchases).
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[AGENCY_LINE, ACCOUNT] },
+            // The price history and the agency's statements; a current client's purchases, from its own
+            // partition (the agency-items index has no key per client).
             Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
             // The agency's clients and their purchases; one client's unbilled purchases.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
@@ -171,19 +169,15 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "AgencyWriteFunction",
         binary: "agency-write",
         grants: &[
-            // The client's account, the purchase to void, an idempotency key; the prices being changed.
-            Grant {
-                actions: &["dynamodb:GetItem", "dynamodb:BatchGetItem"],
-                on: On::Table,
-                keys: &[DEFAULT_PRICING, AGENCY, ACCOUNT],
-            },
-            // Prices + audit entry (AGENCY#), a limit + audit entry, a void (purchase, balances, ledger entry in
-            // ACCOUNT#; the agency's idempotency key in AGENCY#; the agency's line).
-            Grant {
-                actions: &["dynamodb:PutItem", "dynamodb:UpdateItem"],
-                on: On::Table,
-                keys: &[AGENCY, ACCOUNT, AGENCY_LINE],
-            },
+            // The client's account, the purchase to void (ACCOUNT#); a void's idempotency key, a price change's
+            // audit entry after a lost answer (AGENCY#); the prices being changed.
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            // Puts: prices and their audit entry, a limit's audit entry, a void's idempotency key (AGENCY#); a
+            // void's ledger entry (ACCOUNT#). Updates: a client's limit, a void's purchase and balances
+            // (ACCOUNT#); a void's total at cost back on the agency's line (AGENCYLINE#).
+            Grant { actions: &["dynamodb:PutItem"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY_LINE] },
         ],
         routes: &[
             ("PUT", "/agencies/{agencyId}/pricing"),
@@ -961,6 +955,23 @@ fn the_api_is_throttled() {
     for parameter in ["ApiThrottlingBurstLimit", "ApiThrottlingRateLimit"] {
         assert!(template.root["Parameters"][parameter]["Default"].as_u64().is_some_and(|d| d > 0), "{parameter}");
     }
+
+    // The purchase route's bucket is one for every caller (an HTTP API has no per-caller limit): one client's
+    // loop must leave most of it to the others, and the whole of it must stay under what one agency's line item
+    // takes, since every purchase of an agency updates that one item (README, Operations: "Limits").
+    const ONE_CLIENT_LOOP: u64 = 10; // req/s: a script or a retry loop of one client, as in issue 22
+    const ONE_ITEM_TRANSACTIONAL_WRITES: u64 = 500; // 1,000 WCU per item, 2 per transactional write of <= 1 KB
+    let parameter = |name: &str, field: &str| template.root["Parameters"][name][field].as_u64();
+    let rate = parameter("PurchaseThrottlingRateLimit", "Default").expect("a purchase rate");
+    let burst = parameter("PurchaseThrottlingBurstLimit", "Default").expect("a purchase burst");
+    assert!(rate >= 10 * ONE_CLIENT_LOOP, "one client's loop takes more than a tenth of the purchase bucket ({rate})");
+    assert!(burst >= rate, "a burst below the rate refuses a second's worth of purchases at once");
+    assert_eq!(
+        parameter("PurchaseThrottlingRateLimit", "MaxValue"),
+        Some(ONE_ITEM_TRANSACTIONAL_WRITES),
+        "the purchase rate must not be set above what one agency's line item takes"
+    );
+    assert!(rate <= ONE_ITEM_TRANSACTIONAL_WRITES);
 }
 
 #[test]
@@ -1437,4 +1448,67 @@ fn the_billing_state_machine_has_alarms_on_the_dashboard() {
             );
         }
     }
+}
+
+/// Runs every route of agency-read and of agency-write through its real handler against dynoxide (the paths a
+/// policy must allow: a purchase list of a current client and of another agency's, a void with its key, ...)
+/// and records what each request needed IAM to allow: FUNCTIONS lists exactly that for both, so a grant the code
+/// never uses fails here (through the test above, which holds the template to FUNCTIONS), and so does a call the
+/// policy would refuse with AccessDenied.
+#[tokio::test]
+async fn the_agency_functions_touch_exactly_what_functions_lists() {
+    use serde_json::json;
+    use shared::api;
+    use testkit::{ApiEvent, COFFEE, DENTAL, TestEnv, answer};
+    const NORTHWIND: &str = "agency-northwind";
+    let env = TestEnv::seeded().await;
+    let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}}));
+    let bought = answer(api::purchase_credits(&env.app, event.request()).await);
+    assert_eq!(bought.status, 201, "{}", bought.body);
+    let purchase_id = bought.body["purchase"]["purchaseId"].as_str().unwrap().to_owned();
+    let granted = |logical_id: &str| -> BTreeSet<Allowed> {
+        expected_allowed(FUNCTIONS.iter().find(|f| f.logical_id == logical_id).unwrap())
+    };
+    let admin = |method: &str, route: &str| ApiEvent::agency(method, route, NORTHWIND).as_agency_admin(NORTHWIND);
+
+    env.operations.reset();
+    for (route, query) in [
+        ("/agencies/{agencyId}/pricing", None),
+        ("/agencies/{agencyId}/pricing/history", None),
+        ("/agencies/{agencyId}/clients", None),
+        ("/agencies/{agencyId}/purchases", None),
+        ("/agencies/{agencyId}/purchases", Some(format!("accountId={COFFEE}"))),
+        ("/agencies/{agencyId}/purchases", Some(format!("accountId={DENTAL}"))),
+        ("/agencies/{agencyId}/statements", None),
+    ] {
+        let mut event = admin("GET", route);
+        if let Some(query) = &query {
+            event = event.query(query);
+        }
+        let a = answer(api::agency_read(&env.app, event.request()).await);
+        assert_eq!(a.status, 200, "{route} {query:?}: {}", a.body);
+    }
+    assert_eq!(env.operations.accesses(), granted("AgencyReadFunction"), "agency-read: what it did vs FUNCTIONS");
+
+    let pricing = answer(api::agency_read(&env.app, admin("GET", "/agencies/{agencyId}/pricing").request()).await);
+    let etag = pricing.header("etag").unwrap().to_owned();
+    env.operations.reset();
+    let put = admin("PUT", "/agencies/{agencyId}/pricing")
+        .header("if-match", &etag)
+        .json(&json!({"prices": {"pixel": "11"}}));
+    assert_eq!(answer(api::agency_write(&env.app, put.request()).await).status, 200);
+    let limit = admin("PUT", "/agencies/{agencyId}/clients/{accountId}/credit-limit")
+        .path_parameter("accountId", COFFEE)
+        .json(&json!({"creditLimit": "20000"}));
+    assert_eq!(answer(api::agency_write(&env.app, limit.request()).await).status, 200);
+    for _ in 0..2 {
+        // The void, then its replay under the same key.
+        let void = admin("POST", "/agencies/{agencyId}/purchases/{purchaseId}/void")
+            .path_parameter("purchaseId", &purchase_id)
+            .header("Idempotency-Key", "policy-check")
+            .json(&json!({"accountId": COFFEE}));
+        let a = answer(api::agency_write(&env.app, void.request()).await);
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    assert_eq!(env.operations.accesses(), granted("AgencyWriteFunction"), "agency-write: what it did vs FUNCTIONS");
 }

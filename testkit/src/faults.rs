@@ -3,16 +3,20 @@
 //! after the write happened; an injected per-call latency shaped like DynamoDB's (see [`Latency`]); and an
 //! interceptor counting the SDK operations a handler performs.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextRef,
+    BeforeTransmitInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::http::StatusCode;
@@ -237,10 +241,84 @@ impl FaultInjectingConnector {
     }
 }
 
-/// Counts the SDK operations started through a client (one per operation, whatever its retries).
+/// Counts the SDK operations started through a client (one per operation, whatever its retries), and the items
+/// their Queries read (`ScannedCount`: evaluated before any filter, what a request pays for), and what each
+/// request touched as IAM authorises it (see [`Access`]).
 #[derive(Debug, Clone, Default)]
 pub struct OperationCounter {
     operations: Arc<Mutex<Vec<String>>>,
+    items_read: Arc<Mutex<u64>>,
+    accesses: Arc<Mutex<BTreeSet<Access>>>,
+}
+
+/// One thing a request needs IAM to allow: `(action, "table" or "index/<name>", partition key pattern)`, the
+/// key as a policy's `dynamodb:LeadingKeys` names it (`ACCOUNT#acct-x` is `ACCOUNT#*`; `PRICING#DEFAULT` and
+/// `UNPAID` are themselves). A transaction is authorised item by item (`PutItem`, `UpdateItem`, ...).
+pub type Access = (String, String, String);
+
+/// The partition key pattern of a key value.
+fn key_pattern(pk: &str) -> String {
+    match pk.split_once('#') {
+        Some((_, "DEFAULT")) | None => pk.to_owned(),
+        Some((kind, _)) => format!("{kind}#*"),
+    }
+}
+
+/// What one serialised DynamoDB request touches, from its JSON body.
+fn accesses_of(operation: &str, body: &serde_json::Value) -> Vec<Access> {
+    let pk_of = |item: &serde_json::Value| item["pk"]["S"].as_str().map(key_pattern);
+    let table = |resource: &serde_json::Value| match resource["IndexName"].as_str() {
+        Some(index) => format!("index/{index}"),
+        None => "table".to_owned(),
+    };
+    let one = |action: &str, key: Option<String>, resource: String| {
+        (format!("dynamodb:{action}"), resource, key.unwrap_or_else(|| "(no pk)".to_owned()))
+    };
+    let mut out = Vec::new();
+    match operation {
+        "GetItem" | "UpdateItem" | "DeleteItem" => out.push(one(operation, pk_of(&body["Key"]), table(body))),
+        "PutItem" => out.push(one(operation, pk_of(&body["Item"]), table(body))),
+        "Scan" => out.push(one(operation, Some("(whole table)".to_owned()), table(body))),
+        "Query" => {
+            // The partition key is the value bound in the key condition's first clause (`pk = :pk AND ...`).
+            let condition = body["KeyConditionExpression"].as_str().unwrap_or_default();
+            let placeholder = condition.split(" AND ").next().and_then(|c| c.split('=').nth(1)).map(str::trim);
+            let value = placeholder.and_then(|p| body["ExpressionAttributeValues"][p]["S"].as_str());
+            out.push(one(operation, value.map(key_pattern), table(body)));
+        }
+        "BatchGetItem" => {
+            for request in body["RequestItems"].as_object().into_iter().flat_map(|m| m.values()) {
+                for key in request["Keys"].as_array().into_iter().flatten() {
+                    out.push(one(operation, pk_of(key), "table".to_owned()));
+                }
+            }
+        }
+        "BatchWriteItem" => {
+            for requests in body["RequestItems"].as_object().into_iter().flat_map(|m| m.values()) {
+                for request in requests.as_array().into_iter().flatten() {
+                    let key = pk_of(&request["PutRequest"]["Item"]).or_else(|| pk_of(&request["DeleteRequest"]["Key"]));
+                    out.push(one(operation, key, "table".to_owned()));
+                }
+            }
+        }
+        "TransactWriteItems" | "TransactGetItems" => {
+            for item in body["TransactItems"].as_array().into_iter().flatten() {
+                for (kind, action, field) in [
+                    ("Put", "PutItem", "Item"),
+                    ("Update", "UpdateItem", "Key"),
+                    ("Delete", "DeleteItem", "Key"),
+                    ("ConditionCheck", "ConditionCheckItem", "Key"),
+                    ("Get", "GetItem", "Key"),
+                ] {
+                    if item[kind].is_object() {
+                        out.push(one(action, pk_of(&item[kind][field]), "table".to_owned()));
+                    }
+                }
+            }
+        }
+        other => out.push(one(other, None, "table".to_owned())),
+    }
+    out
 }
 
 impl OperationCounter {
@@ -248,8 +326,20 @@ impl OperationCounter {
         self.operations.lock().unwrap().clone()
     }
 
+    /// What the requests since the last reset needed IAM to allow.
+    pub fn accesses(&self) -> BTreeSet<Access> {
+        self.accesses.lock().unwrap().clone()
+    }
+
+    /// Items read by the Queries since the last reset.
+    pub fn items_read(&self) -> u64 {
+        *self.items_read.lock().unwrap()
+    }
+
     pub fn reset(&self) {
         self.operations.lock().unwrap().clear();
+        *self.items_read.lock().unwrap() = 0;
+        self.accesses.lock().unwrap().clear();
     }
 }
 
@@ -267,6 +357,37 @@ impl Intercept for OperationCounter {
     ) -> Result<(), BoxError> {
         let name = cfg.load::<Metadata>().map_or("unknown", |m| m.name()).to_owned();
         self.operations.lock().unwrap().push(name);
+        Ok(())
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let request = context.request();
+        let operation =
+            request.headers().get("x-amz-target").and_then(|t| t.rsplit('.').next()).unwrap_or_default().to_owned();
+        if let Some(body) = request.body().bytes()
+            && let Ok(body) = serde_json::from_slice::<serde_json::Value>(body)
+        {
+            self.accesses.lock().unwrap().extend(accesses_of(&operation, &body));
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Ok(output) = context.output_or_error()
+            && let Some(query) = output.downcast_ref::<QueryOutput>()
+        {
+            *self.items_read.lock().unwrap() += u64::try_from(query.scanned_count).unwrap_or(0);
+        }
         Ok(())
     }
 }

@@ -61,7 +61,8 @@ pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
 pub use void::{
-    AgencyPurchasePage, AgencyPurchasePosition, StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest,
+    AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition, StoredVoidIdempotency,
+    VoidIdempotencyClaim, VoidOutcome, VoidRequest,
 };
 
 /// A storage failure, already sorted into "try again later" and "our bug".

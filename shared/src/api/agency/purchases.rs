@@ -18,8 +18,8 @@ use crate::domain::billing::StatementKind;
 use crate::domain::{PurchaseRecord, RequestError, format_rate, is_valid_account_id, round_to_cents, time};
 use crate::storage::void::MAX_VOID_REASON_CHARS;
 use crate::storage::{
-    AgencyPurchasePosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency, VoidIdempotencyClaim,
-    VoidOutcome, VoidRequest,
+    AgencyPurchasePosition, ClientInBookPosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency,
+    VoidIdempotencyClaim, VoidOutcome, VoidRequest,
 };
 
 /// Agency lists answer 25 items unless asked otherwise.
@@ -29,8 +29,8 @@ pub const AGENCY_PAGE_SIZE: usize = 25;
 pub const VOID_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `GET /agencies/{agencyId}/purchases?accountId=&limit=&cursor=`: the agency's clients' purchases, newest
-/// first, with price, cost and margin per line and in total. With `accountId`, one client's only (its own
-/// partition, filtered to this agency's purchases: another agency's account lists nothing).
+/// first, with price, cost and margin per line and in total. With `accountId`, one client's only, this agency's
+/// purchases of it; each request reads a bounded number of items, so a page may end short with a `nextCursor`.
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
@@ -65,17 +65,40 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
             Some(account_id) => {
                 let after = match &cursor {
                     Some(cursor) => {
-                        let key: PurchaseKey = decode_position(cursor)?;
-                        if !key.is_purchase_of(account_id) {
+                        let position: ClientListPosition = decode_position(cursor)?;
+                        if !position.is_for(&admin.agency_id, account_id) {
                             return Err(invalid_cursor("not a position in this client's purchases"));
                         }
-                        Some(key)
+                        Some(position)
                     }
                     None => None,
                 };
-                let page =
-                    app.store.client_purchases_for_agency(&admin.agency_id, account_id, limit, after.as_ref()).await?;
-                (page.purchases, page.next.as_ref().map(encode_position))
+                // A current client is read from its own partition; any other account (it left, never was, or
+                // does not exist) from the agency's own book, so what that account did under another agency
+                // never shows, not even in how long the answer takes.
+                let current = app.store.account(account_id).await?.is_some_and(|a| a.agency_id == admin.agency_id);
+                let moved = || invalid_cursor("the account joined or left this agency since; start again");
+                if current {
+                    let after = match after {
+                        Some(ClientListPosition::Partition(key)) => Some(key),
+                        Some(ClientListPosition::Book(_)) => return Err(moved()),
+                        None => None,
+                    };
+                    let page = app
+                        .store
+                        .client_purchases_for_agency(&admin.agency_id, account_id, limit, after.as_ref())
+                        .await?;
+                    (page.purchases, page.next.as_ref().map(encode_position))
+                } else {
+                    let after = match after {
+                        Some(ClientListPosition::Book(position)) => Some(position),
+                        Some(ClientListPosition::Partition(_)) => return Err(moved()),
+                        None => None,
+                    };
+                    let page =
+                        app.store.client_purchases_in_book(&admin.agency_id, account_id, limit, after.as_ref()).await?;
+                    (page.purchases, page.next.as_ref().map(encode_position))
+                }
             }
         };
         let purchases: Vec<Value> = purchases.iter().map(agency_purchase_view).collect();
@@ -85,6 +108,24 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
         ))
     })
     .await
+}
+
+/// Where a one-client list continues: in a current client's own partition, or in the agency's book filtered to
+/// an account that is not its client now. The two forms have different fields, so neither passes for the other.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+enum ClientListPosition {
+    Partition(PurchaseKey),
+    Book(ClientInBookPosition),
+}
+
+impl ClientListPosition {
+    fn is_for(&self, agency_id: &str, account_id: &str) -> bool {
+        match self {
+            ClientListPosition::Partition(key) => key.is_purchase_of(account_id),
+            ClientListPosition::Book(position) => position.is_in_agency_for(agency_id, account_id),
+        }
+    }
 }
 
 /// `GET /agencies/{agencyId}/statements?limit=&cursor=`: the agency's statements (at cost), newest cycle first.
