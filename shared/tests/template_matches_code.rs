@@ -62,7 +62,6 @@ const UNPAID: &str = "UNPAID";
 const UNBILLED_INDEXES: &[&str] = &["unbilled-client", "unbilled-agency"];
 const STATEMENT_STATE_INDEX: &[&str] = &["statement-state"];
 const AGENCY_ITEMS_INDEX: &[&str] = &["agency-items"];
-const CLIENT_UNBILLED_INDEX: &[&str] = &["client-unbilled"];
 /// Every partition key: only for [`WHOLE_TABLE_READS`], which name no partition key (a Scan), so
 /// `dynamodb:LeadingKeys` cannot limit them; a statement granting them has no condition.
 const WHOLE_TABLE: &str = "(whole table)";
@@ -155,7 +154,6 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
             // The agency's clients and their purchases; one client's unbilled purchases.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
-            Grant { actions: &["dynamodb:Query"], on: On::Indexes(CLIENT_UNBILLED_INDEX), keys: &[ACCOUNT] },
         ],
         routes: &[
             ("GET", "/agencies/{agencyId}/pricing"),
