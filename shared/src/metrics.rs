@@ -357,6 +357,8 @@ pub struct ReconcileFigures {
     /// Purchases of a past cycle still unbilled a day after its end (0 before that day): the billing run of
     /// the month did not finish.
     pub overdue_unbilled_purchases: u64,
+    /// Accounts and agency lines that looked drifting and could not be read as of one moment on any re-check.
+    pub unsettled: u64,
     pub duration: Duration,
 }
 
@@ -367,6 +369,7 @@ struct ReconcileMetrics {
     purchases_read: u64,
     drifting_accounts: u64,
     overdue_unbilled_purchases: u64,
+    unsettled_accounts: u64,
     #[metrics(unit = Millisecond)]
     duration: Duration,
 }
@@ -379,6 +382,7 @@ pub fn record_reconcile(figures: &ReconcileFigures) {
         purchases_read: figures.purchases_read,
         drifting_accounts: figures.drifting_accounts,
         overdue_unbilled_purchases: figures.overdue_unbilled_purchases,
+        unsettled_accounts: figures.unsettled,
         duration: figures.duration,
     };
     drop(metrics.append_on_drop(OpsMetrics::sink_or_discard()));

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
                 "accountsChecked": report.figures.accounts_checked,
                 "purchasesRead": report.figures.purchases_read,
                 "driftingAccounts": report.figures.drifting_accounts,
+                "unsettled": report.figures.unsettled,
                 "overdueUnbilledPurchases": report.figures.overdue_unbilled_purchases,
                 "overdueCycle": report.overdue_cycle,
             }))

@@ -14,7 +14,7 @@ use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::CreditType;
 use crate::domain::ledger::{Deltas, EntryType, LedgerEntry, balances_after};
 use crate::domain::reconcile::{Ledger, PaymentOwner, SignedBalances};
-use crate::table::{PARTITION_KEY, SORT_KEY};
+use crate::table::{AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
 
 /// A ledger entry's Put, inside the transaction that changes the balance. Its id is fresh, so finding it
 /// already there means an earlier attempt of the same call committed.
@@ -333,6 +333,52 @@ impl Store {
         Err(StoreError::Unavailable(format!("{account_id}: purchases kept changing while reading its ledger")))
     }
 
+    /// An agency's line as of one moment, beside what it should be: `(available, ceiling − (its clients'
+    /// purchases at cost not voided − its payments))`. The line is read before and after the purchases and
+    /// payments, and only two equal reads count (a purchase or void moves the line in its own transaction);
+    /// otherwise `Unavailable`, to be tried again. The purchases come from the `agency-items` index, which lags
+    /// the table by a moment: a caller confirms a drift by seeing it twice, a pause apart.
+    pub async fn agency_line_figures(&self, agency_id: &str) -> Result<Option<(Decimal, Decimal)>, StoreError> {
+        let line_key = (keys::agency_line(agency_id), keys::CREDIT_LINE_SK);
+        let before = self.get_item(line_key.0.clone(), line_key.1).await?;
+        let Some(line) = before.as_ref().map(credit_line_from_item).transpose()?.flatten() else {
+            return Ok(None);
+        };
+        let purchases = self
+            .client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(AGENCY_INDEX.name)
+            .key_condition_expression("#indexPk = :indexPk AND begins_with(#indexSk, :prefix)")
+            .expression_attribute_names("#indexPk", AGENCY_INDEX.partition_key)
+            .expression_attribute_names("#indexSk", AGENCY_INDEX.sort_key)
+            .expression_attribute_values(":indexPk", s(keys::agency(agency_id)))
+            .expression_attribute_values(":prefix", s(AGENCY_PURCHASE_PREFIX))
+            .projection_expression("totalAtCost, voidedAt");
+        let purchases = self.partition_items("Query agency purchases at cost", purchases).await?;
+        let payments = self
+            .partition_items(
+                "Query agency payments",
+                self.partition_query(keys::agency(agency_id), keys::PAYMENT_SK_PREFIX),
+            )
+            .await?;
+        let after = self.get_item(line_key.0, line_key.1).await?;
+        if after != before {
+            return Err(StoreError::Unavailable(format!("agency {agency_id}: its line moved while it was read")));
+        }
+        let mut owed = Decimal::ZERO;
+        for purchase in purchases {
+            let purchase: AgencyPurchaseCost = from_item("purchase", purchase)?;
+            if purchase.voided_at.is_none() {
+                owed += purchase.total_at_cost;
+            }
+        }
+        for payment in &payments {
+            owed -= payment.decimal("amount")?.unwrap_or_default();
+        }
+        Ok(Some((line.available, line.limit - owed)))
+    }
+
     /// An account's purchases (in key order), the amounts of its payments, and its ledger entries.
     async fn account_records(&self, account_id: &str) -> Result<AccountRecords, StoreError> {
         let query = self
@@ -363,4 +409,13 @@ impl Store {
             entries.into_iter().map(|item| from_item("ledger entry", item)).collect();
         Ok((purchases?, payments?, entries?))
     }
+}
+
+/// What an agency's line holds of one purchase: its cost, unless voided.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AgencyPurchaseCost {
+    #[serde(with = "rust_decimal::serde::str")]
+    total_at_cost: Decimal,
+    voided_at: Option<String>,
 }

@@ -29,6 +29,9 @@ async fn main() -> ExitCode {
             for account in &report.unsettled {
                 println!("UNSETTLED {account}: its purchases kept changing while it was re-checked; run again");
             }
+            for agency in &report.unsettled_agencies {
+                println!("UNSETTLED agency {agency}: its line kept moving while it was re-checked; run again");
+            }
             println!(
                 "reconcile: table {table}: {} accounts, {} purchases, {} re-checked as of one moment, {} drifting, \
                  {} unsettled, {} agency lines drifting",
@@ -41,7 +44,7 @@ async fn main() -> ExitCode {
             );
             if !report.drift.is_empty() || !report.agency_drift.is_empty() {
                 ExitCode::from(1)
-            } else if !report.unsettled.is_empty() {
+            } else if !report.unsettled.is_empty() || !report.unsettled_agencies.is_empty() {
                 ExitCode::from(2)
             } else {
                 ExitCode::SUCCESS

@@ -152,3 +152,56 @@ async fn live_purchases_are_never_reported_as_drift() {
     let lines: Vec<String> = report.drift.iter().map(reconcile::describe).collect();
     assert_eq!(lines, vec!["DRIFT acct-plainsail-bakery: pixel: balance 4 != ledger 0".to_owned()]);
 }
+
+/// Issue 26: an agency line that only looks drifting because the scan read it and its clients' purchases at
+/// different moments is cleared by a consistent re-check; one that really drifts is reported.
+#[tokio::test]
+async fn an_agency_line_torn_by_the_scan_is_rechecked_before_it_is_reported() {
+    let env = TestEnv::seeded().await;
+    let mut before = shared::domain::reconcile::Ledger::default();
+    env.app.store.read_ledger(&mut before, 2).await.unwrap();
+    let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}}));
+    assert_eq!(answer(shared::api::purchase_credits(&env.app, event.request()).await).status, 201);
+    let mut torn = shared::domain::reconcile::Ledger::default();
+    env.app.store.read_ledger(&mut torn, 2).await.unwrap();
+    // The scan's picture of the agency line from before the purchase, of the purchases from after it.
+    torn.agency_lines = before.agency_lines.clone();
+    assert_eq!(torn.agency_drift().len(), 1, "the torn picture looks drifting");
+    let report = reconcile::settle(&env.app.store, &torn).await.unwrap();
+    assert!(report.agency_drift.is_empty() && report.unsettled_agencies.is_empty(), "{report:?}");
+
+    // A line moved outside any purchase is drift, confirmed by two reads as of one moment.
+    env.client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("AGENCYLINE#agency-northwind".into()))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("CREDIT_LINE".into()))
+        .update_expression("SET availableCredit = availableCredit + :x")
+        .expression_attribute_values(":x", aws_sdk_dynamodb::types::AttributeValue::N("7".into()))
+        .send()
+        .await
+        .unwrap();
+    let report = reconcile::check(&env.app.store, 2).await.unwrap();
+    assert_eq!(report.agency_drift.len(), 1, "{report:?}");
+    assert_eq!(report.agency_drift[0].agency_id, "agency-northwind");
+    assert_eq!(report.agency_drift[0].available - report.agency_drift[0].expected, "7".parse().unwrap());
+}
+
+/// Issue 26: an account whose re-check can never read it as of one moment is reported unsettled, in the
+/// report, the log and the `UnsettledAccounts` metric, never dropped.
+#[tokio::test]
+async fn an_account_that_never_settles_is_reported_not_dropped() {
+    let capture = testkit::emf::MetricsCapture::get();
+    let env = TestEnv::seeded().await;
+    add_pixels_outside_a_purchase(&env, BIKES, 3).await;
+    // Every re-check's Query is throttled: the account can be neither cleared nor proven drifting.
+    env.faults.fail_after("Query", 0, testkit::faults::Fault::Throttling);
+    // On the 1st of a month (2026-12-01T00:00:00Z), so the check counts no overdue purchases (a Query too).
+    let first_of_month = std::time::UNIX_EPOCH + Duration::from_secs(1_796_083_200);
+    let report = reconcile::scheduled_check(&env.app.store, 2, first_of_month).await.unwrap();
+    env.faults.clear();
+    assert!(report.drift.is_empty(), "{:?}", report.drift);
+    assert_eq!(report.figures.unsettled, 1);
+    let entry = capture.entries().into_iter().rfind(|e| e.has("ReconcileRuns")).unwrap();
+    assert_eq!(entry.metric("UnsettledAccounts"), 1.0);
+}
