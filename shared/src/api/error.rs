@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
 
 use crate::domain::{PricingDataError, RequestError};
-use crate::storage::StoreError;
+use crate::storage::{LedgerPageError, StoreError};
 
 /// Where the `type` URIs of our problems point; they name the problem, they need not resolve.
 pub const PROBLEM_TYPE_BASE: &str = "https://overage-credits.dev/problems/";
@@ -114,6 +114,18 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Unavailable(m) => AppError::Unavailable(m),
             StoreError::Internal(m) => AppError::Internal(m),
+        }
+    }
+}
+
+impl From<LedgerPageError> for AppError {
+    fn from(err: LedgerPageError) -> AppError {
+        match err {
+            LedgerPageError::Store(err) => err.into(),
+            // Only a cursor brings a position in, so this is the caller's input: refused like a forged cursor.
+            LedgerPageError::ImpossiblePosition(_) => {
+                super::cursor::invalid_cursor("not a position in this account's ledger")
+            }
         }
     }
 }

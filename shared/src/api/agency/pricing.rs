@@ -11,8 +11,9 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
+use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
-use super::super::history::{self, decode_position, encode_position, invalid_cursor};
+use super::super::history;
 use super::super::http::{authorize_agency, json_body, json_response, query_parameter};
 use super::super::{App, respond};
 use crate::domain::agency::{
@@ -91,10 +92,11 @@ pub async fn put_pricing(app: &App, request: Request) -> Response<Body> {
 pub async fn pricing_history(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let admin = authorize_agency(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let key: AuditKey = decode_position(&cursor)?;
+                let key: AuditKey = cursors.open(CursorList::AgencyPricingHistory, &cursor)?;
                 if !key.is_pricing_audit_of(&admin.agency_id) {
                     return Err(invalid_cursor("not a position in this agency's price history"));
                 }
@@ -116,7 +118,7 @@ pub async fn pricing_history(app: &App, request: Request) -> Response<Body> {
                 })
             })
             .collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::AgencyPricingHistory, key));
         Ok(json_response(
             StatusCode::OK,
             &json!({"agencyId": admin.agency_id, "entries": entries, "nextCursor": next_cursor}),
