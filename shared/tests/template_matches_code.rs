@@ -768,6 +768,28 @@ fn the_list_functions_and_only_they_get_the_generated_cursor_key() {
     );
 }
 
+/// The README says when each daily schedule runs; the template decides. `cron(0 H * * ? *)` in UTC.
+#[test]
+fn the_readme_states_the_daily_schedules_the_template_sets() {
+    let template = Template::load();
+    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    for (id, readme_says) in [
+        ("StatementSweepFunction", "**`statement-sweep`** (EventBridge Scheduler, {time} UTC daily)"),
+        ("ReconcileRunFunction", "runs daily at {time} UTC as the `reconcile-run` function"),
+    ] {
+        let schedule = &template.functions()[id]["Properties"]["Events"]["Daily"]["Properties"];
+        assert_eq!(schedule["ScheduleExpressionTimezone"].as_str(), Some("UTC"), "{id}");
+        let cron = schedule["ScheduleExpression"].as_str().expect("a schedule expression");
+        let hour: u32 = cron
+            .strip_prefix("cron(0 ")
+            .and_then(|rest| rest.strip_suffix(" * * ? *)"))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("{id}: {cron} is not daily on the hour"));
+        let expected = readme_says.replace("{time}", &format!("{hour:02}:00"));
+        assert!(readme.contains(&expected), "{id} runs at {hour:02}:00 UTC; the README must say {expected:?}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Operations: alarms, failure destinations, metrics, limits, build
 
