@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::reconcile::SignedBalances;
 use super::{CreditType, PurchaseRecord};
 
 /// What changed the balance.
@@ -167,8 +168,8 @@ pub struct BalanceOverflow {
 pub fn balances_after<'a>(
     after_newest: &BTreeMap<CreditType, i64>,
     entries_newest_first: impl IntoIterator<Item = &'a Deltas>,
-) -> Result<(Vec<BTreeMap<CreditType, i64>>, BTreeMap<CreditType, i64>), BalanceOverflow> {
-    let mut running: BTreeMap<CreditType, i64> =
+) -> Result<(Vec<SignedBalances>, SignedBalances), BalanceOverflow> {
+    let mut running: SignedBalances =
         CreditType::ALL.into_iter().map(|t| (t, after_newest.get(&t).copied().unwrap_or(0))).collect();
     let mut out = Vec::new();
     for deltas in entries_newest_first {
