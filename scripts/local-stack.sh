@@ -14,6 +14,9 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export RUST_LOG="${RUST_LOG:-info}"
+# The key the list functions sign their cursors with (deployed: a generated Secrets Manager secret). A fresh one per
+# stack unless given: cursors of an earlier run are then refused (400) and a list starts again.
+export CURSOR_SIGNING_KEY="${CURSOR_SIGNING_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
 
 stack_log() { printf '[stack] %s\n' "$*" >&2; }
 
@@ -80,7 +83,8 @@ stack_start_functions() {
   stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' \
     --env-var TABLE_NAME='$TABLE_NAME' --env-var AWS_ENDPOINT_URL_DYNAMODB='$AWS_ENDPOINT_URL_DYNAMODB' \
     --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
-    --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' $*" >/dev/null
+    --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' \
+    --env-var CURSOR_SIGNING_KEY='$CURSOR_SIGNING_KEY' $*" >/dev/null
   export LAMBDA_INVOKE_URL="http://[::1]:$port"
   wait_for_http "$LAMBDA_INVOKE_URL/" 120 functions
   stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"

@@ -9,7 +9,7 @@ use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-use crate::api::{App, Settings};
+use crate::api::{App, Cursors, Settings, SettingsError};
 use crate::storage::Store;
 
 /// JSON logs; the Lambda runtime's span (`Lambda runtime invoke`) adds the request id (`requestId`) and, when
@@ -163,8 +163,9 @@ pub fn table_name() -> String {
 }
 
 /// Builds the handlers' shared state once per Lambda instance.
-pub async fn app_from_env() -> App {
-    App::new(store_from_env().await, Settings::from_env())
+pub async fn app_from_env(cursors: Cursors) -> Result<App, SettingsError> {
+    let settings = Settings::from_env(cursors)?;
+    Ok(App::new(store_from_env().await, settings))
 }
 
 /// The table's `Store`, built once per Lambda instance.
@@ -173,8 +174,12 @@ pub async fn store_from_env() -> Store {
 }
 
 /// [`app_from_env`], started now on the runtime's worker threads while the caller goes on (see [`Deferred`]).
-pub fn app_in_background() -> Deferred<App> {
-    Deferred::spawn(app_from_env())
+///
+/// The settings are read first, here: a missing or bad one (`CURSOR_SIGNING_KEY` of a function serving lists)
+/// is an error `main` returns, so the cold start fails with the variable's name instead of the first request.
+pub fn app_in_background(cursors: Cursors) -> Result<Deferred<App>, SettingsError> {
+    let settings = Settings::from_env(cursors)?;
+    Ok(Deferred::spawn(async move { App::new(store_from_env().await, settings) }))
 }
 
 /// [`store_from_env`], started now while the caller goes on (see [`Deferred`]).

@@ -216,7 +216,14 @@ async fn a_refused_price_change_writes_nothing() {
         ("no If-Match", None, ok.clone(), 428, "precondition_required"),
         ("If-Match *", Some("*"), ok.clone(), 428, "precondition_required"),
         ("a stale version", Some(&stale), ok.clone(), 412, "precondition_failed"),
-        ("a weak ETag", Some("W/\"1\""), ok.clone(), 412, "precondition_failed"),
+        ("a version that never was", Some("\"9999999999999999999\""), ok.clone(), 412, "precondition_failed"),
+        // Outside the contract's If-Match pattern (^("[0-9]{1,19}"|[0-9]{1,19})$): not a stale tag, no tag at all.
+        ("a weak ETag", Some("W/\"1\""), ok.clone(), 400, "invalid_header"),
+        ("letters", Some("\"abc\""), ok.clone(), 400, "invalid_header"),
+        ("two tags", Some("\"1\", \"2\""), ok.clone(), 400, "invalid_header"),
+        ("twenty digits", Some("99999999999999999999"), ok.clone(), 400, "invalid_header"),
+        ("half quoted", Some("\"1"), ok.clone(), 400, "invalid_header"),
+        ("empty quotes", Some("\"\""), ok.clone(), 400, "invalid_header"),
         ("below cost", Some(&current), json!({"prices": {"audience": "17.49"}}), 422, "price_below_cost"),
         (
             "default below the agency's cost",
@@ -270,6 +277,7 @@ async fn a_refused_price_change_writes_nothing() {
                 assert_eq!(a.body["creditType"].as_str(), named.as_deref(), "{what}");
             }
             "invalid_field" => assert!(a.body["field"].is_string(), "{what}: {}", a.body),
+            "invalid_header" => assert_eq!(a.body["header"], "If-Match", "{what}"),
             _ => {}
         }
     }

@@ -205,6 +205,21 @@ async fn the_agency_lists_its_clients_purchases_newest_first_with_cost_and_margi
     for bad in ["limit=0", "limit=101", "accountId=a%23b", "cursor=!!", "accountId=x&accountId=y"] {
         assert_problem(&list(&env, NORTHWIND, Some(bad)).await, 400, "invalid_query_parameter");
     }
+    // The client's own history pages by the same purchase key, yet its cursors and the agency's one-client
+    // list's are not interchangeable: each is signed for its own list.
+    let history = |query: String| {
+        let event = ApiEvent::new("GET", PURCHASES_ROUTE, COFFEE).as_account(COFFEE).query(&query);
+        let app = env.app.clone();
+        async move { answer(api::list_purchases(&app, event.request()).await) }
+    };
+    let history_cursor = history("limit=1".into()).await.body["nextCursor"].as_str().unwrap().to_owned();
+    assert_eq!(history(format!("limit=1&cursor={history_cursor}")).await.status, 200);
+    assert_problem(
+        &list(&env, NORTHWIND, Some(&format!("accountId={COFFEE}&cursor={history_cursor}"))).await,
+        400,
+        "invalid_query_parameter",
+    );
+    assert_problem(&history(format!("cursor={client_cursor}")).await, 400, "invalid_query_parameter");
 
     // One client: its own purchases only, paged the same way.
     let (coffee, pages) = list_all(&env, NORTHWIND, &format!("accountId={COFFEE}&limit=1")).await;

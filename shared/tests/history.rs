@@ -256,10 +256,12 @@ async fn bad_limits_and_cursors_are_refused_before_any_read() {
         assert_eq!(a.body["parameter"], "cursor", "{cursor}");
         assert_no_costs(&a);
     }
-    // A position in the caller's own history that no purchase has is still just a position.
+    // Even a well-formed position in the caller's own history is refused unless the API issued it (signed).
     let own = forged(r#"{"pk":"ACCOUNT#acct-northwind-coffee","sk":"PURCHASE#00000000-0000-7000-8000-000000000000"}"#);
+    env.operations.reset();
     let a = list(&env, COFFEE, Some(&format!("cursor={own}"))).await;
-    assert_eq!(a.body, json!({"purchases": [], "nextCursor": null}));
+    assert_problem(&a, 400, "invalid_query_parameter");
+    assert_eq!(env.operations.operations(), Vec::<String>::new(), "refused before any read");
 }
 
 #[tokio::test]
@@ -595,10 +597,11 @@ async fn statement_reads_refuse_bad_ids_cursors_and_foreign_statements_before_an
         let a = statement_purchases(&env, COFFEE, &newer, Some(&query)).await;
         refused(&a, 400, "invalid_query_parameter");
     }
-    // A position in the caller's own statement that no part has is still just a position.
+    // Even a well-formed position in the caller's own statement is refused unless the API issued it (signed).
     let own = part_of(second.as_str(), "ffffffff-ffff-7fff-bfff-ffffffffffff", uuid);
+    env.operations.reset();
     let a = statement_purchases(&env, COFFEE, &newer, Some(&format!("cursor={own}"))).await;
-    assert_eq!(a.body, json!({"statementId": newer, "purchaseIds": [], "nextCursor": null}));
+    refused(&a, 400, "invalid_query_parameter");
 
     // Limits and cursors of the statements route.
     let bikes_statements_cursor = forged(&format!(r#"{{"pk":"ACCOUNT#{BIKES}","sk":"STATEMENT#{second}"}}"#));

@@ -12,12 +12,16 @@ use shared::domain::CreditType;
 use shared::domain::ledger::EntryType;
 use shared::storage::Store;
 use testkit::faults::Fault;
-use testkit::{ApiEvent, COFFEE, DENTAL, TestEnv, answer, assert_problem};
+use testkit::{ApiEvent, BIKES, COFFEE, DENTAL, TestEnv, answer, assert_problem};
 
 const LEDGER_ROUTE: &str = "/accounts/{accountId}/ledger";
 
 async fn buy(env: &TestEnv, quantities: Value) {
-    let event = ApiEvent::purchase(COFFEE, &json!({ "quantities": quantities })).header("Prefer", "return=minimal");
+    buy_for(env, COFFEE, quantities).await;
+}
+
+async fn buy_for(env: &TestEnv, account: &str, quantities: Value) {
+    let event = ApiEvent::purchase(account, &json!({ "quantities": quantities })).header("Prefer", "return=minimal");
     let a = answer(api::purchase_credits(&env.app, event.request()).await);
     assert_eq!(a.status, 201, "{}", a.body);
 }
@@ -363,6 +367,108 @@ async fn the_ledger_route_lists_entries_newest_first_with_the_balance_after_each
     );
     assert_eq!(purchases.status, 200);
     assert_eq!(purchases.body["purchases"].as_array().unwrap().len(), 1);
+}
+
+/// base64url without padding, the encoding of every cursor.
+fn b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, text).expect("base64url")
+}
+
+/// Issue 22, item 3: a cursor's contents are not trusted. The reproduction (a position later than every entry
+/// whose balance is i64::MIN) panicked the debug build with a subtract overflow and wrapped in release.
+#[tokio::test]
+async fn forged_or_tampered_ledger_cursors_are_400_before_any_read_and_never_panic() {
+    let env = TestEnv::seeded().await;
+    // Distinct milliseconds, so "newest first" has one answer.
+    let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
+    buy(&env, json!({"audience": 10})).await;
+    tick().await;
+    consumption_event(&env.app.store, &consume("j1", json!({"audience": 3}))).await.unwrap();
+    tick().await;
+    buy(&env, json!({"audience": 2})).await;
+
+    let forged = b64(format!(
+        r#"{{"pk":"ACCOUNT#{COFFEE}","sk":"LEDGER#2099-12-31T23:59:59.999Z#ffffffff-ffff-7fff-bfff-ffffffffffff","balances":{{"audience":-9223372036854775808}}}}"#
+    )
+    .as_bytes());
+    env.operations.reset();
+    let a = ledger(&env, COFFEE, &format!("cursor={forged}")).await;
+    assert_problem(&a, 400, "invalid_query_parameter");
+    assert_eq!(a.body["parameter"], "cursor");
+    assert_eq!(env.operations.operations(), Vec::<String>::new(), "refused before any read");
+
+    // A genuine cursor still pages, exactly.
+    let first = ledger(&env, COFFEE, "limit=1").await;
+    let cursor = first.body["nextCursor"].as_str().expect("more follow").to_owned();
+    let second = ledger(&env, COFFEE, &format!("limit=1&cursor={cursor}")).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.body["entries"][0]["type"], "consumption");
+    assert_eq!(second.body["entries"][0]["balancesAfter"]["audience"], 7);
+
+    // The same cursor with its balances edited (whatever precedes the position is kept as it was): refused.
+    let bytes = unb64(&cursor);
+    let start = bytes.windows(6).position(|w| w == br#"{"pk":"#).expect("the position's JSON");
+    let (prefix, position) = bytes.split_at(start);
+    let edited = String::from_utf8(position.to_vec()).unwrap().replace(r#""audience":7"#, r#""audience":7000"#);
+    assert_ne!(edited.as_bytes(), position, "the balances are in the cursor");
+    let tampered = b64(&[prefix, edited.as_bytes()].concat());
+    env.operations.reset();
+    assert_problem(&ledger(&env, COFFEE, &format!("cursor={tampered}")).await, 400, "invalid_query_parameter");
+    assert_eq!(env.operations.operations(), Vec::<String>::new(), "refused before any read");
+    // And with one bit of what precedes it (the signature) flipped.
+    let mut flipped = bytes.clone();
+    flipped[0] ^= 1;
+    assert_problem(&ledger(&env, COFFEE, &format!("cursor={}", b64(&flipped))).await, 400, "invalid_query_parameter");
+
+    // Another account's ledger cursor, and the purchase history's cursor, are refused here.
+    buy_for(&env, BIKES, json!({"pixel": 1})).await;
+    buy_for(&env, BIKES, json!({"pixel": 1})).await;
+    let bikes = answer(
+        api::list_purchases_or_ledger(
+            &env.app,
+            ApiEvent::new("GET", LEDGER_ROUTE, BIKES).as_account(BIKES).query("limit=1").request(),
+        )
+        .await,
+    );
+    let bikes_cursor = bikes.body["nextCursor"].as_str().expect("Bikes has a second entry").to_owned();
+    assert_problem(&ledger(&env, COFFEE, &format!("cursor={bikes_cursor}")).await, 400, "invalid_query_parameter");
+    let history = answer(
+        api::list_purchases_or_ledger(
+            &env.app,
+            ApiEvent::new("GET", testkit::PURCHASES_ROUTE, COFFEE).as_account(COFFEE).query("limit=1").request(),
+        )
+        .await,
+    );
+    let history_cursor = history.body["nextCursor"].as_str().expect("a second purchase").to_owned();
+    assert_problem(&ledger(&env, COFFEE, &format!("cursor={history_cursor}")).await, 400, "invalid_query_parameter");
+}
+
+/// Even a position signed with the functions' own key (a leaked key, a bug) cannot make the arithmetic wrap or
+/// panic: the balances are checked, and an impossible one is the cursor's fault (400), not a 500.
+#[tokio::test]
+async fn a_signed_position_whose_balances_overflow_is_400_not_a_panic() {
+    use shared::api::cursor::CursorList;
+    use shared::storage::LedgerPosition;
+    let env = TestEnv::seeded().await;
+    buy(&env, json!({"audience": 10})).await;
+    let key = env.app.settings.cursor_key.as_ref().expect("the test app signs cursors");
+    let position = LedgerPosition {
+        pk: format!("ACCOUNT#{COFFEE}"),
+        sk: "LEDGER#2099-12-31T23:59:59.999Z#ffffffff-ffff-7fff-bfff-ffffffffffff".into(),
+        balances: [(CreditType::Audience, i64::MIN)].into(),
+    };
+    let a = ledger(&env, COFFEE, &format!("cursor={}", key.sign(CursorList::Ledger, &position))).await;
+    assert_problem(&a, 400, "invalid_query_parameter");
+    assert_eq!(a.body["parameter"], "cursor");
+    // i64::MAX walked back over a consumption overflows the other way.
+    consumption_event(&env.app.store, &consume("j1", json!({"audience": 1}))).await.unwrap();
+    let position = LedgerPosition { balances: [(CreditType::Audience, i64::MAX)].into(), ..position };
+    let a = ledger(&env, COFFEE, &format!("cursor={}", key.sign(CursorList::Ledger, &position))).await;
+    assert_problem(&a, 400, "invalid_query_parameter");
 }
 
 #[tokio::test]

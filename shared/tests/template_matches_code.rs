@@ -721,6 +721,67 @@ fn no_function_has_a_local_or_bypass_setting() {
     }
 }
 
+/// The cursor key: exactly the functions whose `main` starts with `Cursors::Signed` (they serve lists and stop at
+/// cold start without it) get `CURSOR_SIGNING_KEY`, resolved at deploy from the one generated secret; the
+/// others get nothing (least privilege). No function reads the secret at run time, so none has a policy on it.
+#[test]
+fn the_list_functions_and_only_they_get_the_generated_cursor_key() {
+    let template = Template::load();
+    let (secret_id, secret) = template.only_resource_of_type("AWS::SecretsManager::Secret");
+    let generated = &secret["Properties"]["GenerateSecretString"];
+    assert!(
+        generated["PasswordLength"].as_u64().is_some_and(|n| n as usize >= shared::api::cursor::MIN_KEY_BYTES),
+        "{secret_id}: a generated key of at least {} characters",
+        shared::api::cursor::MIN_KEY_BYTES
+    );
+    assert!(secret["Properties"]["SecretString"].is_null(), "{secret_id}: generated, never written in the template");
+    let expected_value = format!("{{{{resolve:secretsmanager:${{{secret_id}}}:SecretString}}}}");
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut signed = Vec::new();
+    for expected in FUNCTIONS {
+        let id = expected.logical_id;
+        let main = workspace.join("functions").join(expected.binary).join("src/main.rs");
+        let main = std::fs::read_to_string(&main).unwrap_or_else(|e| panic!("{}: {e}", main.display()));
+        let vars = template.environment(template.functions()[id]);
+        let key = vars.get(shared::api::cursor::CURSOR_KEY_VARIABLE);
+        if main.contains("Cursors::Signed") {
+            signed.push(expected.binary);
+            assert_eq!(key.and_then(sub_text), Some(expected_value.as_str()), "{id}: CURSOR_SIGNING_KEY");
+        } else {
+            assert!(key.is_none(), "{id} hands out no cursor: it must not hold the cursor key");
+        }
+        let policies = serde_yaml::to_string(&template.functions()[id]["Properties"]["Policies"]).unwrap();
+        assert!(!policies.contains("secretsmanager"), "{id}: no run-time access to the secret");
+    }
+    assert_eq!(signed, ["list-purchases", "agency-read", "list-statements"], "the functions serving lists");
+    assert!(
+        template.globals()["Environment"]["Variables"].get(shared::api::cursor::CURSOR_KEY_VARIABLE).is_none(),
+        "never in Globals: every function would get it"
+    );
+}
+
+/// The README says when each daily schedule runs; the template decides. `cron(0 H * * ? *)` in UTC.
+#[test]
+fn the_readme_states_the_daily_schedules_the_template_sets() {
+    let template = Template::load();
+    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    for (id, readme_says) in [
+        ("StatementSweepFunction", "**`statement-sweep`** (EventBridge Scheduler, {time} UTC daily)"),
+        ("ReconcileRunFunction", "runs daily at {time} UTC as the `reconcile-run` function"),
+    ] {
+        let schedule = &template.functions()[id]["Properties"]["Events"]["Daily"]["Properties"];
+        assert_eq!(schedule["ScheduleExpressionTimezone"].as_str(), Some("UTC"), "{id}");
+        let cron = schedule["ScheduleExpression"].as_str().expect("a schedule expression");
+        let hour: u32 = cron
+            .strip_prefix("cron(0 ")
+            .and_then(|rest| rest.strip_suffix(" * * ? *)"))
+            .and_then(|h| h.parse().ok())
+            .unwrap_or_else(|| panic!("{id}: {cron} is not daily on the hour"));
+        let expected = readme_says.replace("{time}", &format!("{hour:02}:00"));
+        assert!(readme.contains(&expected), "{id} runs at {hour:02}:00 UTC; the README must say {expected:?}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------------------------
 // Operations: alarms, failure destinations, metrics, limits, build
 

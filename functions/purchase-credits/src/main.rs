@@ -7,7 +7,7 @@ use lambda_http::{Error, Request, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::runtime::init_tracing();
     let _metrics = shared::metrics::init();
-    let app = shared::runtime::app_in_background();
+    let app = shared::runtime::app_in_background(shared::api::Cursors::None)?;
     run(service_fn(|request: Request| {
         let app = &app;
         async move { Ok::<_, Error>(shared::metrics::purchase_credits(app.get().await, request).await) }

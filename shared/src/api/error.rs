@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde_json::{Map, Value, json};
 
 use crate::domain::{PricingDataError, RequestError};
-use crate::storage::StoreError;
+use crate::storage::{LedgerPageError, StoreError};
 
 /// Where the `type` URIs of our problems point; they name the problem, they need not resolve.
 pub const PROBLEM_TYPE_BASE: &str = "https://overage-credits.dev/problems/";
@@ -81,6 +81,11 @@ pub enum AppError {
         field: String,
         detail: String,
     },
+    /// A header that is not of its documented form (`If-Match` that is no version tag at all).
+    InvalidHeader {
+        header: &'static str,
+        detail: String,
+    },
     /// `PUT .../pricing` without `If-Match`.
     PreconditionRequired,
     /// `If-Match` names another pricing version than the current one; carries the current pricing body.
@@ -114,6 +119,18 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::Unavailable(m) => AppError::Unavailable(m),
             StoreError::Internal(m) => AppError::Internal(m),
+        }
+    }
+}
+
+impl From<LedgerPageError> for AppError {
+    fn from(err: LedgerPageError) -> AppError {
+        match err {
+            LedgerPageError::Store(err) => err.into(),
+            // Only a cursor brings a position in, so this is the caller's input: refused like a forged cursor.
+            LedgerPageError::ImpossiblePosition(_) => {
+                super::cursor::invalid_cursor("not a position in this account's ledger")
+            }
         }
     }
 }
@@ -156,6 +173,7 @@ impl AppError {
             | AppError::DuplicateField(_)
             | AppError::InvalidRequest(_)
             | AppError::InvalidIdempotencyKey(_)
+            | AppError::InvalidHeader { .. }
             | AppError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
             AppError::AccountNotFound | AppError::StatementNotFound => StatusCode::NOT_FOUND,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -200,6 +218,7 @@ impl AppError {
             AppError::InvalidPurchaseId => "invalid_purchase_id",
             AppError::PurchaseNotFound => "purchase_not_found",
             AppError::InvalidField { .. } => "invalid_field",
+            AppError::InvalidHeader { .. } => "invalid_header",
             AppError::PreconditionRequired => "precondition_required",
             AppError::PreconditionFailed { .. } => "precondition_failed",
             AppError::InvalidPrice { .. } => "invalid_price",
@@ -241,6 +260,7 @@ impl AppError {
             AppError::InvalidPurchaseId => "Invalid purchase id",
             AppError::PurchaseNotFound => "Purchase not found",
             AppError::InvalidField { .. } => "Invalid field",
+            AppError::InvalidHeader { .. } => "Invalid header",
             AppError::PreconditionRequired => "If-Match required",
             AppError::PreconditionFailed { .. } => "Prices changed meanwhile",
             AppError::InvalidPrice { .. } => "Invalid price",
@@ -319,6 +339,7 @@ impl AppError {
             AppError::InvalidPurchaseId => "A purchase id is the `purchaseId` of one of your clients' purchases.".into(),
             AppError::PurchaseNotFound => "None of this agency's clients has a purchase with this id.".into(),
             AppError::InvalidField { field, detail } => format!("`{field}`: {detail}"),
+            AppError::InvalidHeader { header, detail } => format!("{header}: {detail}"),
             AppError::PreconditionRequired => {
                 "Send If-Match with the pricing `version` (the ETag of GET .../pricing) you are changing.".into()
             }
@@ -375,6 +396,9 @@ impl AppError {
             }
             AppError::InvalidField { field, .. } => {
                 extra.insert("field".into(), json!(field));
+            }
+            AppError::InvalidHeader { header, .. } => {
+                extra.insert("header".into(), json!(header));
             }
             AppError::PreconditionFailed { current_pricing } => {
                 extra.insert("currentPricing".into(), current_pricing.clone());

@@ -6,13 +6,9 @@
 use lambda_http::http::StatusCode;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
+use super::cursor::{CursorKey, CursorList, invalid_cursor};
 use super::error::AppError;
 use super::http::{authorize, json_response, query_parameter};
 use super::{App, load_account, purchase_view, respond};
@@ -23,24 +19,21 @@ use crate::storage::{PurchaseKey, StatementKey, StatementPurchasePosition};
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
 
-/// A cursor is a purchase or statement key (~130 bytes of JSON) or a statement position (~210); anything much
-/// longer is not one of ours.
-const MAX_CURSOR_CHARS: usize = 512;
-
 /// `GET /accounts/{accountId}/credit-purchases?limit=&cursor=`: newest first, `nextCursor` while more follow.
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => Some(decode_cursor(&cursor, &account_id)?),
+            Some(cursor) => Some(decode_cursor(cursors, &cursor, &account_id)?),
             None => None,
         };
         load_account(app, &account_id).await?;
         let page = app.store.purchases_newest_first(&account_id, limit, after.as_ref()).await?;
         let purchases: Vec<Value> = page.purchases.iter().map(purchase_view).collect();
-        let next_cursor = page.next.as_ref().map(encode_cursor);
+        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::Purchases, key));
         Ok(json_response(StatusCode::OK, &json!({"purchases": purchases, "nextCursor": next_cursor})))
     })
     .await
@@ -71,10 +64,11 @@ async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let key: StatementKey = decode_position(&cursor)?;
+                let key: StatementKey = cursors.open(CursorList::Statements, &cursor)?;
                 if !key.is_statement_of(&account_id) {
                     return Err(invalid_cursor("not a position in this account's statements"));
                 }
@@ -85,7 +79,7 @@ async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
         load_account(app, &account_id).await?;
         let page = app.store.client_statements_page(&account_id, limit, after.as_ref()).await?;
         let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::Statements, key));
         Ok(json_response(StatusCode::OK, &json!({"statements": statements, "nextCursor": next_cursor})))
     })
     .await
@@ -97,13 +91,14 @@ async fn list_statement_purchases(app: &App, request: Request) -> Response<Body>
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let path_parameters = request.path_parameters();
         let statement_id = path_parameters.first("statementId").ok_or(AppError::InvalidStatementId)?.to_owned();
         let cycle_end = own_statement_cycle_end(&statement_id, &account_id)?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let position: StatementPurchasePosition = decode_position(&cursor)?;
+                let position: StatementPurchasePosition = cursors.open(CursorList::StatementPurchases, &cursor)?;
                 if !position.is_in(&account_id, &cycle_end) {
                     return Err(invalid_cursor("not a position in this statement"));
                 }
@@ -117,7 +112,7 @@ async fn list_statement_purchases(app: &App, request: Request) -> Response<Body>
             .client_statement_purchase_ids(&account_id, &cycle_end, &statement_id, limit, after.as_ref())
             .await?
             .ok_or(AppError::StatementNotFound)?;
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|position| cursors.sign(CursorList::StatementPurchases, position));
         Ok(json_response(
             StatusCode::OK,
             &json!({"statementId": statement_id, "purchaseIds": page.purchase_ids, "nextCursor": next_cursor}),
@@ -208,47 +203,22 @@ pub(super) fn page_size_or(raw: Option<&str>, default: usize) -> Result<usize, A
     }
 }
 
-pub(super) fn invalid_cursor(why: &str) -> AppError {
-    AppError::InvalidQuery {
-        parameter: "cursor",
-        detail: format!("`cursor` must be a `nextCursor` from this account's previous page: {why}."),
-    }
-}
-
-/// Base64url (no padding) of the JSON of the page's last key.
-fn encode_cursor(key: &PurchaseKey) -> String {
-    encode_position(key)
-}
-
-/// Strict: canonical base64url, exactly `{"pk", "sk"}`, and the key of a purchase of this very account, so a
-/// cursor can only ever move within the caller's own history.
-fn decode_cursor(cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError> {
-    let key: PurchaseKey = decode_position(cursor)?;
+/// Strict: a cursor this API issued for the purchase history (see [`CursorKey::open`]), and the key of a
+/// purchase of this very account, so a cursor can only ever move within the caller's own history.
+fn decode_cursor(cursors: &CursorKey, cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError> {
+    let key: PurchaseKey = cursors.open(CursorList::Purchases, cursor)?;
     if !key.is_purchase_of(account_id) {
         return Err(invalid_cursor("not a position in this account's purchases"));
     }
     Ok(key)
 }
 
-/// A cursor: base64url (no padding) of the JSON of a position.
-pub(super) fn encode_position(position: &impl Serialize) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_string(position).expect("a position serialises"))
-}
-
-/// Strict: canonical base64url of the JSON of exactly that position type (unknown fields refused). The caller
-/// then checks the position is one of the caller's own.
-pub(super) fn decode_position<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
-    if cursor.is_empty() || cursor.len() > MAX_CURSOR_CHARS {
-        return Err(invalid_cursor("wrong length"));
-    }
-    // Strict: the engine refuses padding, other alphabets and non-zero trailing bits (one encoding per key).
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid_cursor("not base64url"))?;
-    serde_json::from_slice(&bytes).map_err(|_| invalid_cursor("not a position"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn base64url_round_trips_and_is_strict() {
@@ -278,11 +248,16 @@ mod tests {
 
     #[test]
     fn cursors_only_move_within_the_callers_account() {
+        let cursors = CursorKey::random();
         let key = PurchaseKey::of("acct-a", "0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b");
-        let cursor = encode_cursor(&key);
-        assert_eq!(decode_cursor(&cursor, "acct-a").unwrap(), key);
-        assert!(decode_cursor(&cursor, "acct-b").is_err());
-        let other = |json: &str| decode_cursor(&URL_SAFE_NO_PAD.encode(json), "acct-a");
+        let cursor = cursors.sign(CursorList::Purchases, &key);
+        assert_eq!(decode_cursor(&cursors, &cursor, "acct-a").unwrap(), key);
+        assert!(decode_cursor(&cursors, &cursor, "acct-b").is_err());
+        // Signed by us, yet not a position in this account's purchases: still refused.
+        let other = |json: &str| {
+            let position: serde_json::Value = serde_json::from_str(json).unwrap();
+            decode_cursor(&cursors, &cursors.sign(CursorList::Purchases, &position), "acct-a")
+        };
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"ACCOUNT"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#not-a-uuid"}"#).is_err());
         assert!(other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B"}"#).is_err());
@@ -291,7 +266,10 @@ mod tests {
             other(r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","x":1}"#).is_err()
         );
         assert!(other(r#"{"pk":"ACCOUNT#acct-a"}"#).is_err());
-        assert!(decode_cursor("", "acct-a").is_err());
-        assert!(decode_cursor(&"A".repeat(600), "acct-a").is_err());
+        assert!(decode_cursor(&cursors, "", "acct-a").is_err());
+        assert!(decode_cursor(&cursors, &"A".repeat(600), "acct-a").is_err());
+        // The unsigned form: refused whatever it says.
+        let unsigned = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&key).unwrap());
+        assert!(decode_cursor(&cursors, &unsigned, "acct-a").is_err());
     }
 }

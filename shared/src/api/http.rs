@@ -84,18 +84,21 @@ fn claim<'a>(claims: &'a std::collections::HashMap<String, String>, name: &str) 
     claims.get(name).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-/// Whether the token's groups claim holds the agency-admin group. The HTTP API's JWT authorizer hands array
-/// claims over flattened to text (`[agency-admin finance]`); a JSON array or a comma list is read the same way.
+/// Whether the token's groups claim holds the agency-admin group.
 fn is_agency_admin(claims: &std::collections::HashMap<String, String>, settings: &Settings) -> bool {
-    claim(claims, &settings.groups_claim).is_some_and(|groups| {
-        groups
-            .trim()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .split(|c: char| c == ',' || c.is_whitespace())
-            .map(|group| group.trim_matches('"'))
-            .any(|group| group == settings.agency_admin_group)
-    })
+    claim(claims, &settings.groups_claim)
+        .is_some_and(|groups| claim_values(groups).contains(&settings.agency_admin_group.as_str()))
+}
+
+/// The values of a claim exactly as the HTTP API's JWT authorizer hands them over: a list claim as its values
+/// joined by single spaces in brackets (`[finance agency-admin]`), a string claim as itself. Nothing else is
+/// taken apart: a comma, a quote or a bracket inside a value is part of that value (`viewers,agency-admin` is one
+/// group, not two). Cognito group names hold no whitespace, so the space between values is unambiguous.
+fn claim_values(value: &str) -> Vec<&str> {
+    match value.strip_prefix('[').and_then(|listed| listed.strip_suffix(']')) {
+        Some(listed) => listed.split(' ').filter(|v| !v.is_empty()).collect(),
+        None => vec![value],
+    }
 }
 
 /// The request body as JSON, after the media type and size checks.

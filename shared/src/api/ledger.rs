@@ -9,8 +9,9 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Map, Value, json};
 
+use super::cursor::{CursorList, invalid_cursor};
 use super::error::AppError;
-use super::history::{decode_position, encode_position, invalid_cursor, list_purchases, page_size};
+use super::history::{list_purchases, page_size};
 use super::http::{authorize, json_response, query_parameter};
 use super::{App, respond};
 use crate::domain::CreditType;
@@ -40,6 +41,7 @@ pub async fn list_ledger(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let only = match query_parameter(&request, "type")? {
             None => None,
@@ -53,7 +55,7 @@ pub async fn list_ledger(app: &App, request: Request) -> Response<Body> {
         };
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let position: LedgerPosition = decode_position(&cursor)?;
+                let position: LedgerPosition = cursors.open(CursorList::Ledger, &cursor)?;
                 if !position.is_entry_of(&account_id) {
                     return Err(invalid_cursor("not a position in this account's ledger"));
                 }
@@ -64,7 +66,7 @@ pub async fn list_ledger(app: &App, request: Request) -> Response<Body> {
         let page =
             app.store.ledger_page(&account_id, limit, after.as_ref(), only).await?.ok_or(AppError::AccountNotFound)?;
         let entries: Vec<Value> = page.entries.iter().map(|(entry, after)| entry_view(entry, after)).collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|position| cursors.sign(CursorList::Ledger, position));
         Ok(json_response(StatusCode::OK, &json!({"entries": entries, "nextCursor": next_cursor})))
     })
     .await
@@ -103,21 +105,25 @@ pub fn entry_view(entry: &LedgerEntry, balances_after: &std::collections::BTreeM
 #[cfg(test)]
 mod tests {
     use super::*;
-    use base64::Engine;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use crate::api::cursor::CursorKey;
 
     #[test]
     fn ledger_cursors_only_move_within_the_callers_ledger() {
+        let cursors = CursorKey::random();
         let position = LedgerPosition {
             pk: "ACCOUNT#acct-a".into(),
             sk: "LEDGER#2026-11-26T01:00:00.000Z#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
             balances: [(CreditType::Audience, 3)].into(),
         };
-        let cursor = encode_position(&position);
-        let decoded: LedgerPosition = decode_position(&cursor).unwrap();
+        let cursor = cursors.sign(CursorList::Ledger, &position);
+        let decoded: LedgerPosition = cursors.open(CursorList::Ledger, &cursor).unwrap();
         assert!(decoded.is_entry_of("acct-a"));
         assert!(!decoded.is_entry_of("acct-b"));
-        let other = |json: &str| decode_position::<LedgerPosition>(&URL_SAFE_NO_PAD.encode(json));
+        assert!(cursors.open::<LedgerPosition>(CursorList::Purchases, &cursor).is_err());
+        let other = |json: &str| {
+            let position: Value = serde_json::from_str(json).unwrap();
+            cursors.open::<LedgerPosition>(CursorList::Ledger, &cursors.sign(CursorList::Ledger, &position))
+        };
         for bad in [
             r#"{"pk":"ACCOUNT#acct-a","sk":"PURCHASE#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","balances":{}}"#,
             r#"{"pk":"ACCOUNT#acct-a","sk":"LEDGER#yesterday#0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b","balances":{}}"#,

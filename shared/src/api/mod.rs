@@ -20,10 +20,12 @@ use crate::domain::{
     self, Account, Balances, CURRENCY, CreditType, EffectivePricing, PriceSource, PurchaseRecord, format_rate,
 };
 use crate::storage::Store;
+use cursor::{CURSOR_KEY_VARIABLE, CursorKey};
 use error::AppError;
 use http::{authorize, json_response};
 
 pub mod agency;
+pub mod cursor;
 pub mod error;
 pub mod history;
 pub mod http;
@@ -51,9 +53,13 @@ pub struct Settings {
     /// How long an instance trusts its cached account → agency and agency → prices (zero: no cache).
     /// Purchases re-check both inside their transaction; `GET /pricing` may show a price this old.
     pub pricing_cache_ttl: Duration,
+    /// Signs the cursors of every list route ([`cursor`]); only the functions serving lists hold it
+    /// ([`Cursors::Signed`]), the others have none.
+    pub cursor_key: Option<CursorKey>,
 }
 
 impl Default for Settings {
+    /// The defaults, with a random cursor key: cursors then live as long as the process (tests, tools).
     fn default() -> Self {
         Settings {
             account_claim: "custom:account_id".into(),
@@ -62,34 +68,68 @@ impl Default for Settings {
             agency_admin_group: "agency-admin".into(),
             request_budget: Duration::from_secs(7),
             pricing_cache_ttl: Duration::from_secs(30),
+            cursor_key: Some(CursorKey::random()),
         }
     }
 }
 
+/// Whether a function hands out cursors, and so needs `CURSOR_SIGNING_KEY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursors {
+    /// It serves list routes: the key must be set, or the function does not start.
+    Signed,
+    /// It serves no list: it is not given the key (least privilege) and holds none.
+    None,
+}
+
+/// A setting that stops a cold start, naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}: {problem}")]
+pub struct SettingsError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
 impl Settings {
     /// `ACCOUNT_ID_CLAIM`, `AGENCY_ID_CLAIM`, `GROUPS_CLAIM`, `AGENCY_ADMIN_GROUP`, `REQUEST_BUDGET_MS` and
-    /// `PRICING_CACHE_TTL_SECONDS` override the defaults.
-    pub fn from_env() -> Settings {
-        let mut settings = Settings::default();
+    /// `PRICING_CACHE_TTL_SECONDS` override the defaults; `CURSOR_SIGNING_KEY` is the cursor key.
+    pub fn from_env(cursors: Cursors) -> Result<Settings, SettingsError> {
+        Settings::from_vars(cursors, |name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::from_env`] over any source of variables (tests pass a map instead of the process's
+    /// environment).
+    pub fn from_vars(cursors: Cursors, var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let mut settings = Settings { cursor_key: None, ..Settings::default() };
         for (name, setting) in [
             ("ACCOUNT_ID_CLAIM", &mut settings.account_claim),
             ("AGENCY_ID_CLAIM", &mut settings.agency_claim),
             ("GROUPS_CLAIM", &mut settings.groups_claim),
             ("AGENCY_ADMIN_GROUP", &mut settings.agency_admin_group),
         ] {
-            if let Ok(value) = std::env::var(name)
+            if let Some(value) = var(name)
                 && !value.is_empty()
             {
                 *setting = value;
             }
         }
-        if let Some(ms) = std::env::var("REQUEST_BUDGET_MS").ok().and_then(|v| v.parse().ok()) {
+        if let Some(ms) = var("REQUEST_BUDGET_MS").and_then(|v| v.parse().ok()) {
             settings.request_budget = Duration::from_millis(ms);
         }
-        if let Some(seconds) = std::env::var("PRICING_CACHE_TTL_SECONDS").ok().and_then(|v| v.parse().ok()) {
+        if let Some(seconds) = var("PRICING_CACHE_TTL_SECONDS").and_then(|v| v.parse().ok()) {
             settings.pricing_cache_ttl = Duration::from_secs(seconds);
         }
-        settings
+        if cursors == Cursors::Signed {
+            // No fallback: a key made up per instance would sign cursors the next instance refuses.
+            let secret = var(CURSOR_KEY_VARIABLE).filter(|v| !v.is_empty()).ok_or_else(|| SettingsError {
+                variable: CURSOR_KEY_VARIABLE,
+                problem: "not set: this function signs its list cursors with it (README, Deploy)".into(),
+            })?;
+            let key = CursorKey::new(secret.as_bytes())
+                .map_err(|problem| SettingsError { variable: CURSOR_KEY_VARIABLE, problem })?;
+            settings.cursor_key = Some(key);
+        }
+        Ok(settings)
     }
 }
 
@@ -105,6 +145,14 @@ impl App {
     pub fn new(store: Store, settings: Settings) -> App {
         let cache = Arc::new(PricingCache::new(settings.pricing_cache_ttl));
         App { store, settings, cache }
+    }
+
+    /// The cursor key of a function serving lists. Its `main` asked for [`Cursors::Signed`], so a missing key
+    /// stopped its cold start; here it would be a list route wired to another function: our fault.
+    pub(crate) fn cursor_key(&self) -> Result<&CursorKey, AppError> {
+        self.settings.cursor_key.as_ref().ok_or_else(|| {
+            AppError::Internal(format!("a list route reached a function started without {CURSOR_KEY_VARIABLE}"))
+        })
     }
 }
 
@@ -239,4 +287,37 @@ fn balances_body(account: &Account) -> Value {
         "creditLine": line,
         "holdStatementId": account.hold_statement_id(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_serving_lists_does_not_start_without_a_good_cursor_key() {
+        let vars = |key: Option<&'static str>| move |name: &str| (name == CURSOR_KEY_VARIABLE).then_some(key?.into());
+        for missing in [None, Some("")] {
+            let error = Settings::from_vars(Cursors::Signed, vars(missing)).unwrap_err();
+            assert_eq!(error.variable, CURSOR_KEY_VARIABLE);
+            assert!(error.to_string().starts_with("CURSOR_SIGNING_KEY: not set"), "{error}");
+        }
+        let error = Settings::from_vars(Cursors::Signed, vars(Some("too-short"))).unwrap_err();
+        assert!(error.to_string().contains("CURSOR_SIGNING_KEY") && error.to_string().contains("32"), "{error}");
+        let key = "k".repeat(64).leak();
+        let settings = Settings::from_vars(Cursors::Signed, vars(Some(key))).unwrap();
+        assert!(settings.cursor_key.is_some());
+        // A function serving no list neither needs nor keeps one, even if given one.
+        assert!(Settings::from_vars(Cursors::None, vars(None)).unwrap().cursor_key.is_none());
+        assert!(Settings::from_vars(Cursors::None, vars(Some(key))).unwrap().cursor_key.is_none());
+    }
+
+    #[test]
+    fn two_instances_with_the_same_key_read_each_others_cursors() {
+        let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let settings =
+            || Settings::from_vars(Cursors::Signed, |name| (name == CURSOR_KEY_VARIABLE).then(|| secret.into()));
+        let (a, b) = (settings().unwrap().cursor_key.unwrap(), settings().unwrap().cursor_key.unwrap());
+        let cursor = a.sign(cursor::CursorList::Ledger, &json!({"pk": "x"}));
+        assert_eq!(b.open::<Value>(cursor::CursorList::Ledger, &cursor).unwrap(), json!({"pk": "x"}));
+    }
 }

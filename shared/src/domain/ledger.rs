@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::reconcile::SignedBalances;
 use super::{CreditType, PurchaseRecord};
 
 /// What changed the balance.
@@ -151,24 +152,34 @@ pub fn shortfalls(balances: &BTreeMap<CreditType, i64>, requested: &Quantities) 
         .collect()
 }
 
+/// A balance walked back past what an `i64` holds: the starting balances or the entries are not ones the ledger
+/// can have produced (a balance is written whole, every entry's quantities are bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the {credit_type} balance before an entry leaves the range of a balance")]
+pub struct BalanceOverflow {
+    pub credit_type: CreditType,
+}
+
 /// The balance after each entry, given the balances after the newest of them (`after_newest`) and the entries
 /// newest first: the balance after an entry is the balance after the next newer one minus that newer one's
 /// deltas. Every type is listed. Returns the balances after each entry, and the balances after the entry just
-/// older than the last one (where a next page continues).
+/// older than the last one (where a next page continues). Checked: an overflow is an error, never a panic or a
+/// wrapped balance.
 pub fn balances_after<'a>(
     after_newest: &BTreeMap<CreditType, i64>,
     entries_newest_first: impl IntoIterator<Item = &'a Deltas>,
-) -> (Vec<BTreeMap<CreditType, i64>>, BTreeMap<CreditType, i64>) {
-    let mut running: BTreeMap<CreditType, i64> =
+) -> Result<(Vec<SignedBalances>, SignedBalances), BalanceOverflow> {
+    let mut running: SignedBalances =
         CreditType::ALL.into_iter().map(|t| (t, after_newest.get(&t).copied().unwrap_or(0))).collect();
     let mut out = Vec::new();
     for deltas in entries_newest_first {
         out.push(running.clone());
         for (t, d) in deltas {
-            *running.entry(*t).or_default() -= d;
+            let balance = running.entry(*t).or_default();
+            *balance = balance.checked_sub(*d).ok_or(BalanceOverflow { credit_type: *t })?;
         }
     }
-    (out, running)
+    Ok((out, running))
 }
 
 #[cfg(test)]
@@ -180,13 +191,26 @@ mod tests {
         let current = BTreeMap::from([(CreditType::Audience, 5)]);
         let newest = Deltas::from([(CreditType::Audience, -3)]);
         let middle = Deltas::from([(CreditType::Audience, 8), (CreditType::Pixel, 2)]);
-        let (after, before_oldest) = balances_after(&current, [&newest, &middle]);
+        let (after, before_oldest) = balances_after(&current, [&newest, &middle]).unwrap();
         assert_eq!(after[0][&CreditType::Audience], 5);
         assert_eq!(after[1][&CreditType::Audience], 8);
         assert_eq!(after[1][&CreditType::Pixel], 0);
         assert_eq!(before_oldest[&CreditType::Audience], 0);
         assert_eq!(before_oldest[&CreditType::Pixel], -2);
         assert_eq!(after[0].len(), CreditType::ALL.len());
+    }
+
+    #[test]
+    fn balances_that_would_leave_i64_are_an_error_not_a_panic_or_a_wrap() {
+        let lowest = BTreeMap::from([(CreditType::Audience, i64::MIN)]);
+        let bought = Deltas::from([(CreditType::Audience, 1)]);
+        assert_eq!(balances_after(&lowest, [&bought]), Err(BalanceOverflow { credit_type: CreditType::Audience }));
+        let highest = BTreeMap::from([(CreditType::Pixel, i64::MAX)]);
+        let consumed = Deltas::from([(CreditType::Pixel, -1)]);
+        assert_eq!(balances_after(&highest, [&consumed]), Err(BalanceOverflow { credit_type: CreditType::Pixel }));
+        // At the edge itself, still exact.
+        let (_, before) = balances_after(&highest, [&Deltas::from([(CreditType::Pixel, 1)])]).unwrap();
+        assert_eq!(before[&CreditType::Pixel], i64::MAX - 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::items::{Attributes, Item, credit_line_from_item, from_item, s, signed_balances, to_item};
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::CreditType;
-use crate::domain::ledger::{Deltas, EntryType, LedgerEntry, balances_after};
+use crate::domain::ledger::{BalanceOverflow, Deltas, EntryType, LedgerEntry, balances_after};
 use crate::domain::reconcile::{Ledger, PaymentOwner, SignedBalances};
 use crate::table::{AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
 
@@ -50,6 +50,17 @@ impl LedgerPosition {
             && humantime::parse_rfc3339(at).is_ok()
             && uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
     }
+}
+
+/// Why a ledger page was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LedgerPageError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The position's balances, walked back over the entries after it, leave the range of a balance: not a
+    /// position this ledger handed out (the caller's input, not our data).
+    #[error("the position's balances do not fit this ledger: {0}")]
+    ImpossiblePosition(BalanceOverflow),
 }
 
 /// One page of an account's ledger, newest first.
@@ -162,21 +173,26 @@ impl Store {
         limit: usize,
         after: Option<&LedgerPosition>,
         only: Option<EntryType>,
-    ) -> Result<Option<LedgerPage>, StoreError> {
+    ) -> Result<Option<LedgerPage>, LedgerPageError> {
         if let Some(position) = after {
             if !position.is_entry_of(account_id) {
-                return Err(StoreError::Internal("a ledger position of another account reached storage".into()));
+                return Err(StoreError::Internal("a ledger position of another account reached storage".into()).into());
             }
-            return self
-                .ledger_entries(account_id, limit, Some(position), position.balances.clone(), only)
-                .await
-                .map(Some);
+            return match self.ledger_entries(account_id, limit, Some(position), position.balances.clone(), only).await?
+            {
+                Ok(page) => Ok(Some(page)),
+                Err(overflow) => Err(LedgerPageError::ImpossiblePosition(overflow)),
+            };
         }
         for _ in 0..SNAPSHOT_ATTEMPTS {
             let Some(before) = self.get_item(keys::account(account_id), keys::ACCOUNT_SK).await? else {
                 return Ok(None);
             };
-            let page = self.ledger_entries(account_id, limit, None, signed_balances(&before)?, only).await?;
+            // From the account's own balances an overflow means our records disagree: a defect, not the caller's.
+            let page = self
+                .ledger_entries(account_id, limit, None, signed_balances(&before)?, only)
+                .await?
+                .map_err(|overflow| StoreError::Internal(format!("{account_id}: ledger balances: {overflow}")))?;
             let now = self.get_item(keys::account(account_id), keys::ACCOUNT_SK).await?;
             let count = |item: &Item| item.count(keys::LEDGER_ENTRY_COUNT);
             if let Some(now) = now
@@ -185,10 +201,12 @@ impl Store {
                 return Ok(Some(page));
             }
         }
-        Err(StoreError::Unavailable(format!("{account_id}: ledger entries kept landing while reading its first page")))
+        Err(StoreError::Unavailable(format!("{account_id}: ledger entries kept landing while reading its first page"))
+            .into())
     }
 
     /// Reads entries newest first from `after` (or the newest), with `running` the balances after the first one.
+    /// The inner error: a balance left the range of an `i64` walking back from `running`.
     async fn ledger_entries(
         &self,
         account_id: &str,
@@ -196,7 +214,7 @@ impl Store {
         after: Option<&LedgerPosition>,
         mut running: SignedBalances,
         only: Option<EntryType>,
-    ) -> Result<LedgerPage, StoreError> {
+    ) -> Result<Result<LedgerPage, BalanceOverflow>, StoreError> {
         let page_size = if only.is_some() { 100 } else { limit + 1 };
         let mut items = self
             .partition_query(keys::account(account_id), keys::LEDGER_SK_PREFIX)
@@ -219,7 +237,10 @@ impl Store {
             read += 1;
             last_sk = Some(item.string(SORT_KEY)?);
             let entry: LedgerEntry = from_item("ledger entry", item)?;
-            let (after_entry, before_entry) = balances_after(&running, [&entry.quantities]);
+            let (after_entry, before_entry) = match balances_after(&running, [&entry.quantities]) {
+                Ok(balances) => balances,
+                Err(overflow) => return Ok(Err(overflow)),
+            };
             if only.is_none_or(|t| t == entry.entry_type) {
                 entries.push((entry, after_entry.into_iter().next().unwrap_or_default()));
             }
@@ -229,7 +250,7 @@ impl Store {
             (true, Some(sk)) => Some(LedgerPosition { pk: keys::account(account_id), sk, balances: running }),
             _ => None,
         };
-        Ok(LedgerPage { entries, next })
+        Ok(Ok(LedgerPage { entries, next }))
     }
 
     /// Reads every account, purchase, payment and agency line into `ledger`, `segments` Scan segments side by

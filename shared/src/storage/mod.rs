@@ -56,7 +56,7 @@ pub use billing::{
 };
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};
-pub use ledger::{LedgerPage, LedgerPosition};
+pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;

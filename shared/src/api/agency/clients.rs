@@ -12,8 +12,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
-use super::super::history::{decode_position, encode_position, invalid_cursor};
 use super::super::http::{authorize_agency, json_body, json_response, query_parameter};
 use super::super::{App, balances_map, respond};
 use super::pricing::page_size;
@@ -28,10 +28,11 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let position: ClientPosition = decode_position(&cursor)?;
+                let position: ClientPosition = cursors.open(CursorList::AgencyClients, &cursor)?;
                 if !position.is_client_of(&admin.agency_id) {
                     return Err(invalid_cursor("not a position in this agency's clients"));
                 }
@@ -57,7 +58,7 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
                 })
             })
             .collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|position| cursors.sign(CursorList::AgencyClients, position));
         Ok(json_response(
             StatusCode::OK,
             &json!({

@@ -11,8 +11,9 @@ use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 
+use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
-use super::super::history::{self, decode_position, encode_position, invalid_cursor};
+use super::super::history;
 use super::super::http::{authorize_agency, json_body, json_response, query_parameter};
 use super::super::{App, respond};
 use crate::domain::agency::{
@@ -44,7 +45,7 @@ pub async fn put_pricing(app: &App, request: Request) -> Response<Body> {
         })?;
 
         let current = CurrentPricing::read(app, &admin.agency_id).await?;
-        if expected_version != Some(current.version()) {
+        if expected_version != current.version() {
             return Err(AppError::PreconditionFailed { current_pricing: current.body()? });
         }
         let overrides = current.agency.as_ref().map(|a| a.rates.clone()).unwrap_or_default();
@@ -91,10 +92,11 @@ pub async fn put_pricing(app: &App, request: Request) -> Response<Body> {
 pub async fn pricing_history(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let admin = authorize_agency(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let key: AuditKey = decode_position(&cursor)?;
+                let key: AuditKey = cursors.open(CursorList::AgencyPricingHistory, &cursor)?;
                 if !key.is_pricing_audit_of(&admin.agency_id) {
                     return Err(invalid_cursor("not a position in this agency's price history"));
                 }
@@ -116,7 +118,7 @@ pub async fn pricing_history(app: &App, request: Request) -> Response<Body> {
                 })
             })
             .collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::AgencyPricingHistory, key));
         Ok(json_response(
             StatusCode::OK,
             &json!({"agencyId": admin.agency_id, "entries": entries, "nextCursor": next_cursor}),
@@ -190,10 +192,10 @@ impl CurrentPricing {
     }
 }
 
-/// The version `If-Match` names: `"3"` (as the `ETag` is sent) or a bare `3`. Missing, or `*` (which names no
-/// version: a change must know what it overwrites), is 428; anything else that is no version of ours can never
-/// match, so it is `None` and answered 412 with the current pricing.
-fn if_match(request: &Request) -> Result<Option<u64>, AppError> {
+/// The version `If-Match` names: `"3"` (as the `ETag` is sent) or a bare `3`, 1-19 digits (the contract's
+/// pattern). Missing, or `*` (which names no version: a change must know what it overwrites), is 428; anything
+/// else is no tag at all, the client's mistake (400), not a stale version (412 is only for a well-formed one).
+fn if_match(request: &Request) -> Result<u64, AppError> {
     let mut values = request.headers().get_all(header::IF_MATCH).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return Err(AppError::PreconditionRequired);
@@ -203,17 +205,23 @@ fn if_match(request: &Request) -> Result<Option<u64>, AppError> {
         return Err(AppError::PreconditionRequired);
     }
     let unquoted = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text);
-    let version = (!unquoted.is_empty() && unquoted.len() <= 19 && unquoted.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| unquoted.parse::<u64>().ok())
-        .flatten();
-    Ok(version)
+    // 19 digits always fit a u64 (its maximum has 20).
+    if unquoted.is_empty() || unquoted.len() > 19 || !unquoted.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(AppError::InvalidHeader {
+            header: "If-Match",
+            detail: "must be the pricing version as the ETag of GET .../pricing sends it: 1-19 digits, quoted (\"3\") \
+                     or bare (3)."
+                .into(),
+        });
+    }
+    unquoted.parse().map_err(|_| AppError::Internal("19 digits parse as a u64".into()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn with_if_match(values: &[&str]) -> Result<Option<u64>, AppError> {
+    fn with_if_match(values: &[&str]) -> Result<u64, AppError> {
         let mut builder = lambda_http::http::Request::builder();
         for value in values {
             builder = builder.header("if-match", *value);
@@ -223,14 +231,19 @@ mod tests {
 
     #[test]
     fn if_match_names_a_version_quoted_or_bare_and_never_a_wildcard() {
-        assert_eq!(with_if_match(&["\"3\""]), Ok(Some(3)));
-        assert_eq!(with_if_match(&["3"]), Ok(Some(3)));
-        assert_eq!(with_if_match(&["\"0\""]), Ok(Some(0)));
+        assert_eq!(with_if_match(&["\"3\""]), Ok(3));
+        assert_eq!(with_if_match(&["3"]), Ok(3));
+        assert_eq!(with_if_match(&["\"0\""]), Ok(0));
+        assert_eq!(with_if_match(&["9999999999999999999"]), Ok(9_999_999_999_999_999_999));
         for missing in [&[][..], &["*"], &[""], &["\"1\"", "\"2\""]] {
             assert_eq!(with_if_match(missing), Err(AppError::PreconditionRequired), "{missing:?}");
         }
-        for never in ["W/\"3\"", "\"a\"", "-1", "3.0", "\"\"", "99999999999999999999"] {
-            assert_eq!(with_if_match(&[never]), Ok(None), "{never}");
+        // Outside the contract's pattern ^("[0-9]{1,19}"|[0-9]{1,19})$: malformed, 400.
+        for malformed in ["W/\"3\"", "\"a\"", "-1", "3.0", "\"\"", "99999999999999999999", "\"3", "3\"", "\"1\", \"2\""]
+        {
+            let error = with_if_match(&[malformed]).unwrap_err();
+            assert_eq!(error.code(), "invalid_header", "{malformed}");
+            assert_eq!(error.status(), 400, "{malformed}");
         }
     }
 }

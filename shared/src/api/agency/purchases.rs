@@ -10,8 +10,9 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
-use super::super::history::{decode_position, encode_position, invalid_cursor, page_size_or, statement_view};
+use super::super::history::{page_size_or, statement_view};
 use super::super::http::{authorize_agency, idempotency_key, json_body, json_response, query_parameter};
 use super::super::{App, balances_map, respond};
 use crate::domain::billing::StatementKind;
@@ -35,6 +36,7 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
         let account_id = match query_parameter(&request, "accountId")? {
             Some(account_id) if is_valid_account_id(&account_id) => Some(account_id),
@@ -51,7 +53,7 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
             None => {
                 let after = match &cursor {
                     Some(cursor) => {
-                        let position: AgencyPurchasePosition = decode_position(cursor)?;
+                        let position: AgencyPurchasePosition = cursors.open(CursorList::AgencyPurchases, cursor)?;
                         if !position.is_in_agency(&admin.agency_id) {
                             return Err(invalid_cursor("not a position in this agency's purchases"));
                         }
@@ -60,12 +62,12 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
                     None => None,
                 };
                 let page = app.store.agency_purchases_page(&admin.agency_id, limit, after.as_ref()).await?;
-                (page.purchases, page.next.as_ref().map(encode_position))
+                (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyPurchases, p)))
             }
             Some(account_id) => {
                 let after = match &cursor {
                     Some(cursor) => {
-                        let position: ClientListPosition = decode_position(cursor)?;
+                        let position: ClientListPosition = cursors.open(CursorList::AgencyClientPurchases, cursor)?;
                         if !position.is_for(&admin.agency_id, account_id) {
                             return Err(invalid_cursor("not a position in this client's purchases"));
                         }
@@ -88,7 +90,7 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
                         .store
                         .client_purchases_for_agency(&admin.agency_id, account_id, limit, after.as_ref())
                         .await?;
-                    (page.purchases, page.next.as_ref().map(encode_position))
+                    (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyClientPurchases, p)))
                 } else {
                     let after = match after {
                         Some(ClientListPosition::Book(position)) => Some(position),
@@ -97,7 +99,7 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
                     };
                     let page =
                         app.store.client_purchases_in_book(&admin.agency_id, account_id, limit, after.as_ref()).await?;
-                    (page.purchases, page.next.as_ref().map(encode_position))
+                    (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyClientPurchases, p)))
                 }
             }
         };
@@ -133,10 +135,11 @@ pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
+        let cursors = app.cursor_key()?;
         let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
         let after = match query_parameter(&request, "cursor")? {
             Some(cursor) => {
-                let key: StatementKey = decode_position(&cursor)?;
+                let key: StatementKey = cursors.open(CursorList::AgencyStatements, &cursor)?;
                 if !key.is_statement_of_owner(StatementKind::Agency, &admin.agency_id) {
                     return Err(invalid_cursor("not a position in this agency's statements"));
                 }
@@ -146,7 +149,7 @@ pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
         };
         let page = app.store.statements_page(StatementKind::Agency, &admin.agency_id, limit, after.as_ref()).await?;
         let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
-        let next_cursor = page.next.as_ref().map(encode_position);
+        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::AgencyStatements, key));
         Ok(json_response(
             StatusCode::OK,
             &json!({"agencyId": admin.agency_id, "statements": statements, "nextCursor": next_cursor}),
