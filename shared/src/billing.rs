@@ -35,6 +35,15 @@ pub const DEFAULT_MAX_BUFFERED_PURCHASES: usize = 20_000;
 /// so it can log and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
+/// Building statements per page when a cycle finishes: one Query page and as many updates (~1 KB each, so
+/// well under the 1 MB page), then the deadline is checked again.
+pub const DEFAULT_FINISH_PAGE_SIZE: usize = 500;
+
+/// The first pause before the building set is read again (doubling up to [`MAX_FINISH_PAUSE`]): the state
+/// index usually catches up within a second.
+const FIRST_FINISH_PAUSE: Duration = Duration::from_millis(50);
+const MAX_FINISH_PAUSE: Duration = Duration::from_secs(2);
+
 /// Deadlines earlier than this after the epoch (2001-09-09) come from a local emulator, not from Lambda.
 const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
 
@@ -78,6 +87,8 @@ pub struct BillingRun {
     /// `None`: the whole cycle, then its statements are made payable. Some slice: only that, and the
     /// statements stay `building` (other runs may still be billing the rest of the cycle).
     pub slice: Option<BillingSlice>,
+    /// Building statements read (and made payable) per page when the cycle finishes; tests lower it.
+    pub finish_page_size: usize,
 }
 
 /// The part of a cycle one run of a fan-out bills: one side, and of it only the statements of the owners
@@ -106,6 +117,7 @@ impl BillingRun {
             concurrency: DEFAULT_BILLING_CONCURRENCY,
             hand_over: false,
             slice: None,
+            finish_page_size: DEFAULT_FINISH_PAGE_SIZE,
         }
     }
 }
@@ -409,26 +421,25 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     // cannot know whether the rest of the cycle is billed.
     let mut made_payable = 0;
     let mut result = client_result.and(agency_result);
+    let finishing = Instant::now();
+    if result.is_ok() && run.slice.is_none() {
+        result = finish_cycle(store, run, &mut made_payable).await;
+    }
+    let finish_ms = finishing.elapsed().as_millis() as u64;
     // The deadline, or a table that stayed throttled or unavailable through a step's retries, stopped a run that
     // made progress: with `hand_over`, an answer saying where to go on (the same cycle end: the unbilled indexes
-    // are the record of what is left) instead of a failure, so a long throttled month is not failed by a caller's
-    // bounded retries while it still moves. A run that committed nothing still fails (the caller retries that
-    // with backoff), so a caller looping on `complete` cannot spin forever.
+    // and the building set are the record of what is left) instead of a failure, so a long throttled month is
+    // not failed by a caller's bounded retries while it still moves. A run that changed nothing still fails (the
+    // caller retries that with backoff), so a caller looping on `complete` cannot spin forever.
     let stopped_by = match &result {
         Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Some(stop.clone()),
         _ => None,
     };
-    let handed_over = run.hand_over && stopped_by.is_some() && client.transactions + agency.transactions > 0;
-    let finishing = Instant::now();
+    let progress = client.transactions + agency.transactions + made_payable > 0;
+    let handed_over = run.hand_over && stopped_by.is_some() && progress;
     if handed_over {
         result = Ok(());
-    } else if result.is_ok() && run.slice.is_none() {
-        match store.finish_cycle(&run.cycle_end, run.payment_due_days, run.concurrency).await {
-            Ok(count) => made_payable = count,
-            Err(err) => result = Err(err.into()),
-        }
     }
-    let finish_ms = finishing.elapsed().as_millis() as u64;
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
@@ -457,6 +468,40 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     };
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
+}
+
+/// Makes the cycle's statements payable, a page at a time (`made_payable` counts as it goes, so a hand-over
+/// reports what it did). The state index is eventually consistent, so one pass may miss a statement the last
+/// step wrote a moment before: the building set is read again, after a short growing pause, until a whole
+/// pass finds it empty. The deadline is checked before every page.
+async fn finish_cycle(store: &Store, run: &BillingRun, made_payable: &mut u64) -> Result<(), BillingError> {
+    let due_at = run.cycle_end.due_at(run.payment_due_days);
+    let out_of_time = || run.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+    let mut pause = FIRST_FINISH_PAUSE;
+    loop {
+        let mut found = 0;
+        let mut after = None;
+        loop {
+            if out_of_time() {
+                return Err(BillingError::OutOfTime);
+            }
+            let page = store.building_statements_page(&run.cycle_end, run.finish_page_size, after).await?;
+            found += page.statements.len();
+            *made_payable += store.make_payable(&page.statements, &due_at, run.concurrency).await?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if found == 0 {
+            return Ok(());
+        }
+        // Sleep no later than the deadline, which the next page checks.
+        let sleep =
+            run.deadline.map_or(pause, |deadline| pause.min(deadline.saturating_duration_since(Instant::now())));
+        tokio::time::sleep(sleep).await;
+        pause = (pause * 2).min(MAX_FINISH_PAUSE);
+    }
 }
 
 /// One side's counts, kept even when it fails so the partial summary can be logged.
@@ -508,7 +553,12 @@ async fn bill_side(
     let result = async {
         for shard in 0..UNBILLED_SHARDS {
             let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end);
-            while let Some(page) = pages.next().await {
+            loop {
+                // Per page, not only before a transaction: a part that owns nothing on a long index sends none.
+                if run.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Err(BillingError::OutOfTime);
+                }
+                let Some(page) = pages.next().await else { break };
                 let page = page?;
                 tally.queries += 1;
                 tally.items_read += page.items_read;

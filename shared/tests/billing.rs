@@ -1059,3 +1059,140 @@ async fn a_throttled_run_that_made_progress_hands_over_and_one_that_made_none_fa
     assert!(rest.complete && rest.handed_over_on.is_none(), "{rest:?}");
     assert_all_billed(&ledger(&env, &book).await, 24);
 }
+
+/// Bills the cycle's purchases as the state machine's parts do (each side as one slice), leaving every
+/// statement `building` for a final run.
+async fn bill_both_sides_as_slices(store: &Store, cycle_end: &CycleEnd) {
+    for side in [StatementKind::Client, StatementKind::Agency] {
+        let slice = Some(billing::BillingSlice { side, part: None });
+        let summary =
+            billing::run_billing(store, &BillingRun { slice, ..BillingRun::new(cycle_end.clone()) }).await.unwrap();
+        assert!(summary.complete && summary.statements_made_payable == 0, "{summary:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_written_after_the_finishing_query_still_becomes_payable() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 3).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    // Two accounts' purchases billed by the parts: their statements are in the building set.
+    let early: Vec<_> = make_purchases(&book, 6, 41, "2026-11-05T00:00:00Z")
+        .into_iter()
+        .filter(|p| p.account_id != "acct-0002")
+        .collect();
+    record_all(store, &book, &early).await;
+    bill_both_sides_as_slices(store, &cycle_end).await;
+
+    // The final run's first read of the building set is answered late (read at once, answered 0.8 s later,
+    // within the SDK's 1.5 s attempt timeout, so it is not retried);
+    // meanwhile a straggling part bills a third account: a statement the first read cannot have seen, as
+    // when the index has not yet caught up with the last part's final step.
+    env.faults.inject_where("Query", "BUILDING#", Fault::SlowResponse(Duration::from_millis(800)), 1);
+    let finishing = {
+        let store = store.clone();
+        let cycle_end = cycle_end.clone();
+        tokio::spawn(async move { billing::run_billing(&store, &BillingRun::new(cycle_end)).await.unwrap() })
+    };
+    let waited = Instant::now();
+    while env.faults.injected().is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(10), "the final run never read the building set");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let straggler: Vec<_> = make_purchases(&book, 3, 43, "2026-11-06T00:00:00Z")
+        .into_iter()
+        .filter(|p| p.account_id == "acct-0002")
+        .collect();
+    record_all(store, &book, &straggler).await;
+    bill_both_sides_as_slices(store, &cycle_end).await;
+    // Written while the first read's answer was on its way.
+    assert!(waited.elapsed() < Duration::from_millis(800), "the straggler took too long: {:?}", waited.elapsed());
+    let last = finishing.await.unwrap();
+
+    // 3 client statements and 1 agency statement, all payable: none left building.
+    println!("final run made {} statements payable", last.statements_made_payable);
+    assert_eq!(last.statements_made_payable, 4, "{last:?}");
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, early.len() + straggler.len());
+    assert_eq!(books.client_statements.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_owns_nothing_stops_reading_at_its_deadline() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 4).await;
+    let purchases = make_purchases(&book, 40, 47, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    // A part of the client side that holds none of the book's accounts: it reads every page and bills nothing.
+    let of = 16;
+    let index = (0..of).find(|k| book.account_ids().all(|a| owner_part(a, of) != *k)).unwrap();
+    // Each index page takes 300 ms; the run has 200 ms.
+    env.faults.set_latency(Some(testkit::faults::Latency {
+        query_page: Duration::from_millis(300),
+        ..testkit::faults::Latency::dynamodb()
+    }));
+    let run = BillingRun {
+        hand_over: true,
+        slice: Some(billing::BillingSlice { side: StatementKind::Client, part: Some(Part::new(index, of).unwrap()) }),
+        deadline: Some(Instant::now() + Duration::from_millis(200)),
+        ..BillingRun::new(cycle("2026-11-20T00:00:00Z"))
+    };
+    let started = Instant::now();
+    let result = billing::run_billing(store, &run).await;
+    let took = started.elapsed();
+    env.faults.set_latency(None);
+    println!("a part owning nothing answered after {took:.2?}: {result:?}");
+    // It stops at the first page boundary past its deadline, not after all 4 shards (1.2 s).
+    assert!(took < Duration::from_millis(650), "{took:?}");
+    assert!(!matches!(&result, Ok(summary) if summary.complete), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_many_statements_hands_over_at_its_deadline_and_the_next_invocation_completes() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 60).await;
+    let purchases = make_purchases(&book, 60, 53, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    bill_both_sides_as_slices(store, &cycle_end).await;
+
+    // 62 statements to make payable at DynamoDB's latency, one update at a time, 10 per page, 250 ms per
+    // invocation: each invocation makes some payable and hands over.
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    let mut event = json!({"cycleEnd": cycle_end.as_str(), "handOver": true});
+    let (mut invocations, mut made_payable) = (0, 0);
+    loop {
+        invocations += 1;
+        assert!(invocations <= 40, "the hand-overs never finished");
+        let run = BillingRun {
+            concurrency: 1,
+            finish_page_size: 10,
+            hand_over: true,
+            deadline: Some(Instant::now() + Duration::from_millis(250)),
+            ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
+        };
+        let summary = match billing::run_billing(store, &run).await {
+            Ok(summary) => summary,
+            // A loaded test machine may spend the whole budget before the first page: the state machine
+            // retries OutOfTime, and so does this loop.
+            Err(BillingError::OutOfTime) => continue,
+            Err(other) => panic!("{other}"),
+        };
+        made_payable += summary.statements_made_payable;
+        if summary.complete {
+            break;
+        }
+        assert_eq!(summary.handed_over_on, Some("OutOfTime"), "{summary:?}");
+        assert!(summary.statements_made_payable > 0, "a hand-over always made progress");
+        event = serde_json::to_value(&summary).unwrap()["continueWith"].clone();
+    }
+    env.faults.set_latency(None);
+    println!("62 statements made payable over {invocations} invocations");
+    assert!(invocations > 1, "the deadline was meant to stop the first invocation");
+    assert_eq!(made_payable, 62);
+    assert_all_billed(&ledger(&env, &book).await, 60);
+}
