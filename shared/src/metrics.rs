@@ -357,6 +357,9 @@ pub struct ReconcileFigures {
     /// Purchases of a past cycle still unbilled a day after its end (0 before that day): the billing run of
     /// the month did not finish.
     pub overdue_unbilled_purchases: u64,
+    /// Statements of that cycle still `building` a day after its end: its final run did not make them
+    /// payable, so they cannot be paid and the lines they hold are never released.
+    pub statements_still_building: u64,
     pub duration: Duration,
 }
 
@@ -367,6 +370,7 @@ struct ReconcileMetrics {
     purchases_read: u64,
     drifting_accounts: u64,
     overdue_unbilled_purchases: u64,
+    statements_still_building: u64,
     #[metrics(unit = Millisecond)]
     duration: Duration,
 }
@@ -379,6 +383,7 @@ pub fn record_reconcile(figures: &ReconcileFigures) {
         purchases_read: figures.purchases_read,
         drifting_accounts: figures.drifting_accounts,
         overdue_unbilled_purchases: figures.overdue_unbilled_purchases,
+        statements_still_building: figures.statements_still_building,
         duration: figures.duration,
     };
     drop(metrics.append_on_drop(OpsMetrics::sink_or_discard()));

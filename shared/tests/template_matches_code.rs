@@ -230,6 +230,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:Scan"], on: On::Table, keys: &[WHOLE_TABLE] },
             // The overdue check: the first page of each unbilled shard before last cycle's end.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(UNBILLED_INDEXES), keys: &[UNBILLED] },
+            // Last cycle's statements still building (storage/billing.rs count_building_statements).
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[BUILDING] },
         ],
         routes: &[],
     },

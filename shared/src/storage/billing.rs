@@ -298,6 +298,20 @@ impl Store {
         Ok(BuildingPage { statements: output.items.unwrap_or_default(), next: output.last_evaluated_key.map(PageKey) })
     }
 
+    /// How many statements of the cycle the state index still shows `building` (Select COUNT, every page).
+    pub async fn count_building_statements(&self, cycle_end: &CycleEnd) -> Result<u64, StoreError> {
+        let mut pages = self
+            .index_query(STATEMENT_STATE_INDEX, building_partition(cycle_end), None)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .into_paginator()
+            .send();
+        let mut count = 0;
+        while let Some(page) = pages.next().await {
+            count += page.map_err(|e| classify("Query building statements", e))?.count.max(0) as u64;
+        }
+        Ok(count)
+    }
+
     /// Makes these statements payable (`building` → `pending_payment`), with what is due and `due_at`; client
     /// statements enter the unpaid index by due date. Returns how many it changed (one another run finished
     /// first, or the index showed late, is skipped). Up to `concurrency` updates in flight: each statement is its
