@@ -77,7 +77,8 @@ pub struct BillingRun {
     pub max_buffered_purchases: usize,
     /// No transaction starts after this; the run then fails with [`BillingError::OutOfTime`].
     pub deadline: Option<Instant>,
-    /// Client statements fall overdue this many days after the cycle end.
+    /// Client statements fall overdue at the end of the this-many-th day after they became payable
+    /// ([`crate::domain::billing::due_at`]).
     pub payment_due_days: u64,
     /// Steps in flight at once within a side (1 = one after another), each of a different statement.
     pub concurrency: usize,
@@ -475,7 +476,8 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
 /// step wrote a moment before: the building set is read again, after a short growing pause, until a whole
 /// pass finds it empty. The deadline is checked before every page.
 async fn finish_cycle(store: &Store, run: &BillingRun, made_payable: &mut u64) -> Result<(), BillingError> {
-    let due_at = run.cycle_end.due_at(run.payment_due_days);
+    // Counted from now, when the statements become payable (a late run gives clients the same days to pay).
+    let due_at = crate::domain::billing::due_at(&run.cycle_end, SystemTime::now(), run.payment_due_days);
     let out_of_time = || run.deadline.is_some_and(|deadline| Instant::now() >= deadline);
     let mut pause = FIRST_FINISH_PAUSE;
     loop {

@@ -285,6 +285,8 @@ fn comparable(ledger: &Ledger) -> (Vec<Statement>, Vec<PurchaseRecord>) {
         .map(|mut s| {
             s.created_at.clear();
             s.updated_at.clear();
+            // Counted from the day the run made it payable: run-dependent too.
+            s.due_at = None;
             s
         })
         .collect();
@@ -1195,4 +1197,35 @@ async fn finishing_many_statements_hands_over_at_its_deadline_and_the_next_invoc
     assert!(invocations > 1, "the deadline was meant to stop the first invocation");
     assert_eq!(made_payable, 62);
     assert_all_billed(&ledger(&env, &book).await, 60);
+}
+
+#[tokio::test]
+async fn a_cycle_finished_days_after_its_end_gives_clients_the_due_days_from_then() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 2).await;
+    let purchases = make_purchases(&book, 4, 59, "2026-10-10T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    // A cycle that ended weeks ago (its run failed and is re-run today), 30 due days.
+    let cycle_end = cycle("2026-11-01T00:00:00Z");
+    let payable_from = SystemTime::now();
+    let summary = billing::run_billing(store, &BillingRun::new(cycle_end.clone())).await.unwrap();
+    assert_eq!(summary.statements_made_payable, 3);
+    let payable_until = SystemTime::now();
+    // Due at the end of the 30th day after today, anywhere on Earth: 12:00 UTC the day after.
+    let expected: BTreeSet<String> = [payable_from, payable_until]
+        .into_iter()
+        .map(|at| shared::domain::billing::due_at(&cycle_end, at, 30))
+        .collect();
+    let day = |text: &str| humantime::parse_rfc3339(text).unwrap();
+    for account in book.account_ids() {
+        let statement = &store.client_statements(account).await.unwrap()[0];
+        let due = statement.due_at.clone().unwrap();
+        assert!(expected.contains(&due), "{due} not in {expected:?}");
+        assert!(due.ends_with("T12:00:00.000Z"), "{due}");
+        let days_after_payable = day(&due).duration_since(payable_from).unwrap().as_secs() / 86_400;
+        assert!((30..=31).contains(&days_after_payable), "{due}: {days_after_payable} days after today");
+        // Not the cycle end plus 30 days (1 December), long past.
+        assert!(due.as_str() > "2026-12-31", "{due}");
+    }
 }

@@ -252,21 +252,24 @@ async fn failed_and_overdue_statements_put_the_account_on_hold_until_paid() {
     pay(&env, &statement_id, "20.00", "ch_hold").await.unwrap();
     assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
 
-    // Overdue: a statement unpaid past its due date (here 0 days after its cycle) is found by the sweep, without
-    // a Scan, and holds the account.
+    // Overdue: a statement unpaid past its due date (here the end of the day it became payable, anywhere on
+    // Earth: 12:00 UTC tomorrow) is found by the sweep of the day after, without a Scan, and holds the account.
     let cycle = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(10)).await;
     let run = BillingRun { payment_due_days: 0, ..BillingRun::new(cycle.clone()) };
     billing::run_billing(&env.app.store, &run).await.unwrap();
     let overdue_id = StatementKind::Client.statement_id(BIKES, &cycle);
-    let summary = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let not_yet = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    assert_eq!(not_yet.marked_overdue, 0, "due until the end of its day everywhere");
+    let two_days = Duration::from_secs(2 * 86_400);
+    let summary = payments::sweep(&env.app.store, SystemTime::now() + two_days).await.unwrap();
     assert!(summary.marked_overdue >= 1, "{summary:?}");
     assert_eq!(env.app.store.statement(&overdue_id).await.unwrap().unwrap().status, "overdue");
     let held = buy(&env.app, BIKES, json!({"pixel": 1})).await;
     assert_problem(&held, 402, "account_on_hold");
     assert_eq!(held.body["statementId"], overdue_id.as_str());
     // The sweep is safe to run again.
-    let again = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let again = payments::sweep(&env.app.store, SystemTime::now() + two_days).await.unwrap();
     assert_eq!(again.marked_overdue, 0);
 
     pay(&env, &overdue_id, "10.00", "ch_late").await.unwrap();
