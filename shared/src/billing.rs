@@ -211,14 +211,18 @@ impl From<BillingError> for Diagnostic {
     }
 }
 
-/// How far ahead of the function's clock a cycle end may be: the schedule's `<aws.scheduler.scheduled-time>`
-/// may run a little ahead of the Lambda host's clock. Anything later is refused (a typo would bill early).
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// How long after a cycle end its run may start: longer than any request can take (the 7 s request budget,
+/// API Gateway's 30 s integration limit), because a purchase's `createdAt` is stamped before it commits. A run
+/// started at the cycle end could miss a purchase stamped just before it that commits a moment later, on one
+/// side and not the other. The state machine waits [`BILLING_GRACE`] and more (its `Grace` state) first.
+pub const BILLING_GRACE: Duration = Duration::from_secs(60);
 
 /// The fields of a manual or state-machine event.
-const EVENT_FIELDS: [&str; 4] = ["cycleEnd", "handOver", "side", "part"];
+const EVENT_FIELDS: [&str; 5] = ["cycleEnd", "handOver", "side", "part", "offCycle"];
 
-/// The cycle end an event asks for; it must be at most [`MAX_CLOCK_SKEW`] after `now`:
+/// The cycle end an event asks for. It must be a cycle boundary (00:00:00.000Z on the 1st of a month) unless
+/// the event says `"offCycle": true` (a cycle end elsewhere bills part of a month on a statement of its own, so
+/// a typo would split a month in two), and at least [`BILLING_GRACE`] before `now`:
 /// - `{"cycleEnd": "2026-12-01T00:00:00Z"}`: that instant (what the schedule sends, and what a manual run
 ///   must name);
 /// - an EventBridge scheduled event (`"detail-type": "Scheduled Event"`): its `time`, the scheduled instant, so
@@ -257,9 +261,22 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
             Some(other) => return Err(invalid(format!("`cycleEnd` must be a string, got {other}"))),
         }
     };
-    if cycle_end.instant() > now + MAX_CLOCK_SKEW {
+    let off_cycle = match object.get("offCycle") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if object.get("detail-type").is_none() => true,
+        Some(other) => return Err(invalid(format!("`offCycle` must be true or false, got {other}"))),
+    };
+    if !off_cycle && !cycle_end.is_month_boundary() {
         return Err(invalid(format!(
-            "cycle end {cycle_end} is in the future (now {}): a cycle is billed once it has ended",
+            "cycle end {cycle_end} is not a cycle boundary (00:00:00.000Z on the 1st of a month); to bill up to \
+             another instant on purpose, say \"offCycle\": true"
+        )));
+    }
+    if now < cycle_end.instant() + BILLING_GRACE {
+        return Err(invalid(format!(
+            "cycle end {cycle_end} is less than {} s before now ({}): purchases stamped before it may still be \
+             committing; a cycle is billed once its grace period has passed",
+            BILLING_GRACE.as_secs(),
             time::timestamp(now)
         )));
     }
@@ -321,6 +338,9 @@ fn part_from_value(value: &Value) -> Result<Part, BillingError> {
 /// The event that continues `run` after a hand-over: the same cycle end and slice.
 fn continuation(run: &BillingRun) -> Value {
     let mut event = json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true});
+    if !run.cycle_end.is_month_boundary() {
+        event["offCycle"] = json!(true);
+    }
     if let Some(slice) = &run.slice {
         event["side"] = json!(slice.side.as_str());
         if let Some(part) = slice.part {
@@ -799,9 +819,17 @@ mod tests {
         let now = at("2026-11-26T15:00:00.123Z");
         let parse = |v: Value| cycle_end_from_event(&v, now).map(|c| c.as_str().to_owned());
         assert_eq!(parse(json!({"cycleEnd": "2026-11-01T00:00:00Z"})).unwrap(), "2026-11-01T00:00:00.000Z");
-        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:00:00.123Z"})).unwrap(), "2026-11-26T15:00:00.123Z");
-        // The schedule's time may run a little ahead of the function's clock.
-        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:01:00.123Z"})).unwrap(), "2026-11-26T15:01:00.123Z");
+        // Off a boundary only when the event says so, and only once the grace period has passed.
+        let off = json!({"cycleEnd": "2026-11-26T14:59:00.123Z", "offCycle": true});
+        assert_eq!(parse(off).unwrap(), "2026-11-26T14:59:00.123Z");
+        assert_eq!(
+            parse(json!({"cycleEnd": "2026-11-01T00:00:00Z", "offCycle": false})).unwrap(),
+            "2026-11-01T00:00:00.000Z"
+        );
+        // The month that ended a moment ago is refused until its grace period has passed.
+        let early = cycle_end_from_event(&json!({"cycleEnd": "2026-12-01T00:00:00Z"}), at("2026-12-01T00:00:59.999Z"));
+        assert!(matches!(early, Err(BillingError::InvalidEvent(m)) if m.contains("less than 60 s")));
+        assert!(cycle_end_from_event(&json!({"cycleEnd": "2026-12-01T00:00:00Z"}), at("2026-12-01T00:01:00Z")).is_ok());
         let scheduled = json!({
             "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
             "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
@@ -814,6 +842,13 @@ mod tests {
             json!({"detail-type": "Scheduled Event", "time": null}),
             json!({"cycleEnd": "2026-12-01T00:00:00Z"}),
             json!({"cycleEnd": "2026-11-26T15:01:00.124Z"}),
+            // An operator's typo on 20 November would bill 1-9 November on a statement of its own.
+            json!({"cycleEnd": "2026-11-10T00:00:00Z"}),
+            json!({"cycleEnd": "2026-11-01T00:00:00.001Z"}),
+            json!({"cycleEnd": "2026-11-26T14:59:00.124Z", "offCycle": true}),
+            json!({"cycleEnd": "2026-11-10T00:00:00Z", "offCycle": "yes"}),
+            json!({"cycleEnd": "2026-11-01T00:00:00Z", "offCycle": 1}),
+            json!({"detail-type": "Scheduled Event", "time": "2026-11-10T00:00:00Z"}),
             json!({"detail-type": "Scheduled Event", "time": "2026-12-01T00:00:00Z"}),
             json!({"cycleEnd": 1}),
             json!({"cycleEnd": null}),
@@ -878,7 +913,7 @@ mod tests {
             (json!({"side": "client", "part": {"index": 0, "of": 2, "k": 1}}), "unknown field `part.k`"),
             (
                 json!({"side": "client", "parts": 2}),
-                "unknown field `parts`; allowed: `cycleEnd`, `handOver`, `side`, `part`",
+                "unknown field `parts`; allowed: `cycleEnd`, `handOver`, `side`, `part`, `offCycle`",
             ),
         ] {
             let event = with(bad.clone());
@@ -947,6 +982,12 @@ mod tests {
                 "part": {"index": 2, "of": 5}})
         );
         assert_eq!(slice_from_event(&event), Ok(Some(slice)));
+        // An off-cycle run's continuation says so again.
+        let off = BillingRun::new(CycleEnd::parse("2026-11-10T00:00:00Z").unwrap());
+        assert_eq!(
+            continuation(&off),
+            json!({"cycleEnd": "2026-11-10T00:00:00.000Z", "handOver": true, "offCycle": true})
+        );
     }
 
     #[test]

@@ -607,6 +607,11 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "both"}),
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "client", "part": {"index": 2, "of": 2}}),
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "agency", "part": {"index": 0, "of": 65}}),
+        // Not a cycle boundary (1-9 November on a statement of its own), unless the event says it is meant.
+        json!({"cycleEnd": "2026-11-10T00:00:00Z"}),
+        json!({"cycleEnd": "2026-11-10T00:00:00Z", "offCycle": "true"}),
+        // Within the grace period: purchases stamped before it may still be committing.
+        json!({"cycleEnd": CycleEnd::at(SystemTime::now() - Duration::from_secs(30)).as_str(), "offCycle": true}),
     ] {
         let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
@@ -648,16 +653,20 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-11-01T00:00:00.000Z", 0));
     assert_eq!(env.snapshot().await, before);
 
-    // A deadline too close: the run refuses to start a transaction, and Lambda hears `OutOfTime`.
-    let now = CycleEnd::at(SystemTime::now());
-    let diagnostic = invoke(store, json!({"cycleEnd": now.as_str()}), ms_from_now(1)).await.unwrap_err();
+    // A deadline too close: the run refuses to start a transaction, and Lambda hears `OutOfTime`. (An off-cycle
+    // run up to just past the grace period: the purchase made above, moments ago, is after it.)
+    record_seeded(store, COFFEE, "agency-northwind", "2026-11-15T00:00:00Z", &[(CreditType::Pixel, 2)]).await;
+    let now = CycleEnd::at(SystemTime::now() - billing::BILLING_GRACE - Duration::from_secs(1));
+    let off_cycle = json!({"cycleEnd": now.as_str(), "offCycle": true});
+    let diagnostic = invoke(store, off_cycle.clone(), ms_from_now(1)).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "OutOfTime", "{diagnostic:?}");
     // One from before any real invocation (`cargo lambda watch` sends 600000 ms after the epoch) is ignored.
-    let summary = invoke(store, json!({"cycleEnd": now.as_str()}), 600_000).await.unwrap();
+    let summary = invoke(store, off_cycle, 600_000).await.unwrap();
     assert_eq!(summary.purchases_billed_to_client, 1);
 
     // Storage failures are told apart: an outage (retry later) from a defect.
-    let later = json!({"cycleEnd": CycleEnd::at(SystemTime::now()).as_str()});
+    let later =
+        json!({"cycleEnd": CycleEnd::at(SystemTime::now() - billing::BILLING_GRACE).as_str(), "offCycle": true});
     record_seeded(store, COFFEE, "agency-northwind", "2026-11-02T00:00:00Z", &[(CreditType::Pixel, 1)]).await;
     env.faults.inject("Query", Fault::Throttling, 100);
     let diagnostic = invoke(store, later.clone(), ms_from_now(600_000)).await.unwrap_err();
@@ -787,7 +796,9 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
     };
 
     // `handOver` must be a boolean.
-    for bad in [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes"}), json!({"handOver": true})] {
+    for bad in
+        [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes", "offCycle": true}), json!({"handOver": true})]
+    {
         let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
     }
@@ -795,7 +806,7 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
     // Slow steps (~55 ms each, 2 in flight, 5 purchases each: ~100 per side) and a short time budget per
     // invocation: each invocation bills part of the cycle and answers where to go on.
     env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
-    let mut event = json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": true});
+    let mut event = json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": true, "offCycle": true});
     let mut invocations = 0;
     let mut billed = 0;
     let last = loop {
@@ -818,13 +829,14 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
             assert!(answer.get("continueWith").is_none(), "{answer}");
             break summary;
         }
-        assert!(summary.transactions > 0, "a hand-over always made progress");
-        assert_eq!(summary.statements_made_payable, 0, "statements stay building until the cycle is done");
-        // Consistent at every hand-over.
+        assert!(summary.transactions + summary.statements_made_payable > 0, "a hand-over always made progress");
+        // Consistent at every hand-over; statements are made payable only once every purchase is billed (a
+        // hand-over while finishing has made some payable).
         let partial = ledger(&env, &book).await;
-        assert!(partial.unbilled_to_client + partial.unbilled_to_agency > 0);
+        let unbilled = partial.unbilled_to_client + partial.unbilled_to_agency;
+        assert!(summary.statements_made_payable == 0 || unbilled == 0, "{summary:?}");
         event = answer["continueWith"].clone();
-        assert_eq!(event, json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true}));
+        assert_eq!(event, json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "offCycle": true}));
     };
     env.faults.set_latency(None);
     println!("240 purchases billed over {invocations} invocations with hand-overs");
@@ -881,7 +893,7 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
         let runs: Vec<_> = (0..PARTS)
             .map(|index| {
                 let store = store.clone();
-                let event = json!({"cycleEnd": cycle_end, "handOver": true, "side": kind.as_str(),
+                let event = json!({"cycleEnd": cycle_end, "handOver": true, "offCycle": true, "side": kind.as_str(),
                     "part": {"index": index, "of": PARTS}});
                 tokio::spawn(async move { billing::run_from_event(&store, &event, None).await.unwrap() })
             })
@@ -952,7 +964,7 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
     env.faults.set_latency(None);
 
     // The final plain run finds nothing left and makes the statements payable.
-    let last = billing::run_from_event(store, &json!({"cycleEnd": cycle_end}), None).await.unwrap();
+    let last = billing::run_from_event(store, &json!({"cycleEnd": cycle_end, "offCycle": true}), None).await.unwrap();
     assert_eq!((last.transactions, last.purchases_billed_to_client, last.purchases_billed_to_agency), (0, 0, 0));
     assert_eq!((last.side, last.part, last.purchases_in_other_parts), (None, None, None));
     assert!(last.complete);
@@ -975,7 +987,7 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
 
     // Slow steps and a short budget per invocation, as in the whole-cycle hand-over test.
     env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
-    let own_event = json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "side": "client",
+    let own_event = json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "offCycle": true, "side": "client",
         "part": {"index": 1, "of": 3}});
     let mut event = own_event.clone();
     let mut invocations = 0;
@@ -1165,7 +1177,7 @@ async fn finishing_many_statements_hands_over_at_its_deadline_and_the_next_invoc
     // 62 statements to make payable at DynamoDB's latency, one update at a time, 10 per page, 250 ms per
     // invocation: each invocation makes some payable and hands over.
     env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
-    let mut event = json!({"cycleEnd": cycle_end.as_str(), "handOver": true});
+    let mut event = json!({"cycleEnd": cycle_end.as_str(), "handOver": true, "offCycle": true});
     let (mut invocations, mut made_payable) = (0, 0);
     loop {
         invocations += 1;

@@ -60,6 +60,11 @@ impl CycleEnd {
         humantime::parse_rfc3339(&self.0).expect("a CycleEnd holds a valid timestamp")
     }
 
+    /// Whether this is a cycle boundary: 00:00:00.000Z on the 1st of a month, where the monthly cycles end.
+    pub fn is_month_boundary(&self) -> bool {
+        self.0.get(7..) == Some("-01T00:00:00.000Z")
+    }
+
     /// "20261201T000000.000Z": the cycle end inside statement ids.
     fn compact(&self) -> String {
         self.0.chars().filter(|c| *c != '-' && *c != ':').collect()
