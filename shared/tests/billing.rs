@@ -1003,7 +1003,13 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
             deadline: Some(Instant::now() + Duration::from_millis(250)),
             ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
         };
-        let summary = billing::run_billing(store, &run).await.unwrap();
+        let summary = match billing::run_billing(store, &run).await {
+            Ok(summary) => summary,
+            // The deadline is checked per index page: on a loaded machine a run may end before its first step
+            // (the state machine retries OutOfTime, and so does this loop).
+            Err(BillingError::OutOfTime) => continue,
+            Err(other) => panic!("{other}"),
+        };
         billed += summary.purchases_billed_to_client;
         assert_eq!((summary.purchases_billed_to_agency, summary.statements_made_payable), (0, 0));
         let answer = serde_json::to_value(&summary).unwrap();
@@ -1055,7 +1061,11 @@ async fn a_throttled_run_that_made_progress_hands_over_and_one_that_made_none_fa
     assert!(!summary.complete, "{answer}");
     assert_eq!(summary.transactions, 3, "{answer}");
     assert_eq!(answer["handedOverOn"], json!("StorageUnavailable"), "{answer}");
-    assert_eq!(answer["continueWith"], json!({"cycleEnd": cycle_end.as_str(), "handOver": true}), "{answer}");
+    assert_eq!(
+        answer["continueWith"],
+        json!({"cycleEnd": cycle_end.as_str(), "handOver": true, "offCycle": true}),
+        "{answer}"
+    );
     assert_eq!(summary.statements_made_payable, 0, "an unfinished run made statements payable");
 
     // Still throttled: a run that commits nothing fails, so a loop on `complete` cannot spin; and without
