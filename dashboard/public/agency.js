@@ -673,6 +673,18 @@ async function setLimit(accountId, form) {
 // ------------------------------------------------------------------------------------------ purchases
 
 /** "2026-11-26T03:41:07.123Z" → "2026-11-26 03:41" (UTC, as stored: no time zone guessing). */
+/**
+ * The day a statement is due, in the client's terms: dueAt is the end of that day anywhere on Earth (12:00 UTC
+ * the next day; README "Due dates"), so the day is the UTC date 12 hours before it. Older statements were due at
+ * 00:00 UTC, the end of the UTC day before, which the same rule also names.
+ * @param {string} text
+ */
+function dueDay(text) {
+  const at = Date.parse(text);
+  if (Number.isNaN(at)) return String(text ?? '—');
+  return `${new Date(at - 12 * 3600 * 1000 - 1).toISOString().slice(0, 10)} (end of day, any time zone)`;
+}
+
 function shortTime(text) {
   const m = typeof text === 'string' ? /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})/.exec(text) : null;
   return m ? `${m[1]} ${m[2]}` : String(text ?? '—');
@@ -904,7 +916,7 @@ function statementRow(statement) {
     el('td', { className: 'num', dataset: { label: 'Total', field: 'total' }, textContent: money(statement.total) }),
     el('td', { className: 'num', dataset: { label: 'Paid', field: 'paid' }, textContent: money(statement.amountPaid) }),
     el('td', { className: 'num', dataset: { label: 'Due', field: 'due' }, textContent: money(statement.amountDue) }),
-    el('td', { dataset: { label: 'Due by' }, textContent: statement.dueAt ? shortTime(statement.dueAt) : '—' }),
+    el('td', { dataset: { label: 'Due by' }, textContent: statement.dueAt ? dueDay(statement.dueAt) : '—' }),
   );
 }
 

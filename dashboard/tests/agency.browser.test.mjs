@@ -707,7 +707,7 @@ test("statements: the agency's statements at cost with their status", async () =
       body: JSON.stringify({
         agencyId: AGENCY,
         statements: [
-          { statementId: `agency-20261201T000000.000Z-${AGENCY}`, cycleEnd: '2026-12-01T00:00:00.000Z', status: 'pending_payment', currency: 'USD', lines: [], total: '1234.5', amountPaid: '0.00', amountDue: '1234.50', dueAt: '2026-12-31T00:00:00.000Z', purchaseCount: 12, createdAt: '2026-12-01T00:05:00.000Z' },
+          { statementId: `agency-20261201T000000.000Z-${AGENCY}`, cycleEnd: '2026-12-01T00:00:00.000Z', status: 'pending_payment', currency: 'USD', lines: [], total: '1234.5', amountPaid: '0.00', amountDue: '1234.50', dueAt: '2027-01-01T12:00:00.000Z', purchaseCount: 12, createdAt: '2026-12-01T00:05:00.000Z' },
           { statementId: `agency-20261101T000000.000Z-${AGENCY}`, cycleEnd: '2026-11-01T00:00:00.000Z', status: 'paid', currency: 'USD', lines: [], total: '87.50', amountPaid: '87.50', amountDue: '0.00', dueAt: '2026-12-01T00:00:00.000Z', purchaseCount: 2, createdAt: '2026-11-01T00:05:00.000Z' },
         ],
         nextCursor: 'next-page',
@@ -720,7 +720,7 @@ test("statements: the agency's statements at cost with their status", async () =
     assert.equal(await rows.count(), 2);
     assert.deepEqual(
       (await rows.first().locator('th, td').allInnerTexts()).map((t) => t.trim()),
-      [`agency-20261201T000000.000Z-${AGENCY}`, '2026-12-01 00:00', 'Awaiting payment', '12', '$1,234.50', '$0.00', '$1,234.50', '2026-12-31 00:00'],
+      [`agency-20261201T000000.000Z-${AGENCY}`, '2026-12-01 00:00', 'Awaiting payment', '12', '$1,234.50', '$0.00', '$1,234.50', '2026-12-31 (end of day, any time zone)'],
     );
     assert.equal(await rows.nth(1).locator('[data-field="status"]').innerText(), 'Paid');
     assert.ok(await page.getByRole('button', { name: 'Load more statements' }).isVisible());

@@ -35,6 +35,15 @@ pub const DEFAULT_MAX_BUFFERED_PURCHASES: usize = 20_000;
 /// so it can log and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
 
+/// Building statements per page when a cycle finishes: one Query page and as many updates (~1 KB each, so
+/// well under the 1 MB page), then the deadline is checked again.
+pub const DEFAULT_FINISH_PAGE_SIZE: usize = 500;
+
+/// The first pause before the building set is read again (doubling up to [`MAX_FINISH_PAUSE`]): the state
+/// index usually catches up within a second.
+const FIRST_FINISH_PAUSE: Duration = Duration::from_millis(50);
+const MAX_FINISH_PAUSE: Duration = Duration::from_secs(2);
+
 /// Deadlines earlier than this after the epoch (2001-09-09) come from a local emulator, not from Lambda.
 const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
 
@@ -68,7 +77,8 @@ pub struct BillingRun {
     pub max_buffered_purchases: usize,
     /// No transaction starts after this; the run then fails with [`BillingError::OutOfTime`].
     pub deadline: Option<Instant>,
-    /// Client statements fall overdue this many days after the cycle end.
+    /// Client statements fall overdue at the end of the this-many-th day after they became payable
+    /// ([`crate::domain::billing::due_at`]).
     pub payment_due_days: u64,
     /// Steps in flight at once within a side (1 = one after another), each of a different statement.
     pub concurrency: usize,
@@ -78,6 +88,8 @@ pub struct BillingRun {
     /// `None`: the whole cycle, then its statements are made payable. Some slice: only that, and the
     /// statements stay `building` (other runs may still be billing the rest of the cycle).
     pub slice: Option<BillingSlice>,
+    /// Building statements read (and made payable) per page when the cycle finishes; tests lower it.
+    pub finish_page_size: usize,
 }
 
 /// The part of a cycle one run of a fan-out bills: one side, and of it only the statements of the owners
@@ -106,6 +118,7 @@ impl BillingRun {
             concurrency: DEFAULT_BILLING_CONCURRENCY,
             hand_over: false,
             slice: None,
+            finish_page_size: DEFAULT_FINISH_PAGE_SIZE,
         }
     }
 }
@@ -198,14 +211,18 @@ impl From<BillingError> for Diagnostic {
     }
 }
 
-/// How far ahead of the function's clock a cycle end may be: the schedule's `<aws.scheduler.scheduled-time>`
-/// may run a little ahead of the Lambda host's clock. Anything later is refused (a typo would bill early).
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(60);
+/// How long after a cycle end its run may start: longer than any request can take (the 7 s request budget,
+/// API Gateway's 30 s integration limit), because a purchase's `createdAt` is stamped before it commits. A run
+/// started at the cycle end could miss a purchase stamped just before it that commits a moment later, on one
+/// side and not the other. The state machine waits [`BILLING_GRACE`] and more (its `Grace` state) first.
+pub const BILLING_GRACE: Duration = Duration::from_secs(60);
 
 /// The fields of a manual or state-machine event.
-const EVENT_FIELDS: [&str; 4] = ["cycleEnd", "handOver", "side", "part"];
+const EVENT_FIELDS: [&str; 5] = ["cycleEnd", "handOver", "side", "part", "offCycle"];
 
-/// The cycle end an event asks for; it must be at most [`MAX_CLOCK_SKEW`] after `now`:
+/// The cycle end an event asks for. It must be a cycle boundary (00:00:00.000Z on the 1st of a month) unless
+/// the event says `"offCycle": true` (a cycle end elsewhere bills part of a month on a statement of its own, so
+/// a typo would split a month in two), and at least [`BILLING_GRACE`] before `now`:
 /// - `{"cycleEnd": "2026-12-01T00:00:00Z"}`: that instant (what the schedule sends, and what a manual run
 ///   must name);
 /// - an EventBridge scheduled event (`"detail-type": "Scheduled Event"`): its `time`, the scheduled instant, so
@@ -244,9 +261,22 @@ pub fn cycle_end_from_event(event: &Value, now: SystemTime) -> Result<CycleEnd, 
             Some(other) => return Err(invalid(format!("`cycleEnd` must be a string, got {other}"))),
         }
     };
-    if cycle_end.instant() > now + MAX_CLOCK_SKEW {
+    let off_cycle = match object.get("offCycle") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) if object.get("detail-type").is_none() => true,
+        Some(other) => return Err(invalid(format!("`offCycle` must be true or false, got {other}"))),
+    };
+    if !off_cycle && !cycle_end.is_month_boundary() {
         return Err(invalid(format!(
-            "cycle end {cycle_end} is in the future (now {}): a cycle is billed once it has ended",
+            "cycle end {cycle_end} is not a cycle boundary (00:00:00.000Z on the 1st of a month); to bill up to \
+             another instant on purpose, say \"offCycle\": true"
+        )));
+    }
+    if now < cycle_end.instant() + BILLING_GRACE {
+        return Err(invalid(format!(
+            "cycle end {cycle_end} is less than {} s before now ({}): purchases stamped before it may still be \
+             committing; a cycle is billed once its grace period has passed",
+            BILLING_GRACE.as_secs(),
             time::timestamp(now)
         )));
     }
@@ -308,6 +338,9 @@ fn part_from_value(value: &Value) -> Result<Part, BillingError> {
 /// The event that continues `run` after a hand-over: the same cycle end and slice.
 fn continuation(run: &BillingRun) -> Value {
     let mut event = json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true});
+    if !run.cycle_end.is_month_boundary() {
+        event["offCycle"] = json!(true);
+    }
     if let Some(slice) = &run.slice {
         event["side"] = json!(slice.side.as_str());
         if let Some(part) = slice.part {
@@ -323,8 +356,8 @@ pub async fn run_from_event(
     store: &Store,
     event: &Value,
     deadline: Option<SystemTime>,
+    now: SystemTime,
 ) -> Result<RunSummary, BillingError> {
-    let now = SystemTime::now();
     let refused = |e: &BillingError| {
         tracing::error!(error = %e, error_type = e.error_type(), "billing run refused; nothing written");
     };
@@ -409,26 +442,25 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     // cannot know whether the rest of the cycle is billed.
     let mut made_payable = 0;
     let mut result = client_result.and(agency_result);
+    let finishing = Instant::now();
+    if result.is_ok() && run.slice.is_none() {
+        result = finish_cycle(store, run, &mut made_payable).await;
+    }
+    let finish_ms = finishing.elapsed().as_millis() as u64;
     // The deadline, or a table that stayed throttled or unavailable through a step's retries, stopped a run that
     // made progress: with `hand_over`, an answer saying where to go on (the same cycle end: the unbilled indexes
-    // are the record of what is left) instead of a failure, so a long throttled month is not failed by a caller's
-    // bounded retries while it still moves. A run that committed nothing still fails (the caller retries that
-    // with backoff), so a caller looping on `complete` cannot spin forever.
+    // and the building set are the record of what is left) instead of a failure, so a long throttled month is
+    // not failed by a caller's bounded retries while it still moves. A run that changed nothing still fails (the
+    // caller retries that with backoff), so a caller looping on `complete` cannot spin forever.
     let stopped_by = match &result {
         Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Some(stop.clone()),
         _ => None,
     };
-    let handed_over = run.hand_over && stopped_by.is_some() && client.transactions + agency.transactions > 0;
-    let finishing = Instant::now();
+    let progress = client.transactions + agency.transactions + made_payable > 0;
+    let handed_over = run.hand_over && stopped_by.is_some() && progress;
     if handed_over {
         result = Ok(());
-    } else if result.is_ok() && run.slice.is_none() {
-        match store.finish_cycle(&run.cycle_end, run.payment_due_days, run.concurrency).await {
-            Ok(count) => made_payable = count,
-            Err(err) => result = Err(err.into()),
-        }
     }
-    let finish_ms = finishing.elapsed().as_millis() as u64;
     let summary = RunSummary {
         run_id,
         cycle_end: run.cycle_end.to_string(),
@@ -457,6 +489,41 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
     };
     log_summary(&summary, result.as_ref().err());
     result.map(|()| summary)
+}
+
+/// Makes the cycle's statements payable, a page at a time (`made_payable` counts as it goes, so a hand-over
+/// reports what it did). The state index is eventually consistent, so one pass may miss a statement the last
+/// step wrote a moment before: the building set is read again, after a short growing pause, until a whole
+/// pass finds it empty. The deadline is checked before every page.
+async fn finish_cycle(store: &Store, run: &BillingRun, made_payable: &mut u64) -> Result<(), BillingError> {
+    // Counted from now, when the statements become payable (a late run gives clients the same days to pay).
+    let due_at = crate::domain::billing::due_at(&run.cycle_end, SystemTime::now(), run.payment_due_days);
+    let out_of_time = || run.deadline.is_some_and(|deadline| Instant::now() >= deadline);
+    let mut pause = FIRST_FINISH_PAUSE;
+    loop {
+        let mut found = 0;
+        let mut after = None;
+        loop {
+            if out_of_time() {
+                return Err(BillingError::OutOfTime);
+            }
+            let page = store.building_statements_page(&run.cycle_end, run.finish_page_size, after).await?;
+            found += page.statements.len();
+            *made_payable += store.make_payable(&page.statements, &due_at, run.concurrency).await?;
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        if found == 0 {
+            return Ok(());
+        }
+        // Sleep no later than the deadline, which the next page checks.
+        let sleep =
+            run.deadline.map_or(pause, |deadline| pause.min(deadline.saturating_duration_since(Instant::now())));
+        tokio::time::sleep(sleep).await;
+        pause = (pause * 2).min(MAX_FINISH_PAUSE);
+    }
 }
 
 /// One side's counts, kept even when it fails so the partial summary can be logged.
@@ -508,7 +575,12 @@ async fn bill_side(
     let result = async {
         for shard in 0..UNBILLED_SHARDS {
             let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end);
-            while let Some(page) = pages.next().await {
+            loop {
+                // Per page, not only before a transaction: a part that owns nothing on a long index sends none.
+                if run.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+                    return Err(BillingError::OutOfTime);
+                }
+                let Some(page) = pages.next().await else { break };
                 let page = page?;
                 tally.queries += 1;
                 tally.items_read += page.items_read;
@@ -747,9 +819,17 @@ mod tests {
         let now = at("2026-11-26T15:00:00.123Z");
         let parse = |v: Value| cycle_end_from_event(&v, now).map(|c| c.as_str().to_owned());
         assert_eq!(parse(json!({"cycleEnd": "2026-11-01T00:00:00Z"})).unwrap(), "2026-11-01T00:00:00.000Z");
-        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:00:00.123Z"})).unwrap(), "2026-11-26T15:00:00.123Z");
-        // The schedule's time may run a little ahead of the function's clock.
-        assert_eq!(parse(json!({"cycleEnd": "2026-11-26T15:01:00.123Z"})).unwrap(), "2026-11-26T15:01:00.123Z");
+        // Off a boundary only when the event says so, and only once the grace period has passed.
+        let off = json!({"cycleEnd": "2026-11-26T14:59:00.123Z", "offCycle": true});
+        assert_eq!(parse(off).unwrap(), "2026-11-26T14:59:00.123Z");
+        assert_eq!(
+            parse(json!({"cycleEnd": "2026-11-01T00:00:00Z", "offCycle": false})).unwrap(),
+            "2026-11-01T00:00:00.000Z"
+        );
+        // The month that ended a moment ago is refused until its grace period has passed.
+        let early = cycle_end_from_event(&json!({"cycleEnd": "2026-12-01T00:00:00Z"}), at("2026-12-01T00:00:59.999Z"));
+        assert!(matches!(early, Err(BillingError::InvalidEvent(m)) if m.contains("less than 60 s")));
+        assert!(cycle_end_from_event(&json!({"cycleEnd": "2026-12-01T00:00:00Z"}), at("2026-12-01T00:01:00Z")).is_ok());
         let scheduled = json!({
             "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
             "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}
@@ -762,6 +842,13 @@ mod tests {
             json!({"detail-type": "Scheduled Event", "time": null}),
             json!({"cycleEnd": "2026-12-01T00:00:00Z"}),
             json!({"cycleEnd": "2026-11-26T15:01:00.124Z"}),
+            // An operator's typo on 20 November would bill 1-9 November on a statement of its own.
+            json!({"cycleEnd": "2026-11-10T00:00:00Z"}),
+            json!({"cycleEnd": "2026-11-01T00:00:00.001Z"}),
+            json!({"cycleEnd": "2026-11-26T14:59:00.124Z", "offCycle": true}),
+            json!({"cycleEnd": "2026-11-10T00:00:00Z", "offCycle": "yes"}),
+            json!({"cycleEnd": "2026-11-01T00:00:00Z", "offCycle": 1}),
+            json!({"detail-type": "Scheduled Event", "time": "2026-11-10T00:00:00Z"}),
             json!({"detail-type": "Scheduled Event", "time": "2026-12-01T00:00:00Z"}),
             json!({"cycleEnd": 1}),
             json!({"cycleEnd": null}),
@@ -826,7 +913,7 @@ mod tests {
             (json!({"side": "client", "part": {"index": 0, "of": 2, "k": 1}}), "unknown field `part.k`"),
             (
                 json!({"side": "client", "parts": 2}),
-                "unknown field `parts`; allowed: `cycleEnd`, `handOver`, `side`, `part`",
+                "unknown field `parts`; allowed: `cycleEnd`, `handOver`, `side`, `part`, `offCycle`",
             ),
         ] {
             let event = with(bad.clone());
@@ -895,6 +982,12 @@ mod tests {
                 "part": {"index": 2, "of": 5}})
         );
         assert_eq!(slice_from_event(&event), Ok(Some(slice)));
+        // An off-cycle run's continuation says so again.
+        let off = BillingRun::new(CycleEnd::parse("2026-11-10T00:00:00Z").unwrap());
+        assert_eq!(
+            continuation(&off),
+            json!({"cycleEnd": "2026-11-10T00:00:00.000Z", "handOver": true, "offCycle": true})
+        );
     }
 
     #[test]

@@ -298,9 +298,12 @@ pub async fn run_billing_from_event(
     store: &Store,
     event: &Value,
     deadline: Option<SystemTime>,
+    now: SystemTime,
 ) -> Result<RunSummary, BillingError> {
     let started = Instant::now();
-    let (result, calls) = counting_dynamo_calls(crate::billing::run_from_event(store, event, deadline)).await;
+    // Boxed: unboxed, the run's future nests deep enough to overflow rustc's layout query limit in the function's `main`.
+    let (result, calls) =
+        counting_dynamo_calls(Box::pin(crate::billing::run_from_event(store, event, deadline, now))).await;
     record_billing_run(&result, started.elapsed(), &calls);
     result
 }
@@ -359,6 +362,9 @@ pub struct ReconcileFigures {
     pub overdue_unbilled_purchases: u64,
     /// Accounts and agency lines that looked drifting and could not be read as of one moment on any re-check.
     pub unsettled: u64,
+    /// Statements of that cycle still `building` a day after its end: its final run did not make them
+    /// payable, so they cannot be paid and the lines they hold are never released.
+    pub statements_still_building: u64,
     pub duration: Duration,
 }
 
@@ -370,6 +376,7 @@ struct ReconcileMetrics {
     drifting_accounts: u64,
     overdue_unbilled_purchases: u64,
     unsettled_accounts: u64,
+    statements_still_building: u64,
     #[metrics(unit = Millisecond)]
     duration: Duration,
 }
@@ -383,6 +390,7 @@ pub fn record_reconcile(figures: &ReconcileFigures) {
         drifting_accounts: figures.drifting_accounts,
         overdue_unbilled_purchases: figures.overdue_unbilled_purchases,
         unsettled_accounts: figures.unsettled,
+        statements_still_building: figures.statements_still_building,
         duration: figures.duration,
     };
     drop(metrics.append_on_drop(OpsMetrics::sink_or_discard()));

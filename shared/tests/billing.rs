@@ -285,6 +285,8 @@ fn comparable(ledger: &Ledger) -> (Vec<Statement>, Vec<PurchaseRecord>) {
         .map(|mut s| {
             s.created_at.clear();
             s.updated_at.clear();
+            // Counted from the day the run made it payable: run-dependent too.
+            s.due_at = None;
             s
         })
         .collect();
@@ -554,7 +556,7 @@ async fn invoke(store: &Store, payload: Value, deadline_ms: u64) -> Result<RunSu
     context.deadline = deadline_ms;
     // Exactly what billing-run's main does with the event.
     let event = LambdaEvent::new(payload, context);
-    shared::metrics::run_billing_from_event(store, &event.payload, Some(event.context.deadline()))
+    shared::metrics::run_billing_from_event(store, &event.payload, Some(event.context.deadline()), SystemTime::now())
         .await
         .map_err(Diagnostic::from)
 }
@@ -605,8 +607,13 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "both"}),
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "client", "part": {"index": 2, "of": 2}}),
         json!({"cycleEnd": "2026-11-01T00:00:00Z", "side": "agency", "part": {"index": 0, "of": 65}}),
+        // Not a cycle boundary (1-9 November on a statement of its own), unless the event says it is meant.
+        json!({"cycleEnd": "2026-11-10T00:00:00Z"}),
+        json!({"cycleEnd": "2026-11-10T00:00:00Z", "offCycle": "true"}),
+        // Within the grace period: purchases stamped before it may still be committing.
+        json!({"cycleEnd": CycleEnd::at(SystemTime::now() - Duration::from_secs(30)).as_str(), "offCycle": true}),
     ] {
-        let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
+        let err = billing::run_from_event(store, &bad, None, SystemTime::now()).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
         // What Lambda reports: a meaningful `errorType`, not the Rust type of a boxed error.
         let diagnostic = invoke(store, bad.clone(), ms_from_now(600_000)).await.unwrap_err();
@@ -642,20 +649,24 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
         "account": "123456789012", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
     let before = env.snapshot().await;
-    let again = billing::run_from_event(store, &scheduled, None).await.unwrap();
+    let again = billing::run_from_event(store, &scheduled, None, SystemTime::now()).await.unwrap();
     assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-11-01T00:00:00.000Z", 0));
     assert_eq!(env.snapshot().await, before);
 
-    // A deadline too close: the run refuses to start a transaction, and Lambda hears `OutOfTime`.
-    let now = CycleEnd::at(SystemTime::now());
-    let diagnostic = invoke(store, json!({"cycleEnd": now.as_str()}), ms_from_now(1)).await.unwrap_err();
+    // A deadline too close: the run refuses to start a transaction, and Lambda hears `OutOfTime`. (An off-cycle
+    // run up to just past the grace period: the purchase made above, moments ago, is after it.)
+    record_seeded(store, COFFEE, "agency-northwind", "2026-11-15T00:00:00Z", &[(CreditType::Pixel, 2)]).await;
+    let now = CycleEnd::at(SystemTime::now() - billing::BILLING_GRACE - Duration::from_secs(1));
+    let off_cycle = json!({"cycleEnd": now.as_str(), "offCycle": true});
+    let diagnostic = invoke(store, off_cycle.clone(), ms_from_now(1)).await.unwrap_err();
     assert_eq!(diagnostic.error_type, "OutOfTime", "{diagnostic:?}");
     // One from before any real invocation (`cargo lambda watch` sends 600000 ms after the epoch) is ignored.
-    let summary = invoke(store, json!({"cycleEnd": now.as_str()}), 600_000).await.unwrap();
+    let summary = invoke(store, off_cycle, 600_000).await.unwrap();
     assert_eq!(summary.purchases_billed_to_client, 1);
 
     // Storage failures are told apart: an outage (retry later) from a defect.
-    let later = json!({"cycleEnd": CycleEnd::at(SystemTime::now()).as_str()});
+    let later =
+        json!({"cycleEnd": CycleEnd::at(SystemTime::now() - billing::BILLING_GRACE).as_str(), "offCycle": true});
     record_seeded(store, COFFEE, "agency-northwind", "2026-11-02T00:00:00Z", &[(CreditType::Pixel, 1)]).await;
     env.faults.inject("Query", Fault::Throttling, 100);
     let diagnostic = invoke(store, later.clone(), ms_from_now(600_000)).await.unwrap_err();
@@ -785,17 +796,20 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
     };
 
     // `handOver` must be a boolean.
-    for bad in [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes"}), json!({"handOver": true})] {
-        let err = billing::run_from_event(store, &bad, None).await.unwrap_err();
+    for bad in
+        [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes", "offCycle": true}), json!({"handOver": true})]
+    {
+        let err = billing::run_from_event(store, &bad, None, SystemTime::now()).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
     }
 
     // Slow steps (~55 ms each, 2 in flight, 5 purchases each: ~100 per side) and a short time budget per
     // invocation: each invocation bills part of the cycle and answers where to go on.
     env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
-    let mut event = json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": true});
+    let mut event = json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": true, "offCycle": true});
     let mut invocations = 0;
     let mut billed = 0;
+    let mut made_payable = 0;
     let last = loop {
         invocations += 1;
         assert!(invocations <= 60, "the hand-overs never finished");
@@ -809,6 +823,7 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
         };
         let summary = billing::run_billing(store, &run).await.unwrap();
         billed += summary.purchases_billed_to_client + summary.purchases_billed_to_agency;
+        made_payable += summary.statements_made_payable;
         // What the function answers: `complete`, and the event that continues the run when it is not.
         let answer = serde_json::to_value(&summary).unwrap();
         assert_eq!(answer["complete"], json!(summary.complete), "{answer}");
@@ -816,19 +831,21 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
             assert!(answer.get("continueWith").is_none(), "{answer}");
             break summary;
         }
-        assert!(summary.transactions > 0, "a hand-over always made progress");
-        assert_eq!(summary.statements_made_payable, 0, "statements stay building until the cycle is done");
-        // Consistent at every hand-over.
+        assert!(summary.transactions + summary.statements_made_payable > 0, "a hand-over always made progress");
+        // Consistent at every hand-over; statements are made payable only once every purchase is billed (a
+        // hand-over while finishing has made some payable).
         let partial = ledger(&env, &book).await;
-        assert!(partial.unbilled_to_client + partial.unbilled_to_agency > 0);
+        let unbilled = partial.unbilled_to_client + partial.unbilled_to_agency;
+        assert!(summary.statements_made_payable == 0 || unbilled == 0, "{summary:?}");
         event = answer["continueWith"].clone();
-        assert_eq!(event, json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true}));
+        assert_eq!(event, json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "offCycle": true}));
     };
     env.faults.set_latency(None);
     println!("240 purchases billed over {invocations} invocations with hand-overs");
     assert!(invocations > 2, "the time budget was meant to stop the first runs");
     assert_eq!(billed, 480, "each purchase billed once to its client and once to its agency");
-    assert!(last.statements_made_payable > 0);
+    // Making the statements payable is paged too: the last invocation may only confirm none is left.
+    assert!(last.complete && made_payable > 0, "{last:?}");
     let books = ledger(&env, &book).await;
     assert_all_billed(&books, 240);
     assert_eq!(comparable(&books), expected);
@@ -879,9 +896,11 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
         let runs: Vec<_> = (0..PARTS)
             .map(|index| {
                 let store = store.clone();
-                let event = json!({"cycleEnd": cycle_end, "handOver": true, "side": kind.as_str(),
+                let event = json!({"cycleEnd": cycle_end, "handOver": true, "offCycle": true, "side": kind.as_str(),
                     "part": {"index": index, "of": PARTS}});
-                tokio::spawn(async move { billing::run_from_event(&store, &event, None).await.unwrap() })
+                tokio::spawn(
+                    async move { billing::run_from_event(&store, &event, None, SystemTime::now()).await.unwrap() },
+                )
             })
             .collect();
         let mut summaries = Vec::new();
@@ -950,7 +969,10 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
     env.faults.set_latency(None);
 
     // The final plain run finds nothing left and makes the statements payable.
-    let last = billing::run_from_event(store, &json!({"cycleEnd": cycle_end}), None).await.unwrap();
+    let last =
+        billing::run_from_event(store, &json!({"cycleEnd": cycle_end, "offCycle": true}), None, SystemTime::now())
+            .await
+            .unwrap();
     assert_eq!((last.transactions, last.purchases_billed_to_client, last.purchases_billed_to_agency), (0, 0, 0));
     assert_eq!((last.side, last.part, last.purchases_in_other_parts), (None, None, None));
     assert!(last.complete);
@@ -973,7 +995,7 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
 
     // Slow steps and a short budget per invocation, as in the whole-cycle hand-over test.
     env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
-    let own_event = json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "side": "client",
+    let own_event = json!({"cycleEnd": "2026-11-20T00:00:00.000Z", "handOver": true, "offCycle": true, "side": "client",
         "part": {"index": 1, "of": 3}});
     let mut event = own_event.clone();
     let mut invocations = 0;
@@ -989,7 +1011,13 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
             deadline: Some(Instant::now() + Duration::from_millis(250)),
             ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
         };
-        let summary = billing::run_billing(store, &run).await.unwrap();
+        let summary = match billing::run_billing(store, &run).await {
+            Ok(summary) => summary,
+            // The deadline is checked per index page: on a loaded machine a run may end before its first step
+            // (the state machine retries OutOfTime, and so does this loop).
+            Err(BillingError::OutOfTime) => continue,
+            Err(other) => panic!("{other}"),
+        };
         billed += summary.purchases_billed_to_client;
         assert_eq!((summary.purchases_billed_to_agency, summary.statements_made_payable), (0, 0));
         let answer = serde_json::to_value(&summary).unwrap();
@@ -1041,7 +1069,11 @@ async fn a_throttled_run_that_made_progress_hands_over_and_one_that_made_none_fa
     assert!(!summary.complete, "{answer}");
     assert_eq!(summary.transactions, 3, "{answer}");
     assert_eq!(answer["handedOverOn"], json!("StorageUnavailable"), "{answer}");
-    assert_eq!(answer["continueWith"], json!({"cycleEnd": cycle_end.as_str(), "handOver": true}), "{answer}");
+    assert_eq!(
+        answer["continueWith"],
+        json!({"cycleEnd": cycle_end.as_str(), "handOver": true, "offCycle": true}),
+        "{answer}"
+    );
     assert_eq!(summary.statements_made_payable, 0, "an unfinished run made statements payable");
 
     // Still throttled: a run that commits nothing fails, so a loop on `complete` cannot spin; and without
@@ -1058,4 +1090,172 @@ async fn a_throttled_run_that_made_progress_hands_over_and_one_that_made_none_fa
     let rest = billing::run_billing(store, &run(true)).await.unwrap();
     assert!(rest.complete && rest.handed_over_on.is_none(), "{rest:?}");
     assert_all_billed(&ledger(&env, &book).await, 24);
+}
+
+/// Bills the cycle's purchases as the state machine's parts do (each side as one slice), leaving every
+/// statement `building` for a final run.
+async fn bill_both_sides_as_slices(store: &Store, cycle_end: &CycleEnd) {
+    for side in [StatementKind::Client, StatementKind::Agency] {
+        let slice = Some(billing::BillingSlice { side, part: None });
+        let summary =
+            billing::run_billing(store, &BillingRun { slice, ..BillingRun::new(cycle_end.clone()) }).await.unwrap();
+        assert!(summary.complete && summary.statements_made_payable == 0, "{summary:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_written_after_the_finishing_query_still_becomes_payable() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 3).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    // Two accounts' purchases billed by the parts: their statements are in the building set.
+    let early: Vec<_> = make_purchases(&book, 6, 41, "2026-11-05T00:00:00Z")
+        .into_iter()
+        .filter(|p| p.account_id != "acct-0002")
+        .collect();
+    record_all(store, &book, &early).await;
+    bill_both_sides_as_slices(store, &cycle_end).await;
+
+    // The final run's first read of the building set is answered late (read at once, answered 0.8 s later,
+    // within the SDK's 1.5 s attempt timeout, so it is not retried);
+    // meanwhile a straggling part bills a third account: a statement the first read cannot have seen, as
+    // when the index has not yet caught up with the last part's final step.
+    env.faults.inject_where("Query", "BUILDING#", Fault::SlowResponse(Duration::from_millis(800)), 1);
+    let finishing = {
+        let store = store.clone();
+        let cycle_end = cycle_end.clone();
+        tokio::spawn(async move { billing::run_billing(&store, &BillingRun::new(cycle_end)).await.unwrap() })
+    };
+    let waited = Instant::now();
+    while env.faults.injected().is_empty() {
+        assert!(waited.elapsed() < Duration::from_secs(10), "the final run never read the building set");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let straggler: Vec<_> = make_purchases(&book, 3, 43, "2026-11-06T00:00:00Z")
+        .into_iter()
+        .filter(|p| p.account_id == "acct-0002")
+        .collect();
+    record_all(store, &book, &straggler).await;
+    bill_both_sides_as_slices(store, &cycle_end).await;
+    // Written while the first read's answer was on its way.
+    assert!(waited.elapsed() < Duration::from_millis(800), "the straggler took too long: {:?}", waited.elapsed());
+    let last = finishing.await.unwrap();
+
+    // 3 client statements and 1 agency statement, all payable: none left building.
+    println!("final run made {} statements payable", last.statements_made_payable);
+    assert_eq!(last.statements_made_payable, 4, "{last:?}");
+    let books = ledger(&env, &book).await;
+    assert_all_billed(&books, early.len() + straggler.len());
+    assert_eq!(books.client_statements.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_owns_nothing_stops_reading_at_its_deadline() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 4).await;
+    let purchases = make_purchases(&book, 40, 47, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    // A part of the client side that holds none of the book's accounts: it reads every page and bills nothing.
+    let of = 16;
+    let index = (0..of).find(|k| book.account_ids().all(|a| owner_part(a, of) != *k)).unwrap();
+    // Each index page takes 300 ms; the run has 200 ms.
+    env.faults.set_latency(Some(testkit::faults::Latency {
+        query_page: Duration::from_millis(300),
+        ..testkit::faults::Latency::dynamodb()
+    }));
+    let run = BillingRun {
+        hand_over: true,
+        slice: Some(billing::BillingSlice { side: StatementKind::Client, part: Some(Part::new(index, of).unwrap()) }),
+        deadline: Some(Instant::now() + Duration::from_millis(200)),
+        ..BillingRun::new(cycle("2026-11-20T00:00:00Z"))
+    };
+    let started = Instant::now();
+    let result = billing::run_billing(store, &run).await;
+    let took = started.elapsed();
+    env.faults.set_latency(None);
+    println!("a part owning nothing answered after {took:.2?}: {result:?}");
+    // It stops at the first page boundary past its deadline, not after all 4 shards (1.2 s).
+    assert!(took < Duration::from_millis(650), "{took:?}");
+    assert!(!matches!(&result, Ok(summary) if summary.complete), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finishing_many_statements_hands_over_at_its_deadline_and_the_next_invocation_completes() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 2, 60).await;
+    let purchases = make_purchases(&book, 60, 53, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    bill_both_sides_as_slices(store, &cycle_end).await;
+
+    // 62 statements to make payable at DynamoDB's latency, one update at a time, 10 per page, 250 ms per
+    // invocation: each invocation makes some payable and hands over.
+    env.faults.set_latency(Some(testkit::faults::Latency::dynamodb()));
+    let mut event = json!({"cycleEnd": cycle_end.as_str(), "handOver": true, "offCycle": true});
+    let (mut invocations, mut made_payable) = (0, 0);
+    loop {
+        invocations += 1;
+        assert!(invocations <= 40, "the hand-overs never finished");
+        let run = BillingRun {
+            concurrency: 1,
+            finish_page_size: 10,
+            hand_over: true,
+            deadline: Some(Instant::now() + Duration::from_millis(250)),
+            ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
+        };
+        let summary = match billing::run_billing(store, &run).await {
+            Ok(summary) => summary,
+            // A loaded test machine may spend the whole budget before the first page: the state machine
+            // retries OutOfTime, and so does this loop.
+            Err(BillingError::OutOfTime) => continue,
+            Err(other) => panic!("{other}"),
+        };
+        made_payable += summary.statements_made_payable;
+        if summary.complete {
+            break;
+        }
+        assert_eq!(summary.handed_over_on, Some("OutOfTime"), "{summary:?}");
+        assert!(summary.statements_made_payable > 0, "a hand-over always made progress");
+        event = serde_json::to_value(&summary).unwrap()["continueWith"].clone();
+    }
+    env.faults.set_latency(None);
+    println!("62 statements made payable over {invocations} invocations");
+    assert!(invocations > 1, "the deadline was meant to stop the first invocation");
+    assert_eq!(made_payable, 62);
+    assert_all_billed(&ledger(&env, &book).await, 60);
+}
+
+#[tokio::test]
+async fn a_cycle_finished_days_after_its_end_gives_clients_the_due_days_from_then() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 2).await;
+    let purchases = make_purchases(&book, 4, 59, "2026-10-10T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    // A cycle that ended weeks ago (its run failed and is re-run today), 30 due days.
+    let cycle_end = cycle("2026-11-01T00:00:00Z");
+    let payable_from = SystemTime::now();
+    let summary = billing::run_billing(store, &BillingRun::new(cycle_end.clone())).await.unwrap();
+    assert_eq!(summary.statements_made_payable, 3);
+    let payable_until = SystemTime::now();
+    // Due at the end of the 30th day after today, anywhere on Earth: 12:00 UTC the day after.
+    let expected: BTreeSet<String> = [payable_from, payable_until]
+        .into_iter()
+        .map(|at| shared::domain::billing::due_at(&cycle_end, at, 30))
+        .collect();
+    let day = |text: &str| humantime::parse_rfc3339(text).unwrap();
+    for account in book.account_ids() {
+        let statement = &store.client_statements(account).await.unwrap()[0];
+        let due = statement.due_at.clone().unwrap();
+        assert!(expected.contains(&due), "{due} not in {expected:?}");
+        assert!(due.ends_with("T12:00:00.000Z"), "{due}");
+        let days_after_payable = day(&due).duration_since(payable_from).unwrap().as_secs() / 86_400;
+        assert!((30..=31).contains(&days_after_payable), "{due}: {days_after_payable} days after today");
+        // Not the cycle end plus 30 days (1 December), long past.
+        assert!(due.as_str() > "2026-12-31", "{due}");
+    }
 }

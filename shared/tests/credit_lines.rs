@@ -252,21 +252,24 @@ async fn failed_and_overdue_statements_put_the_account_on_hold_until_paid() {
     pay(&env, &statement_id, "20.00", "ch_hold").await.unwrap();
     assert_eq!(buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
 
-    // Overdue: a statement unpaid past its due date (here 0 days after its cycle) is found by the sweep, without
-    // a Scan, and holds the account.
+    // Overdue: a statement unpaid past its due date (here the end of the day it became payable, anywhere on
+    // Earth: 12:00 UTC tomorrow) is found by the sweep of the day after, without a Scan, and holds the account.
     let cycle = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(10)).await;
     let run = BillingRun { payment_due_days: 0, ..BillingRun::new(cycle.clone()) };
     billing::run_billing(&env.app.store, &run).await.unwrap();
     let overdue_id = StatementKind::Client.statement_id(BIKES, &cycle);
-    let summary = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let not_yet = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    assert_eq!(not_yet.marked_overdue, 0, "due until the end of its day everywhere");
+    let two_days = Duration::from_secs(2 * 86_400);
+    let summary = payments::sweep(&env.app.store, SystemTime::now() + two_days).await.unwrap();
     assert!(summary.marked_overdue >= 1, "{summary:?}");
     assert_eq!(env.app.store.statement(&overdue_id).await.unwrap().unwrap().status, "overdue");
     let held = buy(&env.app, BIKES, json!({"pixel": 1})).await;
     assert_problem(&held, 402, "account_on_hold");
     assert_eq!(held.body["statementId"], overdue_id.as_str());
     // The sweep is safe to run again.
-    let again = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let again = payments::sweep(&env.app.store, SystemTime::now() + two_days).await.unwrap();
     assert_eq!(again.marked_overdue, 0);
 
     pay(&env, &overdue_id, "10.00", "ch_late").await.unwrap();
@@ -309,7 +312,8 @@ async fn reconcile_finds_a_line_moved_outside_a_purchase_or_payment() {
     assert_eq!(drift[0].line, Some((d("14985.00"), d("14980.00"))));
 }
 
-/// Bills what was bought so far in a cycle that ends now, due at once (0 days), so the sweep finds it overdue.
+/// Bills what was bought so far in a cycle that ends now, due at the end of today anywhere (0 days), so a sweep
+/// two days on finds it overdue.
 async fn bill_now_due_at_once(env: &TestEnv) -> CycleEnd {
     let cycle = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -371,7 +375,7 @@ async fn a_failed_statement_still_falls_overdue_and_an_overdue_one_keeps_the_hol
     // s1 fails (due in the future); s2 goes overdue through the sweep; s3 fails and then falls overdue too.
     fail(&env, &s1).await;
     fail(&env, &s3).await;
-    let summary = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(1)).await.unwrap();
+    let summary = payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(2 * 86_400)).await.unwrap();
     assert_eq!(env.app.store.statement(&s2).await.unwrap().unwrap().status, "overdue");
     assert_eq!(env.app.store.statement(&s3).await.unwrap().unwrap().status, "overdue", "{summary:?}");
     assert_eq!(env.app.store.statement(&s1).await.unwrap().unwrap().status, "payment_failed", "not yet due");
@@ -402,7 +406,7 @@ async fn the_sweep_racing_a_payment_never_lifts_the_other_statements_hold() {
             if round % 2 == 1 {
                 tokio::time::sleep(Duration::from_millis(round)).await;
             }
-            payments::sweep(&store, SystemTime::now() + Duration::from_secs(1)).await
+            payments::sweep(&store, SystemTime::now() + Duration::from_secs(2 * 86_400)).await
         });
         paid.unwrap();
         swept.unwrap();

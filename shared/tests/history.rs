@@ -356,12 +356,16 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
             "total": "694.75",
             "amountPaid": "0.00",
             "amountDue": "694.75",
-            "dueAt": cycle_a.due_at(30),
+            "dueAt": older["dueAt"],
             "purchaseCount": 3,
             "createdAt": older["createdAt"],
         })
     );
     assert_eq!(a.body["nextCursor"], Value::Null);
+    // Due at the end of the 30th day after it became payable (today, or the cycle end if later), anywhere.
+    let due = older["dueAt"].as_str().unwrap();
+    let made_payable_today = shared::domain::billing::due_at(&cycle_a, SystemTime::now(), 30);
+    assert!(due.ends_with("T12:00:00.000Z") && due <= made_payable_today.as_str(), "{due}");
     let older_id = older["statementId"].as_str().unwrap();
     assert_eq!(older_id, format!("client-{}-{COFFEE}", cycle_a.as_str().replace(['-', ':'], "")));
     // The purchase ids are served by the statement's own route.
@@ -644,7 +648,7 @@ async fn sample_events_answer_as_documented() {
         None,
     );
     store.record_purchase(&purchase, &pricing, None).await.unwrap();
-    billing::run_from_event(store, &event_json("billing-run.json"), None).await.unwrap();
+    billing::run_from_event(store, &event_json("billing-run.json"), None, SystemTime::now()).await.unwrap();
     for (file, status) in [
         ("list-purchases.json", 200),
         ("list-purchases-bad-input.json", 400),

@@ -57,12 +57,15 @@ async fn a_purchase_and_a_billing_run_write_valid_emf_with_allowed_dimensions_on
     assert_eq!(answer(metrics::purchase_credits(&app, refused.request()).await).status, 400);
 
     // A billing run that bills it, and one refused (a bad event).
-    // A cycle ending a moment from now: after the purchase, and not in the future a run refuses.
-    let cycle_end = shared::domain::time::timestamp(std::time::SystemTime::now() + std::time::Duration::from_secs(1));
-    let summary =
-        metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": cycle_end}), None).await.expect("billing run");
+    // An off-cycle end a moment from now (after the purchase), run as if two minutes later (past the grace a
+    // run leaves purchases to commit).
+    let now = std::time::SystemTime::now();
+    let cycle_end = shared::domain::time::timestamp(now + std::time::Duration::from_secs(1));
+    let later = now + std::time::Duration::from_secs(120);
+    let event = json!({"cycleEnd": cycle_end, "offCycle": true});
+    let summary = metrics::run_billing_from_event(&app.store, &event, None, later).await.expect("billing run");
     assert_eq!(summary.purchases_billed_to_client, 1);
-    assert!(metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": 7}), None).await.is_err());
+    assert!(metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": 7}), None, later).await.is_err());
 
     let entries = capture.entries();
     let ids = [ACCOUNT, "agency-northwind", purchase_id.as_str(), summary.run_id.as_str(), "emf-test-1"];

@@ -222,6 +222,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:Scan"], on: On::Table, keys: &[WHOLE_TABLE] },
             // The overdue check: the first page of each unbilled shard before last cycle's end.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(UNBILLED_INDEXES), keys: &[UNBILLED] },
+            // Last cycle's statements still building (storage/billing.rs count_building_statements).
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[BUILDING] },
         ],
         routes: &[],
     },
@@ -1067,8 +1069,8 @@ fn every_checkov_skip_has_a_reason() {
 
 /// The fields billing-run's event accepts (shared::billing, the event contract): a part of one side, and the
 /// final run that bills whatever is left on both sides and makes the statements payable.
-const PART_EVENT_FIELDS: &[&str] = &["cycleEnd", "handOver", "side", "part"];
-const FINAL_EVENT_FIELDS: &[&str] = &["cycleEnd", "handOver"];
+const PART_EVENT_FIELDS: &[&str] = &["cycleEnd", "offCycle", "handOver", "side", "part"];
+const FINAL_EVENT_FIELDS: &[&str] = &["cycleEnd", "offCycle", "handOver"];
 const SIDES: &[&str] = &["client", "agency"];
 /// Errors of the Lambda service itself (and its throttling) that a Task invoking a function must retry.
 const LAMBDA_SERVICE_ERRORS: &[&str] = &[
@@ -1130,6 +1132,12 @@ fn top_level_path(machine: &serde_json::Value) -> Vec<(String, &serde_json::Valu
         match state["Next"].as_str() {
             // A loop (Task → Choice → Pass → Task) leaves the path at its Choice.
             Some(next) if state["Type"] != "Choice" => name = next.to_owned(),
+            // A Choice whose branches are Pass states that meet again (on or off cycle): follow its Default.
+            _ if state["Type"] == "Choice"
+                && state["Default"].as_str().is_some_and(|d| states[d]["Type"] == "Pass") =>
+            {
+                name = state["Default"].as_str().unwrap().to_owned()
+            }
             _ => break,
         }
     }
@@ -1386,6 +1394,7 @@ fn the_billing_state_machine_bills_the_parts_of_each_side_then_finishes_the_cycl
             let value = match key.as_str() {
                 "cycleEnd.$" => serde_json::json!(cycle_end),
                 "part.$" => part.clone(),
+                "offCycle.$" => serde_json::json!(false),
                 other => {
                     assert!(!other.ends_with(".$"), "{other}: a JSONPath this test does not know");
                     value.clone()

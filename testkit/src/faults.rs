@@ -38,10 +38,13 @@ pub enum Fault {
     Refused,
 }
 
+/// (operation, text its request body must contain if any, fault)
+type Queued = (String, Option<String>, Fault);
+
 /// Which faults to inject next, per DynamoDB operation (`TransactWriteItems`, `GetItem`, ...).
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan {
-    queue: Arc<Mutex<VecDeque<(String, Fault)>>>,
+    queue: Arc<Mutex<VecDeque<Queued>>>,
     /// (operation, calls still let through, fault for every call after them)
     after: Arc<Mutex<Option<(String, usize, Fault)>>>,
     injected: Arc<Mutex<Vec<(String, Fault)>>>,
@@ -101,7 +104,16 @@ impl FaultPlan {
     pub fn inject(&self, operation: &str, fault: Fault, times: usize) {
         let mut queue = self.queue.lock().unwrap();
         for _ in 0..times {
-            queue.push_back((operation.to_owned(), fault));
+            queue.push_back((operation.to_owned(), None, fault));
+        }
+    }
+
+    /// As [`FaultPlan::inject`], but only for calls whose JSON request body contains `body_contains` (one index
+    /// partition's Query, say, among the run's other Queries).
+    pub fn inject_where(&self, operation: &str, body_contains: &str, fault: Fault, times: usize) {
+        let mut queue = self.queue.lock().unwrap();
+        for _ in 0..times {
+            queue.push_back((operation.to_owned(), Some(body_contains.to_owned()), fault));
         }
     }
 
@@ -136,13 +148,20 @@ impl FaultPlan {
         self.queue.lock().unwrap().len()
     }
 
-    fn take(&self, operation: &str) -> Option<Fault> {
+    fn take(&self, operation: &str, body: Option<&[u8]>) -> Option<Fault> {
+        let matches = |needle: &Option<String>| match needle {
+            None => true,
+            Some(needle) => body.is_some_and(|body| String::from_utf8_lossy(body).contains(needle.as_str())),
+        };
         let queued = {
             let mut queue = self.queue.lock().unwrap();
-            queue.iter().position(|(op, _)| op == operation).and_then(|position| queue.remove(position))
+            queue
+                .iter()
+                .position(|(op, needle, _)| op == operation && matches(needle))
+                .and_then(|position| queue.remove(position))
         };
         let fault = match queued {
-            Some((_, fault)) => fault,
+            Some((_, _, fault)) => fault,
             None => match self.after.lock().unwrap().as_mut() {
                 Some((op, passes, fault)) if op == operation => {
                     if *passes > 0 {
@@ -214,7 +233,7 @@ impl HttpConnector for FaultInjectingConnector {
 
 impl FaultInjectingConnector {
     fn call_now(&self, request: HttpRequest, operation: String) -> HttpConnectorFuture {
-        match self.plan.take(&operation) {
+        match self.plan.take(&operation, request.body().bytes()) {
             None => self.inner.call(request),
             Some(Fault::TransactionConflict) => HttpConnectorFuture::ready(Ok(error_response(
                 "TransactionCanceledException",

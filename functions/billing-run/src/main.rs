@@ -13,8 +13,13 @@ async fn main() -> Result<(), Error> {
     run(service_fn(|event: LambdaEvent<Value>| {
         let store = &store;
         async move {
-            shared::metrics::run_billing_from_event(store.get().await, &event.payload, Some(event.context.deadline()))
-                .await
+            shared::metrics::run_billing_from_event(
+                store.get().await,
+                &event.payload,
+                Some(event.context.deadline()),
+                std::time::SystemTime::now(),
+            )
+            .await
         }
     }))
     .await

@@ -1,7 +1,7 @@
 //! `reconcile-run` Lambda (scheduled daily, not HTTP): wiring only; the check lives in `reconcile::scheduled_check`.
 //!
 //! A check that ran is a success whatever it found: drift and overdue purchases are metrics with alarms
-//! (`DriftingAccounts`, `OverdueUnbilledPurchases`) and one log line per drifting account. A check that could
+//! (`DriftingAccounts`, `OverdueUnbilledPurchases`, `StatementsStillBuilding`) and one log line per drifting account. A check that could
 //! not run is an error result, which the function's Errors alarm reports.
 
 use std::time::SystemTime;
@@ -30,6 +30,7 @@ async fn main() -> Result<(), Error> {
                 "driftingAccounts": report.figures.drifting_accounts,
                 "unsettled": report.figures.unsettled,
                 "overdueUnbilledPurchases": report.figures.overdue_unbilled_purchases,
+                "statementsStillBuilding": report.figures.statements_still_building,
                 "overdueCycle": report.overdue_cycle,
             }))
         }

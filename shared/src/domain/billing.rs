@@ -23,7 +23,8 @@ pub const STATUS_OVERDUE: &str = "overdue";
 /// The statuses a payment may be recorded against.
 pub const PAYABLE_STATUSES: [&str; 3] = [STATUS_PENDING_PAYMENT, STATUS_PAYMENT_FAILED, STATUS_OVERDUE];
 
-/// Days after its cycle end a client statement may stay unpaid before it is overdue (`PAYMENT_DUE_DAYS`).
+/// Days after it became payable a client statement may stay unpaid before it is overdue (`PAYMENT_DUE_DAYS`),
+/// counted as in [`due_at`].
 pub const DEFAULT_PAYMENT_DUE_DAYS: u64 = 30;
 
 /// The end of a billing cycle (exclusive), rendered as purchases' `createdAt` are ([`time::timestamp`]) so it
@@ -59,6 +60,11 @@ impl CycleEnd {
         humantime::parse_rfc3339(&self.0).expect("a CycleEnd holds a valid timestamp")
     }
 
+    /// Whether this is a cycle boundary: 00:00:00.000Z on the 1st of a month, where the monthly cycles end.
+    pub fn is_month_boundary(&self) -> bool {
+        self.0.get(7..) == Some("-01T00:00:00.000Z")
+    }
+
     /// "20261201T000000.000Z": the cycle end inside statement ids.
     fn compact(&self) -> String {
         self.0.chars().filter(|c| *c != '-' && *c != ':').collect()
@@ -81,11 +87,21 @@ impl CycleEnd {
         );
         CycleEnd::parse(&text).ok().filter(|cycle| cycle.compact() == compact)
     }
+}
 
-    /// When a client statement of this cycle becomes overdue if unpaid.
-    pub fn due_at(&self, due_days: u64) -> String {
-        time::timestamp(self.instant() + std::time::Duration::from_secs(due_days * 24 * 60 * 60))
-    }
+const DAY_SECONDS: u64 = 24 * 60 * 60;
+
+/// When a client statement of `cycle_end` made payable at `payable_at` falls overdue if unpaid.
+///
+/// The due day is the `due_days`-th day (UTC dates) after the day the statement became payable, never
+/// counted from before the cycle end: a cycle finished late gives its clients the same days to pay. A
+/// statement is due by the end of its due day anywhere on Earth (UTC−12), which is 12:00 UTC the next day,
+/// so no client is put on hold while their due day lasts (the daily sweep at 01:00 UTC marks it the day after).
+pub fn due_at(cycle_end: &CycleEnd, payable_at: SystemTime, due_days: u64) -> String {
+    let from = payable_at.max(cycle_end.instant());
+    let day = from.duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs() / DAY_SECONDS);
+    let end_of_due_day_everywhere = (day + due_days + 1) * DAY_SECONDS + DAY_SECONDS / 2;
+    time::timestamp(UNIX_EPOCH + std::time::Duration::from_secs(end_of_due_day_everywhere))
 }
 
 /// A statement id taken apart: `{kind}-{compact cycle end}-{owner}` (see [`StatementKind::statement_id`]).
@@ -403,6 +419,22 @@ mod tests {
     }
 
     #[test]
+    fn due_days_count_from_the_day_a_statement_became_payable_to_the_end_of_the_due_day_anywhere() {
+        let at = |text: &str| humantime::parse_rfc3339(text).unwrap();
+        let november = CycleEnd::parse("2026-11-01T00:00:00Z").unwrap();
+        // Made payable by the scheduled run: due on 1 December, until its end at UTC−12.
+        assert_eq!(due_at(&november, at("2026-11-01T00:20:00Z"), 30), "2026-12-02T12:00:00.000Z");
+        assert_eq!(due_at(&november, at("2026-11-01T23:59:59.999Z"), 30), "2026-12-02T12:00:00.000Z");
+        // A run that failed and finished 5 days late: 30 days from then, not from the cycle end.
+        assert_eq!(due_at(&november, at("2026-11-06T10:00:00Z"), 30), "2026-12-07T12:00:00.000Z");
+        // Never counted from before the cycle end (a clock behind the schedule's).
+        assert_eq!(due_at(&november, at("2026-10-31T23:59:30Z"), 30), "2026-12-02T12:00:00.000Z");
+        // The 01:00 UTC sweep of the day after the due day is the first that finds it overdue.
+        let due = due_at(&november, at("2026-11-01T00:20:00Z"), 30);
+        assert!(due.as_str() > "2026-12-02T01:00:00.000Z" && due.as_str() < "2026-12-03T01:00:00.000Z");
+    }
+
+    #[test]
     fn statement_ids_parse_back_strictly() {
         let cycle = CycleEnd::parse("2026-12-01T00:00:00.250Z").unwrap();
         let id = StatementKind::Agency.statement_id("agency-north_1", &cycle);
@@ -427,7 +459,6 @@ mod tests {
         ] {
             assert_eq!(StatementRef::parse(bad), None, "{bad}");
         }
-        assert_eq!(cycle.due_at(30), "2026-12-31T00:00:00.250Z");
     }
 
     #[test]

@@ -51,8 +51,8 @@ pub mod void;
 
 pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use billing::{
-    StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome, UnbilledPage,
-    UnbilledPages,
+    BuildingPage, PageKey, StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome,
+    UnbilledPage, UnbilledPages,
 };
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use history::{PurchaseKey, PurchasePage};

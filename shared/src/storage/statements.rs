@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
@@ -16,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::items::{Attributes, Item, n, s, statement_from_item, to_item};
-use super::{Store, StoreError, classify, internal, keys};
+use super::{Store, StoreError, internal, keys};
 use crate::domain::billing::{
-    CycleEnd, PAYABLE_STATUSES, STATUS_BUILDING, STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED,
-    STATUS_PENDING_PAYMENT, Statement, StatementKind, StatementRef,
+    CycleEnd, PAYABLE_STATUSES, STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED, STATUS_PENDING_PAYMENT, Statement,
+    StatementKind, StatementRef,
 };
 use crate::domain::time;
 use crate::table::{PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX};
@@ -127,67 +126,6 @@ fn any_condition_failed(reasons: &[CancellationReason]) -> Result<Option<()>, St
 }
 
 impl Store {
-    /// Makes every statement of a finished cycle payable: `building` → `pending_payment`, with what is due and
-    /// when; client statements enter the unpaid index by due date. Returns how many it changed. Up to
-    /// `concurrency` updates in flight (each statement is its own item, so they never conflict), polled in the
-    /// caller's task: one after another, a month's thousands of statements would add seconds to the run.
-    pub async fn finish_cycle(
-        &self,
-        cycle_end: &CycleEnd,
-        due_days: u64,
-        concurrency: usize,
-    ) -> Result<u64, StoreError> {
-        use futures_util::{StreamExt, TryStreamExt};
-        let query = self.index_query(STATEMENT_STATE_INDEX, building_partition(cycle_end), None);
-        let items = self.partition_items("Query building statements", query).await?;
-        let due_at = cycle_end.due_at(due_days);
-        let mut requests = Vec::with_capacity(items.len());
-        for item in items {
-            let statement = statement_from_item(&item)?;
-            let request = self
-                .client
-                .update_item()
-                .table_name(&self.table_name)
-                .set_key(Some(keys::key(item.string(PARTITION_KEY)?, &item.string(SORT_KEY)?)))
-                .expression_attribute_names("#status", "status")
-                .expression_attribute_names("#statePk", STATEMENT_STATE_INDEX.partition_key)
-                .expression_attribute_names("#stateSk", STATEMENT_STATE_INDEX.sort_key)
-                .expression_attribute_values(":building", s(STATUS_BUILDING))
-                .expression_attribute_values(":pending", s(STATUS_PENDING_PAYMENT))
-                .expression_attribute_values(":dueAt", s(&due_at))
-                .expression_attribute_values(":zero", n(0))
-                .condition_expression("#status = :building");
-            let request = match statement.kind {
-                // Only client statements fall overdue (and put an account on hold).
-                StatementKind::Client => request
-                    .update_expression(
-                        "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
-                         #statePk = :unpaid, #stateSk = :dueKey",
-                    )
-                    .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
-                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
-                StatementKind::Agency => request.update_expression(
-                    "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt \
-                     REMOVE #statePk, #stateSk",
-                ),
-            }
-            .expression_attribute_names("#total", "total");
-            requests.push(request);
-        }
-        futures_util::stream::iter(requests)
-            .map(|request| async move {
-                match request.send().await {
-                    Ok(_) => Ok(1),
-                    // Another run of the same cycle finished it first.
-                    Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(0),
-                    Err(e) => Err(classify("UpdateItem finish statement", e)),
-                }
-            })
-            .buffer_unordered(concurrency.max(1))
-            .try_fold(0, |finished, one| async move { Ok(finished + one) })
-            .await
-    }
-
     /// One statement, without its purchase ids.
     pub async fn statement(&self, statement_id: &str) -> Result<Option<Statement>, StoreError> {
         let Some(reference) = StatementRef::parse(statement_id) else { return Ok(None) };

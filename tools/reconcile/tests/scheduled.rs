@@ -1,9 +1,11 @@
-//! The daily check (`reconcile-run`): drift and overdue billing as one valid EMF line with no dimension,
+//! The daily check (`reconcile-run`): drift, overdue billing and statements still building as one valid EMF line with no dimension,
 //! account ids only in the log.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
+use shared::billing::{BillingRun, BillingSlice, run_billing};
+use shared::domain::billing::{CycleEnd, StatementKind};
 use testkit::emf::MetricsCapture;
 use testkit::{ApiEvent, TestEnv, answer};
 
@@ -47,5 +49,19 @@ async fn scheduled_check_reports_drift_and_overdue_purchases_as_metrics() {
     assert_eq!(last.metric("PurchasesRead"), 1.0);
     assert_eq!(last.metric("DriftingAccounts"), 0.0);
     assert_eq!(last.metric("OverdueUnbilledPurchases"), 2.0);
+    assert_eq!(last.metric("StatementsStillBuilding"), 0.0);
     assert!(!last.raw.to_string().contains("acct-"), "no account id in the metric line: {}", last.raw);
+
+    // The cycle's parts billed the client side, and no final run made the statement payable: a day after the
+    // cycle end it is still building.
+    let cycle_end = CycleEnd::parse("2100-01-01T00:00:00Z").unwrap();
+    let slice = Some(BillingSlice { side: StatementKind::Client, part: None });
+    let summary = run_billing(&env.app.store, &BillingRun { slice, ..BillingRun::new(cycle_end) }).await.unwrap();
+    assert_eq!(summary.client_statements_written, 1);
+    let report = reconcile::scheduled_check(&env.app.store, 2, far).await.unwrap();
+    assert_eq!(report.figures.statements_still_building, 1);
+    let entries: Vec<_> = capture.entries().into_iter().filter(|e| e.has("ReconcileRuns")).collect();
+    assert_eq!(entries.len(), 3);
+    assert_eq!(entries[2].metric("StatementsStillBuilding"), 1.0);
+    assert_eq!(entries[2].metric("OverdueUnbilledPurchases"), 1.0, "the agency side");
 }
