@@ -32,6 +32,10 @@ pub fn building_partition(cycle_end: &CycleEnd) -> String {
 /// The state index partition of payable client statements, sorted by due date.
 pub const UNPAID_PARTITION: &str = "UNPAID";
 
+/// The state index partition of payable agency statements (by due date), where collection finds them. Separate
+/// from [`UNPAID_PARTITION`]: agency statements never fall overdue or hold an account.
+pub const AGENCY_UNPAID_PARTITION: &str = "AGENCY_UNPAID";
+
 const PAYMENT_SK: &str = "PAYMENT";
 
 fn payment_pk(reference: &str) -> String {
@@ -166,10 +170,14 @@ impl Store {
                     )
                     .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
                     .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
-                StatementKind::Agency => request.update_expression(
-                    "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt \
-                     REMOVE #statePk, #stateSk",
-                ),
+                // Agency statements wait in a partition of their own for collection.
+                StatementKind::Agency => request
+                    .update_expression(
+                        "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
+                         #statePk = :unpaid, #stateSk = :dueKey",
+                    )
+                    .expression_attribute_values(":unpaid", s(AGENCY_UNPAID_PARTITION))
+                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
             }
             .expression_attribute_names("#total", "total");
             requests.push(request);
