@@ -59,6 +59,8 @@ const PAYMENT: &str = "PAYMENT#*";
 /// The statement-state index: a cycle's statements while its run has not finished; unpaid client statements.
 const BUILDING: &str = "BUILDING#*";
 const UNPAID: &str = "UNPAID";
+/// Payable agency statements (collection).
+const AGENCY_UNPAID: &str = "AGENCY_UNPAID";
 const UNBILLED_INDEXES: &[&str] = &["unbilled-client", "unbilled-agency"];
 const STATEMENT_STATE_INDEX: &[&str] = &["statement-state"];
 const AGENCY_ITEMS_INDEX: &[&str] = &["agency-items"];
@@ -206,6 +208,35 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         routes: &[],
     },
     ExpectedFunction {
+        logical_id: "CollectPaymentsFunction",
+        binary: "collect-payments",
+        grants: &[
+            Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[UNPAID, AGENCY_UNPAID] },
+            // The owner's Stripe customer (ACCOUNT#, AGENCYLINE#); the payment transaction as record-payment's.
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[PAYMENT, ACCOUNT, AGENCY, AGENCY_LINE],
+            },
+            // The attempt's claim, intent and end on the statement; the statement, line and hold.
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY, AGENCY_LINE] },
+        ],
+        routes: &[],
+    },
+    ExpectedFunction {
+        logical_id: "StripeWebhookFunction",
+        binary: "stripe-webhook",
+        grants: &[
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[PAYMENT, ACCOUNT, AGENCY],
+            },
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY, AGENCY_LINE] },
+        ],
+        routes: &[("POST", "/webhooks/stripe")],
+    },
+    ExpectedFunction {
         logical_id: "StatementSweepFunction",
         binary: "statement-sweep",
         grants: &[
@@ -226,6 +257,15 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         routes: &[],
     },
 ];
+
+/// The only route without the JWT authorizer, and why: Stripe cannot send a token; its `Stripe-Signature`
+/// (verified in `shared::stripe::signature`) authenticates the delivery.
+const UNAUTHENTICATED_ROUTES: &[(&str, &str)] = &[("POST", "/webhooks/stripe")];
+
+/// Which function may read which secret (`secretsmanager:GetSecretValue` on that one secret's `!Ref`); no other
+/// function may read any.
+const SECRET_READERS: &[(&str, &str)] =
+    &[("CollectPaymentsFunction", "StripeSecretKey"), ("StripeWebhookFunction", "StripeWebhookSecret")];
 
 /// Event types that are not API routes (a scheduled billing run); anything else is refused.
 const NON_API_EVENT_TYPES: &[&str] = &["Schedule", "ScheduleV2"];
@@ -526,6 +566,7 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
     assert!(template.globals()["Policies"].is_null() && template.globals()["Role"].is_null(), "no global policies");
 
     let functions = template.functions();
+    let mut secrets_read = BTreeSet::new();
     for expected in FUNCTIONS {
         let id = expected.logical_id;
         let props = &functions[id]["Properties"];
@@ -538,6 +579,16 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
                 .unwrap_or_else(|| panic!("{id}: only inline policy documents are allowed, got {policy:?}"));
             for statement in statements {
                 assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}: statement effect");
+                if strings(&statement["Action"]).iter().any(|a| a.starts_with("secretsmanager:")) {
+                    assert_eq!(strings(&statement["Action"]), BTreeSet::from(["secretsmanager:GetSecretValue".to_owned()]));
+                    let secrets: Vec<_> = as_list(&statement["Resource"]).into_iter().map(ref_target).collect();
+                    for secret in secrets {
+                        let secret = secret.unwrap_or_else(|| panic!("{id}: a secret by !Ref only"));
+                        assert!(SECRET_READERS.contains(&(id, secret)), "{id} may not read {secret}");
+                        secrets_read.insert((id, secret.to_owned()));
+                    }
+                    continue;
+                }
                 assert!(
                     statement["NotAction"].is_null() && statement["NotResource"].is_null(),
                     "{id}: NotAction/NotResource"
@@ -601,6 +652,13 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
         }
         assert_eq!(allowed, wanted, "{id}: (action, resource, partition key) the policy allows vs what its code does");
     }
+    let wanted: BTreeSet<_> = SECRET_READERS.iter().map(|(f, s)| (*f, (*s).to_owned())).collect();
+    assert_eq!(secrets_read, wanted, "each Stripe secret is read by its one function");
+    for (id, resource) in template.resources() {
+        if resource["Type"] == "AWS::SecretsManager::Secret" {
+            assert!(SECRET_READERS.iter().any(|(_, s)| s == id), "{id}: a secret nobody is meant to read");
+        }
+    }
 }
 
 #[test]
@@ -643,6 +701,10 @@ fn every_route_requires_the_jwt_authorizer() {
             assert_eq!(event["PayloadFormatVersion"].as_str(), Some("2.0"), "{id}.{name:?}: payload format");
             match &event["Auth"]["Authorizer"] {
                 Value::Null => {}
+                Value::String(s) if s == "NONE" => {
+                    let route = (event["Method"].as_str().unwrap_or_default(), event["Path"].as_str().unwrap_or_default());
+                    assert!(UNAUTHENTICATED_ROUTES.contains(&route), "{id}.{name:?}: only the Stripe webhook has no authorizer");
+                }
                 Value::String(s) => assert_eq!(s, default, "{id}.{name:?}: route authorizer"),
                 other => panic!("{id}.{name:?}: route authorizer {other:?}"),
             }
