@@ -197,12 +197,12 @@ pub async fn secret(arn_variable: &str, value_variable: &str) -> crate::stripe::
                 .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
         }
         let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
-        let value = client
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{arn_variable}: reading the secret failed: {}", aws_smithy_types::error::display::DisplayErrorContext(e)));
+        let value = client.get_secret_value().secret_id(&arn).send().await.unwrap_or_else(|e| {
+            panic!(
+                "{arn_variable}: reading the secret failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            )
+        });
         let text = value.secret_string().unwrap_or_else(|| panic!("{arn_variable}: the secret has no string value"));
         return crate::stripe::Secret::new(text.trim());
     }
@@ -214,7 +214,10 @@ pub async fn secret(arn_variable: &str, value_variable: &str) -> crate::stripe::
 
 /// Stripe's API base: `STRIPE_API_BASE` (localstripe locally), else Stripe's own.
 pub fn stripe_api_base() -> String {
-    std::env::var("STRIPE_API_BASE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| crate::stripe::STRIPE_API_BASE.to_owned())
+    std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| crate::stripe::STRIPE_API_BASE.to_owned())
 }
 
 /// `collect-payments`' state: the table, the Stripe client with the secret key, the collection settings.
@@ -232,8 +235,7 @@ pub async fn collector_from_env() -> crate::collection::Collector {
 /// `stripe-webhook`'s state: the table and the endpoint's signing secrets (whitespace-separated in the secret
 /// while one is being rolled).
 pub async fn webhook_from_env() -> crate::webhook::WebhookApp {
-    let (store, secret) =
-        tokio::join!(store_from_env(), secret("STRIPE_WEBHOOK_SECRET_ARN", "STRIPE_WEBHOOK_SECRET"));
+    let (store, secret) = tokio::join!(store_from_env(), secret("STRIPE_WEBHOOK_SECRET_ARN", "STRIPE_WEBHOOK_SECRET"));
     let secrets = secret.expose().split_whitespace().map(crate::stripe::Secret::new).collect();
     crate::webhook::WebhookApp { store, secrets }
 }
