@@ -169,6 +169,10 @@ impl From<CollectError> for Diagnostic {
 }
 
 pub fn parse_collect_event(payload: &Value) -> Result<(CollectEvent, Option<CycleEnd>), CollectError> {
+    // serde would take a struct from a JSON array too (`[]`): only an object is an event.
+    if !payload.is_object() {
+        return Err(CollectError::InvalidEvent("expected a JSON object".to_owned()));
+    }
     let event: CollectEvent =
         serde_json::from_value(payload.clone()).map_err(|e| CollectError::InvalidEvent(e.to_string()))?;
     let cycle = event
