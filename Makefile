@@ -2,7 +2,7 @@
 # performance figures into bench/RESULTS.md (exit 0 even on a missed target; BENCH_ARGS=--quick for a short run).
 BENCH_ARGS ?=
 
-.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction
+.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction build-CollectPaymentsFunction build-StripeWebhookFunction
 
 dev:
 	scripts/dev.sh
@@ -58,3 +58,9 @@ build-AgencyReadFunction:
 
 build-AgencyWriteFunction:
 	$(call lambda_artifact,agency-write)
+
+build-CollectPaymentsFunction:
+	$(call lambda_artifact,collect-payments)
+
+build-StripeWebhookFunction:
+	$(call lambda_artifact,stripe-webhook)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, when missing: cargo-lambda, SAM CLI, cfn-lint and
-# schemathesis (PyPI), the dynoxide binary (crates.io), and the local Step Functions interpreter (npm, in
+# schemathesis (PyPI), localstripe (PyPI, own virtualenv), the dynoxide binary (crates.io), and the local Step Functions interpreter (npm, in
 # tools/state-machine/). Source it to get PATH set up:
 #   source scripts/install-tools.sh
 # Tools go to ~/.cache/overage-credits/tools (override with OVERAGE_TOOLS_DIR) so clones share them.
@@ -19,6 +19,21 @@ fi
 hash -r
 
 source "$repo_root/scripts/install-checkov.sh"
+
+# localstripe in its own virtualenv (scripts/requirements-localstripe.txt): the collection tests start it
+# themselves (testkit::stripe) through scripts/localstripe-serve.py, which binds 127.0.0.1 only.
+localstripe_venv="$tools_dir/localstripe-venv"
+localstripe_pin="$(grep -E '^localstripe==' "$repo_root/scripts/requirements-localstripe.txt")"
+if ! "$localstripe_venv/bin/python" -m pip show localstripe 2>/dev/null | grep -qx "Version: ${localstripe_pin#localstripe==}"; then
+  echo "install-tools: installing $localstripe_pin into $localstripe_venv..." >&2
+  python3 -m venv "$localstripe_venv"
+  if ! "$localstripe_venv/bin/pip" install --quiet --disable-pip-version-check -r "$repo_root/scripts/requirements-localstripe.txt" >/tmp/overage-pip-localstripe.log 2>&1; then
+    cat /tmp/overage-pip-localstripe.log >&2
+    echo "install-tools: localstripe install failed" >&2
+    exit 1
+  fi
+fi
+export LOCALSTRIPE_PYTHON="$localstripe_venv/bin/python"
 
 # (The binary reports its own version, not the crate's, so ask cargo what is installed.)
 if ! command -v dynoxide >/dev/null || ! cargo install --list --root "$tools_dir" | grep -q "^dynoxide-rs v$dynoxide_version"; then

@@ -32,6 +32,8 @@ pub struct SeedAgency {
     pub allow_below_cost: BTreeSet<CreditType>,
     /// The limit of each of its clients that sets none (at price); default [`DEFAULT_CLIENT_CREDIT_LIMIT`].
     pub default_client_credit_limit: Option<Decimal>,
+    /// The Stripe customer its statements at cost are charged to.
+    pub stripe_customer_id: Option<String>,
     /// What all its clients together may owe the platform at cost; default [`DEFAULT_AGENCY_CEILING_AT_COST`].
     pub credit_ceiling_at_cost: Option<Decimal>,
 }
@@ -46,6 +48,9 @@ pub struct SeedAccount {
     /// The account's pay-later limit at price; default: its agency's `defaultClientCreditLimit`.
     #[serde(default, with = "rust_decimal::serde::str_option")]
     pub credit_limit: Option<Decimal>,
+    /// The Stripe customer its statements are charged to (`cus_...`).
+    #[serde(default)]
+    pub stripe_customer_id: Option<String>,
 }
 
 /// A seed file as written: rates are decimal strings, every object refuses unknown fields.
@@ -74,6 +79,8 @@ struct RawAgency {
     default_client_credit_limit: Option<Decimal>,
     #[serde(default, with = "rust_decimal::serde::str_option")]
     credit_ceiling_at_cost: Option<Decimal>,
+    #[serde(default)]
+    stripe_customer_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,6 +142,7 @@ fn convert(raw: RawSeedFile) -> Result<SeedFile, String> {
             allow_below_cost: agency.allow_below_cost,
             default_client_credit_limit: agency.default_client_credit_limit,
             credit_ceiling_at_cost: agency.credit_ceiling_at_cost,
+            stripe_customer_id: agency.stripe_customer_id,
         });
     }
     Ok(SeedFile { default_pricing, agencies, accounts: raw.accounts })
@@ -190,6 +198,7 @@ fn validate(seed: &SeedFile) -> Result<(), String> {
     }
     for agency in &seed.agencies {
         check_id("agencyId", &agency.agency_id)?;
+        check_customer(&agency.agency_id, agency.stripe_customer_id.as_deref())?;
         for (t, rate) in &agency.rates {
             if let Some(price) = rate.price {
                 check(&format!("{}.{t}.price", agency.agency_id), price)?;
@@ -212,6 +221,7 @@ fn validate(seed: &SeedFile) -> Result<(), String> {
     for account in &seed.accounts {
         check_id("accountId", &account.account_id)?;
         check_id("agencyId", &account.agency_id)?;
+        check_customer(&account.account_id, account.stripe_customer_id.as_deref())?;
         if let Some(limit) = account.credit_limit {
             check_credit_limit(&format!("{}.creditLimit", account.account_id), limit)?;
         }
@@ -221,6 +231,15 @@ fn validate(seed: &SeedFile) -> Result<(), String> {
 
 fn check(what: &str, value: Decimal) -> Result<(), String> {
     domain::check_rate_value(what, value).map_err(|e| e.to_string())
+}
+
+fn check_customer(owner: &str, customer: Option<&str>) -> Result<(), String> {
+    match customer {
+        Some(id) if !domain::is_valid_stripe_customer_id(id) => {
+            Err(format!("{owner}.stripeCustomerId {id:?} must be a Stripe customer id (cus_ and letters or digits)"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn check_id(what: &str, id: &str) -> Result<(), String> {
@@ -301,10 +320,18 @@ pub async fn load(store: &Store, seed: &SeedFile) -> Result<LoadReport, String> 
         let agency = seed.agencies.iter().find(|a| a.agency_id == agency_id);
         let ceiling = agency.and_then(|a| a.credit_ceiling_at_cost).unwrap_or(DEFAULT_AGENCY_CEILING_AT_COST);
         store.set_agency_ceiling(agency_id, ceiling).await.map_err(|e| e.to_string())?;
+        if let Some(customer) = agency.and_then(|a| a.stripe_customer_id.as_deref()) {
+            store.set_agency_stripe_customer(agency_id, customer).await.map_err(|e| e.to_string())?;
+        }
     }
     for account in &seed.accounts {
         store
-            .upsert_account(&account.account_id, &account.agency_id, account.name.as_deref())
+            .upsert_account(
+                &account.account_id,
+                &account.agency_id,
+                account.name.as_deref(),
+                account.stripe_customer_id.as_deref(),
+            )
             .await
             .map_err(|e| e.to_string())?;
         let agency = seed.agencies.iter().find(|a| a.agency_id == account.agency_id);

@@ -11,15 +11,22 @@
 //! - [`metrics`]: CloudWatch metrics (EMF) per purchase, billing run and reconcile check.
 //! - [`consumption`]: the platform spending credits and releasing them, exactly once (invoked with IAM).
 //! - [`payments`]: recording payments and failures, and the daily overdue sweep (invoked with IAM).
+//! - [`stripe`]: our thin Stripe client (PaymentIntents) and webhook signature verification.
+//! - [`collection`]: `collect-payments`, charging every payable statement through Stripe, exactly once per
+//!   attempt, with dunning retries.
+//! - [`webhook`]: `stripe-webhook`, Stripe's signed events into the same exactly-once payment records.
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
 pub mod billing;
 pub mod cache;
+pub mod collection;
 pub mod consumption;
 pub mod domain;
 pub mod metrics;
 pub mod payments;
 pub mod runtime;
 pub mod storage;
+pub mod stripe;
 pub mod table;
+pub mod webhook;

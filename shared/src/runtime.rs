@@ -187,6 +187,64 @@ pub fn store_in_background() -> Deferred<Store> {
     Deferred::spawn(store_from_env())
 }
 
+/// A secret the function reads once at cold start: from AWS Secrets Manager, by the ARN in `arn_variable`
+/// (the template sets it; only this function's role may read that secret), else, for the local stack only, the
+/// value itself in `value_variable` (the template never sets it). Never logged.
+pub async fn secret(arn_variable: &str, value_variable: &str) -> crate::stripe::Secret {
+    if let Ok(arn) = std::env::var(arn_variable) {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeout_config())
+            .retry_config(retry_config())
+            .http_client(https_client());
+        if let Some(region) = region_with_env_credentials() {
+            loader = loader
+                .region(region)
+                .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+        }
+        let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+        let value = client.get_secret_value().secret_id(&arn).send().await.unwrap_or_else(|e| {
+            panic!(
+                "{arn_variable}: reading the secret failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            )
+        });
+        let text = value.secret_string().unwrap_or_else(|| panic!("{arn_variable}: the secret has no string value"));
+        return crate::stripe::Secret::new(text.trim());
+    }
+    match std::env::var(value_variable) {
+        Ok(value) if !value.trim().is_empty() => crate::stripe::Secret::new(value.trim()),
+        _ => panic!("neither {arn_variable} nor {value_variable} is set"),
+    }
+}
+
+/// Stripe's API base: `STRIPE_API_BASE` (localstripe locally), else Stripe's own.
+pub fn stripe_api_base() -> String {
+    std::env::var("STRIPE_API_BASE")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| crate::stripe::STRIPE_API_BASE.to_owned())
+}
+
+/// `collect-payments`' state: the table, the Stripe client with the secret key, the collection settings.
+pub async fn collector_from_env() -> crate::collection::Collector {
+    let settings = crate::collection::CollectSettings::from_env().unwrap_or_else(|e| panic!("{e}"));
+    let (store, key) = tokio::join!(store_from_env(), secret("STRIPE_SECRET_KEY_ARN", "STRIPE_SECRET_KEY"));
+    let stripe = crate::stripe::StripeClient::new(crate::stripe::StripeSettings {
+        base_url: stripe_api_base(),
+        secret_key: key,
+        timeout: Duration::from_secs(20),
+    });
+    crate::collection::Collector { store, stripe, settings }
+}
+
+/// `stripe-webhook`'s state: the table and the endpoint's signing secrets (whitespace-separated in the secret
+/// while one is being rolled).
+pub async fn webhook_from_env() -> crate::webhook::WebhookApp {
+    let (store, secret) = tokio::join!(store_from_env(), secret("STRIPE_WEBHOOK_SECRET_ARN", "STRIPE_WEBHOOK_SECRET"));
+    let secrets = secret.expose().split_whitespace().map(crate::stripe::Secret::new).collect();
+    crate::webhook::WebhookApp { store, secrets }
+}
+
 /// A value being built by a task started at once; [`Deferred::get`] waits for it the first time.
 ///
 /// A function's `main` starts building its DynamoDB client this way and goes straight on to the Lambda runtime,

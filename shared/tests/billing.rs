@@ -93,7 +93,7 @@ async fn create_book(store: &Store, agencies: usize, accounts: usize) -> Book {
     for i in 0..accounts {
         let account_id = format!("acct-{i:04}");
         let agency_id = agency_ids[i % agencies].clone();
-        store.upsert_account(&account_id, &agency_id, None).await.unwrap();
+        store.upsert_account(&account_id, &agency_id, None, None).await.unwrap();
         store.set_credit_limit(&account_id, d("10000000.00")).await.unwrap();
         account_ids.push((account_id, agency_id));
     }

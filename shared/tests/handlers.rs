@@ -433,7 +433,7 @@ async fn stale_prices_never_reach_a_purchase_record() {
     // Moving the account to another agency also invalidates the prices read for the old one.
     let (default, agency) = store.pricing(&account.agency_id).await.unwrap();
     let fresh = shared::domain::resolve_pricing(&account.agency_id, &default, agency.as_ref()).unwrap();
-    store.upsert_account(COFFEE, "agency-plainsail", None).await.unwrap();
+    store.upsert_account(COFFEE, "agency-plainsail", None, None).await.unwrap();
     let before = env.snapshot().await;
     assert_eq!(store.record_purchase(&record, &fresh, None).await.unwrap(), RecordOutcome::PricingChanged);
     assert_eq!(env.snapshot().await, before);
@@ -469,6 +469,6 @@ async fn outage_is_a_quick_503_with_retry_after_and_no_partial_write() {
 #[tokio::test]
 async fn missing_default_pricing_is_our_fault_not_the_clients() {
     let env = TestEnv::empty().await;
-    env.app.store.upsert_account(COFFEE, "agency-northwind", None).await.unwrap();
+    env.app.store.upsert_account(COFFEE, "agency-northwind", None, None).await.unwrap();
     assert_problem(&pricing(&env, COFFEE).await, 500, "internal_error");
 }

@@ -59,6 +59,8 @@ const PAYMENT: &str = "PAYMENT#*";
 /// The statement-state index: a cycle's statements while its run has not finished; unpaid client statements.
 const BUILDING: &str = "BUILDING#*";
 const UNPAID: &str = "UNPAID";
+/// Payable agency statements (collection).
+const AGENCY_UNPAID: &str = "AGENCY_UNPAID";
 const UNBILLED_INDEXES: &[&str] = &["unbilled-client", "unbilled-agency"];
 const STATEMENT_STATE_INDEX: &[&str] = &["statement-state"];
 const AGENCY_ITEMS_INDEX: &[&str] = &["agency-items"];
@@ -206,6 +208,39 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         routes: &[],
     },
     ExpectedFunction {
+        logical_id: "CollectPaymentsFunction",
+        binary: "collect-payments",
+        grants: &[
+            Grant {
+                actions: &["dynamodb:Query"],
+                on: On::Indexes(STATEMENT_STATE_INDEX),
+                keys: &[UNPAID, AGENCY_UNPAID],
+            },
+            // The owner's Stripe customer (ACCOUNT#, AGENCYLINE#); the payment transaction as record-payment's.
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[PAYMENT, ACCOUNT, AGENCY, AGENCY_LINE],
+            },
+            // The attempt's claim, intent and end on the statement; the statement, line and hold.
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY, AGENCY_LINE] },
+        ],
+        routes: &[],
+    },
+    ExpectedFunction {
+        logical_id: "StripeWebhookFunction",
+        binary: "stripe-webhook",
+        grants: &[
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[PAYMENT, ACCOUNT, AGENCY],
+            },
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY, AGENCY_LINE] },
+        ],
+        routes: &[("POST", "/webhooks/stripe")],
+    },
+    ExpectedFunction {
         logical_id: "StatementSweepFunction",
         binary: "statement-sweep",
         grants: &[
@@ -228,6 +263,19 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         routes: &[],
     },
 ];
+
+/// The only route without the JWT authorizer, and why: Stripe cannot send a token; its `Stripe-Signature`
+/// (verified in `shared::stripe::signature`) authenticates the delivery.
+const UNAUTHENTICATED_ROUTES: &[(&str, &str)] = &[("POST", "/webhooks/stripe")];
+
+/// Which function may read which secret (`secretsmanager:GetSecretValue` on that one secret's `!Ref`); no other
+/// function may read any.
+/// The cursor signing key: resolved into the list functions' environment at deploy, read by no function at run
+/// time (so it has no reader in [`SECRET_READERS`]).
+const CURSOR_KEY_SECRET: &str = "CursorSigningKey";
+
+const SECRET_READERS: &[(&str, &str)] =
+    &[("CollectPaymentsFunction", "StripeSecretKey"), ("StripeWebhookFunction", "StripeWebhookSecret")];
 
 /// Event types that are not API routes (a scheduled billing run); anything else is refused.
 const NON_API_EVENT_TYPES: &[&str] = &["Schedule", "ScheduleV2"];
@@ -528,6 +576,7 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
     assert!(template.globals()["Policies"].is_null() && template.globals()["Role"].is_null(), "no global policies");
 
     let functions = template.functions();
+    let mut secrets_read = BTreeSet::new();
     for expected in FUNCTIONS {
         let id = expected.logical_id;
         let props = &functions[id]["Properties"];
@@ -540,6 +589,19 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
                 .unwrap_or_else(|| panic!("{id}: only inline policy documents are allowed, got {policy:?}"));
             for statement in statements {
                 assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}: statement effect");
+                if strings(&statement["Action"]).iter().any(|a| a.starts_with("secretsmanager:")) {
+                    assert_eq!(
+                        strings(&statement["Action"]),
+                        BTreeSet::from(["secretsmanager:GetSecretValue".to_owned()])
+                    );
+                    let secrets: Vec<_> = as_list(&statement["Resource"]).into_iter().map(ref_target).collect();
+                    for secret in secrets {
+                        let secret = secret.unwrap_or_else(|| panic!("{id}: a secret by !Ref only"));
+                        assert!(SECRET_READERS.contains(&(id, secret)), "{id} may not read {secret}");
+                        secrets_read.insert((id, secret.to_owned()));
+                    }
+                    continue;
+                }
                 assert!(
                     statement["NotAction"].is_null() && statement["NotResource"].is_null(),
                     "{id}: NotAction/NotResource"
@@ -603,6 +665,17 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
         }
         assert_eq!(allowed, wanted, "{id}: (action, resource, partition key) the policy allows vs what its code does");
     }
+    let wanted: BTreeSet<_> = SECRET_READERS.iter().map(|(f, s)| (*f, (*s).to_owned())).collect();
+    assert_eq!(secrets_read, wanted, "each Stripe secret is read by its one function");
+    for (id, resource) in template.resources() {
+        if resource["Type"] == "AWS::SecretsManager::Secret" {
+            let id = id.as_str().unwrap_or_default();
+            assert!(
+                SECRET_READERS.iter().any(|(_, s)| *s == id) || id == CURSOR_KEY_SECRET,
+                "{id}: a secret nobody is meant to read"
+            );
+        }
+    }
 }
 
 #[test]
@@ -645,6 +718,14 @@ fn every_route_requires_the_jwt_authorizer() {
             assert_eq!(event["PayloadFormatVersion"].as_str(), Some("2.0"), "{id}.{name:?}: payload format");
             match &event["Auth"]["Authorizer"] {
                 Value::Null => {}
+                Value::String(s) if s == "NONE" => {
+                    let route =
+                        (event["Method"].as_str().unwrap_or_default(), event["Path"].as_str().unwrap_or_default());
+                    assert!(
+                        UNAUTHENTICATED_ROUTES.contains(&route),
+                        "{id}.{name:?}: only the Stripe webhook has no authorizer"
+                    );
+                }
                 Value::String(s) => assert_eq!(s, default, "{id}.{name:?}: route authorizer"),
                 other => panic!("{id}.{name:?}: route authorizer {other:?}"),
             }
@@ -729,7 +810,9 @@ fn no_function_has_a_local_or_bypass_setting() {
 #[test]
 fn the_list_functions_and_only_they_get_the_generated_cursor_key() {
     let template = Template::load();
-    let (secret_id, secret) = template.only_resource_of_type("AWS::SecretsManager::Secret");
+    let secret_id = CURSOR_KEY_SECRET;
+    let secret = &template.resources()[secret_id];
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
     let generated = &secret["Properties"]["GenerateSecretString"];
     assert!(
         generated["PasswordLength"].as_u64().is_some_and(|n| n as usize >= shared::api::cursor::MIN_KEY_BYTES),
@@ -753,7 +836,7 @@ fn the_list_functions_and_only_they_get_the_generated_cursor_key() {
             assert!(key.is_none(), "{id} hands out no cursor: it must not hold the cursor key");
         }
         let policies = serde_yaml::to_string(&template.functions()[id]["Properties"]["Policies"]).unwrap();
-        assert!(!policies.contains("secretsmanager"), "{id}: no run-time access to the secret");
+        assert!(!policies.contains(CURSOR_KEY_SECRET), "{id}: no run-time access to the cursor key's secret");
     }
     assert_eq!(signed, ["list-purchases", "agency-read", "list-statements"], "the functions serving lists");
     assert!(

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 pub mod emf;
 pub mod faults;
+pub mod stripe;
 
 /// The seed loader, for tests that load seed documents of their own.
 pub use seed_loader;

@@ -80,6 +80,12 @@ pub fn is_valid_account_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A Stripe customer id as Stripe makes them (`cus_` and letters or digits), bounded so it can key a request.
+pub fn is_valid_stripe_customer_id(id: &str) -> bool {
+    id.strip_prefix("cus_")
+        .is_some_and(|rest| !rest.is_empty() && rest.len() <= 250 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
 /// An account: its agency, its balances and its pay-later line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::items::{Attributes, Item, from_item, n, s, statement_from_item, statement_owner_attribute};
-use super::statements::{UNPAID_PARTITION, building_partition};
+use super::statements::{AGENCY_UNPAID_PARTITION, UNPAID_PARTITION, building_partition};
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::billing::{
@@ -379,10 +379,14 @@ impl Store {
                     )
                     .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
                     .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
-                StatementKind::Agency => request.update_expression(
-                    "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt \
-                     REMOVE #statePk, #stateSk",
-                ),
+                // Agency statements wait in a partition of their own for collection.
+                StatementKind::Agency => request
+                    .update_expression(
+                        "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
+                         #statePk = :unpaid, #stateSk = :dueKey",
+                    )
+                    .expression_attribute_values(":unpaid", s(AGENCY_UNPAID_PARTITION))
+                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
             });
         }
         futures_util::stream::iter(requests)

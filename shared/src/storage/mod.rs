@@ -37,6 +37,7 @@ use crate::table::SparseIndex;
 
 pub mod agency;
 pub mod billing;
+pub mod collection;
 pub mod consumption;
 pub mod history;
 pub mod items;

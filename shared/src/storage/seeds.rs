@@ -81,12 +81,14 @@ impl Store {
         Ok(true)
     }
 
-    /// Creates or updates an account's agency and name; existing balances are never touched.
+    /// Creates or updates an account's agency, name and Stripe customer (`stripeCustomerId`, which collection
+    /// charges and no API answer shows); existing balances are never touched. `None` leaves a field as it is.
     pub async fn upsert_account(
         &self,
         account_id: &str,
         agency_id: &str,
         name: Option<&str>,
+        stripe_customer_id: Option<&str>,
     ) -> Result<(), StoreError> {
         // The agency index keys: the agency console lists its clients with one Query.
         let mut update =
@@ -101,6 +103,10 @@ impl Store {
             update.push_str(", #name = :name");
             values.insert(":name".to_owned(), s(name));
         }
+        if let Some(customer) = stripe_customer_id {
+            update.push_str(", #customer = :customer");
+            values.insert(":customer".to_owned(), s(customer));
+        }
         let mut request = self
             .client
             .update_item()
@@ -110,6 +116,9 @@ impl Store {
             .expression_attribute_names("#agencySk", AGENCY_INDEX.sort_key);
         if name.is_some() {
             request = request.expression_attribute_names("#name", "name");
+        }
+        if stripe_customer_id.is_some() {
+            request = request.expression_attribute_names("#customer", super::collection::STRIPE_CUSTOMER_ID);
         }
         request
             .update_expression(update)

@@ -31,6 +31,10 @@ pub fn building_partition(cycle_end: &CycleEnd) -> String {
 /// The state index partition of payable client statements, sorted by due date.
 pub const UNPAID_PARTITION: &str = "UNPAID";
 
+/// The state index partition of payable agency statements (by due date), where collection finds them. Separate
+/// from [`UNPAID_PARTITION`]: agency statements never fall overdue or hold an account.
+pub const AGENCY_UNPAID_PARTITION: &str = "AGENCY_UNPAID";
+
 const PAYMENT_SK: &str = "PAYMENT";
 
 fn payment_pk(reference: &str) -> String {
