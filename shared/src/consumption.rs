@@ -11,18 +11,17 @@
 //! Refusals are errors with a meaningful `errorType` ([`ConsumptionError::error_type`]); a refused request
 //! writes nothing.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use lambda_http::lambda_runtime::{Diagnostic, LambdaEvent};
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::domain::inputs::{AccountId, ExternalId, Text};
 use crate::domain::ledger::{Consumption, MAX_QUANTITY, Quantities, Shortfall};
-use crate::domain::{CreditType, is_valid_account_id, time};
+use crate::domain::{CreditType, time};
 use crate::storage::{ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt, Store, StoreError};
-
-/// The longest `reason` and `reference` kept on an entry.
-const MAX_TEXT: usize = 500;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConsumptionError {
@@ -93,63 +92,43 @@ pub enum ConsumptionEvent {
     Release { account_id: String, consumption_id: String, reason: String },
 }
 
-/// Consumption ids are the caller's own: bounded and printable, so they can key an item.
-fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_graphic())
+/// The event as sent: a consumption's fields or a release's, each with its own rule; [`parse_consumption_event`]
+/// tells the forms apart. serde refuses unknown fields and wrong types with its own messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConsumptionEventBody {
+    account_id: AccountId,
+    reason: Text,
+    // A consumption
+    /// The caller's own id: exactly once per account and id.
+    consumption_id: Option<ExternalId>,
+    quantities: Option<BTreeMap<String, u64>>,
+    reference: Option<Text>,
+    // A release: the consumption id to give back
+    release: Option<ExternalId>,
 }
 
 pub fn parse_consumption_event(event: &Value) -> Result<ConsumptionEvent, ConsumptionError> {
     let invalid = |why: String| ConsumptionError::InvalidEvent(why);
-    let object: &Map<String, Value> = event.as_object().ok_or_else(|| invalid("expected a JSON object".into()))?;
-    let text = |name: &str| -> Result<Option<String>, ConsumptionError> {
-        match object.get(name) {
-            None => Ok(None),
-            Some(Value::String(value)) if !value.is_empty() && value.chars().count() <= MAX_TEXT => {
-                Ok(Some(value.clone()))
-            }
-            Some(_) => Err(invalid(format!("`{name}` must be a non-empty string of at most {MAX_TEXT} characters"))),
+    let body = ConsumptionEventBody::deserialize(event).map_err(|e| invalid(e.to_string()))?;
+    let account_id = body.account_id.into_string();
+    let reason = body.reason.into_string();
+    if let Some(release) = body.release {
+        if body.consumption_id.is_some() || body.quantities.is_some() || body.reference.is_some() {
+            return Err(invalid("a release carries only `accountId`, `release` and `reason`".into()));
         }
-    };
-    let required = |name: &str| text(name)?.ok_or_else(|| invalid(format!("`{name}` is required")));
-    let account_id = required("accountId")?;
-    if !is_valid_account_id(&account_id) {
-        return Err(invalid("`accountId` is not an account id".into()));
+        return Ok(ConsumptionEvent::Release { account_id, consumption_id: release.into_string(), reason });
     }
-    let id = |name: &str| -> Result<String, ConsumptionError> {
-        let value = required(name)?;
-        if !valid_id(&value) {
-            return Err(invalid(format!("`{name}` must be 1-255 printable ASCII characters without spaces")));
-        }
-        Ok(value)
-    };
-    if object.contains_key("release") {
-        if let Some(unknown) = object.keys().find(|k| !["accountId", "release", "reason"].contains(&k.as_str())) {
-            return Err(invalid(format!("unknown field `{unknown}` in a release")));
-        }
-        return Ok(ConsumptionEvent::Release {
-            account_id,
-            consumption_id: id("release")?,
-            reason: required("reason")?,
-        });
-    }
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !["accountId", "consumptionId", "quantities", "reason", "reference"].contains(&k.as_str()))
-    {
-        return Err(invalid(format!("unknown field `{unknown}`")));
-    }
-    let consumption_id = id("consumptionId")?;
-    let Some(Value::Object(raw)) = object.get("quantities") else {
-        return Err(invalid("`quantities` must be an object of credit type to quantity".into()));
-    };
+    let consumption_id = body.consumption_id.ok_or_else(|| invalid("`consumptionId` is required".into()))?;
+    let raw =
+        body.quantities.ok_or_else(|| invalid("`quantities` must be an object of credit type to quantity".into()))?;
     let mut quantities = Quantities::new();
-    for (name, value) in raw {
+    for (name, quantity) in raw {
         let credit_type =
-            CreditType::parse(name).ok_or_else(|| invalid(format!("`quantities`: unknown credit type `{name}`")))?;
-        let quantity = value
-            .as_u64()
-            .filter(|q| *q <= MAX_QUANTITY)
-            .ok_or_else(|| invalid(format!("`quantities.{name}` must be a whole number from 0 to {MAX_QUANTITY}")))?;
+            CreditType::parse(&name).ok_or_else(|| invalid(format!("`quantities`: unknown credit type `{name}`")))?;
+        if quantity > MAX_QUANTITY {
+            return Err(invalid(format!("`quantities.{name}` must be a whole number from 0 to {MAX_QUANTITY}")));
+        }
         if quantity > 0 {
             quantities.insert(credit_type, quantity);
         }
@@ -159,10 +138,10 @@ pub fn parse_consumption_event(event: &Value) -> Result<ConsumptionEvent, Consum
     }
     Ok(ConsumptionEvent::Consume(Consumption {
         account_id,
-        consumption_id,
+        consumption_id: consumption_id.into_string(),
         quantities,
-        reason: required("reason")?,
-        reference: text("reference")?,
+        reason,
+        reference: body.reference.map(Text::into_string),
     }))
 }
 

@@ -13,10 +13,11 @@ use std::time::SystemTime;
 
 use lambda_http::lambda_runtime::{Diagnostic, LambdaEvent};
 use rust_decimal::Decimal;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::domain::billing::{STATUS_OVERDUE, STATUS_PAYMENT_FAILED};
+use crate::domain::inputs::{ExternalId, Text};
 use crate::domain::{parse_money, time};
 use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome, PaymentReceipt};
 use crate::storage::{Store, StoreError};
@@ -79,46 +80,47 @@ pub enum PaymentEvent {
     Failed { statement_id: String, reason: String },
 }
 
-/// Payment references are the payment side's ids (a Stripe charge id, an operator's reference): bounded and
-/// printable, so they can key an item.
-fn valid_reference(reference: &str) -> bool {
-    !reference.is_empty() && reference.len() <= 255 && reference.bytes().all(|b| b.is_ascii_graphic())
+/// The event as sent: either form's fields, each with its own rule; [`parse_payment_event`] tells the forms
+/// apart. serde refuses unknown fields and wrong types with its own messages.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PaymentEventBody {
+    statement_id: Text,
+    // A payment
+    amount: Option<String>,
+    /// The payment side's id (a Stripe PaymentIntent id, an operator's reference).
+    payment_reference: Option<ExternalId>,
+    paid_at: Option<String>,
+    // A failure
+    failed: Option<bool>,
+    reason: Option<Text>,
 }
 
 pub fn parse_payment_event(event: &Value) -> Result<PaymentEvent, PaymentError> {
     let invalid = |why: &str| PaymentError::InvalidEvent(why.to_owned());
-    let object: &Map<String, Value> = event.as_object().ok_or_else(|| invalid("expected a JSON object"))?;
-    let text = |name: &str| -> Result<String, PaymentError> {
-        match object.get(name) {
-            Some(Value::String(value)) if !value.is_empty() => Ok(value.clone()),
-            _ => Err(PaymentError::InvalidEvent(format!("`{name}` must be a non-empty string"))),
+    let body = PaymentEventBody::deserialize(event).map_err(|e| PaymentError::InvalidEvent(e.to_string()))?;
+    let statement_id = body.statement_id.into_string();
+    match body.failed {
+        Some(true) => {
+            if body.amount.is_some() || body.payment_reference.is_some() || body.paid_at.is_some() {
+                return Err(invalid("a failure carries only `statementId`, `failed` and `reason`"));
+            }
+            let reason = body.reason.ok_or_else(|| invalid("`reason` is required in a failure"))?;
+            return Ok(PaymentEvent::Failed { statement_id, reason: reason.into_string() });
         }
-    };
-    let statement_id = text("statementId")?;
-    if object.get("failed").is_some() {
-        if object.get("failed") != Some(&Value::Bool(true)) {
-            return Err(invalid("`failed` must be true when present"));
-        }
-        if let Some(unknown) = object.keys().find(|k| !["statementId", "failed", "reason"].contains(&k.as_str())) {
-            return Err(PaymentError::InvalidEvent(format!("unknown field `{unknown}` in a failure")));
-        }
-        return Ok(PaymentEvent::Failed { statement_id, reason: text("reason")? });
+        Some(false) => return Err(invalid("`failed` must be true when present")),
+        None if body.reason.is_some() => return Err(invalid("`reason` belongs to a failure (`failed`: true)")),
+        None => {}
     }
-    if let Some(unknown) =
-        object.keys().find(|k| !["statementId", "amount", "paymentReference", "paidAt"].contains(&k.as_str()))
-    {
-        return Err(PaymentError::InvalidEvent(format!("unknown field `{unknown}`")));
-    }
-    let amount = parse_money(&text("amount")?).map_err(|e| PaymentError::InvalidEvent(format!("`amount`: {e}")))?;
+    let required = |field: Option<String>, name: &str| field.ok_or_else(|| invalid(&format!("`{name}` is required")));
+    let amount = parse_money(&required(body.amount, "amount")?)
+        .map_err(|e| PaymentError::InvalidEvent(format!("`amount`: {e}")))?;
     if amount.is_zero() {
         return Err(invalid("`amount` must be above zero"));
     }
-    let payment_reference = text("paymentReference")?;
-    if !valid_reference(&payment_reference) {
-        return Err(invalid("`paymentReference` must be 1-255 printable ASCII characters without spaces"));
-    }
-    let paid_at = text("paidAt")?;
-    let paid_at = humantime::parse_rfc3339(&paid_at)
+    let payment_reference =
+        body.payment_reference.ok_or_else(|| invalid("`paymentReference` is required"))?.into_string();
+    let paid_at = humantime::parse_rfc3339(&required(body.paid_at, "paidAt")?)
         .map(time::timestamp)
         .map_err(|e| PaymentError::InvalidEvent(format!("`paidAt` must be an RFC 3339 UTC instant: {e}")))?;
     Ok(PaymentEvent::Paid(Payment { statement_id, amount, payment_reference, paid_at }))

@@ -724,7 +724,7 @@ async fn walk(env: &TestEnv, query: &str) -> (Vec<String>, Vec<(u64, usize)>) {
 
 #[tokio::test]
 async fn a_one_client_list_reads_a_bounded_number_of_items_per_request() {
-    use shared::storage::void::{MAX_ITEMS_READ_PER_REQUEST, items_read_budget};
+    use shared::storage::agency_purchases::{MAX_ITEMS_READ_PER_REQUEST, items_read_budget};
     let env = TestEnv::seeded().await;
     let real = buy(&env, COFFEE, json!({"audience": 1})).await;
     let template = env

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 use super::credit::check_credit_limit;
 use super::{CreditType, DefaultPricing, EffectiveRate, RateOverride, canonical_rate, parse_rate};
 
+/// Why an agency voided a purchase, when its administrator said: at most this many characters.
+pub const MAX_VOID_REASON_CHARS: usize = 500;
+
 /// A price change as asked for: per type, the new price, or `None` to fall back to the default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PriceChangeRequest {

@@ -99,8 +99,8 @@ impl LedgerEntry {
 /// Quantities per credit type a consumption takes (each above zero).
 pub type Quantities = BTreeMap<CreditType, u64>;
 
-/// The largest quantity of one type in one consumption or adjustment.
-pub const MAX_QUANTITY: u64 = 1_000_000;
+/// The largest quantity of one type in one consumption or adjustment: the purchase's own limit.
+pub use super::purchase::MAX_QUANTITY;
 
 /// A validated consumption request.
 #[derive(Debug, Clone, PartialEq, Eq)]

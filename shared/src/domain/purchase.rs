@@ -314,6 +314,15 @@ pub struct PurchaseRecord {
 }
 
 impl PurchaseRecord {
+    /// The credits the purchase put in, per type (what a void takes back out).
+    pub fn credits_per_type(&self) -> crate::domain::ledger::Quantities {
+        let mut credits = crate::domain::ledger::Quantities::new();
+        for line in &self.lines {
+            *credits.entry(line.credit_type).or_default() += line.quantity;
+        }
+        credits
+    }
+
     /// A new, unbilled purchase priced by `quote`, created at `created_at`.
     pub fn unbilled(
         purchase_id: String,

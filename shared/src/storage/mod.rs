@@ -36,6 +36,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use crate::table::SparseIndex;
 
 pub mod agency;
+pub mod agency_purchases;
 pub mod billing;
 pub mod collection;
 pub mod consumption;
@@ -51,6 +52,7 @@ pub mod transact;
 pub mod void;
 
 pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
+pub use agency_purchases::{AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition};
 pub use billing::{
     BuildingPage, PageKey, StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome,
     UnbilledPage, UnbilledPages,
@@ -61,10 +63,7 @@ pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use transact::ConflictRetryPolicy;
-pub use void::{
-    AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition, StoredVoidIdempotency,
-    VoidIdempotencyClaim, VoidOutcome, VoidRequest,
-};
+pub use void::{StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest};
 
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,11 +125,6 @@ pub struct Store {
 impl Store {
     pub fn new(client: Client, table_name: impl Into<String>) -> Store {
         Store { client, table_name: table_name.into(), retry: ConflictRetryPolicy::default() }
-    }
-
-    pub fn with_retry_policy(mut self, retry: ConflictRetryPolicy) -> Store {
-        self.retry = retry;
-        self
     }
 
     pub fn client(&self) -> &Client {

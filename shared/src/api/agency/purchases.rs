@@ -15,9 +15,9 @@ use super::super::error::AppError;
 use super::super::history::{page_size_or, statement_view};
 use super::super::http::{authorize_agency, idempotency_key, json_body, json_response, query_parameter};
 use super::super::{App, balances_map, respond};
+use crate::domain::agency::MAX_VOID_REASON_CHARS;
 use crate::domain::billing::StatementKind;
 use crate::domain::{PurchaseRecord, RequestError, format_rate, is_valid_account_id, round_to_cents, time};
-use crate::storage::void::MAX_VOID_REASON_CHARS;
 use crate::storage::{
     AgencyPurchasePosition, ClientInBookPosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency,
     VoidIdempotencyClaim, VoidOutcome, VoidRequest,
