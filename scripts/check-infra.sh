@@ -18,8 +18,8 @@ done
 source scripts/install-checkov.sh
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
-echo "== template matches code (cargo test -p shared --test template_matches_code)"
-cargo test --quiet -p shared --test template_matches_code
+echo "== template matches code (cargo test -p shared --test it template_matches_code)"
+cargo test --quiet -p shared --test it template_matches_code
 
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}
 echo "== sam validate --lint"
