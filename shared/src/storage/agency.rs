@@ -218,15 +218,7 @@ impl Store {
             return Err(StoreError::Internal("a clients position of another agency reached storage".into()));
         }
         let mut items = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(AGENCY_INDEX.name)
-            .key_condition_expression("#indexPk = :indexPk AND begins_with(#indexSk, :prefix)")
-            .expression_attribute_names("#indexPk", AGENCY_INDEX.partition_key)
-            .expression_attribute_names("#indexSk", AGENCY_INDEX.sort_key)
-            .expression_attribute_values(":indexPk", s(keys::agency(agency_id)))
-            .expression_attribute_values(":prefix", s(AGENCY_CLIENT_PREFIX))
+            .agency_items_query(agency_id, AGENCY_CLIENT_PREFIX)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .set_exclusive_start_key(after.map(ClientPosition::key))
             .into_paginator()

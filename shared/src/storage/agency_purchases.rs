@@ -177,15 +177,7 @@ impl Store {
         }
         let start = after.map(AgencyPurchasePosition::index_key);
         let output = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(AGENCY_INDEX.name)
-            .key_condition_expression("#agencyPk = :agencyPk AND begins_with(#agencySk, :prefix)")
-            .expression_attribute_names("#agencyPk", AGENCY_INDEX.partition_key)
-            .expression_attribute_names("#agencySk", AGENCY_INDEX.sort_key)
-            .expression_attribute_values(":agencyPk", s(keys::agency(agency_id)))
-            .expression_attribute_values(":prefix", s(AGENCY_PURCHASE_PREFIX))
+            .agency_items_query(agency_id, AGENCY_PURCHASE_PREFIX)
             .scan_index_forward(false)
             .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -259,17 +251,9 @@ impl Store {
             return Err(StoreError::Internal("a purchases position of another list reached storage".into()));
         }
         let query = || {
-            self.client
-                .query()
-                .table_name(&self.table_name)
-                .index_name(AGENCY_INDEX.name)
-                .key_condition_expression("#agencyPk = :agencyPk AND begins_with(#agencySk, :prefix)")
+            self.agency_items_query(agency_id, AGENCY_PURCHASE_PREFIX)
                 .filter_expression("#account = :account")
-                .expression_attribute_names("#agencyPk", AGENCY_INDEX.partition_key)
-                .expression_attribute_names("#agencySk", AGENCY_INDEX.sort_key)
                 .expression_attribute_names("#account", "accountId")
-                .expression_attribute_values(":agencyPk", s(keys::agency(agency_id)))
-                .expression_attribute_values(":prefix", s(AGENCY_PURCHASE_PREFIX))
                 .expression_attribute_values(":account", s(account_id))
                 .scan_index_forward(false)
         };

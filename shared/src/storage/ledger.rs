@@ -14,7 +14,7 @@ use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::CreditType;
 use crate::domain::ledger::{BalanceOverflow, Deltas, EntryType, LedgerEntry, balances_after};
 use crate::domain::reconcile::{Ledger, PaymentOwner, SignedBalances};
-use crate::table::{AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
+use crate::table::{AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
 
 /// A ledger entry's Put, inside the transaction that changes the balance. Its id is fresh, so finding it
 /// already there means an earlier attempt of the same call committed.
@@ -366,15 +366,7 @@ impl Store {
             return Ok(None);
         };
         let purchases = self
-            .client
-            .query()
-            .table_name(&self.table_name)
-            .index_name(AGENCY_INDEX.name)
-            .key_condition_expression("#indexPk = :indexPk AND begins_with(#indexSk, :prefix)")
-            .expression_attribute_names("#indexPk", AGENCY_INDEX.partition_key)
-            .expression_attribute_names("#indexSk", AGENCY_INDEX.sort_key)
-            .expression_attribute_values(":indexPk", s(keys::agency(agency_id)))
-            .expression_attribute_values(":prefix", s(AGENCY_PURCHASE_PREFIX))
+            .agency_items_query(agency_id, AGENCY_PURCHASE_PREFIX)
             .projection_expression("totalAtCost, voidedAt");
         let purchases = self.partition_items("Query agency purchases at cost", purchases).await?;
         let payments = self

@@ -33,7 +33,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 
-use crate::table::SparseIndex;
+use crate::table::{AGENCY_INDEX, SparseIndex};
 
 pub mod agency;
 pub mod agency_purchases;
@@ -145,6 +145,20 @@ impl Store {
             .expression_attribute_values(":pk", items::s(pk))
             .expression_attribute_values(":prefix", items::s(sk_prefix))
             .consistent_read(true)
+    }
+
+    /// A Query of the agency's partition of the `agency-items` index, sort keys starting with `prefix` (its clients,
+    /// `CLIENT#`, or its clients' purchases, `PURCHASE#`); eventually consistent, as every index.
+    pub(crate) fn agency_items_query(&self, agency_id: &str, prefix: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table_name)
+            .index_name(AGENCY_INDEX.name)
+            .key_condition_expression("#agencyPk = :agencyPk AND begins_with(#agencySk, :prefix)")
+            .expression_attribute_names("#agencyPk", AGENCY_INDEX.partition_key)
+            .expression_attribute_names("#agencySk", AGENCY_INDEX.sort_key)
+            .expression_attribute_values(":agencyPk", items::s(keys::agency(agency_id)))
+            .expression_attribute_values(":prefix", items::s(prefix))
     }
 
     /// A Query of a sparse index's partition `pk`, with sort keys below `sort_below` if given (eventually
