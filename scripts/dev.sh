@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 DYNAMO_PORT="${DYNAMO_PORT:-8000}"
 INVOKE_PORT="${INVOKE_PORT:-9000}"
 GATEWAY_PORT="${GATEWAY_PORT:-3000}"
+STRIPE_PORT="${STRIPE_PORT:-12111}"
 
 source scripts/install-tools.sh
 mkdir -p .local/logs
@@ -17,6 +18,7 @@ source scripts/local-stack.sh
 trap stack_stop EXIT INT TERM
 
 stack_start_dynamo "$DYNAMO_PORT" "$PWD/.local/dynamo.db"
+stack_start_stripe "$STRIPE_PORT"
 stack_seed
 stack_start_functions "$INVOKE_PORT"
 stack_start_gateway "$GATEWAY_PORT"

@@ -60,6 +60,7 @@ pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
+pub use seeds::{AccountRule, AccountWrite, ProvisionOutcome, ProvisionRequestRecord};
 pub use transact::ConflictRetryPolicy;
 pub use void::{
     AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition, StoredVoidIdempotency,
