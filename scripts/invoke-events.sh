@@ -20,7 +20,10 @@ passed=0 failed=0
 cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P "$port" >/dev/null 2>&1 || true
 sleep 1 # the cycle end below is a whole second, after the purchase's createdAt
 billed_at="$(date -u +%Y-%m-%dT%H:%M:%S)"
-billing_output="$(cargo lambda invoke billing-run --data-ascii "{\"cycleEnd\": \"${billed_at}Z\"}" -P "$port" 2>&1)" || true
+# billing-run bills a cycle only once its grace period (60 s, shared::billing::BILLING_GRACE) has passed, and a
+# cycle end off the 1st of a month only with "offCycle": true.
+sleep 61
+billing_output="$(cargo lambda invoke billing-run --data-ascii "{\"cycleEnd\": \"${billed_at}Z\", \"offCycle\": true}" -P "$port" 2>&1)" || true
 if printf '%s' "$billing_output" | python3 -c 'import json,sys; s=json.load(sys.stdin); assert s["purchasesBilledToClient"] >= 1' 2>/dev/null; then
   passed=$((passed + 1)); echo "ok   billing-run (cycle ending now) -> a statement for acct-northwind-coffee"
 else

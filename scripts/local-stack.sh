@@ -117,7 +117,9 @@ stack_start_functions() {
   (exec 3<>"/dev/tcp/::1/$port") 2>/dev/null && { stack_log "port $port is busy (cargo lambda watch)"; return 1; }
   # Build first so the first invocation is not a multi-minute compile.
   (cd "$repo_root" && cargo build --quiet --workspace --bins)
-  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' \
+  # --timeout: how long an invocation may run (its context deadline), as the template's longest Timeout (600 s):
+  # collect-payments stops starting statements 30 s before its deadline.
+  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' --timeout 600 \
     --env-var TABLE_NAME='$TABLE_NAME' --env-var AWS_ENDPOINT_URL_DYNAMODB='$AWS_ENDPOINT_URL_DYNAMODB' \
     --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
     --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' \
