@@ -55,9 +55,9 @@ fi
 
 # collect-payments (direct invoke): after the partial payment above, the rest of that statement is charged to the
 # seeded customer's card in localstripe (the local stack's STRIPE_API_BASE); a run answers its summary (no
-# errors), a bad cycle end is refused with InvalidCollectEvent.
+# errors, at least that statement paid), a bad cycle end is refused with InvalidCollectEvent.
 collect_output="$(cargo lambda invoke collect-payments --data-file events/collect-payments.json -P "$port" 2>&1)" || true
-if printf '%s' "$collect_output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert "payable" in r and r["errors"] == 0, r' 2>/dev/null; then
+if printf '%s' "$collect_output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] >= 1 and r["errors"] == 0, r' 2>/dev/null; then
   passed=$((passed + 1)); echo "ok   collect-payments events/collect-payments.json -> $collect_output"
 else
   failed=$((failed + 1)); echo "FAIL collect-payments events/collect-payments.json"; printf '%s\n' "$collect_output" | head -c 2000; echo
