@@ -2,7 +2,7 @@
 # performance figures into bench/RESULTS.md (exit 0 even on a missed target; BENCH_ARGS=--quick for a short run).
 BENCH_ARGS ?=
 
-.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction build-CollectPaymentsFunction build-StripeWebhookFunction
+.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction build-CollectPaymentsFunction build-StripeWebhookFunction build-ProvisionAccountFunction
 
 dev:
 	scripts/dev.sh
@@ -64,3 +64,6 @@ build-CollectPaymentsFunction:
 
 build-StripeWebhookFunction:
 	$(call lambda_artifact,stripe-webhook)
+
+build-ProvisionAccountFunction:
+	$(call lambda_artifact,provision-account)

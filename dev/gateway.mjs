@@ -251,7 +251,13 @@ export function readTemplateApi(templatePath = TEMPLATE_PATH) {
       if (typeof path !== 'string' || !/^\/[A-Za-z0-9._~{}+/-]*$/.test(path)) {
         throw new Error(`${where('Resources', name, 'Properties.Events', eventName, 'Properties.Path')}: ${JSON.stringify(path)}`);
       }
-      const route = { method: method.toUpperCase(), path, fn };
+      // `Auth: { Authorizer: NONE }` opts a route out of the API's default JWT authorizer (the Stripe webhook:
+      // Stripe cannot send a token, its signature authenticates it). Any other Auth setting is refused here.
+      const auth = event.Properties?.Auth;
+      if (auth !== undefined && !(auth && Object.keys(auth).length === 1 && auth.Authorizer === 'NONE')) {
+        throw new Error(`${where('Resources', name, 'Properties.Events', eventName, 'Properties.Auth')}: only "Authorizer: NONE" is understood`);
+      }
+      const route = { method: method.toUpperCase(), path, fn, ...(auth ? { noAuthorizer: true } : {}) };
       const routeKey = `${route.method} ${route.path}`;
       if (seen.has(routeKey)) throw new Error(`${templatePath}: route ${routeKey} is declared twice`);
       seen.add(routeKey);
@@ -540,7 +546,8 @@ export function buildEvent({ req, rawPath, rawQueryString, match, body, auth, re
     requestContext: {
       accountId: '123456789012',
       apiId: 'devgateway',
-      authorizer: { jwt: { claims: auth.claims, scopes: auth.scopes } },
+      // A route without authorizer has none in its context, as API Gateway sends it.
+      ...(auth ? { authorizer: { jwt: { claims: auth.claims, scopes: auth.scopes } } } : {}),
       domainName,
       domainPrefix: domainName.split('.')[0].split(':')[0],
       http: {
@@ -816,8 +823,9 @@ export function createGateway({
       return done();
     }
 
-    const auth = authorizeRequest(req.headers.authorization, { key, issuer, audiences });
-    if (!auth) {
+    // A route with `Authorizer: NONE` reaches its function without a token (whatever Authorization it carries).
+    const auth = match.route.noAuthorizer ? null : authorizeRequest(req.headers.authorization, { key, issuer, audiences });
+    if (!auth && !match.route.noAuthorizer) {
       req.resume();
       sendJson(res, req, 401, { message: 'Unauthorized' }, requestId);
       return done('unauthorized');
@@ -875,7 +883,7 @@ function banner(port, invokeBase, origins, routes, key) {
     `!!  functions  ${invokeBase}/2015-03-31/functions/<name>/invocations`,
     `!!  CORS       ${[...origins].join(', ')}`,
     `!!  JWKS       http://127.0.0.1:${port}/.well-known/jwks.json (key ${key.keyFile})`,
-    ...routes.map((r) => `!!  route      ${r.routeKey} -> ${r.fn}`),
+    ...routes.map((r) => `!!  route      ${r.routeKey} -> ${r.fn}${r.noAuthorizer ? ' (no authorizer)' : ''}`),
     line,
   ].join('\n');
 }

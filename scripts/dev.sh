@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 DYNAMO_PORT="${DYNAMO_PORT:-8000}"
 INVOKE_PORT="${INVOKE_PORT:-9000}"
 GATEWAY_PORT="${GATEWAY_PORT:-3000}"
+STRIPE_PORT="${STRIPE_PORT:-12111}"
 
 source scripts/install-tools.sh
 mkdir -p .local/logs
@@ -17,6 +18,7 @@ source scripts/local-stack.sh
 trap stack_stop EXIT INT TERM
 
 stack_start_dynamo "$DYNAMO_PORT" "$PWD/.local/dynamo.db"
+stack_start_stripe "$STRIPE_PORT"
 stack_seed
 stack_start_functions "$INVOKE_PORT"
 stack_start_gateway "$GATEWAY_PORT"
@@ -41,6 +43,11 @@ cat <<MSG
          $GATEWAY_URL/accounts/acct-northwind-coffee/credit-purchases
   As the agency's administrator (custom:agency_id + cognito:groups ["agency-admin"]):
     curl -i -H "Authorization: Bearer $agency_token" $GATEWAY_URL/agencies/agency-northwind/pricing
+  Stripe (localstripe on $STRIPE_API_BASE; its webhooks go to $GATEWAY_URL/webhooks/stripe):
+    cargo lambda invoke collect-payments --data-file events/collect-payments.json -P $INVOKE_PORT
+    (acct-brightside-dental's card declines: DEV_ACCOUNT_ID=acct-brightside-dental shows it in the panel)
+  Provision an account (IAM-invoked in AWS):
+    cargo lambda invoke provision-account --data-file events/provision-account.json -P $INVOKE_PORT
   Use the same engine from other tools with:
     export AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB TABLE_NAME=$TABLE_NAME AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 

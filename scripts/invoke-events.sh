@@ -5,7 +5,10 @@
 # list-ledger*.json the ledger route of the list-purchases function. consume-credits*.json are direct invokes
 # (no HTTP status): the valid one must answer a consumption (a replay on a stack it ran on before), the release
 # a release, the bad input the error type InvalidConsumptionEvent.
-# Usage: scripts/invoke-events.sh [INVOKE_PORT]
+# collect-payments*.json and provision-account*.json are direct invokes too (see below). stripe-webhook.json is
+# signed at invoke time with STRIPE_WEBHOOK_SECRET (scripts/sign-webhook-event.py); its -bad-input is a forged
+# signature (400).
+# Usage: scripts/invoke-events.sh [INVOKE_PORT]   (with the local stack's environment: source scripts/local-stack.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${1:-9000}"
@@ -50,6 +53,33 @@ else
   failed=$((failed + 1)); echo "FAIL statement-sweep events/statement-sweep.json"; printf '%s\n' "$sweep_output" | head -c 2000; echo
 fi
 
+# collect-payments (direct invoke): after the partial payment above, the rest of that statement is charged to the
+# seeded customer's card in localstripe (the local stack's STRIPE_API_BASE); a run answers its summary (no
+# errors, at least that statement paid), a bad cycle end is refused with InvalidCollectEvent.
+collect_output="$(cargo lambda invoke collect-payments --data-file events/collect-payments.json -P "$port" 2>&1)" || true
+if printf '%s' "$collect_output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["succeeded"] >= 1 and r["errors"] == 0, r' 2>/dev/null; then
+  passed=$((passed + 1)); echo "ok   collect-payments events/collect-payments.json -> $collect_output"
+else
+  failed=$((failed + 1)); echo "FAIL collect-payments events/collect-payments.json"; printf '%s\n' "$collect_output" | head -c 2000; echo
+fi
+# provision-account (direct invoke), in order: a new client of a seeded agency, a new agency, the client moved to
+# it; each answers applied (or replayed, on a stack it ran on before: every request applies once). The bad input
+# (an unknown field, a malformed customer id) is refused with InvalidProvisionRequest.
+for case in provision-account provision-account-agency provision-account-move; do
+  output="$(cargo lambda invoke provision-account --data-file "events/$case.json" -P "$port" 2>&1)" || true
+  if printf '%s' "$output" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert r["result"] in ("applied", "replayed"), r' 2>/dev/null; then
+    passed=$((passed + 1)); echo "ok   provision-account events/$case.json -> $output"
+  else
+    failed=$((failed + 1)); echo "FAIL provision-account events/$case.json"; printf '%s\n' "$output" | head -c 2000; echo
+  fi
+done
+output="$(cargo lambda invoke provision-account --data-file events/provision-account-bad-input.json -P "$port" 2>&1)" || true
+if printf '%s' "$output" | grep -q 'InvalidProvisionRequest'; then
+  passed=$((passed + 1)); echo "ok   provision-account events/provision-account-bad-input.json -> InvalidProvisionRequest"
+else
+  failed=$((failed + 1)); echo "FAIL provision-account events/provision-account-bad-input.json"; printf '%s\n' "$output" | head -c 2000; echo
+fi
+
 # consume-credits: after the purchase above, so the seeded account has audience credits to spend.
 for case in "consume-credits:\"result\":\"consumed\"" "consume-credits-release:\"result\":\"released\"" \
   "consume-credits-bad-input:InvalidConsumptionEvent"; do
@@ -64,7 +94,7 @@ done
 for file in events/*.json; do
   name="$(basename "$file" .json)"
   case "$name" in
-    record-payment*|statement-sweep*|consume-credits*) continue ;; # not HTTP functions; invoked above
+    record-payment*|statement-sweep*|consume-credits*|collect-payments*|provision-account*) continue ;; # not HTTP functions; invoked above
     *-bad-input) function="${name%-bad-input}"; want="400" ;;
     *-forbidden) function="${name%-forbidden}"; want="403" ;;
     billing-run*|consume-credits*) continue ;; # not HTTP functions; checked above
@@ -85,6 +115,12 @@ for file in events/*.json; do
     made="$(cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P "$port" 2>&1)" || true
     made_id="$(printf '%s' "$made" | python3 -c 'import json,sys; print(json.loads(json.load(sys.stdin)["body"])["purchase"]["purchaseId"])' 2>/dev/null || echo none)"
     data=(--data-ascii "$(sed "s/0196a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/$made_id/g" "$file")")
+  fi
+  if [ "$name" = "stripe-webhook" ]; then
+    # A Stripe signature expires after 300 s: sign the sample's body now with the local stack's endpoint secret
+    # (STRIPE_WEBHOOK_SECRET, exported by scripts/local-stack.sh). Its statement is unknown: acknowledged, 200.
+    signed="$(python3 scripts/sign-webhook-event.py "$file")" || { failed=$((failed + 1)); echo "FAIL $file: not signed"; continue; }
+    data=(--data-ascii "$signed")
   fi
   if [ "$function" = "list-statement-purchases" ]; then
     function="list-statements"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local stack, as functions for scripts/dev.sh and scripts/test.sh to source:
-# dynoxide (the DynamoDB engine) -> seed-loader -> `cargo lambda watch` (the functions) -> dev/gateway.mjs
-# (the stand-in for API Gateway and its JWT authorizer, serving the dashboard too).
+# dynoxide (the DynamoDB engine) -> localstripe (a fake Stripe, 127.0.0.1 only) -> seed-loader (the seeded accounts
+# and agencies get Stripe customers with cards) -> `cargo lambda watch` (the functions) -> dev/gateway.mjs (the
+# stand-in for API Gateway and its JWT authorizer, serving the dashboard too; localstripe's webhooks go to it).
 # Every service runs in its own process group and is stopped by stack_stop (trap it on EXIT).
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -69,8 +70,44 @@ stack_start_dynamo() {
   stack_log "dynoxide on $AWS_ENDPOINT_URL_DYNAMODB${db_path:+ (data in $db_path)}"
 }
 
+# The Stripe settings collect-payments and stripe-webhook read at cold start. Deployed, the key and the signing
+# secret come from Secrets Manager (STRIPE_SECRET_KEY_ARN / STRIPE_WEBHOOK_SECRET_ARN); locally the plain values
+# below, which the template never sets (shared/tests/template_matches_code.rs checks it). localstripe takes any
+# sk_test_ key; the signing secret is fresh per stack unless given.
+export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_local}"
+export STRIPE_WEBHOOK_SECRET="${STRIPE_WEBHOOK_SECRET:-whsec_local$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}"
+# The seeded account whose card attaches and then declines every charge (the failure path in the panel).
+export STACK_DECLINING_ACCOUNT="${STACK_DECLINING_ACCOUNT:-acct-brightside-dental}"
+
+# stack_start_stripe PORT: localstripe on 127.0.0.1:PORT (state in memory), through scripts/localstripe-serve.py
+# (localstripe's own command binds every interface). Sets STRIPE_API_BASE for the functions and the seed step;
+# stack_start_gateway registers its webhook endpoint.
+stack_start_stripe() {
+  local port="$1"
+  port_is_free "$port" || { stack_log "port $port is busy (localstripe)"; return 1; }
+  [ -n "${LOCALSTRIPE_PYTHON:-}" ] || { stack_log "LOCALSTRIPE_PYTHON is not set: source scripts/install-tools.sh"; return 1; }
+  stack_spawn localstripe "$LOCALSTRIPE_PYTHON" "$repo_root/scripts/localstripe-serve.py" "$port" >/dev/null
+  export STRIPE_API_BASE="http://127.0.0.1:$port"
+  wait_for_http "$STRIPE_API_BASE/v1/customers" 30 localstripe
+  stack_log "localstripe on $STRIPE_API_BASE"
+}
+
+# stack_seed [SEED_FILE ...]: the seed loader (default: every seeds/data/*.json). With localstripe running, each
+# seeded account and agency first gets a Stripe customer there with a default card (STACK_DECLINING_ACCOUNT's
+# declines), and the loader reads copies of the seed files carrying those stripeCustomerId values.
 stack_seed() {
-  (cd "$repo_root" && cargo run --quiet -p seed-loader -- "$@")
+  local files=("$@")
+  [ "${#files[@]}" -gt 0 ] || files=("$repo_root"/seeds/data/*.json)
+  if [ -n "${STRIPE_API_BASE:-}" ]; then
+    local out="$STACK_LOG_DIR/seeds-with-stripe"
+    rm -rf "$out"
+    local written
+    written="$(python3 "$repo_root/scripts/localstripe-seed.py" "$STRIPE_API_BASE" "$out" \
+      --declining "$STACK_DECLINING_ACCOUNT" "${files[@]}")" || { stack_log "creating Stripe customers failed"; return 1; }
+    mapfile -t files <<<"$written"
+    stack_log "Stripe customers in localstripe for the seeded accounts and agencies ($STACK_DECLINING_ACCOUNT's card declines)"
+  fi
+  (cd "$repo_root" && cargo run --quiet -p seed-loader -- "${files[@]}")
 }
 
 # stack_start_functions PORT [extra cargo lambda watch flags]: serves every function of the workspace on
@@ -80,11 +117,14 @@ stack_start_functions() {
   (exec 3<>"/dev/tcp/::1/$port") 2>/dev/null && { stack_log "port $port is busy (cargo lambda watch)"; return 1; }
   # Build first so the first invocation is not a multi-minute compile.
   (cd "$repo_root" && cargo build --quiet --workspace --bins)
-  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' \
+  # --timeout: how long an invocation may run (its context deadline), as the template's longest Timeout (600 s):
+  # collect-payments stops starting statements 30 s before its deadline.
+  stack_spawn functions bash -c "cd '$repo_root' && exec cargo lambda watch -A ::1 -P '$port' --timeout 600 \
     --env-var TABLE_NAME='$TABLE_NAME' --env-var AWS_ENDPOINT_URL_DYNAMODB='$AWS_ENDPOINT_URL_DYNAMODB' \
     --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
     --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' \
-    --env-var CURSOR_SIGNING_KEY='$CURSOR_SIGNING_KEY' $*" >/dev/null
+    --env-var CURSOR_SIGNING_KEY='$CURSOR_SIGNING_KEY' ${STRIPE_API_BASE:+--env-var STRIPE_API_BASE='$STRIPE_API_BASE'} \
+    --env-var STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY' --env-var STRIPE_WEBHOOK_SECRET='$STRIPE_WEBHOOK_SECRET' $*" >/dev/null
   export LAMBDA_INVOKE_URL="http://[::1]:$port"
   wait_for_http "$LAMBDA_INVOKE_URL/" 120 functions
   stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"
@@ -100,4 +140,11 @@ stack_start_gateway() {
   export GATEWAY_URL="http://127.0.0.1:$port"
   wait_for_http "$GATEWAY_URL/dev/config.json" 30 gateway
   stack_log "gateway (dashboard + API) on $GATEWAY_URL"
+  if [ -n "${STRIPE_API_BASE:-}" ]; then
+    # localstripe's webhook endpoint: this gateway's POST /webhooks/stripe (no JWT; the signature authenticates).
+    curl -fsS -o /dev/null -X POST "$STRIPE_API_BASE/_config/webhooks/local" \
+      --data-urlencode "url=$GATEWAY_URL/webhooks/stripe" --data-urlencode "secret=$STRIPE_WEBHOOK_SECRET" ||
+      { stack_log "registering the webhook endpoint in localstripe failed"; return 1; }
+    stack_log "localstripe sends its events to $GATEWAY_URL/webhooks/stripe"
+  fi
 }

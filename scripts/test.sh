@@ -39,6 +39,7 @@ source scripts/local-stack.sh
 trap stack_stop EXIT INT TERM
 e2e_stack() {
   stack_start_dynamo "${TEST_DYNAMO_PORT:-18000}" &&
+    stack_start_stripe "${TEST_STRIPE_PORT:-12112}" &&
     stack_seed &&
     stack_start_functions "${TEST_INVOKE_PORT:-19000}" --ignore-changes &&
     stack_start_gateway "${TEST_GATEWAY_PORT:-13000}"

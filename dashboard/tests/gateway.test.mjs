@@ -689,3 +689,35 @@ test("the agency console's dev sign-in: an agency administrator's token, the sam
   assert.equal(printed.claims['cognito:groups'], '[agency-admin]');
   assert.equal(printed.claims['custom:account_id'], undefined);
 });
+
+test('the route with "Auth: Authorizer: NONE" (the Stripe webhook) reaches its function without a token, raw body and Stripe-Signature intact', async () => {
+  const open = readTemplateApi().routes.filter((r) => r.noAuthorizer);
+  assert.deepEqual(open.map((r) => `${r.method} ${r.path} ${r.fn}`), ['POST /webhooks/stripe stripe-webhook']);
+  // Exactly as Stripe sends it: the signature is over these bytes, spacing included.
+  const body = '{\n  "id": "evt_1",\n  "type": "payment_intent.succeeded",  "data": {"object": {"metadata": {"statementId": "s é"}}}\n}';
+  const signature = `t=1700000000,v1=${createHmac('sha256', 'whsec_test').update(`1700000000.${body}`).digest('hex')}`;
+  const res = await raw('POST', '/webhooks/stripe', {
+    headers: { 'content-type': 'application/json; charset=utf-8', 'stripe-signature': signature },
+    body: Buffer.from(body, 'utf8'),
+  });
+  assert.equal(res.status, 200);
+  const { fn, event } = invocations.at(-1);
+  assert.equal(fn, 'stripe-webhook');
+  assert.equal(event.routeKey, 'POST /webhooks/stripe');
+  assert.equal(event.headers['stripe-signature'], signature);
+  const received = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  assert.equal(received, body);
+  assert.equal(event.requestContext.authorizer, undefined, 'no authorizer context on an open route');
+  // A token sent anyway is not looked at (a bad one is no 401 here)...
+  assert.equal((await raw('POST', '/webhooks/stripe', { headers: { authorization: 'Bearer nope' }, body: '{}' })).status, 200);
+  // ...and every other route still needs one.
+  const before = invocations.length;
+  assert.equal((await raw('POST', '/accounts/acct-test/credit-purchases', { body: '{}' })).status, 401);
+  assert.equal((await raw('GET', '/webhooks/stripe')).status, 404);
+  assert.equal(invocations.length, before);
+});
+
+test('an Auth setting other than "Authorizer: NONE" stops the gateway at start-up', () => {
+  const file = editedTemplate('other-auth.yaml', (t) => t.replace('              Authorizer: NONE', '              Authorizer: SomethingElse'));
+  assert.throws(() => readTemplateApi(file), /Properties\.Auth: only "Authorizer: NONE" is understood/);
+});

@@ -45,7 +45,7 @@ const FIRST_FINISH_PAUSE: Duration = Duration::from_millis(50);
 const MAX_FINISH_PAUSE: Duration = Duration::from_secs(2);
 
 /// Deadlines earlier than this after the epoch (2001-09-09) come from a local emulator, not from Lambda.
-const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
+pub(crate) const NO_REAL_DEADLINE_BEFORE: Duration = Duration::from_secs(1_000_000_000);
 
 /// Billing steps (transactions) in flight at once within one side of a run, unless `BILLING_CONCURRENCY` says
 /// otherwise. With DynamoDB's latency a 97-purchase step takes ~55 ms, so one step at a time is bounded by

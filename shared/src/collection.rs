@@ -189,9 +189,21 @@ pub async fn collect_payments(
     collector: &Collector,
     event: LambdaEvent<Value>,
 ) -> Result<CollectSummary, CollectError> {
-    let deadline = SystemTime::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+    let deadline = real_deadline(event.context.deadline);
     let (_, cycle) = parse_collect_event(&event.payload)?;
-    Box::pin(collect(collector, cycle.as_ref(), SystemTime::now(), Some(deadline))).await
+    Box::pin(collect(collector, cycle.as_ref(), SystemTime::now(), deadline)).await
+}
+
+/// The invocation's deadline, unless it is from before any real invocation (`cargo lambda watch` sends its
+/// timeout as milliseconds after the epoch): that one is ignored, as billing-run does, instead of every statement
+/// being out of time.
+pub fn real_deadline(deadline_ms: u64) -> Option<SystemTime> {
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let real = Duration::from_millis(deadline_ms) > crate::billing::NO_REAL_DEADLINE_BEFORE;
+    if !real {
+        tracing::warn!(deadline = %humantime::format_rfc3339_millis(at), "ignoring a deadline from before any real invocation");
+    }
+    real.then_some(at)
 }
 
 /// What one statement came to.
@@ -485,5 +497,13 @@ mod tests {
             assert!(parse_retry_days(bad).is_err(), "{bad}");
         }
         assert_eq!(CollectSettings::default().max_attempts(), 4);
+    }
+
+    #[test]
+    fn a_deadline_from_before_any_real_invocation_is_ignored() {
+        // `cargo lambda watch --timeout 600` sends 600000 ms after the epoch: not a deadline that has passed.
+        assert_eq!(real_deadline(600_000), None);
+        let real = 1_796_600_000_000;
+        assert_eq!(real_deadline(real), Some(SystemTime::UNIX_EPOCH + Duration::from_millis(real)));
     }
 }

@@ -25,6 +25,7 @@ pub mod consumption;
 pub mod domain;
 pub mod metrics;
 pub mod payments;
+pub mod provisioning;
 pub mod runtime;
 pub mod storage;
 pub mod stripe;

@@ -255,19 +255,11 @@ impl Store {
     }
 
     /// Sets (or replaces) the Stripe customer of an agency, on its credit line item (`AGENCYLINE#`), where
-    /// collection reads it; the line item is created by the ceiling write if missing.
+    /// collection reads it; a missing line is created with the default ceiling ([`Store::write_agency`]).
     pub async fn set_agency_stripe_customer(&self, agency_id: &str, customer: &str) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::agency_line(agency_id), keys::CREDIT_LINE_SK)))
-            .update_expression("SET #customer = :customer")
-            .expression_attribute_names("#customer", STRIPE_CUSTOMER_ID)
-            .expression_attribute_values(":customer", s(customer))
-            .send()
+        self.write_agency(agency_id, Some(customer), crate::domain::credit::DEFAULT_AGENCY_CEILING_AT_COST, None)
             .await
-            .map_err(|e| classify("UpdateItem agency customer", e))?;
-        Ok(())
+            .map(|_| ())
     }
 }
 

@@ -49,6 +49,13 @@ pub fn agency(agency_id: &str) -> String {
     format!("AGENCY#{agency_id}")
 }
 
+/// A request of the provisioning entry point (`provision-account`), kept so it is applied once: in a partition of
+/// its own (whatever account or agency it names), written in the change's transaction.
+pub fn provision(request_id: &str) -> String {
+    format!("PROVISION#{request_id}")
+}
+pub const PROVISION_SK: &str = "REQUEST";
+
 pub fn account(account_id: &str) -> String {
     format!("ACCOUNT#{account_id}")
 }

@@ -62,6 +62,7 @@ pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
+pub use seeds::{AccountRule, AccountWrite, ProvisionOutcome, ProvisionRequestRecord};
 pub use transact::ConflictRetryPolicy;
 pub use void::{StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest};
 

@@ -15,6 +15,7 @@ mod handlers;
 mod history;
 mod ledger;
 mod pricing_data;
+mod provisioning;
 mod purchase_hardening;
 mod resilience;
 mod round_trips;

@@ -54,6 +54,8 @@ const DEFAULT_PRICING: &str = "PRICING#DEFAULT";
 const UNBILLED: &str = "UNBILLED#*";
 /// An agency's credit line (its own partition, so moving a line never allows writing prices).
 const AGENCY_LINE: &str = "AGENCYLINE#*";
+/// A provisioning request, once per request id.
+const PROVISION: &str = "PROVISION#*";
 /// A payment, once per payment reference.
 const PAYMENT: &str = "PAYMENT#*";
 /// The statement-state index: a cycle's statements while its run has not finished; unpaid client statements.
@@ -241,6 +243,19 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         routes: &[("POST", "/webhooks/stripe")],
     },
     ExpectedFunction {
+        logical_id: "ProvisionAccountFunction",
+        binary: "provision-account",
+        grants: &[
+            // A replayed request's record; the record itself, once per request id.
+            Grant { actions: &["dynamodb:GetItem", "dynamodb:PutItem"], on: On::Table, keys: &[PROVISION] },
+            // The account (agency, name, customer); the agency line and its customer.
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY_LINE] },
+            // The agency an account joins has a line.
+            Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[AGENCY_LINE] },
+        ],
+        routes: &[],
+    },
+    ExpectedFunction {
         logical_id: "StatementSweepFunction",
         binary: "statement-sweep",
         grants: &[
@@ -276,6 +291,10 @@ const CURSOR_KEY_SECRET: &str = "CursorSigningKey";
 
 const SECRET_READERS: &[(&str, &str)] =
     &[("CollectPaymentsFunction", "StripeSecretKey"), ("StripeWebhookFunction", "StripeWebhookSecret")];
+
+/// What `shared::runtime` reads for Stripe when the Secrets Manager ARNs are absent (the local stack sets them):
+/// the template sets none of them.
+const LOCAL_ONLY_STRIPE_VARIABLES: &[&str] = &["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "STRIPE_API_BASE"];
 
 /// Event types that are not API routes (a scheduled billing run); anything else is refused.
 const NON_API_EVENT_TYPES: &[&str] = &["Schedule", "ScheduleV2"];
@@ -798,6 +817,9 @@ fn no_function_has_a_local_or_bypass_setting() {
             }
             // A local endpoint (dynoxide) or any endpoint override belongs to dev only.
             assert!(!upper.starts_with("AWS_ENDPOINT_URL"), "{id}: {name} overrides an AWS endpoint");
+            // The local stack's Stripe settings (scripts/local-stack.sh): a secret in plain text instead of its
+            // Secrets Manager ARN, and localstripe's URL instead of Stripe's.
+            assert!(!LOCAL_ONLY_STRIPE_VARIABLES.contains(&name.as_str()), "{id}: {name} is the local stack's only");
         }
         assert_eq!(vars.get("TABLE_NAME").and_then(ref_target), Some(table_id), "{id}: TABLE_NAME");
         assert_eq!(vars.get("ACCOUNT_ID_CLAIM").and_then(ref_target), Some("AccountIdClaim"), "{id}: ACCOUNT_ID_CLAIM");
