@@ -871,7 +871,14 @@ fn the_list_functions_and_only_they_get_the_generated_cursor_key() {
 #[test]
 fn the_readme_states_the_daily_schedules_the_template_sets() {
     let template = Template::load();
-    let readme = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    // The README and the docs/ it links to, read as one text.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("docs")).unwrap().map(|e| e.unwrap().path()).collect();
+    docs.sort();
+    for doc in docs {
+        readme.push_str(&std::fs::read_to_string(doc).unwrap());
+    }
     for (id, readme_says) in [
         ("StatementSweepFunction", "**`statement-sweep`** (EventBridge Scheduler, {time} UTC daily)"),
         ("ReconcileRunFunction", "runs daily at {time} UTC as the `reconcile-run` function"),
