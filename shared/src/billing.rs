@@ -766,6 +766,9 @@ impl ReadMarks {
     }
 }
 
+/// What a step's task answers: its owner, its purchase ids, what it did and how it ended.
+type StepDone = (String, Vec<String>, Tally, Result<(), BillingError>);
+
 /// The steps of one side in flight, each in its own task, at most `limit` at once and never two for the same
 /// statement: two transactions on the one statement item would cancel each other (TransactionConflict), and
 /// the statement's order of steps does not matter for its sums, only that each commits once.
@@ -783,7 +786,7 @@ struct StepPool {
     ready: VecDeque<Step>,
     /// Owners with a step in flight.
     busy: HashSet<String>,
-    tasks: tokio::task::JoinSet<(String, Vec<String>, Tally, Result<(), BillingError>)>,
+    tasks: tokio::task::JoinSet<StepDone>,
     /// The first failure; no step starts after it.
     error: Option<BillingError>,
     /// Which pages read still hold purchases not settled: where the side could resume.
@@ -847,11 +850,7 @@ impl StepPool {
         }
     }
 
-    fn settle(
-        &mut self,
-        joined: Result<(String, Vec<String>, Tally, Result<(), BillingError>), tokio::task::JoinError>,
-        tally: &mut Tally,
-    ) {
+    fn settle(&mut self, joined: Result<StepDone, tokio::task::JoinError>, tally: &mut Tally) {
         let failure = match joined {
             Ok((owner, ids, step_tally, result)) => {
                 self.busy.remove(&owner);
