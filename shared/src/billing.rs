@@ -187,7 +187,7 @@ pub struct RunSummary {
     pub transactions: u64,
     /// Purchases another run billed between our read and our write; they were dropped from our batch.
     pub purchases_already_billed: u64,
-    /// Purchases whose statement for this cycle was no longer `pending_payment`; left for the next cycle.
+    /// Purchases whose statement for this cycle was no longer `building`; left for the next cycle.
     pub purchases_left_for_next_cycle: u64,
     /// Statements of the cycle made payable (`building` → `pending_payment`) once both sides finished.
     pub statements_made_payable: u64,
@@ -909,7 +909,7 @@ async fn bill_step(
                 tracing::warn!(
                     statement_id = %statement_id,
                     count = step.purchases.len(),
-                    "statement no longer pending_payment; its purchases stay unbilled for the next cycle"
+                    "statement no longer building; its purchases stay unbilled for the next cycle"
                 );
                 tally.left_for_next_cycle += step.purchases.len() as u64;
                 return Ok(());
