@@ -1628,7 +1628,7 @@ fn every_billing_loop_reads_complete_and_continues_with_continue_with() {
             let throttled: Vec<&serde_json::Value> =
                 rules.iter().filter(|r| reads(r, false) && on_storage(r)).collect();
             assert_eq!(throttled.len(), 1, "{choice_name}: one rule for a hand-over on StorageUnavailable");
-            assert_eq!(rules.iter().position(|r| on_storage(r)), Some(1), "{choice_name}: before the plain one");
+            assert_eq!(rules.iter().position(&on_storage), Some(1), "{choice_name}: before the plain one");
             let throttled_pass = &scope[throttled[0]["Next"].as_str().unwrap()];
             assert_eq!(
                 throttled_pass["Parameters"]["event.$"].as_str(),
