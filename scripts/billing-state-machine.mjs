@@ -14,8 +14,9 @@
 // error and cause, durationMs, and taskInvocations (each Task invocation: state, event, errorType or the
 // summary's complete / purchases billed / statements made payable). Exits 1 unless the execution succeeded.
 //
-// Task routing: every Task state's Resource is "${BillingRunFunctionArn}" (a DefinitionSubstitution in
-// infra/template.yaml). Here it becomes arn:aws:lambda:<region>:123456789012:function:billing-run, and each Task
+// Task routing: every Task state's Resource is "${BillingRunFunctionArn}" or, for "Collect payments",
+// "${CollectPaymentsFunctionArn}" (DefinitionSubstitutions in infra/template.yaml). Here they become
+// arn:aws:lambda:<region>:123456789012:function:billing-run (collect-payments), and each Task
 // state gets a local handler (overrides.taskResourceLocalHandlers) that POSTs its input to
 // `<LAMBDA_INVOKE_URL>/2015-03-31/functions/<function name from the ARN>/invocations`, as `cargo lambda invoke`
 // does. The library's own Lambda client is not used: cargo lambda watch answers a function error with HTTP 500
@@ -53,7 +54,14 @@ try {
 const region = process.env.AWS_REGION || "us-east-1";
 const defaultInvokeUrl = process.env.LAMBDA_INVOKE_URL || "http://[::1]:9000";
 // What `sam deploy` substitutes (DefinitionSubstitutions in infra/template.yaml), as local stand-ins.
-const substitutions = { BillingRunFunctionArn: `arn:aws:lambda:${region}:123456789012:function:billing-run` };
+const substitutions = {
+  BillingRunFunctionArn: `arn:aws:lambda:${region}:123456789012:function:billing-run`,
+  CollectPaymentsFunctionArn: `arn:aws:lambda:${region}:123456789012:function:collect-payments`,
+};
+// Functions answered by a stub instead of invoked: collect-payments needs a Stripe secret, and the local stack has
+// none (scripts/local-stack.sh starts no Stripe), so its Task answers {"stubbed": true, ...} without a call.
+// BILLING_SM_INVOKE_COLLECT=1 invokes it too (a stack with STRIPE_SECRET_KEY_ARN and localstripe).
+const defaultStubs = process.env.BILLING_SM_INVOKE_COLLECT === "1" ? [] : ["collect-payments"];
 
 /** The definition with its DefinitionSubstitutions applied; any placeholder without a value is an error. */
 export function loadDefinition() {
@@ -75,6 +83,17 @@ function taskStates(machine, found = {}) {
   return found;
 }
 
+/** Every Wait state, by name (Map iterations' included), with its definition. */
+function waitStatesOf(machine, found = {}) {
+  for (const [name, state] of Object.entries(machine.States)) {
+    if (state.Type === "Wait") found[name] = state;
+    for (const inner of [state.ItemProcessor, state.Iterator, ...(state.Branches ?? [])]) {
+      if (inner) waitStatesOf(inner, found);
+    }
+  }
+  return found;
+}
+
 function lambdaError(name, message, cause) {
   const error = new Error(message);
   error.name = name;
@@ -83,13 +102,18 @@ function lambdaError(name, message, cause) {
 }
 
 /** A local handler for one Task state: invokes the function its Resource names under cargo lambda watch. */
-function invoker(stateName, resource, log, invokeUrl) {
+function invoker(stateName, resource, log, invokeUrl, stubs) {
   const match = /^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:function:([A-Za-z0-9_-]+)$/.exec(resource);
   if (!match) throw new Error(`${stateName}: Resource ${resource} is not a Lambda function ARN`);
   const functionName = match[1];
   return async (input) => {
     const entry = { state: stateName, function: functionName, event: input, startedAt: new Date().toISOString() };
     log.push(entry);
+    if (stubs.includes(functionName)) {
+      entry.stubbed = true;
+      entry.durationMs = 0;
+      return { stubbed: true, function: functionName, reason: "not invoked locally (no Stripe in the local stack)" };
+    }
     const started = Date.now();
     let response;
     let text;
@@ -146,26 +170,45 @@ export function stateMachine() {
 
 /**
  * Runs one execution; resolves to the describe-execution-like report (never rejects on a failed execution).
- * Options (for tests): invokeUrl (else LAMBDA_INVOKE_URL), noRetryPause (retry Task states without their pauses).
+ * Options (for tests): invokeUrl (else LAMBDA_INVOKE_URL), noRetryPause (retry Task states without their pauses),
+ * noWait (Wait states end at once; the report's `waits` still lists each with the seconds it would have waited),
+ * stubs (function names answered by a stub, default collect-payments: see defaultStubs).
  */
-export async function runExecution(input, { invokeUrl = defaultInvokeUrl, noRetryPause = false } = {}) {
+export async function runExecution(
+  input,
+  { invokeUrl = defaultInvokeUrl, noRetryPause = false, noWait = false, stubs = defaultStubs } = {},
+) {
   const definition = loadDefinition();
   const machine = new StateMachine(definition);
   const log = [];
   const url = invokeUrl.replace(/\/$/, "");
   const tasks = Object.entries(taskStates(definition));
   const taskResourceLocalHandlers = Object.fromEntries(
-    tasks.map(([name, state]) => [name, invoker(name, state.Resource, log, url)]),
+    tasks.map(([name, state]) => [name, invoker(name, state.Resource, log, url, stubs)]),
   );
+  const waitStates = waitStatesOf(definition);
+  const waitTimeOverrides = noWait ? Object.fromEntries(Object.keys(waitStates).map((name) => [name, 0])) : undefined;
+  const waits = [];
   const retryIntervalOverrides = noRetryPause ? Object.fromEntries(tasks.map(([name]) => [name, 0])) : undefined;
   const started = Date.now();
   const report = { status: "RUNNING", input, startDate: new Date(started).toISOString() };
   try {
     const execution = machine.run(input, {
-      overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
+      overrides: { taskResourceLocalHandlers, retryIntervalOverrides, waitTimeOverrides },
       context: { Execution: { Input: input, Name: `local-${started}`, StartTime: report.startDate } },
     });
+    // Every Wait state entered, with the seconds its definition asks for (Seconds, or SecondsPath's value).
+    const watching = (async () => {
+      for await (const event of execution.eventLogs) {
+        const state = event.state && waitStates[event.state.name];
+        if (event.type === "StateEntered" && state) {
+          const path = state.SecondsPath?.replace(/^\$\./, "");
+          waits.push({ state: event.state.name, seconds: path ? event.state.input?.[path] : state.Seconds });
+        }
+      }
+    })().catch(() => {});
     report.output = await execution.result;
+    await watching;
     report.status = "SUCCEEDED";
   } catch (err) {
     // The library wraps what failed the execution (a Fail state's Error and Cause, or an uncaught error).
@@ -175,6 +218,7 @@ export async function runExecution(input, { invokeUrl = defaultInvokeUrl, noRetr
     report.cause = failure.message;
   }
   report.durationMs = Date.now() - started;
+  report.waits = waits;
   report.taskInvocationCount = log.length;
   report.taskInvocations = log;
   return report;

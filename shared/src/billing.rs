@@ -11,7 +11,7 @@
 //! one side never write the same statement or purchase item, so they run side by side without conflicts; a
 //! final whole-cycle run finds nothing left and makes the statements payable.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,7 +24,7 @@ use lambda_http::lambda_runtime::Diagnostic;
 use crate::domain::billing::{CycleEnd, DEFAULT_PAYMENT_DUE_DAYS, Part, StatementKind, Step, StepPlanner};
 use crate::domain::{round_to_cents, time};
 use crate::storage::billing::MAX_PURCHASES_PER_STEP;
-use crate::storage::{StepOutcome, Store, StoreError};
+use crate::storage::{PageKey, StepOutcome, Store, StoreError};
 use crate::table::UNBILLED_SHARDS;
 
 /// Unbilled purchases held in memory (about 1 KB each) before they are written out even if their batches are
@@ -90,6 +90,33 @@ pub struct BillingRun {
     pub slice: Option<BillingSlice>,
     /// Building statements read (and made payable) per page when the cycle finishes; tests lower it.
     pub finish_page_size: usize,
+    /// A slice run resumed after a hand-over: where its side's reading starts (the event's `resumeAt`).
+    pub resume: Option<ResumeAt>,
+    /// Unbilled purchases per index page (else up to DynamoDB's 1 MB); tests lower it.
+    pub read_page_size: Option<usize>,
+}
+
+/// Where a slice run's reading of its side's unbilled index starts again: shards before `shard` are done, and
+/// in `shard` everything up to and including the item with key `after` (from the start without one). Every
+/// purchase of the slice read before this position is settled (billed, billed by another run, or left for
+/// the next cycle), so a resumed run skips nothing it should bill; what lies before it is only purchases of
+/// other parts and purchases already billed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResumeAt {
+    pub shard: u32,
+    pub after: Option<PageKey>,
+}
+
+impl ResumeAt {
+    /// The start of the index: no position.
+    pub const START: ResumeAt = ResumeAt { shard: 0, after: None };
+
+    fn to_json(&self) -> Value {
+        match &self.after {
+            None => json!({"shard": self.shard}),
+            Some(after) => json!({"shard": self.shard, "after": after.to_json()}),
+        }
+    }
 }
 
 /// The part of a cycle one run of a fan-out bills: one side, and of it only the statements of the owners
@@ -119,6 +146,8 @@ impl BillingRun {
             hand_over: false,
             slice: None,
             finish_page_size: DEFAULT_FINISH_PAGE_SIZE,
+            resume: None,
+            read_page_size: None,
         }
     }
 }
@@ -158,7 +187,7 @@ pub struct RunSummary {
     pub transactions: u64,
     /// Purchases another run billed between our read and our write; they were dropped from our batch.
     pub purchases_already_billed: u64,
-    /// Purchases whose statement for this cycle was no longer `pending_payment`; left for the next cycle.
+    /// Purchases whose statement for this cycle was no longer `building`; left for the next cycle.
     pub purchases_left_for_next_cycle: u64,
     /// Statements of the cycle made payable (`building` → `pending_payment`) once both sides finished.
     pub statements_made_payable: u64,
@@ -218,7 +247,7 @@ impl From<BillingError> for Diagnostic {
 pub const BILLING_GRACE: Duration = Duration::from_secs(60);
 
 /// The fields of a manual or state-machine event.
-const EVENT_FIELDS: [&str; 5] = ["cycleEnd", "handOver", "side", "part", "offCycle"];
+const EVENT_FIELDS: [&str; 6] = ["cycleEnd", "handOver", "side", "part", "offCycle", "resumeAt"];
 
 /// The cycle end an event asks for. It must be a cycle boundary (00:00:00.000Z on the 1st of a month) unless
 /// the event says `"offCycle": true` (a cycle end elsewhere bills part of a month on a statement of its own, so
@@ -335,8 +364,44 @@ fn part_from_value(value: &Value) -> Result<Part, BillingError> {
     Part::new(number("index")?, number("of")?).map_err(invalid)
 }
 
-/// The event that continues `run` after a hand-over: the same cycle end and slice.
-fn continuation(run: &BillingRun) -> Value {
+/// Where a resumed slice run starts reading (`"resumeAt": {"shard": s, "after": {<the index key>}}`, as a
+/// hand-over's `continueWith` carries it), checked strictly: only with a `side` (a whole-cycle run reads from
+/// the start), a shard of the index, and `after` a key of that shard's index partition before the cycle end
+/// ([`PageKey::unbilled_position`]). `None` without `resumeAt`.
+pub fn resume_from_event(
+    event: &Value,
+    slice: Option<&BillingSlice>,
+    cycle_end: &CycleEnd,
+) -> Result<Option<ResumeAt>, BillingError> {
+    let invalid = |why: String| BillingError::InvalidEvent(why);
+    let Some(value) = event.get("resumeAt") else { return Ok(None) };
+    let Some(slice) = slice else {
+        return Err(invalid("`resumeAt` needs `side`: only a slice run resumes where it stopped".into()));
+    };
+    let Value::Object(object) = value else {
+        return Err(invalid(format!("`resumeAt` must be {{\"shard\": s, \"after\": {{...}}}}, got {value}")));
+    };
+    if let Some(unknown) = object.keys().find(|k| *k != "shard" && *k != "after") {
+        return Err(invalid(format!("unknown field `resumeAt.{unknown}`; allowed: `shard`, `after`")));
+    }
+    let shard = match object.get("shard") {
+        None => return Err(invalid("`resumeAt.shard` is required".into())),
+        Some(v) => v
+            .as_u64()
+            .filter(|shard| *shard < u64::from(UNBILLED_SHARDS))
+            .ok_or_else(|| invalid(format!("`resumeAt.shard` must be 0..{UNBILLED_SHARDS}, got {v}")))?
+            as u32,
+    };
+    let after = object
+        .get("after")
+        .map(|after| PageKey::unbilled_position(slice.side, shard, cycle_end, after).map_err(invalid))
+        .transpose()?;
+    Ok(Some(ResumeAt { shard, after }))
+}
+
+/// The event that continues `run` after a hand-over: the same cycle end and slice, and where a slice's
+/// reading stopped (`resumeAt`, unless that is the start).
+fn continuation(run: &BillingRun, resume: Option<&ResumeAt>) -> Value {
     let mut event = json!({"cycleEnd": run.cycle_end.as_str(), "handOver": true});
     if !run.cycle_end.is_month_boundary() {
         event["offCycle"] = json!(true);
@@ -345,6 +410,9 @@ fn continuation(run: &BillingRun) -> Value {
         event["side"] = json!(slice.side.as_str());
         if let Some(part) = slice.part {
             event["part"] = json!({"index": part.index(), "of": part.of()});
+        }
+        if let Some(resume) = resume.filter(|resume| **resume != ResumeAt::START) {
+            event["resumeAt"] = resume.to_json();
         }
     }
     event
@@ -372,7 +440,9 @@ pub async fn run_from_event(
         }
     };
     let slice = slice_from_event(event).inspect_err(refused)?;
-    let mut run = BillingRun { hand_over, slice, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
+    let resume = resume_from_event(event, slice.as_ref(), &cycle_end).inspect_err(refused)?;
+    let mut run =
+        BillingRun { hand_over, slice, resume, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
     if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
         run.payment_due_days = days;
     }
@@ -456,7 +526,18 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         Err(stop @ (BillingError::OutOfTime | BillingError::Storage(StoreError::Unavailable(_)))) => Some(stop.clone()),
         _ => None,
     };
-    let progress = client.transactions + agency.transactions + made_payable > 0;
+    // A slice run's reading position: pages read (and their purchases settled) are progress too, so a part
+    // that owns nothing on a long index hands over where it stopped instead of failing with nothing done.
+    let start = run.resume.clone().unwrap_or(ResumeAt::START);
+    let resume_at = run
+        .slice
+        .and_then(|slice| match slice.side {
+            StatementKind::Client => client.resume_at.take(),
+            StatementKind::Agency => agency.resume_at.take(),
+        })
+        .filter(|position| position.shard < UNBILLED_SHARDS);
+    let read_on = resume_at.as_ref().is_some_and(|position| *position != start);
+    let progress = client.transactions + agency.transactions + made_payable > 0 || read_on;
     let handed_over = run.hand_over && stopped_by.is_some() && progress;
     if handed_over {
         result = Ok(());
@@ -484,7 +565,7 @@ pub async fn run_billing(store: &Store, run: &BillingRun) -> Result<RunSummary, 
         duration_ms: started.elapsed().as_millis() as u64,
         finish_ms,
         complete: !handed_over,
-        continue_with: handed_over.then(|| continuation(run)),
+        continue_with: handed_over.then(|| continuation(run, resume_at.as_ref().or(run.resume.as_ref()))),
         handed_over_on: stopped_by.filter(|_| handed_over).map(|stop| stop.error_type()),
     };
     log_summary(&summary, result.as_ref().err());
@@ -539,6 +620,8 @@ struct Tally {
     transactions: u64,
     already_billed: u64,
     left_for_next_cycle: u64,
+    /// A side's reading position when it stopped (set by [`bill_side`] only).
+    resume_at: Option<ResumeAt>,
 }
 
 impl Tally {
@@ -572,16 +655,21 @@ async fn bill_side(
     let mut pool = StepPool::new(store, run, run_id, kind);
     // Steps waiting for a slot beyond this stop the reading until some finish (memory stays bounded).
     let backlog = 2 * pool.limit;
+    let start = run.resume.clone().unwrap_or(ResumeAt::START);
+    pool.marks.read_to = start.clone();
     let result = async {
-        for shard in 0..UNBILLED_SHARDS {
-            let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end);
+        for shard in start.shard..UNBILLED_SHARDS {
+            let after = if shard == start.shard { start.after.clone() } else { None };
+            let mut pages = store.unbilled_pages(kind, shard, &run.cycle_end, after, run.read_page_size);
             loop {
                 // Per page, not only before a transaction: a part that owns nothing on a long index sends none.
                 if run.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
                     return Err(BillingError::OutOfTime);
                 }
+                let page_start = ResumeAt { shard, after: pages.position().cloned() };
                 let Some(page) = pages.next().await else { break };
                 let page = page?;
+                let seq = pool.marks.begin_page(page_start);
                 tally.queries += 1;
                 tally.items_read += page.items_read;
                 tally.items_scanned += page.items_scanned;
@@ -593,10 +681,16 @@ async fn bill_side(
                         tally.in_other_parts += 1;
                         continue;
                     }
+                    pool.marks.hold(seq, &purchase.purchase_id);
                     if let Some(step) = planner.push(purchase) {
                         pool.ready.push_back(step);
                     }
                 }
+                let read_to = match pages.position() {
+                    Some(next) => ResumeAt { shard, after: Some(next.clone()) },
+                    None => ResumeAt { shard: shard + 1, after: None },
+                };
+                pool.marks.end_page(seq, read_to);
                 pool.ready.extend(planner.flush_if_full());
                 pool.run_until(backlog, tally).await?;
             }
@@ -607,8 +701,73 @@ async fn bill_side(
     .await;
     // Whatever happened, the steps in flight end (committed or not) before the side does.
     pool.settle_all(tally).await;
+    tally.resume_at = Some(pool.marks.position());
     result
 }
+
+/// Where a side's reading could resume without skipping a purchase it holds: the pages read, in order, each
+/// with its purchases of the slice not yet settled. The position is the start of the oldest page with one
+/// unsettled (held in the planner, waiting, in flight or failed), else the end of the last page read.
+#[derive(Default)]
+struct ReadMarks {
+    next_page: u64,
+    /// Page number -> (where the page started, its purchases not yet settled).
+    pages: BTreeMap<u64, (ResumeAt, usize)>,
+    page_of: HashMap<String, u64>,
+    /// Where the page after the last one read starts.
+    read_to: ResumeAt,
+}
+
+impl Default for ResumeAt {
+    fn default() -> ResumeAt {
+        ResumeAt::START
+    }
+}
+
+impl ReadMarks {
+    fn begin_page(&mut self, start: ResumeAt) -> u64 {
+        let page = self.next_page;
+        self.next_page += 1;
+        self.pages.insert(page, (start, 0));
+        page
+    }
+
+    fn hold(&mut self, page: u64, purchase_id: &str) {
+        if let Some((_, held)) = self.pages.get_mut(&page)
+            && self.page_of.insert(purchase_id.to_owned(), page).is_none()
+        {
+            *held += 1;
+        }
+    }
+
+    fn end_page(&mut self, page: u64, read_to: ResumeAt) {
+        if self.pages.get(&page).is_some_and(|(_, held)| *held == 0) {
+            self.pages.remove(&page);
+        }
+        self.read_to = read_to;
+    }
+
+    /// These purchases' step ended without error: they are billed (by us or another run) or left for the next
+    /// cycle.
+    fn settled(&mut self, purchase_ids: &[String]) {
+        for id in purchase_ids {
+            let Some(page) = self.page_of.remove(id) else { continue };
+            if let Some((_, held)) = self.pages.get_mut(&page) {
+                *held -= 1;
+                if *held == 0 {
+                    self.pages.remove(&page);
+                }
+            }
+        }
+    }
+
+    fn position(&self) -> ResumeAt {
+        self.pages.values().next().map_or_else(|| self.read_to.clone(), |(start, _)| start.clone())
+    }
+}
+
+/// What a step's task answers: its owner, its purchase ids, what it did and how it ended.
+type StepDone = (String, Vec<String>, Tally, Result<(), BillingError>);
 
 /// The steps of one side in flight, each in its own task, at most `limit` at once and never two for the same
 /// statement: two transactions on the one statement item would cancel each other (TransactionConflict), and
@@ -627,9 +786,11 @@ struct StepPool {
     ready: VecDeque<Step>,
     /// Owners with a step in flight.
     busy: HashSet<String>,
-    tasks: tokio::task::JoinSet<(String, Tally, Result<(), BillingError>)>,
+    tasks: tokio::task::JoinSet<StepDone>,
     /// The first failure; no step starts after it.
     error: Option<BillingError>,
+    /// Which pages read still hold purchases not settled: where the side could resume.
+    marks: ReadMarks,
 }
 
 impl StepPool {
@@ -644,6 +805,7 @@ impl StepPool {
             busy: HashSet::new(),
             tasks: tokio::task::JoinSet::new(),
             error: None,
+            marks: ReadMarks::default(),
         }
     }
 
@@ -660,9 +822,10 @@ impl StepPool {
             let (store, run, run_id, kind) = (self.store.clone(), self.run.clone(), self.run_id.clone(), self.kind);
             self.tasks.spawn(async move {
                 let owner = step.owner.clone();
+                let ids = step.purchases.iter().map(|p| p.purchase_id.clone()).collect();
                 let mut tally = Tally::default();
                 let result = bill_step(&store, &run, &run_id, kind, step, &mut tally).await;
-                (owner, tally, result)
+                (owner, ids, tally, result)
             });
         }
     }
@@ -687,15 +850,14 @@ impl StepPool {
         }
     }
 
-    fn settle(
-        &mut self,
-        joined: Result<(String, Tally, Result<(), BillingError>), tokio::task::JoinError>,
-        tally: &mut Tally,
-    ) {
+    fn settle(&mut self, joined: Result<StepDone, tokio::task::JoinError>, tally: &mut Tally) {
         let failure = match joined {
-            Ok((owner, step_tally, result)) => {
+            Ok((owner, ids, step_tally, result)) => {
                 self.busy.remove(&owner);
                 tally.add(step_tally);
+                if result.is_ok() {
+                    self.marks.settled(&ids);
+                }
                 result.err()
             }
             Err(join_error) => {
@@ -747,7 +909,7 @@ async fn bill_step(
                 tracing::warn!(
                     statement_id = %statement_id,
                     count = step.purchases.len(),
-                    "statement no longer pending_payment; its purchases stay unbilled for the next cycle"
+                    "statement no longer building; its purchases stay unbilled for the next cycle"
                 );
                 tally.left_for_next_cycle += step.purchases.len() as u64;
                 return Ok(());
@@ -973,9 +1135,9 @@ mod tests {
     fn a_hand_over_continues_the_same_slice() {
         let cycle_end = CycleEnd::parse("2026-11-01T00:00:00Z").unwrap();
         let whole = BillingRun::new(cycle_end.clone());
-        assert_eq!(continuation(&whole), json!({"cycleEnd": "2026-11-01T00:00:00.000Z", "handOver": true}));
+        assert_eq!(continuation(&whole, None), json!({"cycleEnd": "2026-11-01T00:00:00.000Z", "handOver": true}));
         let slice = BillingSlice { side: StatementKind::Client, part: Some(Part::new(2, 5).unwrap()) };
-        let event = continuation(&BillingRun { slice: Some(slice), ..whole });
+        let event = continuation(&BillingRun { slice: Some(slice), ..whole }, None);
         assert_eq!(
             event,
             json!({"cycleEnd": "2026-11-01T00:00:00.000Z", "handOver": true, "side": "client",
@@ -985,9 +1147,62 @@ mod tests {
         // An off-cycle run's continuation says so again.
         let off = BillingRun::new(CycleEnd::parse("2026-11-10T00:00:00Z").unwrap());
         assert_eq!(
-            continuation(&off),
+            continuation(&off, None),
             json!({"cycleEnd": "2026-11-10T00:00:00.000Z", "handOver": true, "offCycle": true})
         );
+    }
+
+    #[test]
+    fn a_resume_position_is_checked_strictly() {
+        let cycle_end = CycleEnd::parse("2026-11-01T00:00:00Z").unwrap();
+        let client = BillingSlice { side: StatementKind::Client, part: Some(Part::new(1, 4).unwrap()) };
+        let after = json!({"pk": "ACCOUNT#acct-1", "sk": "PURCHASE#p1", "unbilledClientPk": "UNBILLED#2",
+            "unbilledClientSk": "2026-10-30T10:00:00.000Z#p1"});
+        let resume =
+            |v: Value, slice: Option<&BillingSlice>| resume_from_event(&json!({"resumeAt": v}), slice, &cycle_end);
+        let at = resume(json!({"shard": 2, "after": after}), Some(&client)).unwrap().unwrap();
+        assert_eq!(at.shard, 2);
+        // What a hand-over writes is what the next invocation reads.
+        assert_eq!(resume(at.to_json(), Some(&client)).unwrap(), Some(at.clone()));
+        assert_eq!(resume(json!({"shard": 3}), Some(&client)).unwrap(), Some(ResumeAt { shard: 3, after: None }));
+        assert_eq!(resume_from_event(&json!({}), Some(&client), &cycle_end).unwrap(), None);
+        let with = |field: &str, value: Value| {
+            let mut after = after.clone();
+            if value.is_null() {
+                after.as_object_mut().unwrap().remove(field);
+            } else {
+                after[field] = value;
+            }
+            json!({"shard": 2, "after": after})
+        };
+        for (bad, slice, says) in [
+            (json!({"shard": 2}), None, "`resumeAt` needs `side`"),
+            (json!([2]), Some(&client), "`resumeAt` must be"),
+            (json!({"after": after}), Some(&client), "`resumeAt.shard` is required"),
+            (json!({"shard": 4}), Some(&client), "`resumeAt.shard` must be 0..4"),
+            (json!({"shard": -1}), Some(&client), "`resumeAt.shard` must be"),
+            (json!({"shard": "1"}), Some(&client), "`resumeAt.shard` must be"),
+            (json!({"shard": 2, "page": 1}), Some(&client), "unknown field `resumeAt.page`"),
+            (json!({"shard": 2, "after": "x"}), Some(&client), "must be an object"),
+            // The key of shard 2 given as shard 1's, or of the other side's index.
+            (json!({"shard": 1, "after": after}), Some(&client), "is not shard 1's partition"),
+            (with("unbilledClientSk", json!("2026-11-01T00:00:00.000Z#p1")), Some(&client), "not before the cycle end"),
+            (with("unbilledClientSk", json!(3)), Some(&client), "must be a non-empty string"),
+            (with("pk", json!("AGENCY#x")), Some(&client), "not a purchase's key"),
+            (with("sk", json!("STATEMENT#x")), Some(&client), "not a purchase's key"),
+            (with("sk", Value::Null), Some(&client), "`resumeAt.after.sk` is required"),
+            (with("other", json!("x")), Some(&client), "unknown field `resumeAt.after.other`"),
+            (
+                json!({"shard": 2, "after": after}),
+                Some(&BillingSlice { side: StatementKind::Agency, part: None }),
+                "unknown field `resumeAt.after.unbilledClientPk`",
+            ),
+        ] {
+            match resume(bad.clone(), slice) {
+                Err(BillingError::InvalidEvent(message)) => assert!(message.contains(says), "{bad}: {message}"),
+                other => panic!("{bad}: expected InvalidEvent, got {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -1003,13 +1003,16 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
     loop {
         invocations += 1;
         assert!(invocations <= 40, "the hand-overs never finished");
+        let cycle_end = billing::cycle_end_from_event(&event, SystemTime::now()).unwrap();
+        let slice = billing::slice_from_event(&event).unwrap();
         let run = BillingRun {
             purchases_per_transaction: 2,
             concurrency: 2,
             hand_over: event["handOver"] == json!(true),
-            slice: billing::slice_from_event(&event).unwrap(),
+            slice,
+            resume: billing::resume_from_event(&event, slice.as_ref(), &cycle_end).unwrap(),
             deadline: Some(Instant::now() + Duration::from_millis(250)),
-            ..BillingRun::new(billing::cycle_end_from_event(&event, SystemTime::now()).unwrap())
+            ..BillingRun::new(cycle_end)
         };
         let summary = match billing::run_billing(store, &run).await {
             Ok(summary) => summary,
@@ -1025,9 +1028,12 @@ async fn a_slice_out_of_time_hands_over_the_same_slice_until_it_is_billed() {
             assert!(answer.get("continueWith").is_none(), "{answer}");
             break;
         }
-        assert!(summary.transactions > 0, "a hand-over always made progress");
-        // The same slice again: the loop of one Map branch goes on with exactly its own event.
-        assert_eq!(answer["continueWith"], own_event, "{answer}");
+        let mut next = answer["continueWith"].clone();
+        let resume = next.as_object_mut().unwrap().remove("resumeAt");
+        assert!(summary.transactions > 0 || resume.is_some(), "a hand-over always made progress");
+        // The same slice again (and where its reading stopped): the loop of one Map branch goes on with its
+        // own event.
+        assert_eq!(next, own_event, "{answer}");
         event = answer["continueWith"].clone();
     }
     env.faults.set_latency(None);
@@ -1258,4 +1264,98 @@ async fn a_cycle_finished_days_after_its_end_gives_clients_the_due_days_from_the
         // Not the cycle end plus 30 days (1 December), long past.
         assert!(due.as_str() > "2026-12-31", "{due}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_that_owns_nothing_hands_over_where_its_reading_stopped_and_resumes_there() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    let book = create_book(store, 1, 4).await;
+    let purchases = make_purchases(&book, 40, 53, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    // A part of the client side that holds none of the book's accounts: it reads every page and bills nothing.
+    let of = 16;
+    let index = (0..of).find(|k| book.account_ids().all(|a| owner_part(a, of) != *k)).unwrap();
+    let slice = Some(billing::BillingSlice { side: StatementKind::Client, part: Some(Part::new(index, of).unwrap()) });
+    // Pages of 3 purchases, each answered after 100 ms; the run has 350 ms: a few pages, not the 40 purchases.
+    env.faults.set_latency(Some(testkit::faults::Latency {
+        query_page: Duration::from_millis(100),
+        ..testkit::faults::Latency::dynamodb()
+    }));
+    let run = BillingRun {
+        hand_over: true,
+        slice,
+        read_page_size: Some(3),
+        deadline: Some(Instant::now() + Duration::from_millis(350)),
+        ..BillingRun::new(cycle("2026-11-20T00:00:00Z"))
+    };
+    // Pages read are progress: it hands over with where it stopped, instead of failing OutOfTime.
+    let first = billing::run_billing(store, &run).await.unwrap();
+    env.faults.set_latency(None);
+    let answer = serde_json::to_value(&first).unwrap();
+    println!("first: {answer}");
+    assert!(!first.complete && first.handed_over_on == Some("OutOfTime"), "{answer}");
+    assert!(first.items_read > 0 && first.items_read < 40, "{answer}");
+    let next = answer["continueWith"].clone();
+    assert!(next["resumeAt"]["shard"].is_u64(), "{next}");
+    assert_eq!(next["side"], json!("client"));
+
+    // The continuation (as the state machine sends it, through the function's event checks) reads on from
+    // there: every purchase is read once over the two invocations, not the first pages again.
+    let mut rest = next;
+    let mut read = first.items_read;
+    loop {
+        let summary = invoke(store, rest.clone(), ms_from_now(60_000)).await.unwrap();
+        read += summary.items_read;
+        if summary.complete {
+            break;
+        }
+        rest = summary.continue_with.unwrap();
+    }
+    assert_eq!(read, 40, "each unbilled purchase read once over the hand-over");
+}
+
+#[tokio::test]
+async fn a_throttled_part_resumes_after_what_it_settled_and_bills_every_purchase_once() {
+    let env = TestEnv::empty().await;
+    let store = &env.app.store;
+    // Two accounts in different parts: every page holds purchases of both, and the part bills one account's,
+    // two a step, so its pages settle as their steps commit.
+    let book = create_book(store, 1, 2).await;
+    let ids: Vec<&str> = book.account_ids().collect();
+    let of = (2..64).find(|of| owner_part(ids[0], *of) != owner_part(ids[1], *of)).unwrap();
+    let part = Part::new(owner_part(ids[0], of), of).unwrap();
+    let purchases = make_purchases(&book, 80, 59, "2026-11-05T00:00:00Z");
+    record_all(store, &book, &purchases).await;
+    let cycle_end = cycle("2026-11-20T00:00:00Z");
+    let run = BillingRun {
+        hand_over: true,
+        purchases_per_transaction: 2,
+        concurrency: 1,
+        read_page_size: Some(4),
+        slice: Some(billing::BillingSlice { side: StatementKind::Client, part: Some(part) }),
+        ..BillingRun::new(cycle_end.clone())
+    };
+    // Six steps go through, then the table throttles every write past the SDK's retries.
+    env.faults.fail_after("TransactWriteItems", 6, Fault::Throttling);
+    let first = billing::run_billing(store, &run).await.unwrap();
+    env.faults.clear();
+    let answer = serde_json::to_value(&first).unwrap();
+    println!("first: {answer}");
+    assert_eq!(answer["handedOverOn"], json!("StorageUnavailable"), "{answer}");
+    assert_eq!(first.purchases_billed_to_client, 12, "{answer}");
+    let next = answer["continueWith"].clone();
+    assert!(next["resumeAt"]["after"].is_object(), "the part resumes after the pages it settled: {next}");
+
+    // The continuation (through the function's event checks) starts after what was settled: it does not read
+    // the other part's purchases of those pages again (from the start it would read all 80 - 12 left), and
+    // bills every purchase of its part left, once.
+    let rest = invoke(store, next, ms_from_now(60_000)).await.unwrap();
+    println!("rest: {}", serde_json::to_value(&rest).unwrap());
+    assert!(rest.complete, "{rest:?}");
+    assert_eq!(rest.purchases_billed_to_client, 40 - 12);
+    assert!(rest.items_read < 80 - 12 - 8, "read from the start again: {}", rest.items_read);
+    // The other part, the agency side and the final run: every purchase billed once on both sides.
+    billing::run_billing(store, &BillingRun::new(cycle_end)).await.unwrap();
+    assert_all_billed(&ledger(&env, &book).await, 80);
 }

@@ -1321,10 +1321,14 @@ fn the_schedule_starts_the_billing_state_machine() {
         "{id}: a Standard workflow (Express: 5 minutes)"
     );
     let substitutions = props["DefinitionSubstitutions"].as_mapping().expect("DefinitionSubstitutions");
-    assert_eq!(substitutions.len(), 1, "{id}: only the function's ARN is substituted");
+    assert_eq!(substitutions.len(), 2, "{id}: only the two functions' ARNs are substituted");
     assert_eq!(
         get_att(&props["DefinitionSubstitutions"]["BillingRunFunctionArn"]).as_deref(),
         Some("BillingRunFunction.Arn")
+    );
+    assert_eq!(
+        get_att(&props["DefinitionSubstitutions"]["CollectPaymentsFunctionArn"]).as_deref(),
+        Some("CollectPaymentsFunction.Arn")
     );
     // Logs (execution data included) in a log group with retention, and X-Ray tracing (checkov's conventions
     // for state machines).
@@ -1339,7 +1343,8 @@ fn the_schedule_starts_the_billing_state_machine() {
     assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
     assert_eq!(ref_target(&group["Properties"]["RetentionInDays"]), Some("LogRetentionDays"), "{id}: log retention");
 
-    // Least privilege: invoke billing-run (the unqualified function) and nothing else but log delivery.
+    // Least privilege: invoke billing-run and collect-payments (the unqualified functions) and nothing else but
+    // log delivery.
     let policies = as_list(&props["Policies"]);
     assert_eq!(policies.len(), 1, "{id}: one inline policy document, no managed or SAM policy templates");
     assert!(props["Role"].is_null(), "{id}: SAM's role from Policies");
@@ -1349,12 +1354,12 @@ fn the_schedule_starts_the_billing_state_machine() {
         let actions = strings(&statement["Action"]);
         if actions.iter().any(|a| !a.starts_with("logs:")) {
             assert_eq!(actions, BTreeSet::from(["lambda:InvokeFunction".to_owned()]), "{id}: {actions:?}");
-            let resources = as_list(&statement["Resource"]);
-            assert_eq!(resources.len(), 1, "{id}: lambda:InvokeFunction on billing-run only");
+            let resources: BTreeSet<String> =
+                as_list(&statement["Resource"]).into_iter().map(|r| get_att(r).unwrap_or_default()).collect();
             assert_eq!(
-                get_att(resources[0]).as_deref(),
-                Some("BillingRunFunction.Arn"),
-                "{id}: invoke billing-run only"
+                resources,
+                BTreeSet::from(["BillingRunFunction.Arn".to_owned(), "CollectPaymentsFunction.Arn".to_owned()]),
+                "{id}: invoke billing-run and collect-payments only"
             );
             invokes += 1;
         } else {
@@ -1367,11 +1372,11 @@ fn the_schedule_starts_the_billing_state_machine() {
             }
         }
     }
-    assert_eq!(invokes, 1, "{id}: lambda:InvokeFunction on billing-run");
+    assert_eq!(invokes, 1, "{id}: lambda:InvokeFunction on billing-run and collect-payments");
 }
 
 #[test]
-fn the_billing_state_machine_invokes_only_billing_run_and_retries_what_is_transient() {
+fn the_billing_state_machine_invokes_billing_run_then_collect_payments_and_retries_what_is_transient() {
     let template = Template::load();
     let definition = billing_definition(&template);
     let text = serde_json::to_string(&definition).unwrap();
@@ -1383,9 +1388,14 @@ fn the_billing_state_machine_invokes_only_billing_run_and_retries_what_is_transi
     let unavailable = shared::billing::BillingError::Storage(shared::storage::StoreError::Unavailable(String::new()));
     let out_of_time = shared::billing::BillingError::OutOfTime;
     let mut tasks = 0;
+    let mut collects = Vec::new();
     for scope in state_scopes(&definition) {
         for (name, state) in scope {
             if state["Type"] != "Task" {
+                continue;
+            }
+            if state["Resource"].as_str() == Some("${CollectPaymentsFunctionArn}") {
+                collects.push(name.clone());
                 continue;
             }
             tasks += 1;
@@ -1418,11 +1428,15 @@ fn the_billing_state_machine_invokes_only_billing_run_and_retries_what_is_transi
                     "{name}: retries everything"
                 );
             }
-            // Anything else ends in a Fail state (through states that do nothing else).
+            // A throttled invoke past the quick retries (another execution holding the reserved concurrency)
+            // waits and invokes again, without a ceiling: the back-off loop.
             let catchers = state["Catch"].as_array().unwrap_or_else(|| panic!("{name}: Catch"));
-            assert_eq!(catchers.len(), 1, "{name}: one catcher");
-            assert_eq!(catchers[0]["ErrorEquals"], serde_json::json!(["States.ALL"]), "{name}: catches the rest");
-            let mut next = catchers[0]["Next"].as_str().unwrap();
+            assert_eq!(catchers.len(), 2, "{name}: a catcher for throttles, one for the rest");
+            assert_eq!(catchers[0]["ErrorEquals"], serde_json::json!(["Lambda.TooManyRequestsException"]), "{name}");
+            assert_back_off(scope, catchers[0]["Next"].as_str().unwrap(), name);
+            // Anything else ends in a Fail state (through states that do nothing else).
+            assert_eq!(catchers[1]["ErrorEquals"], serde_json::json!(["States.ALL"]), "{name}: catches the rest");
+            let mut next = catchers[1]["Next"].as_str().unwrap();
             for _ in 0..3 {
                 match scope[next]["Type"].as_str() {
                     Some("Pass") => next = scope[next]["Next"].as_str().unwrap(),
@@ -1437,6 +1451,34 @@ fn the_billing_state_machine_invokes_only_billing_run_and_retries_what_is_transi
         }
     }
     assert_eq!(tasks, SIDES.len() + 1, "a Task per side's part, and the final run");
+    // Exactly one other Task: collect-payments at the top level, once the final run made the cycle payable
+    // (the final loop's "complete" state leads to it), for this cycle only, with its own retries.
+    assert_eq!(collects, ["Collect payments"], "one Task invokes collect-payments");
+    let states = definition["States"].as_object().unwrap();
+    let collect = &states["Collect payments"];
+    assert_eq!(collect["Parameters"], serde_json::json!({"cycleEnd.$": "$.cycleEnd"}), "that cycle's statements");
+    shared::collection::parse_collect_event(&serde_json::json!({"cycleEnd": "2026-11-01T00:00:00.000Z"}))
+        .expect("collect-payments accepts the event");
+    assert_ne!(collect["ResultPath"].as_str(), Some("$"), "the billing output stays");
+    let billed: Vec<&String> =
+        states.iter().filter(|(_, s)| s["Next"] == "Collect payments").map(|(name, _)| name).collect();
+    assert_eq!(billed, ["Billed"], "collect-payments follows the final run's complete state only");
+    let collect_timeout = template.functions()["CollectPaymentsFunction"]["Properties"]["Timeout"].as_u64().unwrap();
+    assert!(collect["TimeoutSeconds"].as_u64().is_some_and(|t| t > collect_timeout), "collect TimeoutSeconds");
+    let retried: BTreeSet<&str> = collect["Retry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["ErrorEquals"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()))
+        .collect();
+    for error in LAMBDA_SERVICE_ERRORS.iter().copied().chain(["StorageUnavailable"]) {
+        assert!(retried.contains(error), "Collect payments: retry {error}");
+    }
+    assert!(!retried.contains("States.ALL"), "Collect payments: retries everything");
+    let catchers = collect["Catch"].as_array().unwrap();
+    assert_eq!(catchers.len(), 1);
+    let pass = &states[catchers[0]["Next"].as_str().unwrap()];
+    assert_eq!(states[pass["Next"].as_str().unwrap()]["Error"], "CollectionFailed");
     // Every placeholder is one the template substitutes.
     let (_, machine) = billing_state_machine(&template);
     let substitutions = machine["Properties"]["DefinitionSubstitutions"].as_mapping().unwrap();
@@ -1537,11 +1579,38 @@ fn the_billing_state_machine_bills_the_parts_of_each_side_then_finishes_the_cycl
         for (name, state) in scope {
             for template in [&state["Parameters"], &state["ItemSelector"]] {
                 if let Some(value) = template.get("event.$") {
-                    assert!(value.as_str().is_some_and(|v| v.ends_with(".continueWith")), "{name}: event from {value}");
+                    // A back-off (before invoking again) carries the event it was given.
+                    assert!(
+                        value.as_str().is_some_and(|v| v.ends_with(".continueWith") || v == "$.event"),
+                        "{name}: event from {value}"
+                    );
                 }
             }
         }
     }
+}
+
+/// The back-off from `start` back to `task`: a Pass that sets the wait to `$.backoff` and doubles `$.backoff`, a
+/// Choice that caps it, a Wait of `SecondsPath` `$.wait`, then `task` again with the same `$.event`.
+fn assert_back_off(scope: &States, start: &str, task: &str) {
+    let back = &scope[start];
+    assert_eq!(back["Type"], "Pass", "{start}: a Pass sets the wait");
+    let params = &back["Parameters"];
+    assert_eq!(params["wait.$"], "$.backoff", "{start}: waits $.backoff");
+    assert_eq!(params["backoff.$"], "States.MathAdd($.backoff, $.backoff)", "{start}: doubles the next wait");
+    assert_eq!(params["event.$"], "$.event", "{start}: the same event again");
+    let cap = &scope[back["Next"].as_str().unwrap()];
+    assert_eq!(cap["Type"], "Choice", "{start}: a cap on the wait");
+    let rule = &cap["Choices"][0];
+    let limit = rule["NumericGreaterThan"].as_u64().expect("a numeric cap");
+    assert!((60..=900).contains(&limit), "{start}: the cap {limit} s");
+    let capped = &scope[rule["Next"].as_str().unwrap()];
+    assert_eq!(capped["Parameters"]["backoff"].as_u64(), Some(limit), "{start}: capped at {limit} s");
+    let wait_name = cap["Default"].as_str().unwrap();
+    assert_eq!(capped["Next"].as_str(), Some(wait_name));
+    let wait = &scope[wait_name];
+    assert_eq!((wait["Type"].as_str(), wait["SecondsPath"].as_str()), (Some("Wait"), Some("$.wait")), "{wait_name}");
+    assert_eq!(wait["Next"].as_str(), Some(task), "{wait_name}: back to {task}");
 }
 
 #[test]
@@ -1550,7 +1619,9 @@ fn every_billing_loop_reads_complete_and_continues_with_continue_with() {
     let definition = billing_definition(&template);
     let mut loops = 0;
     for scope in state_scopes(&definition) {
-        for (name, task) in scope.iter().filter(|(_, s)| s["Type"] == "Task") {
+        for (name, task) in
+            scope.iter().filter(|(_, s)| s["Type"] == "Task" && s["Resource"] == "${BillingRunFunctionArn}")
+        {
             loops += 1;
             // The Task invokes with the state's event and keeps the answer next to it.
             assert_eq!(task["InputPath"].as_str(), Some("$.event"), "{name}: invokes billing-run with $.event");
@@ -1569,9 +1640,32 @@ fn every_billing_loop_reads_complete_and_continues_with_continue_with() {
             let done: Vec<&serde_json::Value> = rules.iter().filter(|r| reads(r, true)).collect();
             assert_eq!(done.len(), 1, "{choice_name}: one rule for {complete} = true");
             let done = &scope[done[0]["Next"].as_str().unwrap()];
-            assert!(done["End"] == true && done["Type"] == "Pass", "{choice_name}: complete ends the loop");
-            // complete: false (with a continueWith) → the next invocation takes continueWith as its event.
-            let again: Vec<&serde_json::Value> = rules.iter().filter(|r| reads(r, false)).collect();
+            assert!(
+                (done["End"] == true || done["Next"] == "Collect payments") && done["Type"] == "Pass",
+                "{choice_name}: complete ends the loop"
+            );
+            // complete: false (with a continueWith) → the next invocation takes continueWith as its event; a
+            // hand-over on StorageUnavailable (a throttled table) first waits, longer each time.
+            let handed_over_on = format!("{result}.handedOverOn");
+            let on_storage = |rule: &serde_json::Value| {
+                rule["And"].as_array().is_some_and(|conditions| {
+                    conditions
+                        .iter()
+                        .any(|c| c["Variable"] == handed_over_on.as_str() && c["StringEquals"] == "StorageUnavailable")
+                })
+            };
+            let throttled: Vec<&serde_json::Value> =
+                rules.iter().filter(|r| reads(r, false) && on_storage(r)).collect();
+            assert_eq!(throttled.len(), 1, "{choice_name}: one rule for a hand-over on StorageUnavailable");
+            assert_eq!(rules.iter().position(&on_storage), Some(1), "{choice_name}: before the plain one");
+            let throttled_pass = &scope[throttled[0]["Next"].as_str().unwrap()];
+            assert_eq!(
+                throttled_pass["Parameters"]["event.$"].as_str(),
+                Some(format!("{result}.continueWith").as_str()),
+                "{choice_name}: the throttled part goes on with its continueWith (its resume key)"
+            );
+            assert_back_off(scope, throttled_pass["Next"].as_str().unwrap(), name);
+            let again: Vec<&serde_json::Value> = rules.iter().filter(|r| reads(r, false) && !on_storage(r)).collect();
             assert_eq!(again.len(), 1, "{choice_name}: one rule for {complete} = false");
             let conditions = again[0]["And"].as_array().expect("complete = false and continueWith present");
             let continue_with = format!("{result}.continueWith");
@@ -1591,7 +1685,7 @@ fn every_billing_loop_reads_complete_and_continues_with_continue_with() {
             // Any other answer is outside the contract: fail, never loop.
             let default = &scope[choice["Default"].as_str().unwrap_or_else(|| panic!("{choice_name}: a Default"))];
             assert_eq!(default["Type"], "Fail", "{choice_name}: Default fails");
-            assert_eq!(rules.len(), 2, "{choice_name}: complete or continue, nothing else");
+            assert_eq!(rules.len(), 3, "{choice_name}: complete, back off and continue, or continue, nothing else");
         }
     }
     assert_eq!(loops, SIDES.len() + 1, "a loop per side's part and the final one");

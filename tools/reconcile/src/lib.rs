@@ -234,7 +234,7 @@ async fn count_unbilled_before(store: &Store, cycle: &CycleEnd) -> Result<u64, S
     let mut count = 0;
     for kind in [StatementKind::Client, StatementKind::Agency] {
         for shard in 0..UNBILLED_SHARDS {
-            if let Some(page) = store.unbilled_pages(kind, shard, cycle).next().await {
+            if let Some(page) = store.unbilled_pages(kind, shard, cycle, None, None).next().await {
                 count += page?.items_read;
             }
         }
