@@ -365,9 +365,8 @@ impl Store {
         let Some(line) = before.as_ref().map(credit_line_from_item).transpose()?.flatten() else {
             return Ok(None);
         };
-        let purchases = self
-            .agency_items_query(agency_id, AGENCY_PURCHASE_PREFIX)
-            .projection_expression("totalAtCost, voidedAt");
+        let purchases =
+            self.agency_items_query(agency_id, AGENCY_PURCHASE_PREFIX).projection_expression("totalAtCost, voidedAt");
         let purchases = self.partition_items("Query agency purchases at cost", purchases).await?;
         let payments = self
             .partition_items(
