@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 use shared::api;
-use shared::billing::{self, BillingRun};
 use shared::collection::{self, CollectSettings, CollectSummary, Collector};
 use shared::domain::billing::{CycleEnd, StatementKind};
 use shared::stripe::Secret;
@@ -19,25 +18,8 @@ use testkit::{Answer, ApiEvent, BAKERY, BALANCES_ROUTE, BIKES, COFFEE, DENTAL, T
 const AGENCIES: [&str; 3] = ["agency-northwind", "agency-brightside", "agency-plainsail"];
 const WEBHOOK_SECRET: &str = "whsec_test_local";
 
-async fn buy(app: &api::App, account: &str, quantities: Value) -> Answer {
-    answer(
-        api::purchase_credits(app, ApiEvent::purchase(account, &json!({ "quantities": quantities })).request()).await,
-    )
-}
-
-async fn line(env: &TestEnv, account: &str) -> Value {
-    let event = ApiEvent::new("GET", BALANCES_ROUTE, account).as_account(account);
-    let a = answer(api::get_balances(&env.app, event.request()).await);
-    assert_eq!(a.status, 200, "{}", a.body);
-    a.body["creditLine"].clone()
-}
-
-async fn bill_now(env: &TestEnv) -> CycleEnd {
-    let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    billing::run_billing(&env.app.store, &BillingRun::new(cycle_end.clone())).await.unwrap();
-    cycle_end
-}
+// The pay-later helpers these tests share with the credit line tests.
+use super::credit_lines::{bill_now, buy, line};
 
 fn collector(env: &TestEnv, stripe: &LocalStripe) -> Collector {
     Collector { store: env.app.store.clone(), stripe: stripe.client(), settings: CollectSettings::default() }

@@ -13,13 +13,13 @@ use shared::payments::{self, PaymentAnswer, PaymentError};
 use testkit::faults::Fault;
 use testkit::{Answer, ApiEvent, BALANCES_ROUTE, BIKES, COFFEE, DENTAL, TestEnv, answer, assert_problem, d};
 
-async fn buy(app: &api::App, account: &str, quantities: Value) -> Answer {
+pub(super) async fn buy(app: &api::App, account: &str, quantities: Value) -> Answer {
     answer(
         api::purchase_credits(app, ApiEvent::purchase(account, &json!({ "quantities": quantities })).request()).await,
     )
 }
 
-async fn line(env: &TestEnv, account: &str) -> Value {
+pub(super) async fn line(env: &TestEnv, account: &str) -> Value {
     let event = ApiEvent::new("GET", BALANCES_ROUTE, account).as_account(account);
     let a = answer(api::get_balances(&env.app, event.request()).await);
     assert_eq!(a.status, 200, "{}", a.body);
@@ -27,7 +27,7 @@ async fn line(env: &TestEnv, account: &str) -> Value {
 }
 
 /// Bills everything bought so far, in a cycle that ends now; returns the cycle.
-async fn bill_now(env: &TestEnv) -> CycleEnd {
+pub(super) async fn bill_now(env: &TestEnv) -> CycleEnd {
     let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(10)).await;
     billing::run_billing(&env.app.store, &BillingRun::new(cycle_end.clone())).await.unwrap();
