@@ -94,6 +94,9 @@ headers = { Authorization = "Bearer $AGENCY_TOKEN" }
 expected-statuses = ["2xx", "3xx", "401", "402", "403", "404", "409", "412", "422", "429", "5xx"]
 EOF
 
+# POST /webhooks/stripe is in the contract but not fuzzed: only a body signed with the endpoint secret gets past
+# its first check, which no generated case can be (its refusals and outcomes: `cargo test -p shared --test it
+# collection::`).
 echo "contract-test: seed $CONTRACT_SEED (replay: CONTRACT_SEED=$CONTRACT_SEED MAX_EXAMPLES=$MAX_EXAMPLES scripts/contract-test.sh)"
 set +e
 SCHEMATHESIS_HOOKS=scripts/contract-hooks.py schemathesis --config-file "$work/schemathesis.toml" run infra/openapi.yaml \
@@ -108,6 +111,7 @@ SCHEMATHESIS_HOOKS=scripts/contract-hooks.py schemathesis --config-file "$work/s
   --max-response-time "$MAX_RESPONSE_S" \
   --request-timeout 15 \
   --generation-with-security-parameters false \
+  --exclude-path /webhooks/stripe \
   --workers 1 \
   --no-color 2>&1 | tee "$work/output.log"
 status=${PIPESTATUS[0]}

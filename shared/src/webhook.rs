@@ -20,6 +20,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::api::error::AppError;
 use crate::api::http::json_response;
 use crate::domain::billing::{STATUS_PAYMENT_FAILED, StatementKind, StatementRef};
 use crate::domain::time;
@@ -74,11 +75,12 @@ pub async fn handle(app: &WebhookApp, request: Request, now: SystemTime) -> Resp
     let body: &[u8] = request.body().as_ref();
     if let Err(error) = signature::verify(header, body, &app.secrets, now) {
         tracing::warn!(error = %error, "webhook refused: signature");
+        // A problem+json 400 like every refusal of the API; Stripe only reads the status.
         let detail = match error {
-            SignatureError::TooLarge(_) => "body too large",
-            _ => "invalid signature",
+            SignatureError::TooLarge(_) => "The body is over 64 KiB: not a Stripe event.".to_owned(),
+            _ => "The Stripe-Signature header does not sign this body with a current secret within 300 s.".to_owned(),
         };
-        return json_response(StatusCode::BAD_REQUEST, &serde_json::json!({"error": detail}));
+        return AppError::InvalidHeader { header: "Stripe-Signature", detail }.into_response();
     }
     let event: Event = match serde_json::from_slice(body) {
         Ok(event) => event,
@@ -96,11 +98,8 @@ pub async fn handle(app: &WebhookApp, request: Request, now: SystemTime) -> Resp
         }
         Err(error) => {
             tracing::error!(event_id = event.id, error = %error, "webhook not recorded; Stripe delivers again");
-            let status = match error {
-                StoreError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-                StoreError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            json_response(status, &serde_json::json!({"error": "not recorded"}))
+            // 5xx: Stripe delivers it again later.
+            AppError::from(error).into_response()
         }
     }
 }

@@ -365,7 +365,8 @@ async fn the_webhook_completes_a_crashed_charge_once_and_refuses_what_is_not_sig
         ("oversize", big.as_str(), Some(big_signature)),
     ] {
         let a = answer(webhook::stripe_webhook(&app, delivery(body, signature, false)).await);
-        assert_eq!(a.status, 400, "{what}: {}", a.body);
+        assert_problem(&a, 400, "invalid_header");
+        assert_eq!(a.body["header"], "Stripe-Signature", "{what}: {}", a.body);
     }
     assert_eq!(env.snapshot().await, before);
 
