@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use aws_sdk_dynamodb::types::{CancellationReason, ConditionCheck, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, ConditionCheck, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 
 use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, Item, from_item, n, s, to_item};
@@ -178,17 +178,7 @@ impl Store {
         }
         let key = keys::key(keys::account(account_id), keys::ACCOUNT_SK);
         let Some(request) = request else {
-            self.client
-                .update_item()
-                .table_name(&self.table_name)
-                .set_key(Some(key))
-                .update_expression(update)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await
-                .map_err(|e| classify("UpdateItem account", e))?;
-            return Ok(ProvisionOutcome::Applied);
+            return self.plain_update("UpdateItem account", key, update, names, values).await;
         };
         let condition = match request.account_rule {
             // A new account, or this agency's already: a change of agency is a move, asked for as one.
@@ -257,17 +247,7 @@ impl Store {
         }
         let key = keys::key(keys::agency_line(agency_id), keys::CREDIT_LINE_SK);
         let Some(request) = request else {
-            self.client
-                .update_item()
-                .table_name(&self.table_name)
-                .set_key(Some(key))
-                .update_expression(update)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .send()
-                .await
-                .map_err(|e| classify("UpdateItem agency line", e))?;
-            return Ok(ProvisionOutcome::Applied);
+            return self.plain_update("UpdateItem agency line", key, update, names, values).await;
         };
         let change = Update::builder()
             .table_name(&self.table_name)
@@ -282,6 +262,28 @@ impl Store {
             Ok(condition_failed(reasons, 0).then_some(ProvisionOutcome::Replayed))
         })
         .await
+    }
+
+    /// The seed loader's write (no provisioning request to record): one UpdateItem, applied as is.
+    async fn plain_update(
+        &self,
+        what: &str,
+        key: HashMap<String, AttributeValue>,
+        update: String,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<ProvisionOutcome, StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table_name)
+            .set_key(Some(key))
+            .update_expression(update)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| classify(what, e))?;
+        Ok(ProvisionOutcome::Applied)
     }
 
     /// The request's record, written only if no request of that id was: `PROVISION#<requestId>`.
