@@ -42,16 +42,7 @@ pub fn init_tracing() {
 /// credentials, they are given to aws-config directly, so it builds neither default provider chain (the
 /// result is the same: both chains look at the environment first).
 pub async fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(timeout_config())
-        .retry_config(retry_config())
-        .http_client(https_client());
-    if let Some(region) = region_with_env_credentials() {
-        loader = loader
-            .region(region)
-            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
-    }
-    let config = loader.load().await;
+    let config = sdk_config().await;
     let config = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(crate::metrics::CountDynamoCalls).build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
@@ -187,21 +178,27 @@ pub fn store_in_background() -> Deferred<Store> {
     Deferred::spawn(store_from_env())
 }
 
+/// The SDK configuration every client here is built from: our timeouts, retries and HTTPS connector, and
+/// where Lambda's environment holds them, its region and the role's credentials given directly.
+async fn sdk_config() -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeout_config())
+        .retry_config(retry_config())
+        .http_client(https_client());
+    if let Some(region) = region_with_env_credentials() {
+        loader = loader
+            .region(region)
+            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    }
+    loader.load().await
+}
+
 /// A secret the function reads once at cold start: from AWS Secrets Manager, by the ARN in `arn_variable`
 /// (the template sets it; only this function's role may read that secret), else, for the local stack only, the
 /// value itself in `value_variable` (the template never sets it). Never logged.
 pub async fn secret(arn_variable: &str, value_variable: &str) -> crate::stripe::Secret {
     if let Ok(arn) = std::env::var(arn_variable) {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .timeout_config(timeout_config())
-            .retry_config(retry_config())
-            .http_client(https_client());
-        if let Some(region) = region_with_env_credentials() {
-            loader = loader
-                .region(region)
-                .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
-        }
-        let client = aws_sdk_secretsmanager::Client::new(&loader.load().await);
+        let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
         let value = client.get_secret_value().secret_id(&arn).send().await.unwrap_or_else(|e| {
             panic!(
                 "{arn_variable}: reading the secret failed: {}",
