@@ -25,7 +25,8 @@
 //!
 //! One file per concern: [`keys`] and [`items`] (names and the one set of decoding helpers), [`transact`]
 //! (the retry loop of every transaction), [`purchases`], [`consumption`] (consumptions and releases),
-//! [`history`], [`billing`] (the steps and statement reads the billing run is built from), [`ledger`] (ledger
+//! [`history`], [`unbilled`], [`billing`] and [`cycle_finish`] (the pages, steps and cycle end the billing run is
+//! built from), [`statement_reads`], [`ledger`] (ledger
 //! entries, the ledger page with balances after each entry, and what reconcile reads), [`void`] (the agency's
 //! pages of its clients' purchases and the void transaction) and [`seeds`].
 
@@ -40,6 +41,7 @@ pub mod agency_purchases;
 pub mod billing;
 pub mod collection;
 pub mod consumption;
+pub mod cycle_finish;
 pub mod history;
 pub mod items;
 pub mod keys;
@@ -47,23 +49,25 @@ pub mod ledger;
 pub mod lines;
 pub mod purchases;
 pub mod seeds;
+pub mod statement_reads;
 pub mod statements;
 pub mod transact;
+pub mod unbilled;
 pub mod void;
 
 pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use agency_purchases::{AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition};
-pub use billing::{
-    BuildingPage, PageKey, StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage, StepOutcome,
-    UnbilledPage, UnbilledPages,
-};
+pub use billing::StepOutcome;
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
+pub use cycle_finish::BuildingPage;
 pub use history::{PurchaseKey, PurchasePage};
 pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
 pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
 pub use seeds::{AccountRule, AccountWrite, ProvisionOutcome, ProvisionRequestRecord};
+pub use statement_reads::{StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage};
 pub use transact::ConflictRetryPolicy;
+pub use unbilled::{PageKey, UnbilledPage, UnbilledPages};
 pub use void::{StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest};
 
 /// A storage failure, already sorted into "try again later" and "our bug".
