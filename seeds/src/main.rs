@@ -20,7 +20,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let table = shared::runtime::table_name();
+    let table = match shared::runtime::table_name() {
+        Ok(table) => table,
+        Err(error) => {
+            eprintln!("seed-loader: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, &table);
     match seed_loader::load(&store, &seed).await {
         Ok(report) => {

@@ -73,25 +73,24 @@ impl Default for CollectSettings {
 }
 
 impl CollectSettings {
-    /// `COLLECT_CONCURRENCY` (1–32), `COLLECT_RETRY_DAYS` (comma-separated, increasing), `COLLECT_LEASE_SECONDS`.
-    /// A bad value stops the cold start with its name.
-    pub fn from_env() -> Result<CollectSettings, String> {
-        let mut settings = CollectSettings::default();
-        if let Ok(text) = std::env::var("COLLECT_CONCURRENCY") {
-            settings.concurrency = text
-                .parse()
-                .ok()
-                .filter(|c| (1..=32).contains(c))
-                .ok_or_else(|| format!("COLLECT_CONCURRENCY={text:?}: expected 1-32"))?;
-        }
-        if let Ok(text) = std::env::var("COLLECT_RETRY_DAYS") {
-            settings.retry_days = parse_retry_days(&text)?;
-        }
-        if let Ok(text) = std::env::var("COLLECT_LEASE_SECONDS") {
-            let seconds: u64 = text.parse().map_err(|_| format!("COLLECT_LEASE_SECONDS={text:?}: expected seconds"))?;
-            settings.lease = Duration::from_secs(seconds);
-        }
-        Ok(settings)
+    /// `COLLECT_CONCURRENCY` (1–32), `COLLECT_RETRY_DAYS` (comma-separated, increasing), `COLLECT_LEASE_SECONDS`
+    /// (1 or more). A bad value stops the cold start with its name.
+    pub fn from_vars(var: crate::settings::Lookup) -> Result<CollectSettings, crate::settings::SettingsError> {
+        let vars = crate::settings::Vars(var);
+        let defaults = CollectSettings::default();
+        // Read as set, empty included: an empty list means no attempt after the first.
+        let retry_days = match vars.raw("COLLECT_RETRY_DAYS") {
+            None => defaults.retry_days,
+            Some(text) => parse_retry_days(&text).map_err(|_| {
+                vars.bad("COLLECT_RETRY_DAYS", &text, "at most 10 comma-separated whole days, increasing, above 0")
+            })?,
+        };
+        Ok(CollectSettings {
+            concurrency: vars.number("COLLECT_CONCURRENCY", defaults.concurrency, 1..=32)?,
+            lease: Duration::from_secs(vars.number("COLLECT_LEASE_SECONDS", defaults.lease.as_secs(), 1..=u64::MAX)?),
+            retry_days,
+            deadline_margin: defaults.deadline_margin,
+        })
     }
 
     /// How many attempts a statement gets in all.
@@ -285,6 +284,31 @@ mod tests {
             assert!(parse_retry_days(bad).is_err(), "{bad}");
         }
         assert_eq!(CollectSettings::default().max_attempts(), 4);
+    }
+
+    #[test]
+    fn collect_settings_default_and_refuse_bad_values_by_name() {
+        use crate::settings::tests::{assert_refused, vars};
+        let read = |pairs: &[(&str, &str)]| CollectSettings::from_vars(&vars(pairs));
+        let defaults = read(&[]).unwrap();
+        assert_eq!(
+            (defaults.concurrency, defaults.lease, defaults.retry_days),
+            (8, Duration::from_secs(900), vec![3, 5, 7])
+        );
+        let set =
+            read(&[("COLLECT_CONCURRENCY", "32"), ("COLLECT_RETRY_DAYS", "1,2"), ("COLLECT_LEASE_SECONDS", "60")])
+                .unwrap();
+        assert_eq!((set.concurrency, set.lease, set.retry_days), (32, Duration::from_secs(60), vec![1, 2]));
+        assert_eq!(read(&[("COLLECT_RETRY_DAYS", "")]).unwrap().max_attempts(), 1, "empty: no retries");
+        for bad in ["0", "33", "many"] {
+            assert_refused(read(&[("COLLECT_CONCURRENCY", bad)]), "COLLECT_CONCURRENCY", "from 1 to 32");
+        }
+        for bad in ["5,3", "0,1", "a"] {
+            assert_refused(read(&[("COLLECT_RETRY_DAYS", bad)]), "COLLECT_RETRY_DAYS", "increasing, above 0");
+        }
+        for bad in ["0", "15m", "-1"] {
+            assert_refused(read(&[("COLLECT_LEASE_SECONDS", bad)]), "COLLECT_LEASE_SECONDS", "a whole number from 1");
+        }
     }
 
     #[test]

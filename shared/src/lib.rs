@@ -15,6 +15,7 @@
 //! - [`collection`]: `collect-payments`, charging every payable statement through Stripe, exactly once per
 //!   attempt, with dunning retries.
 //! - [`webhook`]: `stripe-webhook`, Stripe's signed events into the same exactly-once payment records.
+//! - [`settings`]: every environment variable, parsed once at cold start; a bad value stops it, by name.
 //! - [`runtime`]: what each `main.rs` wires up at cold start.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod payments;
 pub mod provisioning;
 pub mod runtime;
+pub mod settings;
 pub mod storage;
 pub mod stripe;
 pub mod table;

@@ -38,10 +38,8 @@ use crate::billing::{BillingError, RunSummary};
 use crate::domain::CreditType;
 use crate::storage::Store;
 
-/// The environment variable naming the CloudWatch namespace.
-pub const NAMESPACE_ENV: &str = "METRICS_NAMESPACE";
-/// The namespace when `METRICS_NAMESPACE` is unset (local runs).
-pub const DEFAULT_NAMESPACE: &str = "OverageCredits";
+/// The namespace when `METRICS_NAMESPACE` is unset (local runs); [`crate::settings::Common`] reads it.
+pub const DEFAULT_NAMESPACE: &str = crate::settings::DEFAULT_METRICS_NAMESPACE;
 /// Every dimension any metric of ours may carry. A test parses the EMF lines and refuses any other.
 pub const DIMENSIONS: &[&str] = &["Outcome"];
 
@@ -51,25 +49,21 @@ global_entry_sink! {
     OpsMetrics
 }
 
-/// The namespace from `METRICS_NAMESPACE`, else [`DEFAULT_NAMESPACE`].
-pub fn namespace() -> String {
-    std::env::var(NAMESPACE_ENV).ok().filter(|n| !n.is_empty()).unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
-}
-
 /// The EMF format: no default dimensions; each entry names its own dimension sets. Validations (unique
 /// names, dimensions present) are on in debug builds and tests, off in release.
 pub fn emf(namespace: String) -> Emf {
     Emf::builder(namespace, vec![vec![]]).build()
 }
 
-/// Attaches stdout as the metrics destination, once per process (cold start); keep the handle alive.
-pub fn init() -> AttachHandle {
-    attach(std::io::stdout())
+/// Attaches stdout as the metrics destination, once per process (cold start), writing into `namespace`
+/// (the function's `METRICS_NAMESPACE`, [`crate::settings::Common::metrics_namespace`]); keep the handle alive.
+pub fn init(namespace: &str) -> AttachHandle {
+    attach(namespace, std::io::stdout())
 }
 
 /// Attaches any writer as the destination (a test's buffer); each entry is one line, written at once.
-pub fn attach(output: impl std::io::Write + Send + Sync + 'static) -> AttachHandle {
-    OpsMetrics::write_directly_to(emf(namespace()).output_to(output))
+pub fn attach(namespace: &str, output: impl std::io::Write + Send + Sync + 'static) -> AttachHandle {
+    OpsMetrics::write_directly_to(emf(namespace.to_owned()).output_to(output))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -296,6 +290,7 @@ struct BillingRunMetrics {
 /// describing it: its summary, or a failure (the run logs the error itself).
 pub async fn run_billing_from_event(
     store: &Store,
+    settings: &crate::billing::BillingSettings,
     event: &Value,
     deadline: Option<SystemTime>,
     now: SystemTime,
@@ -303,7 +298,7 @@ pub async fn run_billing_from_event(
     let started = Instant::now();
     // Boxed: unboxed, the run's future nests deep enough to overflow rustc's layout query limit in the function's `main`.
     let (result, calls) =
-        counting_dynamo_calls(Box::pin(crate::billing::run_from_event(store, event, deadline, now))).await;
+        counting_dynamo_calls(Box::pin(crate::billing::run_from_event(store, settings, event, deadline, now))).await;
     record_billing_run(&result, started.elapsed(), &calls);
     result
 }

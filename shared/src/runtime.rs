@@ -9,20 +9,35 @@ use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
 use aws_smithy_runtime_api::client::http::{HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 
-use crate::api::{App, Cursors, Settings, SettingsError};
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::api::App;
+use crate::settings::{Common, Lookup, SecretSource, Settings, SettingsError, StripeSettings};
 use crate::storage::Store;
+
+/// A function's cold start: reads its settings once ([`Common`] and `function`, its own part, from the
+/// environment) and starts logging at their level. A bad setting is logged and returned, so `main` fails the
+/// cold start with the variable's name (Lambda reports `Runtime.ExitError`) instead of serving with a default.
+pub fn start<T>(function: impl FnOnce(Lookup) -> Result<T, SettingsError>) -> Result<Settings<T>, SettingsError> {
+    match crate::settings::from_env(function) {
+        Ok(settings) => {
+            init_tracing(settings.common.log_level);
+            Ok(settings)
+        }
+        Err(error) => {
+            init_tracing(LevelFilter::INFO);
+            tracing::error!(variable = error.variable, error = %error, "bad setting; not starting");
+            Err(error)
+        }
+    }
+}
 
 /// JSON logs; the Lambda runtime's span (`Lambda runtime invoke`) adds the request id (`requestId`) and, when
 /// Lambda sends one, the X-Ray trace id (`xrayTraceId`) to every line written while handling an invocation.
 ///
-/// The level comes from `AWS_LAMBDA_LOG_LEVEL` (set by Lambda's advanced logging controls) or `RUST_LOG`
-/// (a plain level such as `debug`), default `info`. A plain level filter instead of `EnvFilter` keeps the
-/// regex engine out of the binary and off the cold start.
-pub fn init_tracing() {
-    let level = ["AWS_LAMBDA_LOG_LEVEL", "RUST_LOG"]
-        .into_iter()
-        .find_map(|name| std::env::var(name).ok()?.parse::<tracing_subscriber::filter::LevelFilter>().ok())
-        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
+/// The level is [`Common::log_level`]. A plain level filter instead of `EnvFilter` keeps the regex engine out
+/// of the binary and off the cold start.
+fn init_tracing(level: LevelFilter) {
     tracing_subscriber::fmt()
         .json()
         .with_max_level(level)
@@ -148,34 +163,27 @@ pub fn retry_config() -> RetryConfig {
     RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(25))
 }
 
-/// The table name every function reads from `TABLE_NAME`.
-pub fn table_name() -> String {
-    std::env::var("TABLE_NAME").unwrap_or_else(|_| "overage-credits".to_owned())
-}
-
-/// Builds the handlers' shared state once per Lambda instance.
-pub async fn app_from_env(cursors: Cursors) -> Result<App, SettingsError> {
-    let settings = Settings::from_env(cursors)?;
-    Ok(App::new(store_from_env().await, settings))
+/// The table the command-line tools (seeds, reconcile) use: `TABLE_NAME`, read as the functions read it.
+pub fn table_name() -> Result<String, SettingsError> {
+    crate::settings::table_name(&crate::settings::env_var)
 }
 
 /// The table's `Store`, built once per Lambda instance.
-pub async fn store_from_env() -> Store {
-    Store::new(dynamodb_client().await, table_name())
+pub async fn store(common: &Common) -> Store {
+    Store::new(dynamodb_client().await, common.table_name.clone())
 }
 
-/// [`app_from_env`], started now on the runtime's worker threads while the caller goes on (see [`Deferred`]).
-///
-/// The settings are read first, here: a missing or bad one (`CURSOR_SIGNING_KEY` of a function serving lists)
-/// is an error `main` returns, so the cold start fails with the variable's name instead of the first request.
-pub fn app_in_background(cursors: Cursors) -> Result<Deferred<App>, SettingsError> {
-    let settings = Settings::from_env(cursors)?;
-    Ok(Deferred::spawn(async move { App::new(store_from_env().await, settings) }))
+/// [`store`], started now on the runtime's worker threads while the caller goes on (see [`Deferred`]).
+pub fn store_in_background(common: &Common) -> Deferred<Store> {
+    let common = common.clone();
+    Deferred::spawn(async move { store(&common).await })
 }
 
-/// [`store_from_env`], started now while the caller goes on (see [`Deferred`]).
-pub fn store_in_background() -> Deferred<Store> {
-    Deferred::spawn(store_from_env())
+/// The handlers' shared state ([`App`]), started now while the caller goes on (see [`Deferred`]). The settings
+/// were read by [`start`]: a missing or bad one (`CURSOR_SIGNING_KEY` of a function serving lists) already
+/// stopped the cold start.
+pub fn app_in_background(settings: Settings<crate::api::Settings>) -> Deferred<App> {
+    Deferred::spawn(async move { App::new(store(&settings.common).await, settings.function) })
 }
 
 /// The SDK configuration every client here is built from: our timeouts, retries and HTTPS connector, and
@@ -193,51 +201,48 @@ async fn sdk_config() -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// A secret the function reads once at cold start: from AWS Secrets Manager, by the ARN in `arn_variable`
-/// (the template sets it; only this function's role may read that secret), else, for the local stack only, the
-/// value itself in `value_variable` (the template never sets it). Never logged.
-pub async fn secret(arn_variable: &str, value_variable: &str) -> crate::stripe::Secret {
-    if let Ok(arn) = std::env::var(arn_variable) {
-        let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-        let value = client.get_secret_value().secret_id(&arn).send().await.unwrap_or_else(|e| {
-            panic!(
-                "{arn_variable}: reading the secret failed: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(e)
-            )
-        });
-        let text = value.secret_string().unwrap_or_else(|| panic!("{arn_variable}: the secret has no string value"));
-        return crate::stripe::Secret::new(text.trim());
-    }
-    match std::env::var(value_variable) {
-        Ok(value) if !value.trim().is_empty() => crate::stripe::Secret::new(value.trim()),
-        _ => panic!("neither {arn_variable} nor {value_variable} is set"),
+/// A secret the function reads once at cold start: from AWS Secrets Manager by its ARN, else (the local stack)
+/// the value itself. Never logged.
+pub async fn secret(source: &SecretSource) -> crate::stripe::Secret {
+    match source {
+        SecretSource::Value(value) => value.clone(),
+        SecretSource::SecretsManager { variable, arn } => {
+            let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+            let value = client.get_secret_value().secret_id(arn).send().await.unwrap_or_else(|e| {
+                panic!(
+                    "{variable}: reading the secret failed: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(e)
+                )
+            });
+            let text = value.secret_string().unwrap_or_else(|| panic!("{variable}: the secret has no string value"));
+            crate::stripe::Secret::new(text.trim())
+        }
     }
 }
 
-/// Stripe's API base: `STRIPE_API_BASE` (localstripe locally), else Stripe's own.
-pub fn stripe_api_base() -> String {
-    std::env::var("STRIPE_API_BASE")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| crate::stripe::STRIPE_API_BASE.to_owned())
+/// `collect-payments`' own settings: the collection's and Stripe's.
+pub fn collector_settings(var: Lookup) -> Result<(crate::collection::CollectSettings, StripeSettings), SettingsError> {
+    Ok((crate::collection::CollectSettings::from_vars(var)?, StripeSettings::from_vars(var)?))
 }
 
 /// `collect-payments`' state: the table, the Stripe client with the secret key, the collection settings.
-pub async fn collector_from_env() -> crate::collection::Collector {
-    let settings = crate::collection::CollectSettings::from_env().unwrap_or_else(|e| panic!("{e}"));
-    let (store, key) = tokio::join!(store_from_env(), secret("STRIPE_SECRET_KEY_ARN", "STRIPE_SECRET_KEY"));
+pub async fn collector(
+    settings: Settings<(crate::collection::CollectSettings, StripeSettings)>,
+) -> crate::collection::Collector {
+    let (collect, stripe) = settings.function;
+    let (store, key) = tokio::join!(store(&settings.common), secret(&stripe.secret_key));
     let stripe = crate::stripe::StripeClient::new(crate::stripe::StripeSettings {
-        base_url: stripe_api_base(),
+        base_url: stripe.api_base,
         secret_key: key,
         timeout: Duration::from_secs(20),
     });
-    crate::collection::Collector { store, stripe, settings }
+    crate::collection::Collector { store, stripe, settings: collect }
 }
 
 /// `stripe-webhook`'s state: the table and the endpoint's signing secrets (whitespace-separated in the secret
 /// while one is being rolled).
-pub async fn webhook_from_env() -> crate::webhook::WebhookApp {
-    let (store, secret) = tokio::join!(store_from_env(), secret("STRIPE_WEBHOOK_SECRET_ARN", "STRIPE_WEBHOOK_SECRET"));
+pub async fn webhook(settings: Settings<SecretSource>) -> crate::webhook::WebhookApp {
+    let (store, secret) = tokio::join!(store(&settings.common), secret(&settings.function));
     let secrets = secret.expose().split_whitespace().map(crate::stripe::Secret::new).collect();
     crate::webhook::WebhookApp { store, secrets }
 }

@@ -63,9 +63,15 @@ async fn a_purchase_and_a_billing_run_write_valid_emf_with_allowed_dimensions_on
     let cycle_end = shared::domain::time::timestamp(now + std::time::Duration::from_secs(1));
     let later = now + std::time::Duration::from_secs(120);
     let event = json!({"cycleEnd": cycle_end, "offCycle": true});
-    let summary = metrics::run_billing_from_event(&app.store, &event, None, later).await.expect("billing run");
+    let summary = metrics::run_billing_from_event(&app.store, &Default::default(), &event, None, later)
+        .await
+        .expect("billing run");
     assert_eq!(summary.purchases_billed_to_client, 1);
-    assert!(metrics::run_billing_from_event(&app.store, &json!({"cycleEnd": 7}), None, later).await.is_err());
+    assert!(
+        metrics::run_billing_from_event(&app.store, &Default::default(), &json!({"cycleEnd": 7}), None, later)
+            .await
+            .is_err()
+    );
 
     let entries = capture.entries();
     let ids = [ACCOUNT, "agency-northwind", purchase_id.as_str(), summary.run_id.as_str(), "emf-test-1"];

@@ -33,7 +33,7 @@ impl MetricsCapture {
         CAPTURE.get_or_init(|| {
             let buffer = Buffer::default();
             // Kept attached for the life of the test process.
-            std::mem::forget(shared::metrics::attach(buffer.clone()));
+            std::mem::forget(shared::metrics::attach(shared::metrics::DEFAULT_NAMESPACE, buffer.clone()));
             MetricsCapture { buffer }
         })
     }

@@ -5,8 +5,8 @@ use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let app = shared::runtime::app_in_background(shared::api::Cursors::None)?;
+    let settings = shared::runtime::start(|var| shared::api::Settings::from_vars(shared::api::Cursors::None, var))?;
+    let app = shared::runtime::app_in_background(settings);
     run(service_fn(|request: Request| {
         let app = &app;
         async move { Ok::<_, Error>(shared::api::agency_write(app.get().await, request).await) }

@@ -6,9 +6,9 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
+    let settings = shared::runtime::start(shared::runtime::collector_settings)?;
     // The table client and the Stripe key (Secrets Manager) are read while the runtime polls for the event.
-    let collector = shared::runtime::Deferred::spawn(shared::runtime::collector_from_env());
+    let collector = shared::runtime::Deferred::spawn(shared::runtime::collector(settings));
     run(service_fn(|event: LambdaEvent<Value>| {
         let collector = &collector;
         async move { shared::collection::collect_payments(collector.get().await, event).await }

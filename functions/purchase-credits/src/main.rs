@@ -5,9 +5,9 @@ use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let _metrics = shared::metrics::init();
-    let app = shared::runtime::app_in_background(shared::api::Cursors::None)?;
+    let settings = shared::runtime::start(|var| shared::api::Settings::from_vars(shared::api::Cursors::None, var))?;
+    let _metrics = shared::metrics::init(&settings.common.metrics_namespace);
+    let app = shared::runtime::app_in_background(settings);
     run(service_fn(|request: Request| {
         let app = &app;
         async move { Ok::<_, Error>(shared::metrics::purchase_credits(app.get().await, request).await) }

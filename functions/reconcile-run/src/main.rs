@@ -9,17 +9,12 @@ use std::time::SystemTime;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::{Value, json};
 
-/// Parallel Scan segments (`RECONCILE_SEGMENTS`, 1..=64, default 4).
-fn segments() -> i32 {
-    std::env::var("RECONCILE_SEGMENTS").ok().and_then(|v| v.parse().ok()).filter(|n| (1..=64).contains(n)).unwrap_or(4)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let _metrics = shared::metrics::init();
-    let store = shared::runtime::store_in_background();
-    let segments = segments();
+    let settings = shared::runtime::start(shared::settings::ReconcileSettings::from_vars)?;
+    let _metrics = shared::metrics::init(&settings.common.metrics_namespace);
+    let store = shared::runtime::store_in_background(&settings.common);
+    let segments = settings.function.segments;
     run(service_fn(|_event: LambdaEvent<Value>| {
         let store = &store;
         async move {

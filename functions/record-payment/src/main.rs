@@ -6,8 +6,8 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let store = shared::runtime::store_in_background();
+    let settings = shared::runtime::start(shared::settings::nothing_more)?;
+    let store = shared::runtime::store_in_background(&settings.common);
     // A refusal is an error result with its own `errorType` (`Overpayment`, `StatementNotPayable`, ...).
     run(service_fn(|event: LambdaEvent<Value>| {
         let store = &store;

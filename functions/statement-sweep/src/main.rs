@@ -7,8 +7,8 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let store = shared::runtime::store_in_background();
+    let settings = shared::runtime::start(shared::settings::nothing_more)?;
+    let store = shared::runtime::store_in_background(&settings.common);
     run(service_fn(|_: LambdaEvent<Value>| {
         let store = &store;
         async move { shared::payments::sweep(store.get().await, SystemTime::now()).await }

@@ -82,48 +82,45 @@ pub enum Cursors {
     None,
 }
 
-/// A setting that stops a cold start, naming its variable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct SettingsError {
-    pub variable: &'static str,
-    pub problem: String,
-}
+pub use crate::settings::SettingsError;
+
+/// The most `REQUEST_BUDGET_MS` accepts: API Gateway gives up on an integration after 30 s.
+pub const MAX_REQUEST_BUDGET_MS: u64 = 29_000;
+/// The most `PRICING_CACHE_TTL_SECONDS` accepts: a price change shows everywhere within the hour.
+pub const MAX_PRICING_CACHE_TTL_SECONDS: u64 = 3_600;
 
 impl Settings {
-    /// `ACCOUNT_ID_CLAIM`, `AGENCY_ID_CLAIM`, `GROUPS_CLAIM`, `AGENCY_ADMIN_GROUP`, `REQUEST_BUDGET_MS` and
-    /// `PRICING_CACHE_TTL_SECONDS` override the defaults; `CURSOR_SIGNING_KEY` is the cursor key.
-    pub fn from_env(cursors: Cursors) -> Result<Settings, SettingsError> {
-        Settings::from_vars(cursors, |name| std::env::var(name).ok())
-    }
-
-    /// [`Settings::from_env`] over any source of variables (tests pass a map instead of the process's
-    /// environment).
+    /// `ACCOUNT_ID_CLAIM`, `AGENCY_ID_CLAIM`, `GROUPS_CLAIM`, `AGENCY_ADMIN_GROUP` (any text),
+    /// `REQUEST_BUDGET_MS` (1..=[`MAX_REQUEST_BUDGET_MS`]) and `PRICING_CACHE_TTL_SECONDS`
+    /// (0..=[`MAX_PRICING_CACHE_TTL_SECONDS`], 0: no cache) override the defaults; `CURSOR_SIGNING_KEY` is the
+    /// cursor key. Over any source of variables (a function's `main` passes the environment, see
+    /// [`crate::settings`]; tests a map). A bad value is an error naming its variable.
     pub fn from_vars(cursors: Cursors, var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
-        let mut settings = Settings { cursor_key: None, ..Settings::default() };
-        for (name, setting) in [
-            ("ACCOUNT_ID_CLAIM", &mut settings.account_claim),
-            ("AGENCY_ID_CLAIM", &mut settings.agency_claim),
-            ("GROUPS_CLAIM", &mut settings.groups_claim),
-            ("AGENCY_ADMIN_GROUP", &mut settings.agency_admin_group),
-        ] {
-            if let Some(value) = var(name)
-                && !value.is_empty()
-            {
-                *setting = value;
-            }
-        }
-        if let Some(ms) = var("REQUEST_BUDGET_MS").and_then(|v| v.parse().ok()) {
-            settings.request_budget = Duration::from_millis(ms);
-        }
-        if let Some(seconds) = var("PRICING_CACHE_TTL_SECONDS").and_then(|v| v.parse().ok()) {
-            settings.pricing_cache_ttl = Duration::from_secs(seconds);
-        }
+        let vars = crate::settings::Vars(&var);
+        let defaults = Settings { cursor_key: None, ..Settings::default() };
+        let text = |name, default: String| vars.text(name).unwrap_or(default);
+        let mut settings = Settings {
+            account_claim: text("ACCOUNT_ID_CLAIM", defaults.account_claim),
+            agency_claim: text("AGENCY_ID_CLAIM", defaults.agency_claim),
+            groups_claim: text("GROUPS_CLAIM", defaults.groups_claim),
+            agency_admin_group: text("AGENCY_ADMIN_GROUP", defaults.agency_admin_group),
+            request_budget: Duration::from_millis(vars.number(
+                "REQUEST_BUDGET_MS",
+                defaults.request_budget.as_millis() as u64,
+                1..=MAX_REQUEST_BUDGET_MS,
+            )?),
+            pricing_cache_ttl: Duration::from_secs(vars.number(
+                "PRICING_CACHE_TTL_SECONDS",
+                defaults.pricing_cache_ttl.as_secs(),
+                0..=MAX_PRICING_CACHE_TTL_SECONDS,
+            )?),
+            cursor_key: None,
+        };
         if cursors == Cursors::Signed {
             // No fallback: a key made up per instance would sign cursors the next instance refuses.
-            let secret = var(CURSOR_KEY_VARIABLE).filter(|v| !v.is_empty()).ok_or_else(|| SettingsError {
+            let secret = vars.text(CURSOR_KEY_VARIABLE).ok_or_else(|| SettingsError {
                 variable: CURSOR_KEY_VARIABLE,
-                problem: "not set: this function signs its list cursors with it (README, Deploy)".into(),
+                problem: "not set: this function signs its list cursors with it (docs/deploy.md)".into(),
             })?;
             let key = CursorKey::new(secret.as_bytes())
                 .map_err(|problem| SettingsError { variable: CURSOR_KEY_VARIABLE, problem })?;

@@ -194,6 +194,7 @@ pub(super) fn continuation(run: &BillingRun, resume: Option<&ResumeAt>) -> Value
 /// `deadline` is the Lambda invocation's; the run stops starting transactions shortly before it.
 pub async fn run_from_event(
     store: &Store,
+    settings: &BillingSettings,
     event: &Value,
     deadline: Option<SystemTime>,
     now: SystemTime,
@@ -213,11 +214,14 @@ pub async fn run_from_event(
     };
     let slice = slice_from_event(event).inspect_err(refused)?;
     let resume = resume_from_event(event, slice.as_ref(), &cycle_end).inspect_err(refused)?;
-    let mut run =
-        BillingRun { hand_over, slice, resume, concurrency: concurrency_from_env(), ..BillingRun::new(cycle_end) };
-    if let Some(days) = std::env::var("PAYMENT_DUE_DAYS").ok().and_then(|v| v.parse().ok()) {
-        run.payment_due_days = days;
-    }
+    let mut run = BillingRun {
+        hand_over,
+        slice,
+        resume,
+        concurrency: settings.concurrency,
+        payment_due_days: settings.payment_due_days,
+        ..BillingRun::new(cycle_end)
+    };
     // A deadline from before any real invocation is no real one (`cargo lambda watch` sends 600000 ms after the
     // epoch): ignore it rather than refuse to work. One that passed a moment ago is real (a loaded instance got
     // to it late): the run is out of time.

@@ -62,13 +62,36 @@ pub const DEFAULT_BILLING_CONCURRENCY: usize = 8;
 /// The most steps a run keeps in flight, whatever `BILLING_CONCURRENCY` says.
 pub const MAX_BILLING_CONCURRENCY: usize = 64;
 
-/// The billing concurrency from `BILLING_CONCURRENCY` (1..=[`MAX_BILLING_CONCURRENCY`]), else the default.
-pub fn concurrency_from_env() -> usize {
-    std::env::var("BILLING_CONCURRENCY")
-        .ok()
-        .and_then(|text| text.trim().parse::<usize>().ok())
-        .filter(|n| (1..=MAX_BILLING_CONCURRENCY).contains(n))
-        .unwrap_or(DEFAULT_BILLING_CONCURRENCY)
+/// The most days `PAYMENT_DUE_DAYS` accepts.
+pub const MAX_PAYMENT_DUE_DAYS: u64 = 365;
+
+/// `billing-run`'s settings, read once at cold start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingSettings {
+    /// `BILLING_CONCURRENCY` (1..=[`MAX_BILLING_CONCURRENCY`]), default [`DEFAULT_BILLING_CONCURRENCY`].
+    pub concurrency: usize,
+    /// `PAYMENT_DUE_DAYS` (0..=[`MAX_PAYMENT_DUE_DAYS`]), default [`DEFAULT_PAYMENT_DUE_DAYS`].
+    pub payment_due_days: u64,
+}
+
+impl Default for BillingSettings {
+    fn default() -> BillingSettings {
+        BillingSettings { concurrency: DEFAULT_BILLING_CONCURRENCY, payment_due_days: DEFAULT_PAYMENT_DUE_DAYS }
+    }
+}
+
+impl BillingSettings {
+    pub fn from_vars(var: crate::settings::Lookup) -> Result<BillingSettings, crate::settings::SettingsError> {
+        let vars = crate::settings::Vars(var);
+        Ok(BillingSettings {
+            concurrency: vars.number(
+                "BILLING_CONCURRENCY",
+                DEFAULT_BILLING_CONCURRENCY,
+                1..=MAX_BILLING_CONCURRENCY,
+            )?,
+            payment_due_days: vars.number("PAYMENT_DUE_DAYS", DEFAULT_PAYMENT_DUE_DAYS, 0..=MAX_PAYMENT_DUE_DAYS)?,
+        })
+    }
 }
 
 /// How one billing run goes.
@@ -241,5 +264,27 @@ impl BillingError {
 impl From<BillingError> for Diagnostic {
     fn from(error: BillingError) -> Diagnostic {
         Diagnostic { error_type: error.error_type().to_owned(), error_message: error.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod settings_tests {
+    use super::*;
+    use crate::settings::tests::{assert_refused, vars};
+
+    #[test]
+    fn billing_settings_default_and_refuse_values_out_of_range() {
+        let read = |pairs: &[(&str, &str)]| BillingSettings::from_vars(&vars(pairs));
+        assert_eq!(read(&[]), Ok(BillingSettings { concurrency: 8, payment_due_days: 30 }));
+        assert_eq!(
+            read(&[("BILLING_CONCURRENCY", "16"), ("PAYMENT_DUE_DAYS", "0")]),
+            Ok(BillingSettings { concurrency: 16, payment_due_days: 0 })
+        );
+        for bad in ["0", "65", "eight", "-1", "1.5"] {
+            assert_refused(read(&[("BILLING_CONCURRENCY", bad)]), "BILLING_CONCURRENCY", "from 1 to 64");
+        }
+        for bad in ["366", "thirty", "-1"] {
+            assert_refused(read(&[("PAYMENT_DUE_DAYS", bad)]), "PAYMENT_DUE_DAYS", "from 0 to 365");
+        }
     }
 }

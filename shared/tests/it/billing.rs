@@ -556,9 +556,15 @@ async fn invoke(store: &Store, payload: Value, deadline_ms: u64) -> Result<RunSu
     context.deadline = deadline_ms;
     // Exactly what billing-run's main does with the event.
     let event = LambdaEvent::new(payload, context);
-    shared::metrics::run_billing_from_event(store, &event.payload, Some(event.context.deadline()), SystemTime::now())
-        .await
-        .map_err(Diagnostic::from)
+    shared::metrics::run_billing_from_event(
+        store,
+        &Default::default(),
+        &event.payload,
+        Some(event.context.deadline()),
+        SystemTime::now(),
+    )
+    .await
+    .map_err(Diagnostic::from)
 }
 
 fn ms_from_now(ms: u64) -> u64 {
@@ -613,7 +619,7 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
         // Within the grace period: purchases stamped before it may still be committing.
         json!({"cycleEnd": CycleEnd::at(SystemTime::now() - Duration::from_secs(30)).as_str(), "offCycle": true}),
     ] {
-        let err = billing::run_from_event(store, &bad, None, SystemTime::now()).await.unwrap_err();
+        let err = billing::run_from_event(store, &Default::default(), &bad, None, SystemTime::now()).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
         // What Lambda reports: a meaningful `errorType`, not the Rust type of a boxed error.
         let diagnostic = invoke(store, bad.clone(), ms_from_now(600_000)).await.unwrap_err();
@@ -649,7 +655,7 @@ async fn the_function_reads_its_cycle_from_the_event_and_refuses_bad_ones() {
     let scheduled = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event", "source": "aws.events",
         "account": "123456789012", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
     let before = env.snapshot().await;
-    let again = billing::run_from_event(store, &scheduled, None, SystemTime::now()).await.unwrap();
+    let again = billing::run_from_event(store, &Default::default(), &scheduled, None, SystemTime::now()).await.unwrap();
     assert_eq!((again.cycle_end.as_str(), again.transactions), ("2026-11-01T00:00:00.000Z", 0));
     assert_eq!(env.snapshot().await, before);
 
@@ -799,7 +805,7 @@ async fn a_run_out_of_time_hands_over_and_its_continuations_finish_the_cycle() {
     for bad in
         [json!({"cycleEnd": "2026-11-20T00:00:00Z", "handOver": "yes", "offCycle": true}), json!({"handOver": true})]
     {
-        let err = billing::run_from_event(store, &bad, None, SystemTime::now()).await.unwrap_err();
+        let err = billing::run_from_event(store, &Default::default(), &bad, None, SystemTime::now()).await.unwrap_err();
         assert!(matches!(err, BillingError::InvalidEvent(_)), "{bad}: {err}");
     }
 
@@ -898,9 +904,9 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
                 let store = store.clone();
                 let event = json!({"cycleEnd": cycle_end, "handOver": true, "offCycle": true, "side": kind.as_str(),
                     "part": {"index": index, "of": PARTS}});
-                tokio::spawn(
-                    async move { billing::run_from_event(&store, &event, None, SystemTime::now()).await.unwrap() },
-                )
+                tokio::spawn(async move {
+                    billing::run_from_event(&store, &Default::default(), &event, None, SystemTime::now()).await.unwrap()
+                })
             })
             .collect();
         let mut summaries = Vec::new();
@@ -969,10 +975,15 @@ async fn a_cycle_fanned_out_over_parts_of_each_side_bills_each_purchase_once_wit
     env.faults.set_latency(None);
 
     // The final plain run finds nothing left and makes the statements payable.
-    let last =
-        billing::run_from_event(store, &json!({"cycleEnd": cycle_end, "offCycle": true}), None, SystemTime::now())
-            .await
-            .unwrap();
+    let last = billing::run_from_event(
+        store,
+        &Default::default(),
+        &json!({"cycleEnd": cycle_end, "offCycle": true}),
+        None,
+        SystemTime::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!((last.transactions, last.purchases_billed_to_client, last.purchases_billed_to_agency), (0, 0, 0));
     assert_eq!((last.side, last.part, last.purchases_in_other_parts), (None, None, None));
     assert!(last.complete);

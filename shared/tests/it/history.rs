@@ -648,7 +648,9 @@ async fn sample_events_answer_as_documented() {
         None,
     );
     store.record_purchase(&purchase, &pricing, None).await.unwrap();
-    billing::run_from_event(store, &event_json("billing-run.json"), None, SystemTime::now()).await.unwrap();
+    billing::run_from_event(store, &Default::default(), &event_json("billing-run.json"), None, SystemTime::now())
+        .await
+        .unwrap();
     for (file, status) in [
         ("list-purchases.json", 200),
         ("list-purchases-bad-input.json", 400),

@@ -1,7 +1,8 @@
 //! Checks `infra/template.yaml` against the code: the table it declares is the one `shared::table`
 //! describes, each function may do exactly what its code does in DynamoDB and only on the partition keys it
 //! touches, and no route, event source or environment variable lets a request reach a function without API
-//! Gateway's JWT authorizer.
+//! Gateway's JWT authorizer. Each function starts with the environment the template gives it (every value is one
+//! its settings accept) and reads every variable it is given.
 //!
 //! It also checks the operations side: every function has Errors and Throttles alarms and a log group with
 //! retention, every asynchronous invocation has failure destinations (each with an alarm), every alarm notifies
@@ -823,6 +824,94 @@ fn no_function_has_a_local_or_bypass_setting() {
         }
         assert_eq!(vars.get("TABLE_NAME").and_then(ref_target), Some(table_id), "{id}: TABLE_NAME");
         assert_eq!(vars.get("ACCOUNT_ID_CLAIM").and_then(ref_target), Some("AccountIdClaim"), "{id}: ACCOUNT_ID_CLAIM");
+    }
+}
+
+/// What each function's `main` hands `shared::runtime::start` (besides the common settings): its binary, the
+/// text its `main.rs` must hold (so this list cannot drift from the mains) and the same parser.
+type SettingsPart = fn(shared::settings::Lookup) -> Result<(), shared::settings::SettingsError>;
+const SETTINGS_PARTS: &[(&str, &str, SettingsPart)] = &[
+    ("get-pricing", "api::Settings::from_vars(shared::api::Cursors::None", api_unsigned),
+    ("purchase-credits", "api::Settings::from_vars(shared::api::Cursors::None", api_unsigned),
+    ("get-balances", "api::Settings::from_vars(shared::api::Cursors::None", api_unsigned),
+    ("agency-write", "api::Settings::from_vars(shared::api::Cursors::None", api_unsigned),
+    ("list-purchases", "api::Settings::from_vars(shared::api::Cursors::Signed", api_signed),
+    ("list-statements", "api::Settings::from_vars(shared::api::Cursors::Signed", api_signed),
+    ("agency-read", "api::Settings::from_vars(shared::api::Cursors::Signed", api_signed),
+    ("billing-run", "start(shared::billing::BillingSettings::from_vars)", |var| {
+        shared::billing::BillingSettings::from_vars(var).map(drop)
+    }),
+    ("collect-payments", "start(shared::runtime::collector_settings)", |var| {
+        shared::runtime::collector_settings(var).map(drop)
+    }),
+    ("stripe-webhook", "start(shared::settings::SecretSource::stripe_webhook_secret)", |var| {
+        shared::settings::SecretSource::stripe_webhook_secret(var).map(drop)
+    }),
+    ("reconcile-run", "start(shared::settings::ReconcileSettings::from_vars)", |var| {
+        shared::settings::ReconcileSettings::from_vars(var).map(drop)
+    }),
+    ("consume-credits", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+    ("provision-account", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+    ("record-payment", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+    ("statement-sweep", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+];
+
+fn api_unsigned(var: shared::settings::Lookup) -> Result<(), shared::settings::SettingsError> {
+    shared::api::Settings::from_vars(shared::api::Cursors::None, var).map(drop)
+}
+
+fn api_signed(var: shared::settings::Lookup) -> Result<(), shared::settings::SettingsError> {
+    shared::api::Settings::from_vars(shared::api::Cursors::Signed, var).map(drop)
+}
+
+/// A variable's value as CloudFormation would resolve it, close enough for the code's parsers: a literal as
+/// written, a parameter's default, a resource's name or ARN, a `!Sub` with its references filled in.
+fn deployed_value(template: &Template, value: &Value) -> String {
+    if let Some(text) = value.as_str() {
+        return text.to_owned();
+    }
+    if let Some(target) = ref_target(value) {
+        if let Some(default) = template.root["Parameters"][target]["Default"].as_str() {
+            return default.to_owned();
+        }
+        let resource = &template.resources()[target];
+        return match resource["Type"].as_str() {
+            Some("AWS::SecretsManager::Secret") => format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{target}"),
+            _ => format!("stack-{target}-ABC123"),
+        };
+    }
+    let text = sub_text(value).unwrap_or_else(|| panic!("an environment value CloudFormation resolves: {value:?}"));
+    text.replace("${AWS::StackName}", "stack").replace("${", "").replace('}', "")
+}
+
+/// Each function reads its settings the way its `main` does, from the environment the template gives it: every
+/// value parses (so a variable without a default is set, and the template's values are ones the code accepts),
+/// and every variable the template sets is one the function reads (a misspelt name would be ignored).
+#[test]
+fn every_function_accepts_its_deployed_settings_and_reads_every_variable_it_is_given() {
+    let template = Template::load();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let listed: BTreeSet<_> = SETTINGS_PARTS.iter().map(|(binary, _, _)| *binary).collect();
+    let all: BTreeSet<_> = FUNCTIONS.iter().map(|f| f.binary).collect();
+    assert_eq!(listed, all, "every function's settings part is listed once");
+    for expected in FUNCTIONS {
+        let id = expected.logical_id;
+        let (_, in_main, part) = SETTINGS_PARTS.iter().find(|(b, _, _)| *b == expected.binary).unwrap();
+        let main = workspace.join("functions").join(expected.binary).join("src/main.rs");
+        let main = std::fs::read_to_string(&main).unwrap_or_else(|e| panic!("{}: {e}", main.display()));
+        assert!(main.contains(in_main), "{id}: main.rs reads its settings with {in_main}");
+        let environment: BTreeMap<String, String> =
+            template.environment(template.functions()[id]).iter().map(|(k, v)| (k.clone(), deployed_value(&template, v))).collect();
+        let read = std::cell::RefCell::new(BTreeSet::new());
+        let lookup = |name: &str| {
+            read.borrow_mut().insert(name.to_owned());
+            environment.get(name).cloned()
+        };
+        if let Err(error) = shared::settings::from_vars(&lookup, *part) {
+            panic!("{id}: its deployed environment does not start it: {error}");
+        }
+        let unread: Vec<_> = environment.keys().filter(|name| !read.borrow().contains(*name)).collect();
+        assert!(unread.is_empty(), "{id}: the template sets {unread:?}, which its code never reads");
     }
 }
 

@@ -16,7 +16,13 @@ async fn main() -> ExitCode {
         },
         _ => return usage(),
     };
-    let table = shared::runtime::table_name();
+    let table = match shared::runtime::table_name() {
+        Ok(table) => table,
+        Err(error) => {
+            eprintln!("reconcile: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, &table);
     match reconcile::check(&store, segments).await {
         Ok(report) => {

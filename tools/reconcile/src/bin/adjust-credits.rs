@@ -21,7 +21,14 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, shared::runtime::table_name());
+    let table = match shared::runtime::table_name() {
+        Ok(table) => table,
+        Err(error) => {
+            eprintln!("adjust-credits: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, table);
     let entry_id = uuid::Uuid::now_v7().to_string();
     let at = shared::domain::time::timestamp(SystemTime::now());
     match store.adjust(&account, &deltas, &reason, &actor, &entry_id, &at).await {
