@@ -309,6 +309,45 @@ mod tests {
     }
 
     #[test]
+    fn api_settings_default_take_good_values_and_refuse_bad_ones_by_name() {
+        use crate::settings::tests::{assert_refused, vars};
+        let read = |pairs: &[(&str, &str)]| Settings::from_vars(Cursors::None, vars(pairs));
+        let defaults = read(&[]).unwrap();
+        let d = Settings::default();
+        assert_eq!(
+            (&defaults.account_claim, &defaults.agency_claim, &defaults.groups_claim, &defaults.agency_admin_group),
+            (&d.account_claim, &d.agency_claim, &d.groups_claim, &d.agency_admin_group)
+        );
+        assert_eq!(
+            (defaults.request_budget, defaults.pricing_cache_ttl),
+            (Duration::from_secs(7), Duration::from_secs(30))
+        );
+        let set = read(&[
+            ("ACCOUNT_ID_CLAIM", "custom:acct"),
+            ("AGENCY_ID_CLAIM", "custom:agency"),
+            ("GROUPS_CLAIM", "groups"),
+            ("AGENCY_ADMIN_GROUP", "admins"),
+            ("REQUEST_BUDGET_MS", "2500"),
+            ("PRICING_CACHE_TTL_SECONDS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (set.account_claim.as_str(), set.agency_claim.as_str(), set.groups_claim.as_str()),
+            ("custom:acct", "custom:agency", "groups")
+        );
+        assert_eq!(set.agency_admin_group, "admins");
+        assert_eq!((set.request_budget, set.pricing_cache_ttl), (Duration::from_millis(2500), Duration::ZERO));
+        // An empty claim is an unset one: the default, never a claim named "".
+        assert_eq!(read(&[("ACCOUNT_ID_CLAIM", "")]).unwrap().account_claim, d.account_claim);
+        for bad in ["0", "30000", "7s", "-1"] {
+            assert_refused(read(&[("REQUEST_BUDGET_MS", bad)]), "REQUEST_BUDGET_MS", "from 1 to 29000");
+        }
+        for bad in ["3601", "30s", "-1"] {
+            assert_refused(read(&[("PRICING_CACHE_TTL_SECONDS", bad)]), "PRICING_CACHE_TTL_SECONDS", "from 0 to 3600");
+        }
+    }
+
+    #[test]
     fn two_instances_with_the_same_key_read_each_others_cursors() {
         let secret = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         let settings =

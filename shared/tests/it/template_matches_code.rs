@@ -876,7 +876,9 @@ fn deployed_value(template: &Template, value: &Value) -> String {
         }
         let resource = &template.resources()[target];
         return match resource["Type"].as_str() {
-            Some("AWS::SecretsManager::Secret") => format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{target}"),
+            Some("AWS::SecretsManager::Secret") => {
+                format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{target}")
+            }
             _ => format!("stack-{target}-ABC123"),
         };
     }
@@ -900,8 +902,11 @@ fn every_function_accepts_its_deployed_settings_and_reads_every_variable_it_is_g
         let main = workspace.join("functions").join(expected.binary).join("src/main.rs");
         let main = std::fs::read_to_string(&main).unwrap_or_else(|e| panic!("{}: {e}", main.display()));
         assert!(main.contains(in_main), "{id}: main.rs reads its settings with {in_main}");
-        let environment: BTreeMap<String, String> =
-            template.environment(template.functions()[id]).iter().map(|(k, v)| (k.clone(), deployed_value(&template, v))).collect();
+        let environment: BTreeMap<String, String> = template
+            .environment(template.functions()[id])
+            .iter()
+            .map(|(k, v)| (k.clone(), deployed_value(&template, v)))
+            .collect();
         let read = std::cell::RefCell::new(BTreeSet::new());
         let lookup = |name: &str| {
             read.borrow_mut().insert(name.to_owned());
