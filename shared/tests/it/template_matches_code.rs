@@ -867,9 +867,6 @@ fn api_signed(var: shared::settings::Lookup) -> Result<(), shared::settings::Set
 /// A variable's value as CloudFormation would resolve it, close enough for the code's parsers: a literal as
 /// written, a parameter's default, a resource's name or ARN, a `!Sub` with its references filled in.
 fn deployed_value(template: &Template, value: &Value) -> String {
-    if let Some(text) = value.as_str() {
-        return text.to_owned();
-    }
     if let Some(target) = ref_target(value) {
         if let Some(default) = template.root["Parameters"][target]["Default"].as_str() {
             return default.to_owned();
@@ -882,13 +879,16 @@ fn deployed_value(template: &Template, value: &Value) -> String {
             _ => format!("stack-{target}-ABC123"),
         };
     }
-    let text = sub_text(value).unwrap_or_else(|| panic!("an environment value CloudFormation resolves: {value:?}"));
-    text.replace("${AWS::StackName}", "stack").replace("${", "").replace('}', "")
+    if let Some(text) = sub_text(value) {
+        return text.replace("${AWS::StackName}", "stack").replace("${", "").replace('}', "");
+    }
+    // Checked last: serde_yaml reads the string inside a tag (`!Sub "..."`) as a plain one too.
+    value.as_str().unwrap_or_else(|| panic!("an environment value CloudFormation resolves: {value:?}")).to_owned()
 }
 
 /// Each function reads its settings the way its `main` does, from the environment the template gives it: every
 /// value parses (so a variable without a default is set, and the template's values are ones the code accepts),
-/// and every variable the template sets is one the function reads (a misspelt name would be ignored).
+/// and every variable the template sets for a function is one it reads (a misspelt name would be ignored).
 #[test]
 fn every_function_accepts_its_deployed_settings_and_reads_every_variable_it_is_given() {
     let template = Template::load();
@@ -896,6 +896,7 @@ fn every_function_accepts_its_deployed_settings_and_reads_every_variable_it_is_g
     let listed: BTreeSet<_> = SETTINGS_PARTS.iter().map(|(binary, _, _)| *binary).collect();
     let all: BTreeSet<_> = FUNCTIONS.iter().map(|f| f.binary).collect();
     assert_eq!(listed, all, "every function's settings part is listed once");
+    let mut read_anywhere = BTreeSet::new();
     for expected in FUNCTIONS {
         let id = expected.logical_id;
         let (_, in_main, part) = SETTINGS_PARTS.iter().find(|(b, _, _)| *b == expected.binary).unwrap();
@@ -915,9 +916,24 @@ fn every_function_accepts_its_deployed_settings_and_reads_every_variable_it_is_g
         if let Err(error) = shared::settings::from_vars(&lookup, *part) {
             panic!("{id}: its deployed environment does not start it: {error}");
         }
-        let unread: Vec<_> = environment.keys().filter(|name| !read.borrow().contains(*name)).collect();
+        let own = strings_keys(&template.functions()[id]["Properties"]["Environment"]["Variables"]);
+        let unread: Vec<_> = own.iter().filter(|name| !read.borrow().contains(*name)).collect();
         assert!(unread.is_empty(), "{id}: the template sets {unread:?}, which its code never reads");
+        read_anywhere.extend(read.into_inner());
     }
+    // `Globals` gives every function the same variables (the claims too, which only the API functions read):
+    // each is read by some function.
+    let globals = strings_keys(&template.globals()["Environment"]["Variables"]);
+    let unread: Vec<_> = globals.difference(&read_anywhere).collect();
+    assert!(unread.is_empty(), "Globals set {unread:?}, which no function reads");
+}
+
+fn strings_keys(map: &Value) -> BTreeSet<String> {
+    map.as_mapping()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k.as_str().expect("variable names are strings").to_owned())
+        .collect()
 }
 
 /// The cursor key: exactly the functions whose `main` starts with `Cursors::Signed` (they serve lists and stop at
