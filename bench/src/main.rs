@@ -144,7 +144,7 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The functions' log setup (`shared::runtime::init_tracing`: JSON lines, level info) writing to a sink: the
+/// The functions' log setup (`shared::runtime::start`: JSON lines, level info) writing to a sink: the
 /// handler pays for formatting its log lines as in Lambda, and the bench's output stays readable.
 fn init_tracing() {
     tracing_subscriber::fmt()
