@@ -7,7 +7,7 @@
 //! function's `main` reads [`Common`] and its own part in one call (`runtime::start`, over [`from_env`]) and
 //! hands them to the handler's context; handlers take their settings as arguments, so tests pass their own.
 //!
-//! An unset or empty variable takes its documented default (docs/operations.md, "Settings"); any other value
+//! An unset or empty variable takes its documented default (docs/deploy.md, "Configuration"); any other value
 //! that is not accepted stops the cold start with an error naming the variable and what it accepts.
 
 use std::fmt::Display;
@@ -27,9 +27,14 @@ pub struct SettingsError {
 /// The variables, by name: the process's environment in a function, a closure over a map in tests.
 pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// The process's environment (the one place a function reads it).
+/// The process's environment (the one place a function reads it). A value that is not UTF-8 is read lossily,
+/// so the parser refuses it by name rather than it passing for unset.
 pub fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok()
+    match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(value)) => Some(value.to_string_lossy().into_owned()),
+    }
 }
 
 /// What a function's `main` reads: [`Common`] and the function's own part.
