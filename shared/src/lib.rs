@@ -24,6 +24,7 @@ pub mod cache;
 pub mod collection;
 pub mod consumption;
 pub mod domain;
+pub mod events;
 pub mod metrics;
 pub mod payments;
 pub mod provisioning;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod agency;
 pub mod billing;
 pub mod credit;
+pub mod events;
 pub mod inputs;
 pub mod ledger;
 pub mod pricing;

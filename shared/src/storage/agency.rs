@@ -158,6 +158,7 @@ impl Store {
         let items = [
             TransactWriteItem::builder().put(pricing_put).build(),
             TransactWriteItem::builder().put(audit_put).build(),
+            super::outbox::outbox_put(&self.table_name, &crate::domain::events::pricing_changed(audit))?,
         ];
         // The audit entry's key is new per change, so it names the request: a resend with the same token after
         // a lost answer is a no-op, never a second entry.

@@ -47,6 +47,7 @@ pub mod items;
 pub mod keys;
 pub mod ledger;
 pub mod lines;
+pub mod outbox;
 pub mod purchases;
 pub mod seeds;
 pub mod statement_reads;
