@@ -2,7 +2,7 @@
 # performance figures into bench/RESULTS.md (exit 0 even on a missed target; BENCH_ARGS=--quick for a short run).
 BENCH_ARGS ?=
 
-.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction build-CollectPaymentsFunction build-StripeWebhookFunction build-ProvisionAccountFunction
+.PHONY: dev test bench build-GetPricingFunction build-PurchaseCreditsFunction build-GetBalancesFunction build-BillingRunFunction build-ListPurchasesFunction build-ListStatementsFunction build-ReconcileRunFunction build-RecordPaymentFunction build-StatementSweepFunction build-ConsumeCreditsFunction build-AgencyReadFunction build-AgencyWriteFunction build-CollectPaymentsFunction build-StripeWebhookFunction build-ProvisionAccountFunction build-PublishEventsFunction
 
 dev:
 	scripts/dev.sh
@@ -58,6 +58,9 @@ build-AgencyReadFunction:
 
 build-AgencyWriteFunction:
 	$(call lambda_artifact,agency-write)
+
+build-PublishEventsFunction:
+	$(call lambda_artifact,publish-events)
 
 build-CollectPaymentsFunction:
 	$(call lambda_artifact,collect-payments)

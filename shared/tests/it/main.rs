@@ -11,6 +11,7 @@ mod agency_purchases;
 mod billing;
 mod collection;
 mod credit_lines;
+mod events;
 mod handlers;
 mod history;
 mod ledger;

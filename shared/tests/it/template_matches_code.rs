@@ -256,6 +256,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         ],
         routes: &[],
     },
+    // Reads the table's stream and puts events on the bus: no table item (the policy test checks those grants).
+    ExpectedFunction { logical_id: "PublishEventsFunction", binary: "publish-events", grants: &[], routes: &[] },
     ExpectedFunction {
         logical_id: "StatementSweepFunction",
         binary: "statement-sweep",
@@ -586,6 +588,24 @@ fn expected_allowed(function: &ExpectedFunction) -> BTreeSet<Allowed> {
     allowed
 }
 
+/// `publish-events`' statements, each exactly one of: the stream reads on the table's stream, `events:PutEvents`
+/// on the bus, `sqs:SendMessage` to the failure queue (docs/events.md). `None` for anything else.
+fn publish_events_statement(statement: &Value) -> Option<()> {
+    let actions = strings(&statement["Action"]);
+    let resource = get_att(&statement["Resource"])?;
+    let expected: &[&str] = match resource.as_str() {
+        "Table.StreamArn" => {
+            &["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+        }
+        "EventBus.Arn" => &["events:PutEvents"],
+        "AsyncFailureQueue.Arn" => &["sqs:SendMessage"],
+        _ => return None,
+    };
+    let wanted: BTreeSet<String> = expected.iter().map(|a| (*a).to_owned()).collect();
+    (actions == wanted && statement["Effect"].as_str() == Some("Allow") && statement["Condition"].is_null())
+        .then_some(())
+}
+
 #[test]
 fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
     let template = Template::load();
@@ -620,6 +640,10 @@ fn function_policies_allow_only_what_the_code_does_on_its_own_keys() {
                         assert!(SECRET_READERS.contains(&(id, secret)), "{id} may not read {secret}");
                         secrets_read.insert((id, secret.to_owned()));
                     }
+                    continue;
+                }
+                if id == "PublishEventsFunction" {
+                    assert_eq!(publish_events_statement(statement), Some(()), "{id}: {statement:?}");
                     continue;
                 }
                 assert!(

@@ -1,0 +1,412 @@
+//! Domain events end to end (docs/events.md): the outbox item written inside the change's own transaction, read
+//! back from dynoxide's real stream (DynamoDB Streams API), handed to the real `publish-events` handler, put on a
+//! local stand-in for EventBridge (no local EventBridge exists; the SDK is pointed at it as
+//! `AWS_ENDPOINT_URL_EVENTBRIDGE` would). What the code serialises is validated against `events/schemas/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::Event;
+use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType, TransactWriteItem};
+use serde_json::{Value, json};
+use shared::api;
+use shared::domain::events::{self, EVENT_TYPES, OutboxEvent};
+use shared::events::{Publisher, handle_stream_batch};
+use shared::storage::outbox::outbox_put;
+use testkit::{ApiEvent, TestEnv, answer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const NORTHWIND: &str = "agency-northwind";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `events/schemas/validate.py` (Python's jsonschema, draft 2020-12) over these events.
+fn validate(events: &[String]) -> Result<(), String> {
+    let mut child = Command::new("python3")
+        .arg(workspace().join("events/schemas/validate.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/install-tools.sh installs jsonschema with schemathesis)");
+    let mut stdin = child.stdin.take().unwrap();
+    for event in events {
+        writeln!(stdin, "{event}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if output.status.success() { Ok(()) } else { Err(text) }
+}
+
+#[test]
+fn every_event_type_has_a_schema_and_what_the_code_serialises_matches_it() {
+    let dir = workspace().join("events/schemas");
+    let files: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(".schema.json")).map(str::to_owned))
+        .collect();
+    assert_eq!(files, EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect::<BTreeSet<_>>(), "schema files vs types");
+    let examples: Vec<String> = events::examples().into_iter().map(|e| e.json).collect();
+    validate(&examples).unwrap();
+    // The check can fail: an event with a field its schema does not have, or a price as a JSON number.
+    let mut bad: Value = serde_json::from_str(&examples[12]).unwrap();
+    bad["detail"]["changes"][0]["oldPrice"] = json!(27.5);
+    let mut with_cost: Value = serde_json::from_str(&examples[0]).unwrap();
+    with_cost["detail"]["lines"][0]["unitCost"] = json!("16.00");
+    let err = validate(&[bad.to_string(), with_cost.to_string()]).unwrap_err();
+    assert!(err.contains("oldPrice") && err.contains("unitCost"), "{err}");
+}
+
+#[test]
+fn no_schema_has_a_field_for_cost_margin_or_a_secret() {
+    fn names(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::Object(properties)) = map.get("properties") {
+                    out.extend(properties.keys().cloned());
+                }
+                map.values().for_each(|v| names(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| names(v, out)),
+            _ => {}
+        }
+    }
+    for event_type in EVENT_TYPES {
+        let path = workspace().join(format!("events/schemas/{event_type}.schema.json"));
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(schema["additionalProperties"], false, "{event_type}");
+        let mut fields = Vec::new();
+        names(&schema, &mut fields);
+        for field in fields {
+            let lower = field.to_lowercase();
+            for forbidden in ["cost", "margin", "token", "secret", "password", "card", "changedby"] {
+                assert!(!lower.contains(forbidden), "{event_type}: field {field} may not be published");
+            }
+        }
+    }
+}
+
+// ---- dynoxide's stream, read as Lambda's event source mapping reads it ----
+
+/// One call of the DynamoDB Streams API (JSON 1.0) on dynoxide, over plain HTTP: no SDK crate for a test.
+async fn streams_call(endpoint: &str, action: &str, body: Value) -> Value {
+    let host = endpoint.trim_start_matches("http://");
+    let body = body.to_string();
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDBStreams_20120810.{action}\r\nX-Amz-Date: 20261207T000000Z\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=local/20261207/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{action}: {head}\n{body}");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{action}: {e}: {body}"))
+}
+
+async fn enable_stream(env: &TestEnv) {
+    env.client
+        .update_table()
+        .table_name(&env.table)
+        .stream_specification(
+            StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewImage).build().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every record on the table's stream from its start, as the batch Lambda would hand `publish-events`, filtered
+/// to outbox inserts as the template's event source mapping filters them.
+async fn stream_batch(env: &TestEnv) -> Event {
+    let endpoint = env.dynamo.endpoint();
+    let streams = streams_call(&endpoint, "ListStreams", json!({ "TableName": env.table })).await;
+    let arn = streams["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_owned();
+    let description = streams_call(&endpoint, "DescribeStream", json!({ "StreamArn": arn })).await;
+    let mut records = Vec::new();
+    for shard in description["StreamDescription"]["Shards"].as_array().unwrap() {
+        let iterator = streams_call(
+            &endpoint,
+            "GetShardIterator",
+            json!({ "StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON" }),
+        )
+        .await;
+        let mut next = iterator["ShardIterator"].clone();
+        while next.is_string() {
+            let page = streams_call(&endpoint, "GetRecords", json!({ "ShardIterator": next })).await;
+            let page_records = page["Records"].as_array().cloned().unwrap_or_default();
+            if page_records.is_empty() {
+                break;
+            }
+            records.extend(page_records);
+            next = page["NextShardIterator"].clone();
+        }
+    }
+    let outbox: Vec<Value> = records
+        .into_iter()
+        .filter(|r| {
+            r["eventName"] == "INSERT"
+                && r["dynamodb"]["Keys"]["sk"]["S"].as_str().is_some_and(|sk| sk.starts_with("OUTBOX#"))
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": outbox })).expect("stream records read as Lambda's event")
+}
+
+// ---- a local stand-in for EventBridge's PutEvents ----
+
+#[derive(Default)]
+struct Bus {
+    /// Every entry put, in order (the same event may come twice: at least once).
+    received: Vec<Value>,
+    calls: usize,
+    /// The next calls refuse the entry at these positions (ThrottlingException), one set per call.
+    refuse: Vec<Vec<usize>>,
+    /// Calls after this many never answer: the publisher is then killed mid-batch.
+    hang_after: Option<usize>,
+}
+
+#[derive(Clone, Default)]
+struct StandIn(Arc<Mutex<Bus>>);
+
+impl StandIn {
+    async fn start(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bus = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let (socket, _) = listener.accept().await.unwrap();
+                let bus = bus.clone();
+                tokio::spawn(async move { bus.serve(socket).await });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn serve(&self, mut socket: TcpStream) {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 8192];
+        loop {
+            let Ok(read) = socket.read(&mut chunk).await else { return };
+            if read == 0 {
+                return;
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+            let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            if buffer.len() < end + 4 + length {
+                continue;
+            }
+            assert!(head.contains("x-amz-target: awsevents.putevents"), "{head}");
+            let request: Value = serde_json::from_slice(&buffer[end + 4..end + 4 + length]).unwrap();
+            let answer = {
+                let mut bus = self.0.lock().unwrap();
+                bus.calls += 1;
+                if bus.hang_after.is_some_and(|n| bus.calls > n) {
+                    None
+                } else {
+                    let refuse = if bus.refuse.is_empty() { Vec::new() } else { bus.refuse.remove(0) };
+                    let mut results = Vec::new();
+                    for (i, entry) in request["Entries"].as_array().unwrap().iter().enumerate() {
+                        if refuse.contains(&i) {
+                            results.push(json!({ "ErrorCode": "ThrottlingException", "ErrorMessage": "slow down" }));
+                        } else {
+                            bus.received.push(entry.clone());
+                            results.push(json!({ "EventId": format!("eb-{}-{i}", bus.calls) }));
+                        }
+                    }
+                    Some(json!({ "FailedEntryCount": refuse.len(), "Entries": results }))
+                }
+            };
+            let Some(answer) = answer else {
+                // Never answers: the caller is killed while waiting.
+                std::future::pending::<()>().await;
+                return;
+            };
+            let body = answer.to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            return;
+        }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        self.0.lock().unwrap().received.clone()
+    }
+
+    /// What an idempotent consumer keeps: each event once, by its `id`.
+    fn deduped(&self) -> BTreeMap<String, Value> {
+        self.received()
+            .into_iter()
+            .map(|entry| {
+                let detail: Value = serde_json::from_str(entry["Detail"].as_str().unwrap()).unwrap();
+                (detail["id"].as_str().unwrap().to_owned(), detail)
+            })
+            .collect()
+    }
+}
+
+fn publisher(endpoint: &str) -> Publisher {
+    let config = aws_sdk_eventbridge::Config::builder()
+        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new("local", "local", None, None, "test"))
+        .build();
+    let mut publisher = Publisher::new(aws_sdk_eventbridge::Client::from_conf(config), "overage-credits-test");
+    publisher.base_delay = Duration::from_millis(5);
+    publisher
+}
+
+fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
+    response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_redelivery() {
+    let env = TestEnv::seeded().await;
+    enable_stream(&env).await;
+    let event = ApiEvent::agency("PUT", "/agencies/{agencyId}/pricing", NORTHWIND)
+        .as_agency_admin(NORTHWIND)
+        .raw_body(&json!({ "prices": { "audience": "26.00" } }).to_string())
+        .header("content-type", "application/json");
+    let a = answer(api::agency_write(&env.app, event.request()).await);
+    assert_eq!(a.status, 200, "{}", a.body);
+
+    let batch = stream_batch(&env).await;
+    assert_eq!(batch.records.len(), 1, "one outbox item for one change");
+    let bus = StandIn::default();
+    let publisher = publisher(&bus.start().await);
+    let response = handle_stream_batch(&publisher, batch.clone()).await;
+    assert!(failures(&response).is_empty());
+    let received = bus.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["Source"], "overage-credits");
+    assert_eq!(received[0]["DetailType"], "pricing.changed");
+    assert_eq!(received[0]["EventBusName"], "overage-credits-test");
+    let detail: Value = serde_json::from_str(received[0]["Detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["detail"]["agencyId"], NORTHWIND);
+    assert_eq!(detail["detail"]["changes"][0]["newPrice"], "26.00");
+    assert_eq!(detail["detail"]["versionAfter"], detail["detail"]["versionBefore"].as_u64().unwrap() + 1);
+    validate(&[detail.to_string()]).unwrap();
+
+    // Lambda delivers at least once: the same batch again puts the same event again, with the same id.
+    handle_stream_batch(&publisher, batch).await;
+    assert_eq!(bus.received().len(), 2);
+    assert_eq!(bus.deduped().len(), 1);
+
+    // A price change refused (stale If-Match) commits nothing, so it emits nothing.
+    let stale = ApiEvent::agency("PUT", "/agencies/{agencyId}/pricing", NORTHWIND)
+        .as_agency_admin(NORTHWIND)
+        .raw_body(&json!({ "prices": { "audience": "25.00" } }).to_string())
+        .header("content-type", "application/json")
+        .header("if-match", "\"1\"");
+    let a = answer(api::agency_write(&env.app, stale.request()).await);
+    assert_eq!(a.status, 412, "{}", a.body);
+    assert_eq!(stream_batch(&env).await.records.len(), 1);
+}
+
+/// `count` events written through the outbox Put, each in a transaction of its own, as producers will.
+async fn write_outbox_events(env: &TestEnv, count: usize) -> Vec<OutboxEvent> {
+    let mut written = Vec::new();
+    for (i, mut example) in events::examples().into_iter().cycle().take(count).enumerate() {
+        let id = events::new_event_id();
+        example.json = example.json.replace(&example.id, &id);
+        example.id = id;
+        example.occurred_at = format!("2026-12-07T02:00:{:02}.{:03}Z", i / 1000, i % 1000);
+        let items: Vec<TransactWriteItem> = vec![outbox_put(&env.table, &example).unwrap()];
+        env.client.transact_write_items().set_transact_items(Some(items)).send().await.unwrap();
+        written.push(example);
+    }
+    written
+}
+
+#[tokio::test]
+async fn a_publisher_killed_mid_batch_loses_no_event_and_duplicates_dedupe_by_id() {
+    let env = TestEnv::empty().await;
+    enable_stream(&env).await;
+    let written = write_outbox_events(&env, 35).await;
+    let batch = stream_batch(&env).await;
+    assert_eq!(batch.records.len(), 35);
+
+    // The first PutEvents (10 events) is answered, the second never is: the function is killed there, as a
+    // timeout or a crash would kill it, and reports nothing.
+    let bus = StandIn::default();
+    bus.0.lock().unwrap().hang_after = Some(1);
+    let publisher = publisher(&bus.start().await);
+    let running = tokio::spawn({
+        let (publisher, batch) = (publisher.clone(), batch.clone());
+        async move { handle_stream_batch(&publisher, batch).await }
+    });
+    while bus.0.lock().unwrap().calls < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.abort();
+    assert!(running.await.unwrap_err().is_cancelled());
+    assert_eq!(bus.received().len(), 10, "killed after one answered call");
+
+    // Lambda retries the failed invocation with the same batch (the shard's checkpoint did not move).
+    bus.0.lock().unwrap().hang_after = None;
+    let response = handle_stream_batch(&publisher, batch).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(bus.received().len(), 45, "the first ten twice: at least once");
+    let delivered = bus.deduped();
+    let wanted: BTreeSet<&str> = written.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(delivered.keys().map(String::as_str).collect::<BTreeSet<_>>(), wanted, "none lost");
+    let all: Vec<String> = delivered.values().map(Value::to_string).collect();
+    validate(&all).unwrap();
+}
+
+#[tokio::test]
+async fn refused_entries_are_resent_and_what_stays_unsent_is_handed_back_at_its_record() {
+    let env = TestEnv::empty().await;
+    enable_stream(&env).await;
+    let written = write_outbox_events(&env, 14).await;
+    let batch = stream_batch(&env).await;
+
+    // EventBridge refuses two entries of the first call; the resend puts them.
+    let bus = StandIn::default();
+    bus.0.lock().unwrap().refuse = vec![vec![3, 7]];
+    let publisher = publisher(&bus.start().await);
+    let response = handle_stream_batch(&publisher, batch.clone()).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(bus.deduped().len(), 14);
+    assert_eq!(bus.received().len(), 14, "only the refused entries were sent again");
+
+    // An entry refused on every attempt: the batch item failure names its record, the first not put, so Lambda
+    // redelivers from there and nothing after it is skipped.
+    let bus = StandIn::default();
+    // The second chunk (events 10..14): its entry 1 (event 11) is refused on all four attempts.
+    bus.0.lock().unwrap().refuse = vec![vec![], vec![1], vec![0], vec![0], vec![0]];
+    let publisher = publisher(&bus.start().await);
+    let response = handle_stream_batch(&publisher, batch.clone()).await;
+    let eleventh = batch.records[11].change.sequence_number.clone().unwrap();
+    assert_eq!(failures(&response), vec![eleventh]);
+    let mut redelivered = batch.clone();
+    redelivered.records = batch.records[11..].to_vec();
+    let response = handle_stream_batch(&publisher, redelivered).await;
+    assert!(failures(&response).is_empty());
+    assert_eq!(bus.deduped().len(), written.len());
+}
