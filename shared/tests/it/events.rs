@@ -288,10 +288,14 @@ fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse)
 async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_redelivery() {
     let env = TestEnv::seeded().await;
     enable_stream(&env).await;
+    let read = ApiEvent::agency("GET", "/agencies/{agencyId}/pricing", NORTHWIND).as_agency_admin(NORTHWIND);
+    let read = answer(api::agency_read(&env.app, read.request()).await);
+    let etag = read.header("etag").expect("the pricing version").to_owned();
     let event = ApiEvent::agency("PUT", "/agencies/{agencyId}/pricing", NORTHWIND)
         .as_agency_admin(NORTHWIND)
         .raw_body(&json!({ "prices": { "audience": "26.00" } }).to_string())
-        .header("content-type", "application/json");
+        .header("content-type", "application/json")
+        .header("if-match", &etag);
     let a = answer(api::agency_write(&env.app, event.request()).await);
     assert_eq!(a.status, 200, "{}", a.body);
 
@@ -317,12 +321,12 @@ async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_re
     assert_eq!(bus.received().len(), 2);
     assert_eq!(bus.deduped().len(), 1);
 
-    // A price change refused (stale If-Match) commits nothing, so it emits nothing.
+    // A price change refused (the version it names has moved) commits nothing, so it emits nothing.
     let stale = ApiEvent::agency("PUT", "/agencies/{agencyId}/pricing", NORTHWIND)
         .as_agency_admin(NORTHWIND)
         .raw_body(&json!({ "prices": { "audience": "25.00" } }).to_string())
         .header("content-type", "application/json")
-        .header("if-match", "\"1\"");
+        .header("if-match", &etag);
     let a = answer(api::agency_write(&env.app, stale.request()).await);
     assert_eq!(a.status, 412, "{}", a.body);
     assert_eq!(stream_batch(&env).await.records.len(), 1);
