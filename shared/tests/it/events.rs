@@ -268,7 +268,7 @@ impl StandIn {
     }
 }
 
-fn publisher(endpoint: &str) -> Publisher {
+fn publisher_to(endpoint: &str) -> Publisher {
     let config = aws_sdk_eventbridge::Config::builder()
         .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -302,7 +302,7 @@ async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_re
     let batch = stream_batch(&env).await;
     assert_eq!(batch.records.len(), 1, "one outbox item for one change");
     let bus = StandIn::default();
-    let publisher = publisher(&bus.start().await);
+    let publisher = publisher_to(&bus.start().await);
     let response = handle_stream_batch(&publisher, batch.clone()).await;
     assert!(failures(&response).is_empty());
     let received = bus.received();
@@ -359,7 +359,7 @@ async fn a_publisher_killed_mid_batch_loses_no_event_and_duplicates_dedupe_by_id
     // timeout or a crash would kill it, and reports nothing.
     let bus = StandIn::default();
     bus.0.lock().unwrap().hang_after = Some(1);
-    let publisher = publisher(&bus.start().await);
+    let publisher = publisher_to(&bus.start().await);
     let running = tokio::spawn({
         let (publisher, batch) = (publisher.clone(), batch.clone());
         async move { handle_stream_batch(&publisher, batch).await }
@@ -393,7 +393,7 @@ async fn refused_entries_are_resent_and_what_stays_unsent_is_handed_back_at_its_
     // EventBridge refuses two entries of the first call; the resend puts them.
     let bus = StandIn::default();
     bus.0.lock().unwrap().refuse = vec![vec![3, 7]];
-    let publisher = publisher(&bus.start().await);
+    let publisher = publisher_to(&bus.start().await);
     let response = handle_stream_batch(&publisher, batch.clone()).await;
     assert!(failures(&response).is_empty());
     assert_eq!(bus.deduped().len(), 14);
@@ -404,7 +404,7 @@ async fn refused_entries_are_resent_and_what_stays_unsent_is_handed_back_at_its_
     let bus = StandIn::default();
     // The second chunk (events 10..14): its entry 1 (event 11) is refused on all four attempts.
     bus.0.lock().unwrap().refuse = vec![vec![], vec![1], vec![0], vec![0], vec![0]];
-    let publisher = publisher(&bus.start().await);
+    let publisher = publisher_to(&bus.start().await);
     let response = handle_stream_batch(&publisher, batch.clone()).await;
     let eleventh = batch.records[11].change.sequence_number.clone().unwrap();
     assert_eq!(failures(&response), vec![eleventh]);
