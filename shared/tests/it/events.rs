@@ -122,7 +122,11 @@ async fn enable_stream(env: &TestEnv) {
         .update_table()
         .table_name(&env.table)
         .stream_specification(
-            StreamSpecification::builder().stream_enabled(true).stream_view_type(StreamViewType::NewImage).build().unwrap(),
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
         )
         .send()
         .await
