@@ -19,6 +19,7 @@ use aws_smithy_types::DateTime;
 use aws_smithy_types::date_time::Format;
 
 use crate::domain::events::SOURCE;
+use crate::settings::{Lookup, SettingsError, Vars};
 use crate::storage::outbox::{StreamedEvent, event_from_stream_record};
 
 /// EventBridge takes at most this many entries per `PutEvents`.
@@ -153,17 +154,60 @@ pub async fn handle_stream_batch(publisher: &Publisher, batch: Event) -> DynamoD
     response
 }
 
-/// The publisher from the environment: `EVENT_BUS_NAME` (the template sets it); the SDK's endpoint and region
-/// settings as usual (`AWS_ENDPOINT_URL_EVENTBRIDGE` points it at a local stand-in).
-pub async fn publisher_from_env() -> Publisher {
-    let bus = std::env::var("EVENT_BUS_NAME")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| panic!("EVENT_BUS_NAME is not set"));
+pub const EVENT_BUS_NAME_VARIABLE: &str = "EVENT_BUS_NAME";
+
+/// `publish-events`' settings (read with the others by `runtime::start`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishSettings {
+    /// `EVENT_BUS_NAME`: required (the template sets it to its bus); no default, so a function that would put
+    /// events nowhere does not start.
+    pub bus_name: String,
+}
+
+impl PublishSettings {
+    pub fn from_vars(var: Lookup) -> Result<PublishSettings, SettingsError> {
+        let vars = Vars(var);
+        let accepts = "an EventBridge bus name: 1 to 256 of a-z, A-Z, 0-9, '.', '-', '_', '/'";
+        let Some(bus_name) = vars.text(EVENT_BUS_NAME_VARIABLE) else {
+            return Err(SettingsError {
+                variable: EVENT_BUS_NAME_VARIABLE,
+                problem: format!("is not set; expected {accepts}"),
+            });
+        };
+        if bus_name.len() > 256 || !bus_name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b)) {
+            return Err(vars.bad(EVENT_BUS_NAME_VARIABLE, &bus_name, accepts));
+        }
+        Ok(PublishSettings { bus_name })
+    }
+}
+
+/// The publisher for these settings; the SDK's endpoint and region settings as usual
+/// (`AWS_ENDPOINT_URL_EVENTBRIDGE` points it at a local stand-in). Built from aws-config's defaults with the
+/// functions' timeouts and retries; `runtime`'s private SDK loader (its trimmed trust store) is the later step's
+/// to share.
+pub async fn publisher(settings: &PublishSettings) -> Publisher {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .timeout_config(crate::runtime::timeout_config())
         .retry_config(crate::runtime::retry_config())
         .load()
         .await;
-    Publisher::new(aws_sdk_eventbridge::Client::new(&config), bus)
+    Publisher::new(aws_sdk_eventbridge::Client::new(&config), &settings.bus_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bus_name_is_required_and_checked() {
+        let with = |value: Option<&'static str>| {
+            PublishSettings::from_vars(&move |name: &str| {
+                (name == EVENT_BUS_NAME_VARIABLE).then_some(value).flatten().map(str::to_owned)
+            })
+        };
+        assert_eq!(with(Some("stack-events")).unwrap().bus_name, "stack-events");
+        assert_eq!(with(None).unwrap_err().variable, EVENT_BUS_NAME_VARIABLE);
+        assert_eq!(with(Some("")).unwrap_err().variable, EVENT_BUS_NAME_VARIABLE);
+        assert!(with(Some("a bus")).unwrap_err().problem.contains("\"a bus\""));
+    }
 }

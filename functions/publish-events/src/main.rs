@@ -6,8 +6,8 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::runtime::init_tracing();
-    let publisher = shared::events::publisher_from_env().await;
+    let settings = shared::runtime::start(shared::events::PublishSettings::from_vars)?;
+    let publisher = shared::events::publisher(&settings.function).await;
     run(service_fn(|event: LambdaEvent<Event>| {
         let publisher = &publisher;
         async move { Ok::<_, Error>(shared::events::handle_stream_batch(publisher, event.payload).await) }

@@ -878,6 +878,9 @@ const SETTINGS_PARTS: &[(&str, &str, SettingsPart)] = &[
     ("provision-account", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
     ("record-payment", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
     ("statement-sweep", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+    ("publish-events", "start(shared::events::PublishSettings::from_vars)", |var| {
+        shared::events::PublishSettings::from_vars(var).map(drop)
+    }),
 ];
 
 fn api_unsigned(var: shared::settings::Lookup) -> Result<(), shared::settings::SettingsError> {
