@@ -190,7 +190,7 @@ impl Fixture {
             key,
             // Same shape as the handler's SHA-256 hex: 64 hex characters.
             request_hash: format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple()),
-            purchase_body: api::purchase_view(&record).to_string(),
+            purchase_body: serde_json::to_string(&api::views::PurchaseView::of(&record)).expect("a purchase view"),
             now_epoch_seconds: epoch(now),
             expires_at_epoch_seconds: epoch(now + api::IDEMPOTENCY_TTL),
         };

@@ -4,9 +4,10 @@
 //! background thread that a frozen Lambda instance could strand), and CloudWatch Logs turns the line into
 //! metrics in the namespace `METRICS_NAMESPACE` (the template sets `OverageCredits/<stack>`).
 //!
-//! - a purchase: [`purchase_credits`] wraps the handler and reads the outcome from its response
-//!   (`created`, `replayed` or the problem `code`), the credits per type, the amount at price, the DynamoDB
-//!   calls it made and its latency;
+//! - a purchase: [`purchase_credits`] wraps the handler and records its typed outcome
+//!   ([`crate::api::Purchased`]: `created`, `replayed` or the problem `code`), the credits per type and the
+//!   amount at price of the purchase record itself (never re-read from the response JSON, where a renamed field
+//!   would silently record zero), the DynamoDB calls it made and its latency;
 //! - a billing run: [`run_billing_from_event`] wraps the run and records its [`RunSummary`] or its failure;
 //! - a reconcile check: [`record_reconcile`].
 //!
@@ -33,7 +34,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 
-use crate::api::App;
+use crate::api::{App, Purchased};
 use crate::billing::{BillingError, RunSummary};
 use crate::domain::CreditType;
 use crate::storage::Store;
@@ -159,12 +160,13 @@ struct PurchaseMetrics {
 /// and one log line (with the account and purchase ids) describing what it did.
 pub async fn purchase_credits(app: &App, request: Request) -> Response<Body> {
     let started = Instant::now();
-    let (response, calls) = counting_dynamo_calls(crate::api::purchase_credits(app, request)).await;
-    record_purchase(&response, started.elapsed(), &calls);
+    let ((response, purchased), calls) =
+        counting_dynamo_calls(crate::api::purchase_credits_with_outcome(app, request)).await;
+    record_purchase(&PurchaseOutcome::of(&purchased), started.elapsed(), &calls);
     response
 }
 
-/// What a purchase response says, for metrics.
+/// What a purchase did, for metrics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PurchaseOutcome {
     pub outcome: String,
@@ -175,57 +177,50 @@ pub struct PurchaseOutcome {
     pub purchase_id: Option<String>,
 }
 
-/// Reads the outcome from the response the handler built: a 201 with `Idempotent-Replayed: true` is
-/// `replayed` (nothing written), another 201 is `created`, anything else is the problem's `code`.
-pub fn purchase_outcome(response: &Response<Body>) -> PurchaseOutcome {
-    let status = response.status().as_u16();
-    let body: Value = match response.body() {
-        Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-        Body::Binary(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    let replayed = response
-        .headers()
-        .get("idempotent-replayed")
-        .is_some_and(|v| v.to_str().is_ok_and(|v| v.eq_ignore_ascii_case("true")));
-    let purchase = &body["purchase"];
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    let mut outcome = PurchaseOutcome {
-        outcome: String::new(),
-        status,
-        credits: Vec::new(),
-        amount_at_price: Decimal::ZERO,
-        account_id: text(&purchase["accountId"]),
-        purchase_id: text(&purchase["purchaseId"]),
-    };
-    if status == 201 {
-        if replayed {
-            outcome.outcome = "replayed".to_owned();
-        } else {
-            outcome.outcome = "created".to_owned();
-            for line in purchase["lines"].as_array().into_iter().flatten() {
-                if let (Some(t), Some(q)) =
-                    (line["creditType"].as_str().and_then(CreditType::parse), line["quantity"].as_u64())
-                {
-                    outcome.credits.push((t, q));
-                }
-            }
-            outcome.amount_at_price = purchase["total"].as_str().and_then(|t| t.parse().ok()).unwrap_or_default();
+impl PurchaseOutcome {
+    /// From the handler's typed outcome: a new purchase is `created` with its record's lines and total, a retry
+    /// under a used key `replayed` (nothing written), anything else the problem's code.
+    pub fn of(purchased: &Purchased) -> PurchaseOutcome {
+        match purchased {
+            Purchased::Created(record) => PurchaseOutcome {
+                outcome: "created".to_owned(),
+                status: 201,
+                credits: record.lines.iter().map(|line| (line.credit_type, line.quantity)).collect(),
+                amount_at_price: record.total,
+                account_id: Some(record.account_id.clone()),
+                purchase_id: Some(record.purchase_id.clone()),
+            },
+            Purchased::Replayed { account_id, purchase_id } => PurchaseOutcome {
+                outcome: "replayed".to_owned(),
+                status: 201,
+                credits: Vec::new(),
+                amount_at_price: Decimal::ZERO,
+                account_id: Some(account_id.clone()),
+                purchase_id: Some(purchase_id.clone()),
+            },
+            Purchased::Refused { code, status } => PurchaseOutcome {
+                outcome: bounded_outcome(*status, code),
+                status: *status,
+                credits: Vec::new(),
+                amount_at_price: Decimal::ZERO,
+                account_id: None,
+                purchase_id: None,
+            },
         }
-    } else {
-        // Problem codes are a closed set (api::error); anything else would be a bug, and stays one value.
-        outcome.outcome = match body["code"].as_str() {
-            Some(code) if code.len() <= 40 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
-                code.to_owned()
-            }
-            _ => format!("http_{status}"),
-        };
     }
-    outcome
 }
 
-fn record_purchase(response: &Response<Body>, latency: Duration, calls: &DynamoCalls) {
-    let outcome = purchase_outcome(response);
+/// The `Outcome` dimension of a refusal: its problem code. Codes are a closed set (`api::error`); anything else
+/// would be a bug, and stays one value per status rather than one metric per odd string.
+pub fn bounded_outcome(status: u16, code: &str) -> String {
+    if !code.is_empty() && code.len() <= 40 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        code.to_owned()
+    } else {
+        format!("http_{status}")
+    }
+}
+
+fn record_purchase(outcome: &PurchaseOutcome, latency: Duration, calls: &DynamoCalls) {
     let mut metrics = PurchaseMetrics {
         outcome: outcome.outcome.clone(),
         requests: 1,
@@ -389,4 +384,65 @@ pub fn record_reconcile(figures: &ReconcileFigures) {
         duration: figures.duration,
     };
     drop(metrics.append_on_drop(OpsMetrics::sink_or_discard()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{PurchaseLine, PurchaseRecord};
+
+    fn line(credit_type: CreditType, quantity: u64, subtotal: i64) -> PurchaseLine {
+        PurchaseLine {
+            credit_type,
+            quantity,
+            unit_price: Decimal::ONE,
+            unit_cost: Decimal::ONE,
+            subtotal: Decimal::new(subtotal, 0),
+            subtotal_at_cost: Decimal::new(subtotal, 0),
+        }
+    }
+
+    #[test]
+    fn a_created_purchase_is_recorded_from_its_record_not_from_response_fields() {
+        // Every type, so a credit type whose figure silently stayed zero fails here; the response body plays no
+        // part (a renamed view field cannot zero a metric).
+        let record = PurchaseRecord {
+            purchase_id: "p".into(),
+            account_id: "acct-a".into(),
+            agency_id: "agency-a".into(),
+            created_at: "2026-12-01T00:00:00.000Z".into(),
+            currency: "USD".into(),
+            lines: vec![
+                line(CreditType::Audience, 1, 1),
+                line(CreditType::Enrichment, 2, 2),
+                line(CreditType::Pixel, 3, 3),
+                line(CreditType::CustomModel, 4, 4),
+            ],
+            total: Decimal::new(1000, 2),
+            total_at_cost: Decimal::new(1000, 2),
+            billed_to_client: false,
+            billed_to_agency: false,
+            client_statement_id: None,
+            agency_statement_id: None,
+            idempotency_key: None,
+            voided_at: None,
+            voided_by: None,
+        };
+        let outcome = PurchaseOutcome::of(&Purchased::Created(Box::new(record)));
+        assert_eq!(outcome.outcome, "created");
+        assert_eq!(
+            outcome.credits,
+            vec![
+                (CreditType::Audience, 1),
+                (CreditType::Enrichment, 2),
+                (CreditType::Pixel, 3),
+                (CreditType::CustomModel, 4)
+            ]
+        );
+        assert_eq!(outcome.amount_at_price, Decimal::new(1000, 2));
+        let replayed =
+            PurchaseOutcome::of(&Purchased::Replayed { account_id: "acct-a".into(), purchase_id: "p".into() });
+        assert_eq!((replayed.outcome.as_str(), replayed.credits.len()), ("replayed", 0));
+        assert_eq!(replayed.amount_at_price, Decimal::ZERO);
+    }
 }

@@ -125,14 +125,9 @@ async fn a_purchase_and_a_billing_run_write_valid_emf_with_allowed_dimensions_on
 #[test]
 fn every_problem_code_is_a_bounded_outcome() {
     // Outcome is the only dimension: its values must stay a small closed set, never free text or an id.
-    let response = lambda_http::Response::builder()
-        .status(409)
-        .body(lambda_http::Body::Text(json!({"code": "price_changed", "accountId": ACCOUNT}).to_string()))
-        .unwrap();
-    assert_eq!(metrics::purchase_outcome(&response).outcome, "price_changed");
-    let odd = lambda_http::Response::builder()
-        .status(502)
-        .body(lambda_http::Body::Text(json!({"code": format!("acct {ACCOUNT}")}).to_string()))
-        .unwrap();
-    assert_eq!(metrics::purchase_outcome(&odd).outcome, "http_502");
+    let refused = |status: u16, code: &'static str| {
+        metrics::PurchaseOutcome::of(&shared::api::Purchased::Refused { code, status })
+    };
+    assert_eq!(refused(409, "price_changed").outcome, "price_changed");
+    assert_eq!(refused(502, "acct acct-northwind-coffee").outcome, "http_502");
 }

@@ -4,56 +4,53 @@
 //! All answer the client's view only: prices and totals at price, never costs, never agency statements.
 
 use lambda_http::http::StatusCode;
-use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{Value, json};
 
 use super::cursor::{CursorKey, CursorList, invalid_cursor};
 use super::error::AppError;
 use super::http::{authorize, json_response, query_parameter};
-use super::{App, load_account, purchase_view, respond};
-use crate::domain::billing::{CycleEnd, Statement, StatementKind, StatementRef};
-use crate::domain::{is_valid_account_id, round_to_cents};
+use super::paging::{DEFAULT_PAGE_SIZE, Paging};
+use super::routing::route_of;
+use super::views::{PurchaseView, PurchasesPage, StatementPurchasesPage, StatementView, StatementsPage};
+use super::{App, load_account, respond};
+use crate::domain::billing::{CycleEnd, StatementKind, StatementRef};
+use crate::domain::is_valid_account_id;
 use crate::storage::{PurchaseKey, StatementKey, StatementPurchasePosition};
-
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-pub const MAX_PAGE_SIZE: usize = 100;
 
 /// `GET /accounts/{accountId}/credit-purchases?limit=&cursor=`: newest first, `nextCursor` while more follow.
 pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
+        let paging = Paging::read(app, &request, DEFAULT_PAGE_SIZE)?;
         let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => Some(decode_cursor(cursors, &cursor, &account_id)?),
+            Some(cursor) => Some(decode_cursor(app.cursor_key()?, &cursor, &account_id)?),
             None => None,
         };
         load_account(app, &account_id).await?;
-        let page = app.store.purchases_newest_first(&account_id, limit, after.as_ref()).await?;
-        let purchases: Vec<Value> = page.purchases.iter().map(purchase_view).collect();
-        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::Purchases, key));
-        Ok(json_response(StatusCode::OK, &json!({"purchases": purchases, "nextCursor": next_cursor})))
+        let page = app.store.purchases_newest_first(&account_id, paging.limit, after.as_ref()).await?;
+        let body = PurchasesPage {
+            purchases: page.purchases.iter().map(PurchaseView::of).collect(),
+            next_cursor: paging.next_cursor(CursorList::Purchases, page.next.as_ref()),
+        };
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
 
 /// The route key of the statement purchases route, as API Gateway sends it.
 pub const STATEMENT_PURCHASES_ROUTE_KEY: &str = "GET /accounts/{accountId}/statements/{statementId}/purchases";
+/// The route key of the statements route.
+pub const STATEMENTS_ROUTE_KEY: &str = "GET /accounts/{accountId}/statements";
 
 /// The `list-statements` function: `GET /accounts/{accountId}/statements` and
 /// `GET /accounts/{accountId}/statements/{statementId}/purchases`, told apart by the request's route key (or,
-/// without one, by the `statementId` path parameter).
+/// without one, by the path, else by the `statementId` path parameter).
 pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
-    let route_key = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(context)) => context.route_key.clone(),
-        _ => None,
-    };
-    let purchases_route = match route_key.as_deref() {
-        Some(STATEMENT_PURCHASES_ROUTE_KEY) => true,
-        Some(key) if key.ends_with("/statements") => false,
-        _ => request.path_parameters().first("statementId").is_some(),
+    let routes = [STATEMENTS_ROUTE_KEY, STATEMENT_PURCHASES_ROUTE_KEY];
+    let purchases_route = match route_of(&request, &routes, |key| key) {
+        Some(key) => key == STATEMENT_PURCHASES_ROUTE_KEY,
+        None => request.path_parameters().first("statementId").is_some(),
     };
     if purchases_route { list_statement_purchases(app, request).await } else { list_statement_page(app, request).await }
 }
@@ -64,23 +61,20 @@ async fn list_statement_page(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
-        let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => {
-                let key: StatementKey = cursors.open(CursorList::Statements, &cursor)?;
-                if !key.is_statement_of(&account_id) {
-                    return Err(invalid_cursor("not a position in this account's statements"));
-                }
-                Some(key)
-            }
-            None => None,
-        };
+        let paging = Paging::read(app, &request, DEFAULT_PAGE_SIZE)?;
+        let after = paging.after(
+            &request,
+            CursorList::Statements,
+            |key: &StatementKey| key.is_statement_of(&account_id),
+            "not a position in this account's statements",
+        )?;
         load_account(app, &account_id).await?;
-        let page = app.store.client_statements_page(&account_id, limit, after.as_ref()).await?;
-        let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
-        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::Statements, key));
-        Ok(json_response(StatusCode::OK, &json!({"statements": statements, "nextCursor": next_cursor})))
+        let page = app.store.client_statements_page(&account_id, paging.limit, after.as_ref()).await?;
+        let body = StatementsPage {
+            statements: page.statements.iter().map(StatementView::of).collect(),
+            next_cursor: paging.next_cursor(CursorList::Statements, page.next.as_ref()),
+        };
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
@@ -91,32 +85,28 @@ async fn list_statement_purchases(app: &App, request: Request) -> Response<Body>
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let account_id = authorize(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
+        let paging = Paging::read(app, &request, DEFAULT_PAGE_SIZE)?;
         let path_parameters = request.path_parameters();
         let statement_id = path_parameters.first("statementId").ok_or(AppError::InvalidStatementId)?.to_owned();
         let cycle_end = own_statement_cycle_end(&statement_id, &account_id)?;
-        let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => {
-                let position: StatementPurchasePosition = cursors.open(CursorList::StatementPurchases, &cursor)?;
-                if !position.is_in(&account_id, &cycle_end) {
-                    return Err(invalid_cursor("not a position in this statement"));
-                }
-                Some(position)
-            }
-            None => None,
-        };
+        let after = paging.after(
+            &request,
+            CursorList::StatementPurchases,
+            |position: &StatementPurchasePosition| position.is_in(&account_id, &cycle_end),
+            "not a position in this statement",
+        )?;
         load_account(app, &account_id).await?;
         let page = app
             .store
-            .client_statement_purchase_ids(&account_id, &cycle_end, &statement_id, limit, after.as_ref())
+            .client_statement_purchase_ids(&account_id, &cycle_end, &statement_id, paging.limit, after.as_ref())
             .await?
             .ok_or(AppError::StatementNotFound)?;
-        let next_cursor = page.next.as_ref().map(|position| cursors.sign(CursorList::StatementPurchases, position));
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"statementId": statement_id, "purchaseIds": page.purchase_ids, "nextCursor": next_cursor}),
-        ))
+        let body = StatementPurchasesPage {
+            statement_id: &statement_id,
+            purchase_ids: &page.purchase_ids,
+            next_cursor: paging.next_cursor(CursorList::StatementPurchases, page.next.as_ref()),
+        };
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
@@ -151,58 +141,6 @@ fn has_statement_id_shape(id: &str) -> bool {
         && rest.get(21..).is_some_and(is_valid_account_id)
 }
 
-/// The client's view of a client statement: amounts at price (that is all a client statement holds), and how
-/// many purchases it covers; their ids are paged by the statement purchases route.
-pub fn statement_view(statement: &Statement) -> Value {
-    let lines: Vec<Value> = statement
-        .lines
-        .iter()
-        .map(|line| {
-            json!({
-                "creditType": line.credit_type.as_str(),
-                "quantity": line.quantity,
-                "amount": round_to_cents(line.amount).to_string(),
-            })
-        })
-        .collect();
-    json!({
-        "statementId": statement.statement_id,
-        "cycleEnd": statement.cycle_end,
-        "status": statement.status,
-        "currency": statement.currency,
-        "lines": lines,
-        "total": round_to_cents(statement.total).to_string(),
-        "amountPaid": round_to_cents(statement.amount_paid).to_string(),
-        "amountDue": round_to_cents(statement.amount_due).to_string(),
-        // When it falls overdue if unpaid; null while its cycle is still being billed.
-        "dueAt": statement.due_at,
-        "purchaseCount": statement.purchase_count,
-        "createdAt": statement.created_at,
-    })
-}
-
-/// `limit`: absent → 20; else a plain whole number 1..=100.
-pub(super) fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
-    page_size_or(raw, DEFAULT_PAGE_SIZE)
-}
-
-/// `limit`: absent → `default`; else a plain whole number 1..=100.
-pub(super) fn page_size_or(raw: Option<&str>, default: usize) -> Result<usize, AppError> {
-    let Some(raw) = raw else { return Ok(default) };
-    let invalid = || AppError::InvalidQuery {
-        parameter: "limit",
-        detail: format!("`limit` must be a whole number from 1 to {MAX_PAGE_SIZE} (got {raw:?})."),
-    };
-    // Digits only: no sign, spaces or exponent; at most three so parsing cannot overflow.
-    if raw.is_empty() || raw.len() > 3 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    match raw.parse::<usize>() {
-        Ok(limit) if (1..=MAX_PAGE_SIZE).contains(&limit) => Ok(limit),
-        _ => Err(invalid()),
-    }
-}
-
 /// Strict: a cursor this API issued for the purchase history (see [`CursorKey::open`]), and the key of a
 /// purchase of this very account, so a cursor can only ever move within the caller's own history.
 fn decode_cursor(cursors: &CursorKey, cursor: &str, account_id: &str) -> Result<PurchaseKey, AppError> {
@@ -234,16 +172,6 @@ mod tests {
         assert!(URL_SAFE_NO_PAD.decode("Zm9vY").is_err()); // dangling character
         assert!(URL_SAFE_NO_PAD.decode("Zh").is_err()); // non-zero leftover bits ("Zg" is canonical)
         assert_eq!(URL_SAFE_NO_PAD.decode("Zg").unwrap(), b"f");
-    }
-
-    #[test]
-    fn page_size_is_strict() {
-        assert_eq!(page_size(None).unwrap(), 20);
-        assert_eq!(page_size(Some("1")).unwrap(), 1);
-        assert_eq!(page_size(Some("100")).unwrap(), 100);
-        for bad in ["0", "101", "abc", "", "-1", "+5", " 5", "5.0", "1e2", "1000"] {
-            assert!(page_size(Some(bad)).is_err(), "{bad}");
-        }
     }
 
     #[test]

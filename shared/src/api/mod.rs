@@ -13,12 +13,9 @@ use std::time::Duration;
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
 
 use crate::cache::PricingCache;
-use crate::domain::{
-    self, Account, Balances, CURRENCY, CreditType, EffectivePricing, PriceSource, PurchaseRecord, format_rate,
-};
+use crate::domain::{self, Account, EffectivePricing};
 use crate::storage::Store;
 use cursor::{CURSOR_KEY_VARIABLE, CursorKey};
 use error::AppError;
@@ -30,12 +27,15 @@ pub mod error;
 pub mod history;
 pub mod http;
 pub mod ledger;
+pub mod paging;
 pub mod purchase;
+pub mod routing;
+pub mod views;
 
 pub use agency::{agency_read, agency_write};
 pub use history::{list_purchases, list_statements};
 pub use ledger::{list_ledger, list_purchases_or_ledger};
-pub use purchase::{IDEMPOTENCY_TTL, purchase_credits};
+pub use purchase::{IDEMPOTENCY_TTL, Purchased, purchase_credits, purchase_credits_with_outcome};
 
 /// Settings read once at cold start.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ pub async fn get_pricing(app: &App, request: Request) -> Response<Body> {
         let account_id = authorize(&request, &app.settings)?;
         let agency_id = agency_of(app, &account_id).await?;
         let (pricing, _) = pricing_of(app, &agency_id).await?;
-        Ok(json_response(StatusCode::OK, &pricing_body(&account_id, &pricing)))
+        Ok(json_response(StatusCode::OK, &views::PricingView::of(&account_id, &pricing)))
     })
     .await
 }
@@ -178,7 +178,7 @@ pub async fn get_balances(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let account_id = authorize(&request, &app.settings)?;
         let account = load_account(app, &account_id).await?;
-        Ok(json_response(StatusCode::OK, &balances_body(&account)))
+        Ok(json_response(StatusCode::OK, &views::AccountBalancesView::of(&account)))
     })
     .await
 }
@@ -209,86 +209,10 @@ pub(crate) async fn pricing_of(app: &App, agency_id: &str) -> Result<(EffectiveP
     Ok((pricing, false))
 }
 
-/// The client's view of its prices: never the agency's cost.
-pub fn pricing_body(account_id: &str, pricing: &EffectivePricing) -> Value {
-    let prices: Vec<Value> = pricing
-        .rates
-        .iter()
-        .map(|rate| {
-            let mut price = json!({
-                "creditType": rate.credit_type.as_str(),
-                "pricePerCredit": format_rate(rate.price),
-                "source": match rate.price_source { PriceSource::Agency => "agency", PriceSource::Default => "default" },
-            });
-            // The smallest quantity a line may have; absent when the type cannot be bought (a zero price).
-            if let Some(minimum) = domain::minimum_quantity(rate) {
-                price["minimumQuantity"] = json!(minimum);
-            }
-            price
-        })
-        .collect();
-    json!({"accountId": account_id, "currency": CURRENCY, "prices": prices})
-}
-
-/// The client's view of a purchase: lines at price, no costs. A voided purchase says so and when (never who
-/// voided it).
-pub fn purchase_view(record: &PurchaseRecord) -> Value {
-    let lines: Vec<Value> = record
-        .lines
-        .iter()
-        .map(|line| {
-            json!({
-                "creditType": line.credit_type.as_str(),
-                "quantity": line.quantity,
-                "unitPrice": format_rate(line.unit_price),
-                "subtotal": line.subtotal.to_string(),
-            })
-        })
-        .collect();
-    let mut view = json!({
-        "purchaseId": record.purchase_id,
-        "accountId": record.account_id,
-        "createdAt": record.created_at,
-        "currency": record.currency,
-        "lines": lines,
-        "total": record.total.to_string(),
-        "billedToClient": record.billed_to_client,
-        "billedToAgency": record.billed_to_agency,
-    });
-    if let Some(voided_at) = &record.voided_at {
-        view["voided"] = json!(true);
-        view["voidedAt"] = json!(voided_at);
-    }
-    view
-}
-
-pub(crate) fn balances_map(balances: &Balances) -> Value {
-    let map: serde_json::Map<String, Value> =
-        CreditType::ALL.into_iter().map(|t| (t.as_str().to_owned(), json!(balances.get(t)))).collect();
-    Value::Object(map)
-}
-
-/// The balances route's body: credits per type and the pay-later line (`null` if the account has none).
-fn balances_body(account: &Account) -> Value {
-    let line = account.credit_line.map(|line| {
-        json!({
-            "limit": domain::round_to_cents(line.limit).to_string(),
-            "outstanding": domain::round_to_cents(line.outstanding()).to_string(),
-            // What a purchase may still total; a line lowered below what is owed has nothing available.
-            "available": domain::round_to_cents(line.available.max(rust_decimal::Decimal::ZERO)).to_string(),
-        })
-    });
-    json!({
-        "accountId": account.account_id,
-        "balances": balances_map(&account.balances),
-        "creditLine": line,
-        "holdStatementId": account.hold_statement_id(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn a_function_serving_lists_does_not_start_without_a_good_cursor_key() {

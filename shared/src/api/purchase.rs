@@ -5,31 +5,56 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::error::AppError;
 use super::http::{authorize, idempotency_key, json_body, json_response};
-use super::{App, agency_of, balances_map, load_account, pricing_body, pricing_of, purchase_view};
+use super::views::{BalancesView, PricingView, PurchaseAnswer, PurchaseView};
+use super::{App, agency_of, load_account, pricing_of};
 use crate::domain::{self, PurchaseRecord, PurchaseRequest};
 use crate::storage::{IdempotencyClaim, RecordOutcome, StoreError, StoredIdempotency};
 
 /// How long an `Idempotency-Key` is remembered.
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// What a purchase request came to, as the handler decided it: what metrics record, read from the same values
+/// the response is built from (never parsed back out of the response).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Purchased {
+    /// A new purchase was written.
+    Created(Box<PurchaseRecord>),
+    /// A retry under an `Idempotency-Key` already used: the earlier purchase, nothing written.
+    Replayed { account_id: String, purchase_id: String },
+    /// Refused or failed: the problem's code and status.
+    Refused { code: &'static str, status: u16 },
+}
+
 /// `POST /accounts/{accountId}/credit-purchases`
 pub async fn purchase_credits(app: &App, request: Request) -> Response<Body> {
+    purchase_credits_with_outcome(app, request).await.0
+}
+
+/// [`purchase_credits`], with the typed outcome its response was built from.
+pub async fn purchase_credits_with_outcome(app: &App, request: Request) -> (Response<Body>, Purchased) {
     // The budget bounds the work up to the write. Once the write is known to have committed, the answer is a
     // 201 whatever the time left: only the optional balances read is cut short.
     let deadline = Instant::now() + app.settings.request_budget;
-    purchase(app, &request, deadline).await.unwrap_or_else(AppError::into_response)
+    match purchase(app, &request, deadline).await {
+        Ok(answered) => answered,
+        Err(error) => {
+            let refused = Purchased::Refused { code: error.code(), status: error.status().as_u16() };
+            (error.into_response(), refused)
+        }
+    }
 }
 
 /// At most this many fresh re-reads of the agency and its prices per request: one when a 409 would be built
 /// from cached prices, one when the transaction finds the prices moved.
 const MAX_REFRESHES: usize = 2;
 
-async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Response<Body>, AppError> {
+async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<(Response<Body>, Purchased), AppError> {
     // Everything the request alone can tell is checked before any read or write.
     let account_id = authorize(request, &app.settings)?;
     let key = idempotency_key(request)?;
@@ -63,7 +88,8 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Res
                 continue;
             }
             return Err(AppError::PriceChanged {
-                current_pricing: pricing_body(&account_id, &pricing),
+                current_pricing: serde_json::to_value(PricingView::of(&account_id, &pricing))
+                    .map_err(|e| AppError::Internal(format!("pricing view: {e}")))?,
                 server_total: quote.total.to_string(),
                 expected_total: domain::round_to_cents(expected).to_string(),
             });
@@ -78,11 +104,10 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Res
             quote,
             key.clone(),
         );
-        let purchase_view = purchase_view(&record);
         let claim = key.as_ref().map(|key| IdempotencyClaim {
             key: key.clone(),
             request_hash: request_hash.clone(),
-            purchase_body: purchase_view.to_string(),
+            purchase_body: serde_json::to_string(&PurchaseView::of(&record)).expect("a purchase view serialises"),
             now_epoch_seconds: epoch_seconds(now),
             expires_at_epoch_seconds: epoch_seconds(now + IDEMPOTENCY_TTL),
         });
@@ -104,12 +129,12 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<Res
                     total = %record.total,
                     "purchase recorded"
                 );
-                let mut response = answer.created(purchase_view).await;
+                let mut response = answer.created(PurchaseView::of(&record)).await;
                 let location = format!("/accounts/{account_id}/credit-purchases/{}", record.purchase_id);
                 if let Ok(value) = HeaderValue::from_str(&location) {
                     response.headers_mut().insert(header::LOCATION, value);
                 }
-                return Ok(response);
+                return Ok((response, Purchased::Created(Box::new(record))));
             }
             RecordOutcome::IdempotencyKeyTaken(stored) => return answer.replay(&request_hash, stored).await,
             RecordOutcome::AccountMissing => {
@@ -166,33 +191,36 @@ impl Answer<'_> {
     /// The 201 after a committed write, with the balances unless the caller asked for the minimal answer. It
     /// never turns into an error: if the balances cannot be read in the time left, the purchase stands and the
     /// answer simply omits them (the dashboard then asks `GET /balances`).
-    async fn created(&self, purchase: Value) -> Response<Body> {
+    async fn created(&self, purchase: impl Serialize) -> Response<Body> {
         if self.minimal {
             // One DynamoDB call in all: the caller asked not to pay for the balances read.
-            let mut response = json_response(StatusCode::CREATED, &json!({"purchase": purchase}));
+            let mut response = json_response(StatusCode::CREATED, &PurchaseAnswer { purchase, balances: None });
             response.headers_mut().insert("preference-applied", HeaderValue::from_static("return=minimal"));
             return response;
         }
         let read = tokio::time::timeout_at(self.deadline.into(), load_account(self.app, self.account_id)).await;
-        match read {
-            Ok(Ok(account)) => json_response(
-                StatusCode::CREATED,
-                &json!({"purchase": purchase, "balances": balances_map(&account.balances)}),
-            ),
+        let account = match read {
+            Ok(Ok(account)) => Some(account),
             Ok(Err(err)) => {
                 tracing::warn!(account_id = %self.account_id, error = ?err, "purchase recorded but balances unreadable");
-                json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
+                None
             }
             Err(_) => {
                 tracing::warn!(account_id = %self.account_id, "purchase recorded; no time left to read the balances");
-                json_response(StatusCode::CREATED, &json!({"purchase": purchase}))
+                None
             }
-        }
+        };
+        let balances = account.as_ref().map(|account| BalancesView(&account.balances));
+        json_response(StatusCode::CREATED, &PurchaseAnswer { purchase, balances })
     }
 
     /// Answers a request whose `Idempotency-Key` this account already used: the purchase it made, as it is now
     /// (billed or not), or 422 for another request under the same key.
-    async fn replay(&self, request_hash: &str, stored: StoredIdempotency) -> Result<Response<Body>, AppError> {
+    async fn replay(
+        &self,
+        request_hash: &str,
+        stored: StoredIdempotency,
+    ) -> Result<(Response<Body>, Purchased), AppError> {
         if stored.account_id != self.account_id || stored.request_hash != request_hash {
             return Err(AppError::IdempotencyKeyReused);
         }
@@ -202,14 +230,17 @@ impl Answer<'_> {
             self.app.store.purchase(self.account_id, &stored.purchase_id),
         )
         .await;
-        let purchase = match current {
-            Ok(Ok(Some(record))) => purchase_view(&record),
-            _ => serde_json::from_str(&stored.purchase_body)
-                .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?,
+        let mut response = match current {
+            Ok(Ok(Some(record))) => self.created(PurchaseView::of(&record)).await,
+            _ => {
+                let first: Value = serde_json::from_str(&stored.purchase_body)
+                    .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
+                self.created(first).await
+            }
         };
-        let mut response = self.created(purchase).await;
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-        Ok(response)
+        let replayed = Purchased::Replayed { account_id: stored.account_id, purchase_id: stored.purchase_id };
+        Ok((response, replayed))
     }
 }
 

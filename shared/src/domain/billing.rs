@@ -235,6 +235,25 @@ pub struct Statement {
     pub purchase_ids: Vec<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The instant of the payment that paid it in full; `None` until then.
+    pub paid_at: Option<String>,
+    /// Its latest collection attempt through Stripe; `None` if collection never attempted it.
+    pub collection: Option<CollectionAttempt>,
+}
+
+/// The latest attempt to collect a statement, as its owner may see it (never the Stripe ids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionAttempt {
+    /// 1, 2, ...: each retry is a new attempt.
+    pub number: u32,
+    /// `in_flight`, `succeeded`, `failed` (a retry is scheduled) or `exhausted` (none is left).
+    pub state: String,
+    /// The machine code of a failure as stored (`card_declined`, `authentication_required`, ...).
+    pub reason: Option<String>,
+    /// When the attempt was claimed (taken over, for one resumed after a stopped run).
+    pub started_at: String,
+    /// When the next automatic retry may start; `None` when none is scheduled.
+    pub next_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -64,9 +64,18 @@ impl AuditKey {
 /// A page of an agency's clients, by account id.
 #[derive(Debug, Clone)]
 pub struct ClientPage {
-    /// Each client with what it has bought under the asking agency and not yet been billed for.
-    pub clients: Vec<(Account, UnbilledSums)>,
+    pub clients: Vec<ClientRow>,
     pub next: Option<ClientPosition>,
+}
+
+/// One client on the asking agency's page, from its account item alone.
+#[derive(Debug, Clone)]
+pub struct ClientRow {
+    pub account: Account,
+    /// What it has bought under the asking agency and not yet been billed for.
+    pub unbilled: UnbilledSums,
+    /// Its latest statement that billed purchases made under the asking agency ([`keys::last_statement_attribute`]).
+    pub last_statement_id: Option<String>,
 }
 
 /// Where a clients page continues: the `agency-items` index key of the last client, with its table key (an
@@ -230,7 +239,11 @@ impl Store {
             match items.next().await {
                 Some(item) => {
                     let item = item.map_err(|e| classify("Query agency clients", e))?;
-                    clients.push((account_from_item(&item)?, unbilled_sums(&item, agency_id)?));
+                    clients.push(ClientRow {
+                        account: account_from_item(&item)?,
+                        unbilled: unbilled_sums(&item, agency_id)?,
+                        last_statement_id: item.optional_string(&keys::last_statement_attribute(agency_id)),
+                    });
                 }
                 None => break,
             }
@@ -238,7 +251,7 @@ impl Store {
         let more = clients.len() > limit;
         clients.truncate(limit);
         let next = match clients.last() {
-            Some((last, _)) if more => Some(ClientPosition::of(agency_id, &last.account_id)),
+            Some(last) if more => Some(ClientPosition::of(agency_id, &last.account.account_id)),
             _ => None,
         };
         Ok(ClientPage { clients, next })

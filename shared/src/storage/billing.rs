@@ -228,9 +228,13 @@ impl Store {
                 *sums = (sums.0 - 1, sums.1 - purchase.total, sums.2 - purchase.total_at_cost);
             }
             let mut names = HashMap::new();
-            let mut values = HashMap::new();
+            let mut values = HashMap::from([(":statement".to_owned(), s(statement_id))]);
             let mut adds = Vec::new();
+            let mut sets = Vec::new();
             for (i, (agency_id, (count, at_price, at_cost))) in per_agency.into_iter().enumerate() {
+                // The agency's clients page shows this statement as the client's last one under that agency.
+                names.insert(format!("#last{i}"), keys::last_statement_attribute(agency_id));
+                sets.push(format!("#last{i} = :statement"));
                 for (j, (attribute, value)) in keys::unbilled_sums_attributes(agency_id)
                     .into_iter()
                     .zip([n(count), n(at_price), n(at_cost)])
@@ -244,7 +248,7 @@ impl Store {
             let account_update = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(keys::key(keys::account(owner), keys::ACCOUNT_SK)))
-                .update_expression(format!("ADD {}", adds.join(", ")))
+                .update_expression(format!("SET {} ADD {}", sets.join(", "), adds.join(", ")))
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()

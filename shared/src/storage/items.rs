@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::keys;
-use crate::domain::billing::{Statement, StatementKind, StatementLine};
+use crate::domain::billing::{CollectionAttempt, Statement, StatementKind, StatementLine};
 use crate::domain::credit::CreditLine;
 use crate::domain::{Account, Balances, CreditType, Rate, RateOverride, round_to_cents};
 use crate::table::{PARTITION_KEY, SORT_KEY};
@@ -201,5 +201,22 @@ pub fn statement_from_item(item: &Item) -> Result<Statement, StoreError> {
         purchase_ids: Vec::new(),
         created_at: item.string("createdAt")?,
         updated_at: item.string("updatedAt")?,
+        paid_at: item.optional_string(keys::STATEMENT_PAID_AT),
+        collection: collection_attempt(item)?,
     })
+}
+
+/// The latest collection attempt kept on the statement item (`storage::collection` writes it).
+fn collection_attempt(item: &Item) -> Result<Option<CollectionAttempt>, StoreError> {
+    let number = item.count("collectAttempt")?;
+    if number == 0 {
+        return Ok(None);
+    }
+    Ok(Some(CollectionAttempt {
+        number: u32::try_from(number).map_err(|_| item.invalid("collectAttempt", "is not a small number"))?,
+        state: item.string("collectState")?,
+        reason: item.optional_string("collectReason"),
+        started_at: item.string("collectClaimedAt")?,
+        next_at: item.optional_string("collectNextAt"),
+    }))
 }

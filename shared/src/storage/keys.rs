@@ -28,6 +28,17 @@ pub const AVAILABLE_CREDIT: &str = "availableCredit";
 /// full (a string set; DynamoDB drops the attribute when its last member goes). Purchases require it absent.
 pub const HELD_STATEMENT_IDS: &str = "heldStatementIds";
 
+/// On a statement paid in full: the instant of the payment that paid it off.
+pub const STATEMENT_PAID_AT: &str = "paidAt";
+
+/// On the account item: the id of its latest client statement that billed purchases made under `agency_id`, set by
+/// the client side's billing steps. The agency's clients page reads it from the item it already reads, then that
+/// page's statements in one BatchGetItem: a page costs the same whatever the clients bought, and an agency never
+/// sees the statement of a cycle when the client was another agency's.
+pub fn last_statement_attribute(agency_id: &str) -> String {
+    format!("lastStatementId#{agency_id}")
+}
+
 /// On the account item: what the client has bought under `agency_id` and not yet been billed for (count, total
 /// at price, total at cost), kept per agency so a client that moves takes none of its old agency's figures
 /// along. Purchases add to them, voids and the client side's billing steps take away, in their own transactions.

@@ -56,7 +56,7 @@ pub mod transact;
 pub mod unbilled;
 pub mod void;
 
-pub use agency::{AuditKey, ClientPage, ClientPosition, PricingAuditPage, PricingWrite, UnbilledSums};
+pub use agency::{AuditKey, ClientPage, ClientPosition, ClientRow, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use agency_purchases::{AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition};
 pub use billing::StepOutcome;
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};

@@ -20,4 +20,5 @@ mod provisioning;
 mod purchase_hardening;
 mod resilience;
 mod round_trips;
+mod settlement;
 mod template_matches_code;

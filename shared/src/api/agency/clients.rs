@@ -2,73 +2,82 @@
 //!
 //! The clients page comes from the `agency-items` index (one Query, never a Scan), which projects each account
 //! item whole, running unbilled sums included: what each client owes this cycle under the asking agency, never
-//! what it bought under an agency it left. A limit
-//! change is the credit line storage function's, written with its audit entry in one transaction.
+//! what it bought under an agency it left, and its last statement under this agency. A limit change is the credit line storage function's, written with its audit entry in one transaction.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use rust_decimal::Decimal;
-use serde_json::{Value, json};
 
-use super::super::cursor::{CursorList, invalid_cursor};
+use super::super::cursor::CursorList;
 use super::super::error::AppError;
-use super::super::http::{authorize_agency, json_body, json_response, query_parameter};
-use super::super::{App, balances_map, respond};
-use super::pricing::page_size;
+use super::super::http::{authorize_agency, json_body, json_response};
+use super::super::paging::{AGENCY_PAGE_SIZE, Paging};
+use super::super::views::{
+    BalancesView, ClientView, ClientsPage, CreditLimitView, CreditLineView, LastStatementView, UnbilledView,
+};
+use super::super::{App, respond};
 use crate::domain::agency::{LimitRequestError, parse_credit_limit};
-use crate::domain::credit::CreditLine;
-use crate::domain::{self, CURRENCY, is_valid_account_id, round_to_cents};
-use crate::storage::{ClientLimitOutcome, ClientPosition, LimitChangeBy, UnbilledSums};
+use crate::domain::billing::StatementKind;
+use crate::domain::{self, CURRENCY, is_valid_account_id};
+use crate::storage::{ClientLimitOutcome, ClientPosition, LimitChangeBy};
 
-/// `GET /agencies/{agencyId}/clients?limit=&cursor=`: by account id, each with its balances, its line, its hold
-/// and what it owes this cycle at price and at cost; the agency's own line (at cost) beside them.
+/// `GET /agencies/{agencyId}/clients?limit=&cursor=`: by account id, each with its balances, its line, its hold,
+/// what it owes this cycle at price and at cost, and its last statement under this agency; the agency's own line
+/// (at cost) beside them.
+///
+/// The last statements cost one BatchGetItem per page whatever the clients bought: each account item (which the
+/// page reads anyway) names its latest statement per agency, and the statements are then read by key. Their
+/// status and settlement change after billing, so they are read, not copied onto the account item.
 pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
-        let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => {
-                let position: ClientPosition = cursors.open(CursorList::AgencyClients, &cursor)?;
-                if !position.is_client_of(&admin.agency_id) {
-                    return Err(invalid_cursor("not a position in this agency's clients"));
-                }
-                Some(position)
-            }
-            None => None,
-        };
-        let (page, agency_line) = tokio::try_join!(
-            app.store.agency_clients_page(&admin.agency_id, limit, after.as_ref()),
-            app.store.agency_line(&admin.agency_id),
+        let paging = Paging::read(app, &request, AGENCY_PAGE_SIZE)?;
+        let after = paging.after(
+            &request,
+            CursorList::AgencyClients,
+            |position: &ClientPosition| position.is_client_of(&admin.agency_id),
+            "not a position in this agency's clients",
         )?;
-        let clients: Vec<Value> = page
+        let clients_and_statements = async {
+            let page = app.store.agency_clients_page(&admin.agency_id, paging.limit, after.as_ref()).await?;
+            let ids: Vec<String> = page.clients.iter().filter_map(|row| row.last_statement_id.clone()).collect();
+            let statements = app.store.statements_by_id(&ids).await?;
+            Ok::<_, crate::storage::StoreError>((page, statements))
+        };
+        let ((page, statements), agency_line) =
+            tokio::try_join!(clients_and_statements, app.store.agency_line(&admin.agency_id))?;
+        let by_id: HashMap<&str, _> = statements.iter().map(|s| (s.statement_id.as_str(), s)).collect();
+        let clients = page
             .clients
             .iter()
-            .map(|(client, unbilled)| {
-                json!({
-                    "accountId": client.account_id,
-                    "name": client.name,
-                    "balances": balances_map(&client.balances),
-                    "creditLine": client.credit_line.as_ref().map(line_view),
-                    "holdStatementId": client.hold_statement_id(),
-                    "unbilled": unbilled_view(unbilled),
-                })
+            .map(|row| ClientView {
+                account_id: &row.account.account_id,
+                name: row.account.name.as_deref(),
+                balances: BalancesView(&row.account.balances),
+                credit_line: row.account.credit_line.as_ref().map(CreditLineView::of),
+                hold_statement_id: row.account.hold_statement_id(),
+                unbilled: UnbilledView::of(&row.unbilled),
+                // Only a client statement of this very account: the id names its owner, and the attribute it came
+                // from is this agency's.
+                last_statement: row
+                    .last_statement_id
+                    .as_deref()
+                    .and_then(|id| by_id.get(id))
+                    .filter(|s| s.kind == StatementKind::Client && s.owner_id == row.account.account_id)
+                    .map(|s| LastStatementView::of(s)),
             })
             .collect();
-        let next_cursor = page.next.as_ref().map(|position| cursors.sign(CursorList::AgencyClients, position));
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "agencyId": admin.agency_id,
-                "currency": CURRENCY,
-                "agencyCreditLine": agency_line.as_ref().map(line_view),
-                "clients": clients,
-                "nextCursor": next_cursor,
-            }),
-        ))
+        let body = ClientsPage {
+            agency_id: &admin.agency_id,
+            currency: CURRENCY,
+            agency_credit_line: agency_line.as_ref().map(CreditLineView::of),
+            clients,
+            next_cursor: paging.next_cursor(CursorList::AgencyClients, page.next.as_ref()),
+        };
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
@@ -105,26 +114,10 @@ pub async fn put_credit_limit(app: &App, request: Request) -> Response<Body> {
                 line
             }
         };
-        Ok(json_response(StatusCode::OK, &json!({"accountId": account_id, "creditLine": line_view(&line)})))
+        Ok(json_response(
+            StatusCode::OK,
+            &CreditLimitView { account_id: &account_id, credit_line: CreditLineView::of(&line) },
+        ))
     })
     .await
-}
-
-/// A line as the balances route shows it: a line lowered below what is owed has nothing available (0.00).
-fn line_view(line: &CreditLine) -> Value {
-    json!({
-        "limit": round_to_cents(line.limit).to_string(),
-        "outstanding": round_to_cents(line.outstanding()).to_string(),
-        "available": round_to_cents(line.available.max(Decimal::ZERO)).to_string(),
-    })
-}
-
-/// What a client owes this cycle, and the agency's margin on it.
-fn unbilled_view(sums: &UnbilledSums) -> Value {
-    json!({
-        "purchases": sums.purchases,
-        "atPrice": round_to_cents(sums.at_price).to_string(),
-        "atCost": round_to_cents(sums.at_cost).to_string(),
-        "margin": round_to_cents(sums.at_price - sums.at_cost).to_string(),
-    })
 }

@@ -11,10 +11,10 @@
 //! - [`clients`]: the clients with their balances, lines and unbilled amounts; the audited credit limit.
 //! - [`purchases`]: the clients' purchases with cost and margin, the void, the agency's statements.
 
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 
 use super::error::AppError;
+use super::routing::route_of;
 use super::{App, respond};
 
 pub mod clients;
@@ -67,33 +67,8 @@ impl AgencyRoute {
 
     /// The route of a request: by its route key, or without one (a hand-made event) by method and path shape.
     pub fn of(request: &Request) -> Option<AgencyRoute> {
-        let route_key = match request.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(context)) => context.route_key.clone(),
-            _ => None,
-        };
-        match route_key.as_deref() {
-            Some(key) if key != "$default" => AgencyRoute::ALL.into_iter().find(|route| route.route_key() == key),
-            _ => {
-                let method = request.method().as_str();
-                let path = request.uri().path().trim_end_matches('/');
-                AgencyRoute::ALL.into_iter().find(|route| matches_template(route.route_key(), method, path))
-            }
-        }
+        route_of(request, &AgencyRoute::ALL, AgencyRoute::route_key)
     }
-}
-
-/// `GET /agencies/{agencyId}/pricing` matches method `GET` and path `/agencies/x/pricing`.
-fn matches_template(route_key: &str, method: &str, path: &str) -> bool {
-    let Some((route_method, template)) = route_key.split_once(' ') else { return false };
-    let (mut template, mut path) = (template.split('/'), path.split('/'));
-    route_method == method
-        && loop {
-            match (template.next(), path.next()) {
-                (None, None) => break true,
-                (Some(t), Some(p)) if t.starts_with('{') || t == p => {}
-                _ => break false,
-            }
-        }
 }
 
 /// The `agency-read` function: every GET route of the agency.
@@ -121,19 +96,4 @@ pub async fn agency_write(app: &App, request: Request) -> Response<Body> {
 /// A route this function does not serve reached it: the template wires it wrong, our fault.
 async fn misrouted(app: &App, route: Option<AgencyRoute>) -> Response<Body> {
     respond(app, async { Err(AppError::Internal(format!("route {route:?} is not served by this function"))) }).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_match_their_templates_only() {
-        let put_limit = AgencyRoute::PutCreditLimit.route_key();
-        assert!(matches_template(put_limit, "PUT", "/agencies/a/clients/b/credit-limit"));
-        assert!(!matches_template(put_limit, "GET", "/agencies/a/clients/b/credit-limit"));
-        assert!(!matches_template(put_limit, "PUT", "/agencies/a/clients/b"));
-        assert!(!matches_template(AgencyRoute::GetPricing.route_key(), "GET", "/agencies/a/pricing/history"));
-        assert!(matches_template(AgencyRoute::PricingHistory.route_key(), "GET", "/agencies/a/pricing/history"));
-    }
 }

@@ -9,17 +9,16 @@ use std::time::SystemTime;
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::super::cursor::{CursorList, invalid_cursor};
+use super::super::cursor::CursorList;
 use super::super::error::AppError;
-use super::super::history;
-use super::super::http::{authorize_agency, json_body, json_response, query_parameter};
+use super::super::http::{authorize_agency, json_body, json_response};
+use super::super::paging::{AGENCY_PAGE_SIZE, Paging};
+use super::super::views::{AgencyPricingView, AgencyRateView, PricingChangeView, PricingHistoryPage};
 use super::super::{App, respond};
-use crate::domain::agency::{
-    PriceRequestError, PricingAuditEntry, apply_price_change, margin, margin_percent, parse_price_change,
-};
-use crate::domain::{self, AgencyPricing, CURRENCY, DefaultPricing, PriceSource, format_rate};
+use crate::domain::agency::{PriceRequestError, PricingAuditEntry, apply_price_change, parse_price_change};
+use crate::domain::{self, AgencyPricing, CURRENCY, DefaultPricing, format_rate};
 use crate::storage::{AuditKey, PricingWrite};
 
 /// `GET /agencies/{agencyId}/pricing`: always read fresh (never the purchase path's cache), with its `ETag`.
@@ -92,50 +91,22 @@ pub async fn put_pricing(app: &App, request: Request) -> Response<Body> {
 pub async fn pricing_history(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         let admin = authorize_agency(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size(query_parameter(&request, "limit")?.as_deref())?;
-        let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => {
-                let key: AuditKey = cursors.open(CursorList::AgencyPricingHistory, &cursor)?;
-                if !key.is_pricing_audit_of(&admin.agency_id) {
-                    return Err(invalid_cursor("not a position in this agency's price history"));
-                }
-                Some(key)
-            }
-            None => None,
+        let paging = Paging::read(app, &request, AGENCY_PAGE_SIZE)?;
+        let after = paging.after(
+            &request,
+            CursorList::AgencyPricingHistory,
+            |key: &AuditKey| key.is_pricing_audit_of(&admin.agency_id),
+            "not a position in this agency's price history",
+        )?;
+        let page = app.store.pricing_audit_page(&admin.agency_id, paging.limit, after.as_ref()).await?;
+        let body = PricingHistoryPage {
+            agency_id: &admin.agency_id,
+            entries: page.entries.iter().map(PricingChangeView::of).collect(),
+            next_cursor: paging.next_cursor(CursorList::AgencyPricingHistory, page.next.as_ref()),
         };
-        let page = app.store.pricing_audit_page(&admin.agency_id, limit, after.as_ref()).await?;
-        let entries: Vec<Value> = page
-            .entries
-            .iter()
-            .map(|entry| {
-                json!({
-                    "changedAt": entry.changed_at,
-                    "changedBy": entry.changed_by,
-                    "versionBefore": entry.version_before,
-                    "versionAfter": entry.version_after,
-                    "changes": entry.changes,
-                })
-            })
-            .collect();
-        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::AgencyPricingHistory, key));
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"agencyId": admin.agency_id, "entries": entries, "nextCursor": next_cursor}),
-        ))
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
-}
-
-/// Agency lists answer this many items when `limit` is not given.
-pub(super) const DEFAULT_PAGE_SIZE: usize = 25;
-
-/// `limit`: absent → 25; else a plain whole number 1..=100, as on the client's lists.
-pub(super) fn page_size(raw: Option<&str>) -> Result<usize, AppError> {
-    match raw {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(_) => history::page_size(raw),
-    }
 }
 
 /// The default and the agency's stored pricing, read fresh.
@@ -158,34 +129,20 @@ impl CurrentPricing {
 
     /// The agency's view: per type the price, where it comes from, the default, the cost and the margin.
     /// Stored pricing that cannot be resolved is a data error (500), as on the client's route.
-    fn body(&self) -> Result<Value, AppError> {
+    fn view(&self) -> Result<AgencyPricingView<'_>, AppError> {
         let pricing = domain::resolve_pricing(&self.agency_id, &self.default, self.agency.as_ref())?;
-        let rates: Vec<Value> = pricing
-            .rates
-            .iter()
-            .map(|rate| {
-                let default_price = self.default.rates.get(&rate.credit_type).map(|r| format_rate(r.price));
-                let source = match rate.price_source {
-                    PriceSource::Agency => "agency",
-                    PriceSource::Default => "default",
-                };
-                json!({
-                    "creditType": rate.credit_type.as_str(),
-                    "price": format_rate(rate.price),
-                    "priceSource": source,
-                    "defaultPrice": default_price,
-                    "cost": format_rate(rate.cost),
-                    "margin": format_rate(margin(rate)),
-                    "marginPercent": margin_percent(rate).map(|p| p.to_string()),
-                })
-            })
-            .collect();
-        Ok(json!({"agencyId": self.agency_id, "currency": CURRENCY, "version": self.version(), "rates": rates}))
+        let rates = pricing.rates.iter().map(|rate| AgencyRateView::of(rate, &self.default)).collect();
+        Ok(AgencyPricingView { agency_id: &self.agency_id, currency: CURRENCY, version: self.version(), rates })
+    }
+
+    /// The view as JSON, for the 412 problem that carries it.
+    fn body(&self) -> Result<Value, AppError> {
+        serde_json::to_value(self.view()?).map_err(|e| AppError::Internal(format!("pricing view: {e}")))
     }
 
     /// 200 with the body and the version as a strong `ETag` (`"3"`), what `If-Match` sends back.
     fn response(&self) -> Result<Response<Body>, AppError> {
-        let mut response = json_response(StatusCode::OK, &self.body()?);
+        let mut response = json_response(StatusCode::OK, &self.view()?);
         let etag = HeaderValue::from_str(&format!("\"{}\"", self.version())).expect("digits are a valid header");
         response.headers_mut().insert(header::ETAG, etag);
         Ok(response)

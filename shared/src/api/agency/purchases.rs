@@ -6,25 +6,24 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
-use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
-use super::super::history::{page_size_or, statement_view};
 use super::super::http::{authorize_agency, idempotency_key, json_body, json_response, query_parameter};
-use super::super::{App, balances_map, respond};
+use super::super::paging::{AGENCY_PAGE_SIZE, Paging};
+use super::super::views::{
+    AgencyPurchaseView, AgencyPurchasesPage, AgencyStatementsPage, BalancesView, PurchaseAnswer, StatementView,
+};
+use super::super::{App, respond};
 use crate::domain::agency::MAX_VOID_REASON_CHARS;
 use crate::domain::billing::StatementKind;
-use crate::domain::{PurchaseRecord, RequestError, format_rate, is_valid_account_id, round_to_cents, time};
+use crate::domain::{PurchaseRecord, RequestError, is_valid_account_id, time};
 use crate::storage::{
     AgencyPurchasePosition, ClientInBookPosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency,
     VoidIdempotencyClaim, VoidOutcome, VoidRequest,
 };
-
-/// Agency lists answer 25 items unless asked otherwise.
-pub const AGENCY_PAGE_SIZE: usize = 25;
 
 /// How long a void's `Idempotency-Key` is remembered (as a purchase's).
 pub const VOID_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -36,8 +35,8 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
+        let paging = Paging::read(app, &request, AGENCY_PAGE_SIZE)?;
+        let limit = paging.limit;
         let account_id = match query_parameter(&request, "accountId")? {
             Some(account_id) if is_valid_account_id(&account_id) => Some(account_id),
             Some(_) => {
@@ -52,27 +51,25 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
         let (purchases, next_cursor) = match &account_id {
             None => {
                 let after = match &cursor {
-                    Some(cursor) => {
-                        let position: AgencyPurchasePosition = cursors.open(CursorList::AgencyPurchases, cursor)?;
-                        if !position.is_in_agency(&admin.agency_id) {
-                            return Err(invalid_cursor("not a position in this agency's purchases"));
-                        }
-                        Some(position)
-                    }
+                    Some(cursor) => Some(paging.open(
+                        CursorList::AgencyPurchases,
+                        cursor,
+                        |position: &AgencyPurchasePosition| position.is_in_agency(&admin.agency_id),
+                        "not a position in this agency's purchases",
+                    )?),
                     None => None,
                 };
                 let page = app.store.agency_purchases_page(&admin.agency_id, limit, after.as_ref()).await?;
-                (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyPurchases, p)))
+                (page.purchases, paging.next_cursor(CursorList::AgencyPurchases, page.next.as_ref()))
             }
             Some(account_id) => {
                 let after = match &cursor {
-                    Some(cursor) => {
-                        let position: ClientListPosition = cursors.open(CursorList::AgencyClientPurchases, cursor)?;
-                        if !position.is_for(&admin.agency_id, account_id) {
-                            return Err(invalid_cursor("not a position in this client's purchases"));
-                        }
-                        Some(position)
-                    }
+                    Some(cursor) => Some(paging.open(
+                        CursorList::AgencyClientPurchases,
+                        cursor,
+                        |position: &ClientListPosition| position.is_for(&admin.agency_id, account_id),
+                        "not a position in this client's purchases",
+                    )?),
                     None => None,
                 };
                 // A current client is read from its own partition; any other account (it left, never was, or
@@ -90,7 +87,7 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
                         .store
                         .client_purchases_for_agency(&admin.agency_id, account_id, limit, after.as_ref())
                         .await?;
-                    (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyClientPurchases, p)))
+                    (page.purchases, paging.next_cursor(CursorList::AgencyClientPurchases, page.next.as_ref()))
                 } else {
                     let after = match after {
                         Some(ClientListPosition::Book(position)) => Some(position),
@@ -99,15 +96,16 @@ pub async fn list_purchases(app: &App, request: Request) -> Response<Body> {
                     };
                     let page =
                         app.store.client_purchases_in_book(&admin.agency_id, account_id, limit, after.as_ref()).await?;
-                    (page.purchases, page.next.as_ref().map(|p| cursors.sign(CursorList::AgencyClientPurchases, p)))
+                    (page.purchases, paging.next_cursor(CursorList::AgencyClientPurchases, page.next.as_ref()))
                 }
             }
         };
-        let purchases: Vec<Value> = purchases.iter().map(agency_purchase_view).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"agencyId": admin.agency_id, "purchases": purchases, "nextCursor": next_cursor}),
-        ))
+        let body = AgencyPurchasesPage {
+            agency_id: &admin.agency_id,
+            purchases: purchases.iter().map(AgencyPurchaseView::of).collect(),
+            next_cursor,
+        };
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
@@ -135,25 +133,21 @@ pub async fn list_statements(app: &App, request: Request) -> Response<Body> {
     respond(app, async {
         // Everything the request alone can tell is checked before any read.
         let admin = authorize_agency(&request, &app.settings)?;
-        let cursors = app.cursor_key()?;
-        let limit = page_size_or(query_parameter(&request, "limit")?.as_deref(), AGENCY_PAGE_SIZE)?;
-        let after = match query_parameter(&request, "cursor")? {
-            Some(cursor) => {
-                let key: StatementKey = cursors.open(CursorList::AgencyStatements, &cursor)?;
-                if !key.is_statement_of_owner(StatementKind::Agency, &admin.agency_id) {
-                    return Err(invalid_cursor("not a position in this agency's statements"));
-                }
-                Some(key)
-            }
-            None => None,
+        let paging = Paging::read(app, &request, AGENCY_PAGE_SIZE)?;
+        let after = paging.after(
+            &request,
+            CursorList::AgencyStatements,
+            |key: &StatementKey| key.is_statement_of_owner(StatementKind::Agency, &admin.agency_id),
+            "not a position in this agency's statements",
+        )?;
+        let page =
+            app.store.statements_page(StatementKind::Agency, &admin.agency_id, paging.limit, after.as_ref()).await?;
+        let body = AgencyStatementsPage {
+            agency_id: &admin.agency_id,
+            statements: page.statements.iter().map(StatementView::of).collect(),
+            next_cursor: paging.next_cursor(CursorList::AgencyStatements, page.next.as_ref()),
         };
-        let page = app.store.statements_page(StatementKind::Agency, &admin.agency_id, limit, after.as_ref()).await?;
-        let statements: Vec<Value> = page.statements.iter().map(statement_view).collect();
-        let next_cursor = page.next.as_ref().map(|key| cursors.sign(CursorList::AgencyStatements, key));
-        Ok(json_response(
-            StatusCode::OK,
-            &json!({"agencyId": admin.agency_id, "statements": statements, "nextCursor": next_cursor}),
-        ))
+        Ok(json_response(StatusCode::OK, &body))
     })
     .await
 }
@@ -262,13 +256,17 @@ async fn void(app: &App, request: &Request, deadline: Instant) -> Result<Respons
 /// The 200 of a committed void: the purchase as voided, and the client's balances as they are now. The void
 /// stands whatever happens here: balances that cannot be read in the time left are left out.
 async fn voided_answer(app: &App, record: &PurchaseRecord, deadline: Instant) -> Response<Body> {
-    let mut body = json!({"purchase": agency_purchase_view(record)});
-    match tokio::time::timeout_at(deadline.into(), app.store.account(&record.account_id)).await {
-        Ok(Ok(Some(account))) => body["balances"] = balances_map(&account.balances),
+    let account = match tokio::time::timeout_at(deadline.into(), app.store.account(&record.account_id)).await {
+        Ok(Ok(Some(account))) => Some(account),
         other => {
-            tracing::warn!(purchase_id = %record.purchase_id, outcome = ?other.map(|r| r.map(|_| ())), "voided; balances unreadable")
+            tracing::warn!(purchase_id = %record.purchase_id, outcome = ?other.map(|r| r.map(|_| ())), "voided; balances unreadable");
+            None
         }
-    }
+    };
+    let body = PurchaseAnswer {
+        purchase: AgencyPurchaseView::of(record),
+        balances: account.as_ref().map(|account| BalancesView(&account.balances)),
+    };
     json_response(StatusCode::OK, &body)
 }
 
@@ -349,56 +347,10 @@ fn epoch_seconds(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The agency's view of a purchase: every line at price and at cost with its margin, the totals, both billed
-/// flags, and the status (`voided`, else `billed` on either side, else `unbilled`) with who voided it and when.
-pub fn agency_purchase_view(record: &PurchaseRecord) -> Value {
-    let lines: Vec<Value> = record
-        .lines
-        .iter()
-        .map(|line| {
-            json!({
-                "creditType": line.credit_type.as_str(),
-                "quantity": line.quantity,
-                "unitPrice": format_rate(line.unit_price),
-                "unitCost": format_rate(line.unit_cost),
-                "subtotal": money(line.subtotal),
-                "subtotalAtCost": money(line.subtotal_at_cost),
-                "margin": money(line.subtotal - line.subtotal_at_cost),
-            })
-        })
-        .collect();
-    let status = if record.voided_at.is_some() {
-        "voided"
-    } else if record.billed_to_client || record.billed_to_agency {
-        "billed"
-    } else {
-        "unbilled"
-    };
-    let mut view = Map::new();
-    view.insert("purchaseId".into(), json!(record.purchase_id));
-    view.insert("accountId".into(), json!(record.account_id));
-    view.insert("createdAt".into(), json!(record.created_at));
-    view.insert("currency".into(), json!(record.currency));
-    view.insert("lines".into(), Value::Array(lines));
-    view.insert("total".into(), json!(money(record.total)));
-    view.insert("totalAtCost".into(), json!(money(record.total_at_cost)));
-    view.insert("margin".into(), json!(money(record.total - record.total_at_cost)));
-    view.insert("billedToClient".into(), json!(record.billed_to_client));
-    view.insert("billedToAgency".into(), json!(record.billed_to_agency));
-    view.insert("status".into(), json!(status));
-    view.insert("voidedAt".into(), json!(record.voided_at));
-    view.insert("voidedBy".into(), json!(record.voided_by));
-    Value::Object(view)
-}
-
-/// Money as the contract writes it: exactly two places.
-fn money(amount: Decimal) -> String {
-    round_to_cents(amount).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_void_body_needs_its_account_and_nothing_unknown() {
