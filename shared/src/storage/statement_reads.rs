@@ -1,20 +1,61 @@
-//! Reading statements back: an owner's statements in full (tests and audits), a page of headers, and a page of
-//! one client statement's purchase ids, each read with a bounded number of items.
+//! Reading statements back: an owner's statements in full (tests and audits), a page of headers, a page of
+//! one client statement's purchase ids, each read with a bounded number of items, and statements by id.
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::types::KeysAndAttributes;
 use serde::{Deserialize, Serialize};
 
 use super::billing::MAX_PURCHASES_PER_STEP;
 use super::items::{Attributes, Item, s, statement_from_item};
-use super::{Store, StoreError, classify, keys};
-use crate::domain::billing::{CycleEnd, Statement, StatementKind};
+use super::{Store, StoreError, classify, internal, keys};
+use crate::domain::billing::{CycleEnd, Statement, StatementKind, StatementRef};
 use crate::table::SORT_KEY;
 
 /// The most items one page of a statements read asks DynamoDB to evaluate (it stops at 1 MB anyway).
 const MAX_ITEMS_EVALUATED_PER_PAGE: usize = 1_000;
 
 impl Store {
+    /// Statements by id (unknown and malformed ids are left out), in one `BatchGetItem` of at most 100 keys (a
+    /// page): the agency's clients page reads its clients' last statements with it, one call whatever their count.
+    pub async fn statements_by_id(&self, statement_ids: &[String]) -> Result<Vec<Statement>, StoreError> {
+        let mut keys_and_attributes = KeysAndAttributes::builder();
+        let mut any = false;
+        // BatchGetItem refuses a key given twice.
+        let unique: std::collections::BTreeSet<&str> = statement_ids.iter().map(String::as_str).collect();
+        for reference in unique.into_iter().filter_map(StatementRef::parse) {
+            keys_and_attributes = keys_and_attributes.keys(keys::key(
+                keys::statement_pk(reference.kind, &reference.owner),
+                &keys::statement_sk(reference.cycle_end.as_str()),
+            ));
+            any = true;
+        }
+        if !any {
+            return Ok(Vec::new());
+        }
+        let keys_and_attributes = keys_and_attributes.build().map_err(|e| internal("BatchGetItem keys", e))?;
+        let mut pending = HashMap::from([(self.table_name.clone(), keys_and_attributes)]);
+        let mut statements = Vec::new();
+        // BatchGetItem may hand back unprocessed keys under load (it has no paginator): a few rounds.
+        for _ in 0..5 {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await
+                .map_err(|e| classify("BatchGetItem statements", e))?;
+            for item in output.responses.and_then(|mut r| r.remove(&self.table_name)).unwrap_or_default() {
+                statements.push(statement_from_item(&item)?);
+            }
+            pending = output.unprocessed_keys.unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(statements);
+            }
+        }
+        Err(StoreError::Unavailable("BatchGetItem statements: keys left unprocessed".into()))
+    }
+
     /// An account's client statements, newest cycle first, with every purchase id: a full read for tests and
     /// audits, never a request path (an old, busy account's answer has no size limit). Requests page with
     /// [`Store::client_statements_page`] and [`Store::client_statement_purchase_ids`].
