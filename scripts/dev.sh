@@ -19,7 +19,8 @@ trap stack_stop EXIT INT TERM
 
 stack_start_dynamo "$DYNAMO_PORT" "$PWD/.local/dynamo.db"
 stack_start_stripe "$STRIPE_PORT"
-stack_seed
+# The dashboard shows a paid and a declined statement (the declining account held): dev only, never the tests' stack.
+SEED_SETTLED_STATEMENTS=1 stack_seed
 stack_start_functions "$INVOKE_PORT"
 stack_start_gateway "$GATEWAY_PORT"
 token="$(node dev/gateway.mjs --print-token acct-northwind-coffee)"

@@ -14,6 +14,9 @@ use shared::domain::credit::{DEFAULT_AGENCY_CEILING_AT_COST, DEFAULT_CLIENT_CRED
 use shared::domain::{self, CreditType, Rate, RateOverride};
 use shared::storage::Store;
 
+pub mod statements;
+pub use statements::{SettledReport, seed_settled_statements};
+
 /// Seed data, validated, every rate in its canonical form ([`domain::canonical_rate`]).
 #[derive(Debug, Default)]
 pub struct SeedFile {

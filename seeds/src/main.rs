@@ -1,6 +1,10 @@
 //! `seed-loader [FILE ...]`: creates the table named by `TABLE_NAME` if missing and upserts the seed files
 //! (by default every `seeds/data/*.json`). Point it at a local engine with `AWS_ENDPOINT_URL_DYNAMODB`,
 //! or at a deployed table with your usual AWS credentials and region.
+//!
+//! With `SEED_SETTLED_STATEMENTS=1` (the dev stack), each seeded account also gets a settled statement for the
+//! dashboard: paid by card, or declined for `STACK_DECLINING_ACCOUNT` (default `acct-brightside-dental`), which
+//! then holds it ([`seed_loader::seed_settled_statements`]). Never against a deployed table: it bills a cycle.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +33,28 @@ async fn main() -> ExitCode {
     };
     let store = shared::storage::Store::new(shared::runtime::dynamodb_client().await, &table);
     match seed_loader::load(&store, &seed).await {
+        Ok(report) if std::env::var("SEED_SETTLED_STATEMENTS").is_ok_and(|v| v == "1") => {
+            let accounts: Vec<String> = seed.accounts.iter().map(|a| a.account_id.clone()).collect();
+            let declining =
+                std::env::var("STACK_DECLINING_ACCOUNT").unwrap_or_else(|_| "acct-brightside-dental".to_owned());
+            let now = std::time::SystemTime::now();
+            match seed_loader::seed_settled_statements(&store, &accounts, &declining, now).await {
+                Ok(settled) => {
+                    println!(
+                        "seed-loader: {} (from {} file(s)); settled statements: {} paid, {} declined",
+                        summary(&report),
+                        files.len(),
+                        settled.paid.len(),
+                        settled.declined.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("seed-loader: settled statements: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Ok(report) => {
             println!(
                 "seed-loader: table {table}: default pricing {}, agencies {} changed / {} unchanged, accounts {} upserted (from {} file(s))",
@@ -45,4 +71,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn summary(report: &seed_loader::LoadReport) -> String {
+    format!(
+        "default pricing {}, agencies {} changed / {} unchanged, accounts {} upserted",
+        if report.default_pricing_changed { "changed" } else { "unchanged" },
+        report.agencies_changed,
+        report.agencies_unchanged,
+        report.accounts_upserted
+    )
 }

@@ -359,6 +359,9 @@ async fn statements_show_the_clients_own_at_price_newest_cycle_first() {
             "dueAt": older["dueAt"],
             "purchaseCount": 3,
             "createdAt": older["createdAt"],
+            // Issue 24's settlement fields (additive): neither paid nor ever collected.
+            "paidAt": null,
+            "collection": null,
         })
     );
     assert_eq!(a.body["nextCursor"], Value::Null);

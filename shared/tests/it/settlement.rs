@@ -175,3 +175,41 @@ async fn the_clients_page_never_shows_a_statement_of_another_agencys_time() {
     let northwind = agency_get(&env, "/agencies/{agencyId}/clients", "agency-northwind").await;
     assert!(!northwind.to_string().contains(BIKES), "{northwind}");
 }
+
+#[tokio::test]
+async fn the_dev_seeds_settle_one_statement_per_account_and_hold_the_declining_one() {
+    let env = TestEnv::seeded().await;
+    let accounts: Vec<String> = [COFFEE, BIKES, DENTAL, BAKERY].map(str::to_owned).to_vec();
+    let now = SystemTime::now();
+    let seeded = testkit::seed_loader::seed_settled_statements(&env.app.store, &accounts, DENTAL, now).await.unwrap();
+    assert_eq!((seeded.paid.len(), seeded.declined.len()), (3, 1), "{seeded:?}");
+
+    for account in [COFFEE, BIKES, BAKERY] {
+        let statements = client_statements(&env, account).await;
+        assert_eq!(statements.len(), 1, "{account}");
+        let paid = &statements[0];
+        assert_eq!((&paid["status"], &paid["amountDue"]), (&json!("paid"), &json!("0.00")), "{paid}");
+        assert_eq!((&paid["collection"]["state"], &paid["collection"]["attempt"]), (&json!("succeeded"), &json!(1)));
+        instant(&paid["paidAt"]);
+    }
+    let declined = &client_statements(&env, DENTAL).await[0];
+    assert_eq!(declined["status"], "payment_failed", "{declined}");
+    assert_eq!(
+        (&declined["collection"]["state"], &declined["collection"]["reason"]),
+        (&json!("failed"), &json!("card_declined"))
+    );
+    assert!(instant(&declined["collection"]["nextAttemptAt"]) > now);
+    // The hold agrees with the statement: the account item's held set names it, and a purchase is refused.
+    let row = client_row(&env, "agency-brightside", DENTAL).await;
+    assert_eq!(row["holdStatementId"], declined["statementId"]);
+    assert_eq!(row["lastStatement"]["status"], "payment_failed");
+    let held = buy(&env.app, DENTAL, json!({"audience": 1})).await;
+    assert_problem(&held, 402, "account_on_hold");
+    assert_eq!(held.body["statementId"], declined["statementId"]);
+    assert_eq!(buy(&env.app, COFFEE, json!({"pixel": 1})).await.status, 201);
+
+    // Loading again adds nothing.
+    let again = testkit::seed_loader::seed_settled_statements(&env.app.store, &accounts, DENTAL, now).await.unwrap();
+    assert_eq!(again, testkit::seed_loader::SettledReport::default());
+    assert_eq!(client_statements(&env, COFFEE).await.len(), 1);
+}
