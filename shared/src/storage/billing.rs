@@ -19,9 +19,9 @@ use super::items::{n, s, statement_owner_attribute};
 use super::statements::building_partition;
 use super::transact::condition_failed;
 use super::unbilled::unbilled_index;
-use super::{Store, StoreError, internal, keys};
+use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::billing::{CycleEnd, STATUS_BUILDING, StatementDelta, StatementKind, Step, statement_delta};
-use crate::domain::time;
+use crate::domain::{PurchaseRecord, time};
 use crate::table::{CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX};
 
 /// DynamoDB allows 100 items per `TransactWriteItems`; each step also writes the statement, one statement part
@@ -80,7 +80,34 @@ impl Store {
                 Ok(None)
             })
             .await?;
+        if outcome.is_none() && kind == StatementKind::Client {
+            self.point_to_last_statement(&step.owner, &statement_id, &step.purchases).await;
+        }
         Ok(outcome.unwrap_or(StepOutcome::Committed(delta)))
+    }
+
+    /// Names `statement_id` on the client's account item as its latest statement under each agency the step's
+    /// purchases were made under (`lastStatementId#{agencyId}`: the agency's clients page reads it). Sent after the
+    /// step commits, outside its transaction, which stays as small (and as fast) as before: the pointer is a
+    /// display aid that the client's next statement overwrites, so a failure is logged, never a failed step.
+    async fn point_to_last_statement(&self, account_id: &str, statement_id: &str, purchases: &[PurchaseRecord]) {
+        let agencies: std::collections::BTreeSet<&str> = purchases.iter().map(|p| p.agency_id.as_str()).collect();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table_name)
+            .set_key(Some(keys::key(keys::account(account_id), keys::ACCOUNT_SK)))
+            .expression_attribute_values(":statement", s(statement_id))
+            .condition_expression("attribute_exists(pk)");
+        let mut sets = Vec::new();
+        for (i, agency_id) in agencies.into_iter().enumerate() {
+            request =
+                request.expression_attribute_names(format!("#last{i}"), keys::last_statement_attribute(agency_id));
+            sets.push(format!("#last{i} = :statement"));
+        }
+        if let Err(e) = request.update_expression(format!("SET {}", sets.join(", "))).send().await {
+            tracing::warn!(account_id, statement_id, error = %classify("UpdateItem last statement", e), "last statement not recorded");
+        }
     }
 
     /// The step's items: [0] the statement's sums, [1] the part listing the purchase ids, [2..] each purchase.
@@ -228,13 +255,9 @@ impl Store {
                 *sums = (sums.0 - 1, sums.1 - purchase.total, sums.2 - purchase.total_at_cost);
             }
             let mut names = HashMap::new();
-            let mut values = HashMap::from([(":statement".to_owned(), s(statement_id))]);
+            let mut values = HashMap::new();
             let mut adds = Vec::new();
-            let mut sets = Vec::new();
             for (i, (agency_id, (count, at_price, at_cost))) in per_agency.into_iter().enumerate() {
-                // The agency's clients page shows this statement as the client's last one under that agency.
-                names.insert(format!("#last{i}"), keys::last_statement_attribute(agency_id));
-                sets.push(format!("#last{i} = :statement"));
                 for (j, (attribute, value)) in keys::unbilled_sums_attributes(agency_id)
                     .into_iter()
                     .zip([n(count), n(at_price), n(at_cost)])
@@ -248,7 +271,7 @@ impl Store {
             let account_update = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(keys::key(keys::account(owner), keys::ACCOUNT_SK)))
-                .update_expression(format!("SET {} ADD {}", sets.join(", "), adds.join(", ")))
+                .update_expression(format!("ADD {}", adds.join(", ")))
                 .set_expression_attribute_names(Some(names))
                 .set_expression_attribute_values(Some(values))
                 .build()

@@ -109,6 +109,13 @@ async fn a_statement_paid_through_collection_shows_when_and_how() {
     assert_eq!((&last["paidAt"], &last["collection"]), (&statement["paidAt"], &statement["collection"]));
     instant(&last["dueAt"]);
     assert_eq!(client_row(&env, "agency-northwind", COFFEE).await["lastStatement"], Value::Null);
+
+    // The page's cost: its Query, the agency's line, and one BatchGetItem for every client's last statement.
+    env.operations.reset();
+    agency_get(&env, "/agencies/{agencyId}/clients", "agency-northwind").await;
+    let mut operations = env.operations.operations();
+    operations.sort();
+    assert_eq!(operations, ["BatchGetItem", "GetItem", "Query"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
