@@ -31,8 +31,8 @@ pub const HELD_STATEMENT_IDS: &str = "heldStatementIds";
 /// On a statement paid in full: the instant of the payment that paid it off.
 pub const STATEMENT_PAID_AT: &str = "paidAt";
 
-/// On the account item: the id of its latest client statement that billed purchases made under `agency_id`, set by
-/// the client side's billing steps. The agency's clients page reads it from the item it already reads, then that
+/// On the account item: the id of its latest client statement that billed purchases made under `agency_id`, set
+/// after each client-side billing step commits. The agency's clients page reads it from the item it already reads, then that
 /// page's statements in one BatchGetItem: a page costs the same whatever the clients bought, and an agency never
 /// sees the statement of a cycle when the client was another agency's.
 pub fn last_statement_attribute(agency_id: &str) -> String {
