@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/install-tools.sh
+source scripts/install-tools.sh test
 rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
 echo "==> release build, x86_64: purchase-credits, get-pricing, echo-lambda"

@@ -11,7 +11,7 @@ INVOKE_PORT="${INVOKE_PORT:-9000}"
 GATEWAY_PORT="${GATEWAY_PORT:-3000}"
 STRIPE_PORT="${STRIPE_PORT:-12111}"
 
-source scripts/install-tools.sh
+source scripts/install-tools.sh dev
 mkdir -p .local/logs
 export STACK_LOG_DIR="$PWD/.local/logs"
 source scripts/local-stack.sh

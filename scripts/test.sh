@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-source scripts/install-tools.sh
+source scripts/install-tools.sh test
 stages_passed=0
 stages_failed=0
 failed_names=()
