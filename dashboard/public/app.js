@@ -17,21 +17,10 @@ import {
   purchaseBlock,
   quote,
 } from './money.js';
-import { callApiAt, claimsOf, fetchJson } from './load-config.js';
-
-/** The credit types, in the order the API and this table list them. */
-export const CREDIT_TYPES = [
-  { id: 'audience', label: 'Audience' },
-  { id: 'enrichment', label: 'Enrichment' },
-  { id: 'pixel', label: 'Pixel' },
-  { id: 'custom_model', label: 'Custom Model' },
-];
+import { CREDIT_TYPES, callApiAt, explainAnswer, loadConfig, sendWithRetry } from './api.js';
+import { $, renderMessage } from './ui.js';
 
 const ACCOUNT_CLAIM = 'custom:account_id';
-/** Automatic retries of one click after a network failure or a 503, always with the same Idempotency-Key. */
-const RETRY_DELAYS_MS = [400, 1200];
-
-const $ = (id) => document.getElementById(id);
 
 const state = {
   /** { apiBaseUrl, accountId, getToken } once configured. */
@@ -54,29 +43,6 @@ const state = {
   credit: { loaded: false, line: undefined, hold: null, problem: null },
 };
 
-// ------------------------------------------------------------------------------------------ configuration
-
-async function loadConfig() {
-  const config = (await fetchJson(new URL('config.json', document.baseURI))) ?? (await fetchJson('/dev/config.json'));
-  if (!config || typeof config !== 'object') throw new Error('config.json is missing or is not valid JSON.');
-
-  // A deployment supplies tokens through a module exporting getToken(); a static token is for local use only.
-  let getToken = async () => config.token ?? null;
-  if (typeof config.authModule === 'string' && config.authModule) {
-    const auth = await import(new URL(config.authModule, document.baseURI).href);
-    if (typeof auth.getToken !== 'function') throw new Error(`${config.authModule} does not export getToken().`);
-    getToken = async () => auth.getToken();
-  }
-  let accountId = typeof config.accountId === 'string' && config.accountId ? config.accountId : null;
-  if (!accountId) {
-    const token = await getToken();
-    accountId = token ? claimsOf(token)[ACCOUNT_CLAIM] ?? null : null;
-  }
-  if (!accountId) throw new Error('No account: set accountId in config.json or sign in with a token carrying it.');
-  const apiBaseUrl = String(config.apiBaseUrl ?? '').replace(/\/+$/, '');
-  return { apiBaseUrl, accountId, getToken, dev: config.dev === true };
-}
-
 // ------------------------------------------------------------------------------------------ API client
 
 /** One call under this account's path (see `callApiAt`); `body` is sent as given. */
@@ -85,56 +51,18 @@ async function callApi(path, options) {
   return callApiAt(url, await state.api.getToken(), options);
 }
 
-/** The sentence for people from any non-success answer, reading `detail` from problem+json. */
+/** The sentence for people from any non-success answer: this panel's own 403 and 404, then the shared ones. */
 function explain(answer, doing) {
-  const detail = answer.body && typeof answer.body.detail === 'string' ? answer.body.detail : null;
-  switch (answer.status) {
-    case 401:
-      return 'You are not signed in, or your session has expired. Please sign in again and reload this page.';
-    case 403:
-      return 'Your sign-in does not give you permission to do this for this account. Ask your agency for access.';
-    case 404:
-      return answer.body?.code === 'account_not_found'
-        ? 'We could not find your account. Please contact your agency.'
-        : `The service could not be found while ${doing}. Please try again later.`;
-    case 503:
-    case 502:
-    case 504:
-      return `The service is temporarily unavailable while ${doing}. Please try again in a moment.`;
-    default:
-      if (answer.status >= 500) return `Something went wrong on our side while ${doing}. Please try again.`;
-      return detail ?? `The request was refused (HTTP ${answer.status}) while ${doing}.`;
+  if (answer.status === 403) return 'Your sign-in does not give you permission to do this for this account. Ask your agency for access.';
+  if (answer.status === 404) {
+    return answer.body?.code === 'account_not_found'
+      ? 'We could not find your account. Please contact your agency.'
+      : `The service could not be found while ${doing}. Please try again later.`;
   }
+  return explainAnswer(answer, doing);
 }
 
 // ------------------------------------------------------------------------------------------ messages
-
-function renderMessage(element, { tone, title, lines = [], list = [] }) {
-  element.replaceChildren();
-  element.className = `message${tone === 'error' ? ' error' : tone === 'warning' ? ' warning' : ''}`;
-  if (title) {
-    const strong = document.createElement('p');
-    const b = document.createElement('strong');
-    b.textContent = title;
-    strong.append(b);
-    element.append(strong);
-  }
-  for (const line of lines) {
-    const p = document.createElement('p');
-    p.textContent = line;
-    element.append(p);
-  }
-  if (list.length) {
-    const ul = document.createElement('ul');
-    for (const item of list) {
-      const li = document.createElement('li');
-      li.textContent = item;
-      ul.append(li);
-    }
-    element.append(ul);
-  }
-  element.hidden = false;
-}
 
 /** Errors and warnings that need the user's attention (role="alert"). */
 function showAlert(message, { focus = false } = {}) {
@@ -736,26 +664,11 @@ function explainPaymentRequired(body, totalCents) {
   };
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /** Sends one purchase, retrying network failures and 503s with the same key. Null means no answer at all. */
-async function sendPurchase(body, key) {
-  for (let attempt = 0; ; attempt++) {
-    let answer = null;
-    try {
-      answer = await callApi('/credit-purchases', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': key },
-        body,
-      });
-    } catch {
-      answer = null;
-    }
-    const retryable = answer === null || answer.status === 503;
-    if (!retryable || attempt >= RETRY_DELAYS_MS.length) return answer;
-    const retryAfter = Number(answer?.headers.get('retry-after'));
-    await sleep(Number.isFinite(retryAfter) && retryAfter > 0 ? Math.min(retryAfter * 1000, 3000) : RETRY_DELAYS_MS[attempt]);
-  }
+function sendPurchase(body, key) {
+  return sendWithRetry(() =>
+    callApi('/credit-purchases', { method: 'POST', headers: { 'content-type': 'application/json', 'idempotency-key': key }, body }),
+  );
 }
 
 function describeQuantities(quantities) {
@@ -911,7 +824,14 @@ async function start() {
     purchase();
   });
   try {
-    state.api = await loadConfig();
+    const config = await loadConfig({
+      file: 'config.json',
+      devFile: '/dev/config.json',
+      field: 'accountId',
+      claim: ACCOUNT_CLAIM,
+      noId: 'No account: set accountId in config.json or sign in with a token carrying it.',
+    });
+    state.api = { ...config, accountId: config.id };
   } catch (err) {
     showPricesUnavailable('this panel is not configured.');
     $('balances-state').textContent = 'Balances are unavailable: this panel is not configured.';

@@ -129,6 +129,8 @@ export function parseCreditLine(value) {
  * Why a purchase totalling `totalCents` cannot be confirmed, or null when nothing in the account's standing
  * stops it. `line` is what parseCreditLine gave (`undefined`: not known, so nothing is blocked here), `hold`
  * the statement id holding the account, or null. A hold comes first: it stops every purchase.
+ * @param {{ line: { availableCents: bigint } | null | undefined, hold: string | null }} standing
+ * @param {bigint} totalCents
  * @returns {null | {reason: 'hold', statementId: string} | {reason: 'no_line'} |
  *   {reason: 'over_limit', availableCents: bigint, totalCents: bigint, excessCents: bigint}}
  */
