@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser tests of the dashboard (the client panel and the agency console): headless Debian Chromium driven by
-# playwright-core, through a running dev gateway in front of the seeded functions. Also runs the money and
-# gateway unit tests.
+# playwright-core, through a running dev gateway in front of the seeded functions. First type-checks the dashboard
+# (tsc) against the types generated from infra/openapi.yaml; also runs the unit tests of dashboard/tests/.
 #
 # Expects in the environment (scripts/local-stack.sh sets them up):
 #   GATEWAY_URL                 the dev gateway, e.g. http://127.0.0.1:3000 (node dev/gateway.mjs)
@@ -33,13 +33,26 @@ if [[ ! -x $chromium ]]; then
 fi
 echo "browser-test: $("$chromium" --version 2>/dev/null || echo "chromium at $chromium")" >&2
 
-want=$(node -p "require('./dashboard/package-lock.json').packages['node_modules/playwright-core'].version")
-have=$(node -p "try { require('./dashboard/node_modules/playwright-core/package.json').version } catch { '' }")
-if [[ $want != "$have" ]]; then
-  echo "browser-test: npm ci (playwright-core $want)" >&2
-  # The browser comes from Debian: never let an install script fetch one.
+# The dashboard's npm dependencies as dashboard/package-lock.json pins them (playwright-core, openapi-typescript,
+# typescript); the browser comes from Debian: never let an install script fetch one.
+if ! node -e '
+  const lock = require("./dashboard/package-lock.json").packages;
+  for (const [path, { version }] of Object.entries(lock)) {
+    if (!path) continue;
+    let have = "";
+    try { have = require(`./dashboard/${path}/package.json`).version } catch {}
+    if (have !== version) process.exit(1);
+  }' 2>/dev/null; then
+  echo "browser-test: npm ci in dashboard" >&2
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix dashboard --no-audit --no-fund
 fi
+
+# The dashboard against the contract's types (dashboard/tsconfig.json, types/openapi.d.ts; its staleness is
+# tests/types.test.mjs): a contract change that breaks the dashboard fails here, before a browser starts.
+started=$SECONDS
+echo "browser-test: tsc --noEmit -p dashboard" >&2
+node dashboard/node_modules/typescript/bin/tsc -p dashboard
+echo "browser-test: tsc passed ($((SECONDS - started)) s)" >&2
 
 # One file at a time: the panel and the agency console tests share agency-northwind's prices and
 # acct-northwind-coffee's line (each puts back what it changed, but must not see the other's changes meanwhile).
