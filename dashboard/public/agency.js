@@ -8,7 +8,7 @@
 import { loadConfig } from './api.js';
 import { $, renderMessage, tableMessage } from './ui.js';
 import { loadClients } from './agency/clients.js';
-import { AGENCY_CLAIM, state } from './agency/common.js';
+import { AGENCY_CLAIM, CLIENT_COLUMNS, state } from './agency/common.js';
 import { loadPricing, savePrices } from './agency/prices.js';
 import { loadPurchases, voidPurchase } from './agency/purchases.js';
 import { loadStatements } from './agency/statements.js';
@@ -41,7 +41,7 @@ async function start() {
   } catch (err) {
     state.denied = true;
     renderMessage($('alert'), { tone: 'error', title: 'This console is not set up', lines: [err.message] });
-    for (const [tbody, columns] of /** @type {[string, number][]} */ ([['price-rows', 6], ['client-rows', 9], ['purchase-rows', 8], ['statement-rows', 8]])) {
+    for (const [tbody, columns] of /** @type {[string, number][]} */ ([['price-rows', 6], ['client-rows', CLIENT_COLUMNS], ['purchase-rows', 8], ['statement-rows', 8]])) {
       tableMessage($(tbody), columns, 'Not available: this console is not configured.');
     }
     return;

@@ -19,6 +19,7 @@ import {
 } from './money.js';
 import { CREDIT_TYPES, callApiAt, explainAnswer, loadConfig, sendWithRetry } from './api.js';
 import { $, renderMessage } from './ui.js';
+import { loadStatements, settlementOf } from './panel/statements.js';
 
 const ACCOUNT_CLAIM = 'custom:account_id';
 
@@ -311,6 +312,22 @@ function renderHold(statementId) {
   banner.replaceChildren(title, line);
   banner.dataset.statementId = statementId;
   banner.hidden = false;
+  renderHoldSettlement();
+}
+
+/** How the held statement is being settled (declined, retried on …), once the statements are read. */
+function renderHoldSettlement() {
+  const banner = $('hold');
+  const statementId = banner.dataset.statementId;
+  const settled = statementId ? settlementOf(statementId) : null;
+  const shown = $('hold-settlement');
+  if (!settled) return shown?.remove();
+  if (shown?.textContent === `${settled.text}.`) return;
+  const line = document.createElement('p');
+  line.id = 'hold-settlement';
+  line.textContent = `${settled.text}.`;
+  if (shown) shown.replaceWith(line);
+  else banner.append(line);
 }
 
 /** What #credit shows now, so that typing does not rebuild it on every keystroke. */
@@ -596,7 +613,13 @@ async function loadLedger() {
 
 /** The balances, the pay-later line and the ledger: everything a purchase (or a refusal) may have changed. */
 function refreshAccount() {
-  return Promise.all([loadBalances(), loadLedger()]);
+  return Promise.all([loadBalances(), loadLedger(), refreshStatements()]);
+}
+
+/** The statements (a refused purchase may mean a new hold, whose settlement the banner shows). */
+async function refreshStatements({ more = false } = {}) {
+  await loadStatements((path) => callApi(path), { more, explain });
+  renderHoldSettlement();
 }
 
 async function loadPricing() {
@@ -823,6 +846,7 @@ async function start() {
     event.preventDefault();
     purchase();
   });
+  $('more-statements').addEventListener('click', () => refreshStatements({ more: true }));
   try {
     const config = await loadConfig({
       file: 'config.json',
@@ -836,6 +860,7 @@ async function start() {
     showPricesUnavailable('this panel is not configured.');
     $('balances-state').textContent = 'Balances are unavailable: this panel is not configured.';
     $('ledger-state').textContent = 'Credit movements are unavailable: this panel is not configured.';
+    $('statements-state').textContent = 'Statements are unavailable: this panel is not configured.';
     showAlert({ tone: 'error', title: 'This panel is not set up', lines: [err.message] });
     return;
   }

@@ -1,9 +1,10 @@
 // The console's clients section: each client's balances, Pay Later line (its limit set here), unbilled sums, and
 // the agency's own line at cost.
 import { CREDIT_TYPES } from '../api.js';
+import { settlement, statusLabel } from '../settlement.js';
 import { $, count, el, money, tableMessage } from '../ui.js';
 import { centsToDecimal, decimalToCents } from '../money.js';
-import { callApi, denyConsole, explain, isDenied, PAGE_SIZE, read, sectionMessage, state } from './common.js';
+import { callApi, CLIENT_COLUMNS, denyConsole, explain, isDenied, PAGE_SIZE, read, sectionMessage, state } from './common.js';
 
 export function clientName(accountId) {
   const client = state.clients.get(accountId);
@@ -23,6 +24,31 @@ function lineCells(line) {
   ];
 }
 
+/**
+ * The client's last statement: its status, what is due and how it is being settled (the settlement contract's
+ * `lastStatement`; absent from an API that predates it, null before the client's first bill).
+ * @param {import('../settlement.js').Settleable & { statementId?: string, amountDue?: string } | null | undefined} last
+ */
+function lastStatementCell(last) {
+  const cell = el('td', { dataset: { label: 'Last statement', field: 'last-statement' } });
+  if (!last || typeof last !== 'object') {
+    cell.append(el('span', { className: 'sub', textContent: last === null ? 'None yet' : '—' }));
+    return cell;
+  }
+  const status = typeof last.status === 'string' ? last.status : '';
+  const settled = settlement(last);
+  cell.dataset.status = status;
+  cell.append(
+    el('span', { className: `badge status-${status}`, textContent: statusLabel(status) }),
+    last.amountDue !== undefined && last.amountDue !== '0.00' && status !== 'paid'
+      ? el('span', { className: 'sub', dataset: { field: 'last-due' }, textContent: `${money(last.amountDue)} due` })
+      : null,
+    settled ? el('span', { className: `sub settlement tone-${settled.tone}`, dataset: { field: 'settlement' }, textContent: settled.text }) : null,
+  );
+  return cell;
+}
+
+/** @param {import('../../types/openapi').components['schemas']['AgencyClient'] & { lastStatement?: any }} client */
 function clientRow(client) {
   const id = client.accountId;
   const name = typeof client.name === 'string' && client.name ? client.name : id;
@@ -60,7 +86,7 @@ function clientRow(client) {
       el('li', { dataset: { type } }, el('span', { className: 'k', textContent: label }), ' ', el('span', { className: 'v', textContent: count(client.balances?.[type]) })),
     ),
   );
-  const unbilled = client.unbilled ?? {};
+  const unbilled = client.unbilled ?? /** @type {Partial<typeof client.unbilled>} */ ({});
   const purchases = Number.isSafeInteger(unbilled.purchases) ? unbilled.purchases : null;
   const hold =
     typeof client.holdStatementId === 'string' && client.holdStatementId
@@ -80,6 +106,7 @@ function clientRow(client) {
     ),
     el('td', { className: 'num', dataset: { label: 'At cost', field: 'at-cost' }, textContent: money(unbilled.atCost) }),
     el('td', { className: 'num', dataset: { label: 'Margin', field: 'margin' }, textContent: money(unbilled.margin) }),
+    lastStatementCell(client.lastStatement),
     el('td', { className: 'edit', dataset: { label: 'Set the credit limit' } }, form),
   );
 }
@@ -128,7 +155,7 @@ export async function loadClients({ more = false } = {}) {
   if (answer.status !== 200 || !Array.isArray(answer.body?.clients)) {
     const why = answer.status === 200 ? 'the answer was not valid.' : explain(answer, 'loading your clients');
     if (more) sectionMessage('clients', { tone: 'error', title: 'More clients could not be loaded', lines: [why] });
-    else tableMessage($('client-rows'), 9, `Clients are unavailable: ${why}`);
+    else tableMessage($('client-rows'), CLIENT_COLUMNS, `Clients are unavailable: ${why}`);
     return;
   }
   const { body } = answer;
@@ -145,7 +172,7 @@ export async function loadClients({ more = false } = {}) {
     if (existing) existing.replaceWith(row);
     else $('client-rows').append(row);
   }
-  if (!$('client-rows').children.length) tableMessage($('client-rows'), 9, 'Your agency has no clients yet.', 'empty');
+  if (!$('client-rows').children.length) tableMessage($('client-rows'), CLIENT_COLUMNS, 'Your agency has no clients yet.', 'empty');
   $('client-rows').setAttribute('aria-busy', 'false');
   state.cursors.clients = typeof body.nextCursor === 'string' && body.nextCursor ? body.nextCursor : null;
   $('more-clients').hidden = !state.cursors.clients;

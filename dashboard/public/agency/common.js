@@ -4,15 +4,10 @@ import { callApiAt, explainAnswer } from '../api.js';
 import { $, renderMessage, tableMessage } from '../ui.js';
 
 export const AGENCY_CLAIM = 'custom:agency_id';
+/** The clients table's columns (agency.html). */
+export const CLIENT_COLUMNS = 10;
 export const PAGE_SIZE = { clients: 25, purchases: 10, statements: 10 };
 
-export const STATEMENT_STATUS = {
-  building: 'Being billed',
-  pending_payment: 'Awaiting payment',
-  paid: 'Paid',
-  payment_failed: 'Payment failed',
-  overdue: 'Overdue',
-};
 export const PURCHASE_STATUS = { unbilled: 'Unbilled', billed: 'Billed', voided: 'Voided' };
 
 export const state = {
@@ -108,7 +103,7 @@ export function denyConsole(answer) {
   $('alert').focus();
   for (const [tbody, columns] of /** @type {[string, number][]} */ ([
     ['price-rows', 6],
-    ['client-rows', 9],
+    ['client-rows', CLIENT_COLUMNS],
     ['purchase-rows', 8],
     ['statement-rows', 8],
   ])) {

@@ -1,7 +1,20 @@
 // The console's statements section: the agency's own statements at cost.
+import { statusLabel, settlement } from '../settlement.js';
 import { $, count, dueDay, el, money, shortTime, tableMessage } from '../ui.js';
-import { denyConsole, explain, isDenied, PAGE_SIZE, read, sectionMessage, state, STATEMENT_STATUS } from './common.js';
+import { denyConsole, explain, isDenied, PAGE_SIZE, read, sectionMessage, state } from './common.js';
 
+/**
+ * How the platform collects this statement from the agency's card, once collection has a story to tell (the
+ * settlement contract's `collection` and `paidAt`; the "Due by" column already says when it is due).
+ * @param {import('../settlement.js').Settleable} statement
+ */
+function collectionText(statement) {
+  if (!(statement.collection && typeof statement.collection === 'object') && typeof statement.paidAt !== 'string') return null;
+  const settled = settlement(statement);
+  return settled ? el('span', { className: `sub settlement tone-${settled.tone}`, dataset: { field: 'collection' }, textContent: settled.text }) : null;
+}
+
+/** @param {import('../../types/openapi').components['schemas']['Statement']} statement */
 function statementRow(statement) {
   const status = typeof statement.status === 'string' ? statement.status : '';
   return el(
@@ -9,7 +22,12 @@ function statementRow(statement) {
     { id: `statement-${statement.statementId}`, dataset: { statement: statement.statementId, status } },
     el('th', { scope: 'row', className: 'id', dataset: { label: 'Statement' }, textContent: statement.statementId }),
     el('td', { dataset: { label: 'Cycle end' }, textContent: shortTime(statement.cycleEnd) }),
-    el('td', { dataset: { label: 'Status', field: 'status' } }, el('span', { className: `badge status-${status}`, textContent: STATEMENT_STATUS[status] ?? status })),
+    el(
+      'td',
+      { dataset: { label: 'Status' } },
+      el('span', { className: `badge status-${status}`, dataset: { field: 'status' }, textContent: statusLabel(status) }),
+      collectionText(statement),
+    ),
     el('td', { className: 'num', dataset: { label: 'Purchases' }, textContent: count(statement.purchaseCount) }),
     el('td', { className: 'num', dataset: { label: 'Total', field: 'total' }, textContent: money(statement.total) }),
     el('td', { className: 'num', dataset: { label: 'Paid', field: 'paid' }, textContent: money(statement.amountPaid) }),
