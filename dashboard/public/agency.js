@@ -1,3 +1,4 @@
+// @ts-check
 // The agency console: plain ES modules, no framework, no build step (like the client panel, app.js). One module per
 // section under agency/ (prices, clients, purchases, statements; agency/common.js is what they share).
 //

@@ -1,3 +1,4 @@
+// @ts-check
 // The "Buy Additional Credits" panel: plain ES module, no framework, no build step.
 //
 // Configuration (see dashboard/README.md): `config.json` next to index.html, else `/dev/config.json` (served by
@@ -179,6 +180,7 @@ function showPricesUnavailable(reason) {
  * Validates a pricing body from the API: every credit type once, every price a decimal with ≤ 4 places,
  * `minimumQuantity` a whole number ≥ 1 (1 when absent). Returns the price map, or null when anything is off
  * (then nothing may be sold).
+ * @param {import('../types/openapi').components['schemas']['Pricing']} body
  */
 function readPricing(body) {
   if (!body || !Array.isArray(body.prices)) return null;
@@ -400,7 +402,10 @@ function renderCredit(form) {
   return block;
 }
 
-/** Takes the account's standing from a GET /balances body. */
+/**
+ * Takes the account's standing from a GET /balances body.
+ * @param {import('../types/openapi').components['schemas']['BalancesResponse']} body
+ */
 function applyStanding(body) {
   const hold = typeof body.holdStatementId === 'string' && body.holdStatementId !== '' ? body.holdStatementId : null;
   if (!('creditLine' in body)) {
@@ -419,6 +424,7 @@ function standingUnavailable() {
 
 // ------------------------------------------------------------------------------------------ balances
 
+/** @param {import('../types/openapi').components['schemas']['Balances']} balances */
 function renderBalances(balances) {
   const list = $('balances-list');
   list.replaceChildren(
@@ -495,7 +501,10 @@ function readCounts(value) {
   return counts;
 }
 
-/** The entries of a GET /ledger body, or null when anything in it is off (then none is shown). */
+/**
+ * The entries of a GET /ledger body, or null when anything in it is off (then none is shown).
+ * @param {import('../types/openapi').components['schemas']['LedgerPage']} body
+ */
 function readLedger(body) {
   if (!body || !Array.isArray(body.entries)) return null;
   const text = (value) => (typeof value === 'string' && value !== '' ? value : null);
@@ -529,6 +538,7 @@ function whenText(createdAt) {
   return date.toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'short' });
 }
 
+/** @param {import('../types/openapi').components['schemas']['LedgerEntry']} entry */
 function ledgerRow(entry) {
   const tr = document.createElement('tr');
   tr.dataset.type = entry.type;

@@ -1,3 +1,4 @@
+// @ts-check
 // Exact money arithmetic for the panel, on BigInt scaled integers (never floating point).
 //
 // The server's rule (shared/src/domain.rs): a line's subtotal is quantity × unit price rounded to cents,

@@ -1,3 +1,4 @@
+// @ts-check
 // The console's clients section: each client's balances, Pay Later line (its limit set here), unbilled sums, and
 // the agency's own line at cost.
 import { CREDIT_TYPES } from '../api.js';
@@ -11,6 +12,7 @@ export function clientName(accountId) {
   return client && typeof client.name === 'string' && client.name ? client.name : accountId;
 }
 
+/** @param {import('../../types/openapi').components['schemas']['AgencyClient']['creditLine']} line */
 function lineCells(line) {
   if (!line || typeof line !== 'object') {
     return [
@@ -117,6 +119,7 @@ function setFieldError(input, error, text) {
   error.hidden = !text;
 }
 
+/** @param {import('../../types/openapi').components['schemas']['AgencyCreditLine']} line */
 function showAgencyLine(line) {
   const p = $('agency-line');
   if (line && typeof line === 'object') {

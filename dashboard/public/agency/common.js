@@ -1,3 +1,4 @@
+// @ts-check
 // What every section of the agency console shares: its state, the agency's API calls and their explanations,
 // the section messages, and closing the whole console to a sign-in that may not use it.
 import { callApiAt, explainAnswer } from '../api.js';

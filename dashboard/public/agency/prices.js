@@ -1,3 +1,4 @@
+// @ts-check
 // The console's prices section: the agency's price per credit type, its cost and margin, changed with If-Match.
 import { CREDIT_TYPES, isCreditType, labelOf } from '../api.js';
 import { $, el, money, tableMessage } from '../ui.js';
@@ -11,7 +12,10 @@ function etagOf(answer) {
   return Number.isSafeInteger(answer.body?.version) ? `"${answer.body.version}"` : null;
 }
 
-/** Validates a pricing body: one well-formed rate per credit type. */
+/**
+ * Validates a pricing body: one well-formed rate per credit type.
+ * @param {import('../../types/openapi').components['schemas']['AgencyPricing']} body
+ */
 function readPricing(body) {
   if (!body || !Array.isArray(body.rates)) return null;
   const rates = {};
@@ -83,6 +87,9 @@ function buildPriceRows() {
 /**
  * Shows a pricing body. `keep`: the admin's unsaved edits (type → { useDefault, text }) to put back into the
  * form over the new figures (after a 412, so they can be applied again on top of the other person's prices).
+ * @param {import('../../types/openapi').components['schemas']['AgencyPricing']} body
+ * @param {string | null} etag
+ * @param {{ keep?: Record<string, { useDefault: boolean, text: string }> | null }} [options]
  */
 function showPricing(body, etag, { keep = null } = {}) {
   const rates = readPricing(body);

@@ -1,3 +1,4 @@
+// @ts-check
 // The console's purchases section: the clients' purchases under this agency, and voiding one (same key on retry).
 import { isCreditType, labelOf, sendWithRetry } from '../api.js';
 import { $, count, el, money, shortTime, tableMessage } from '../ui.js';
@@ -10,6 +11,7 @@ function statusOf(purchase) {
   return purchase.billedToClient || purchase.billedToAgency ? 'billed' : 'unbilled';
 }
 
+/** @param {import('../../types/openapi').components['schemas']['AgencyPurchase']} purchase */
 function purchaseRow(purchase) {
   const id = purchase.purchaseId;
   const status = statusOf(purchase);

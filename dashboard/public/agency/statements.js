@@ -1,3 +1,4 @@
+// @ts-check
 // The console's statements section: the agency's own statements at cost.
 import { statusLabel, settlement } from '../settlement.js';
 import { $, count, dueDay, el, money, shortTime, tableMessage } from '../ui.js';
