@@ -1,5 +1,7 @@
 // @ts-check
-// The "Buy Additional Credits" panel: plain ES module, no framework, no build step.
+// The "Buy Additional Credits" panel: plain ES modules, no framework, no build step. This one holds the prices,
+// the quantities, the Pay Later line, the balances and the purchase; panel/ledger.js and panel/statements.js the
+// sections read with the balances; api.js and ui.js what the panel shares with the agency console.
 //
 // Configuration (see dashboard/README.md): `config.json` next to index.html, else `/dev/config.json` (served by
 // the dev gateway only). Prices always come from the API: the panel never shows or charges a price it made up.
@@ -20,6 +22,7 @@ import {
 } from './money.js';
 import { CREDIT_TYPES, callApiAt, explainAnswer, loadConfig, sendWithRetry } from './api.js';
 import { $, renderMessage } from './ui.js';
+import { loadLedger } from './panel/ledger.js';
 import { loadStatements, settlementOf } from './panel/statements.js';
 
 const ACCOUNT_CLAIM = 'custom:account_id';
@@ -475,155 +478,9 @@ async function loadBalances() {
   }
 }
 
-// ------------------------------------------------------------------------------------------ ledger
-
-/** How many of the newest ledger entries are shown under the balances. */
-const LEDGER_ROWS = 5;
-
-/** Every entry type of GET /ledger, as the client reads it. */
-const ENTRY_LABELS = {
-  purchase: 'Purchase',
-  consumption: 'Used',
-  release: 'Returned',
-  void: 'Voided',
-  adjustment: 'Adjustment',
-};
-
-/** A map of credit type → whole number, known types only; null when anything else is in it. */
-function readCounts(value) {
-  if (!value || typeof value !== 'object' || Array.isArray(value)) return null;
-  const counts = {};
-  for (const [type, count] of Object.entries(value)) {
-    // An integer beyond 2^53 would arrive rounded: say it cannot be read rather than show a wrong count.
-    if (!CREDIT_TYPES.some(({ id }) => id === type) || !Number.isSafeInteger(count)) return null;
-    counts[type] = count;
-  }
-  return counts;
-}
-
-/**
- * The entries of a GET /ledger body, or null when anything in it is off (then none is shown).
- * @param {import('../types/openapi').components['schemas']['LedgerPage']} body
- */
-function readLedger(body) {
-  if (!body || !Array.isArray(body.entries)) return null;
-  const text = (value) => (typeof value === 'string' && value !== '' ? value : null);
-  const entries = [];
-  for (const entry of body.entries.slice(0, LEDGER_ROWS)) {
-    const quantities = readCounts(entry?.quantities);
-    const balancesAfter = readCounts(entry?.balancesAfter);
-    if (!Object.hasOwn(ENTRY_LABELS, entry?.type) || !quantities || !balancesAfter || !text(entry.createdAt)) return null;
-    entries.push({
-      entryId: text(entry.entryId) ?? '',
-      type: entry.type,
-      createdAt: entry.createdAt,
-      quantities,
-      balancesAfter,
-      reason: text(entry.reason),
-      reference: text(entry.reference),
-    });
-  }
-  return entries;
-}
-
-/** "+10" or "−3" (a true minus sign, which screen readers say as "minus"), grouped like the balances. */
-function signed(count) {
-  const digits = Math.abs(count).toLocaleString('en-US');
-  return count > 0 ? `+${digits}` : count < 0 ? `\u2212${digits}` : digits;
-}
-
-function whenText(createdAt) {
-  const date = new Date(createdAt);
-  if (Number.isNaN(date.getTime())) return createdAt;
-  return date.toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'short' });
-}
-
-/** @param {import('../types/openapi').components['schemas']['LedgerEntry']} entry */
-function ledgerRow(entry) {
-  const tr = document.createElement('tr');
-  tr.dataset.type = entry.type;
-  tr.dataset.entryId = entry.entryId;
-  const moved = CREDIT_TYPES.filter(({ id }) => entry.quantities[id] !== undefined && entry.quantities[id] !== 0);
-
-  const when = document.createElement('th');
-  when.scope = 'row';
-  when.className = 'when';
-  const time = document.createElement('time');
-  time.dateTime = entry.createdAt;
-  time.textContent = whenText(entry.createdAt);
-  when.append(time);
-
-  const cell = (className, label, content) => {
-    const td = document.createElement('td');
-    td.className = className;
-    td.dataset.label = label;
-    td.append(...content);
-    return td;
-  };
-  const type = cell('type', 'Type', [ENTRY_LABELS[entry.type]]);
-  const change = cell(
-    'change',
-    'Change',
-    moved.flatMap(({ id, label }, i) => {
-      const span = document.createElement('span');
-      span.className = entry.quantities[id] > 0 ? 'up' : 'down';
-      span.textContent = `${signed(entry.quantities[id])} ${label}`;
-      return i === 0 ? [span] : [', ', span];
-    }),
-  );
-  const said = [entry.reason, entry.reference && `ref. ${entry.reference}`].filter(Boolean).join(' · ');
-  const reason = cell('reason', 'Reason', [said || (entry.type === 'purchase' ? 'Bought on Pay Later' : '—')]);
-  const after = cell('after', 'Balance after', [
-    moved.map(({ id, label }) => `${label} ${(entry.balancesAfter[id] ?? 0).toLocaleString('en-US')}`).join(', '),
-  ]);
-  tr.append(when, type, change, reason, after);
-  return tr;
-}
-
-function renderLedger(entries) {
-  $('ledger-rows').replaceChildren(...entries.map(ledgerRow));
-  $('ledger-table').hidden = entries.length === 0;
-  $('ledger-note').textContent = `Your last ${LEDGER_ROWS} movements at most, newest first; the balance after each is shown for the credit types it moved.`;
-  $('ledger-note').hidden = entries.length === 0;
-  $('ledger-state').textContent = 'No credit movements yet.';
-  $('ledger-state').hidden = entries.length > 0;
-}
-
-/** Counts reads of GET /ledger: only the newest answer is shown, as for the balances. */
-let ledgerReads = 0;
-/** Whether a ledger read succeeded once: a failed refresh then leaves what is shown. */
-let ledgerShown = false;
-
-/** Reads the newest ledger entries (refreshed with the balances). */
-async function loadLedger() {
-  const read = ++ledgerReads;
-  let failure;
-  try {
-    const answer = await callApi(`/ledger?limit=${LEDGER_ROWS}`);
-    if (read !== ledgerReads) return;
-    const entries = answer.status === 200 ? readLedger(answer.body) : null;
-    if (entries) {
-      renderLedger(entries);
-      ledgerShown = true;
-      return;
-    }
-    failure =
-      answer.status === 200
-        ? 'Credit movements are unavailable: the answer could not be read.'
-        : `Credit movements are unavailable: ${explain(answer, 'loading your credit movements')}`;
-  } catch {
-    if (read !== ledgerReads) return;
-    failure = 'Credit movements are unavailable: the service could not be reached.';
-  }
-  if (!ledgerShown) {
-    $('ledger-state').textContent = failure;
-    $('ledger-state').hidden = false;
-  }
-}
-
 /** The balances, the pay-later line and the ledger: everything a purchase (or a refusal) may have changed. */
 function refreshAccount() {
-  return Promise.all([loadBalances(), loadLedger(), refreshStatements()]);
+  return Promise.all([loadBalances(), loadLedger((path) => callApi(path), explain), refreshStatements()]);
 }
 
 /** The statements (a refused purchase may mean a new hold, whose settlement the banner shows). */
