@@ -92,6 +92,8 @@ before(async () => {
     headless: true,
     args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     viewport: { width: 1100, height: 900 },
+    // The pages' CSP (script-src 'self') would refuse the injected axe-core; the other browser tests keep it on.
+    bypassCSP: true,
   });
   page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(20_000);
