@@ -176,6 +176,10 @@ test("the console shows each client's last statement and the agency's statements
     assert.equal(await first.locator('[data-field="last-due"]').innerText(), '$300.00 due');
     assert.equal(await first.locator('[data-field="settlement"]').innerText(), settlement(DECLINED).text);
     assert.equal(await rows.nth(1).locator('[data-field="last-statement"] [data-field="settlement"]').innerText(), 'Charged to your card on Dec 2, 2026');
+    assert.deepEqual((await rows.nth(1).locator('[data-field="last-statement"]').innerText()).split('\n').map((t) => t.trim()).filter(Boolean), [
+      'Paid',
+      'Charged to your card on Dec 2, 2026',
+    ]);
     assert.ok(await page.getByRole('columnheader', { name: 'Last statement' }).isVisible());
     const own = page.locator(`#statement-rows tr[data-statement="${agencyStatement.statementId}"]`);
     assert.equal(await own.locator('[data-field="status"]').innerText(), 'Payment failed');

@@ -40,13 +40,14 @@ function lastStatementCell(last) {
   const status = typeof last.status === 'string' ? last.status : '';
   const settled = settlement(last);
   cell.dataset.status = status;
-  cell.append(
+  const parts = [
     el('span', { className: `badge status-${status}`, textContent: statusLabel(status) }),
     last.amountDue !== undefined && last.amountDue !== '0.00' && status !== 'paid'
       ? el('span', { className: 'sub', dataset: { field: 'last-due' }, textContent: `${money(last.amountDue)} due` })
       : null,
     settled ? el('span', { className: `sub settlement tone-${settled.tone}`, dataset: { field: 'settlement' }, textContent: settled.text }) : null,
-  );
+  ];
+  cell.append(...parts.filter(Boolean));
   return cell;
 }
 
