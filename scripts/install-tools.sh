@@ -63,8 +63,8 @@ install_npm() {
   if ! node -e '
     const dir = process.argv[1];
     const lock = require(`${dir}/package-lock.json`).packages;
-    for (const [path, { version }] of Object.entries(lock)) {
-      if (!path) continue;
+    for (const [path, { version, optional }] of Object.entries(lock)) {
+      if (!path || optional) continue; // an optional package may not exist for this platform
       let have = "";
       try { have = require(`${dir}/${path}/package.json`).version } catch {}
       if (have !== version) process.exit(1);
