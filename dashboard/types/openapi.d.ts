@@ -579,6 +579,57 @@ export interface components {
             purchaseCount: number;
             /** Format: date-time */
             createdAt: string;
+            paidAt: components["schemas"]["PaidAt"];
+            collection: components["schemas"]["Collection"];
+        };
+        /**
+         * Format: date-time
+         * @description When the statement was paid in full (the instant of the payment that paid it off); `null` until then.
+         */
+        PaidAt: string | null;
+        /**
+         * @description The latest attempt to charge the statement to its owner's saved card through Stripe; `null` when
+         *     collection never attempted it. Each retry is a new attempt.
+         */
+        Collection: null | {
+            attempt: number;
+            /**
+             * @description `in_flight` (being charged), `succeeded`, `failed` (a retry is scheduled at `nextAttemptAt`) or
+             *     `exhausted` (failed, and no retry is left: pay another way to lift the hold).
+             * @enum {string}
+             */
+            state: "in_flight" | "succeeded" | "failed" | "exhausted";
+            /**
+             * @description Why the attempt failed, as a machine code (`card_declined`, `authentication_required`: the bank
+             *     wants the customer present, ...); `null` unless it failed.
+             */
+            reason: string | null;
+            /**
+             * Format: date-time
+             * @description When the attempt started.
+             */
+            lastAttemptAt: string;
+            /**
+             * Format: date-time
+             * @description When the next automatic retry may start; `null` when none is scheduled.
+             */
+            nextAttemptAt: string | null;
+        };
+        /**
+         * @description The client's latest statement that billed purchases made under this agency, at the client's price;
+         *     `null` when it has none (never billed, or billed only while it was another agency's client).
+         */
+        LastStatement: null | {
+            statementId: string;
+            /** Format: date-time */
+            cycleEnd: string;
+            /** @enum {string} */
+            status: "building" | "pending_payment" | "paid" | "payment_failed" | "overdue";
+            amountDue: components["schemas"]["Money"];
+            /** Format: date-time */
+            dueAt: string | null;
+            paidAt: components["schemas"]["PaidAt"];
+            collection: components["schemas"]["Collection"];
         };
         /** @description A response written by API Gateway itself, not by a function. */
         GatewayMessage: {
@@ -795,6 +846,7 @@ export interface components {
                 atCost: components["schemas"]["Money"];
                 margin: components["schemas"]["AgencySignedMoney"];
             };
+            lastStatement: components["schemas"]["LastStatement"];
         };
         AgencyCreditLimitChange: {
             /** @description The new limit at price, 0 to 10,000,000,000,000 with at most two decimals. */
