@@ -7,6 +7,8 @@
 //! 3. Cold starts of the release bootstraps under a mock Lambda Runtime API, against the echo binary.
 //! 4. arm64 release binary sizes.
 //! 5. Billing throughput with DynamoDB-like latency injected below the SDK, at concurrency 1 and the default.
+//! 6. Collection of 10,000 statements through a Stripe-like server (300 ms per PaymentIntent) with the same
+//!    DynamoDB latency, at the default `COLLECT_CONCURRENCY` and the largest: time and Stripe calls per second.
 //!
 //! Options: `--quick` (small counts, writes nothing unless `--out` is given), `--bin-dir DIR` (host binaries,
 //! default target/release), `--out FILE`, `--stale-arm64` (lists binaries whose arm64 bootstrap needs a build),
@@ -16,11 +18,16 @@
 //! `--consumption` (only the warm consumption vs its bare TransactWriteItems, at c=1 and 32, printed with its
 //! targets, nothing written; needs no function binaries),
 //! `--cold-start` (only the cold starts, with the bare calls their first-answer target needs; printed, nothing
-//! written), `--cold-env NAME=VALUE` (repeatable: set on every cold-started process, to compare settings).
+//! written), `--cold-env NAME=VALUE` (repeatable: set on every cold-started process, to compare settings),
+//! `--cold-start-stripe` (only the cold starts of collect-payments and stripe-webhook against the echo floor;
+//! printed, nothing written), `--collection` (only the collection run, printed, nothing written; needs no
+//! function binaries), `--collection-statements N` (default 10,000, 1,000 with `--quick`),
+//! `--collection-concurrency 8,32` (default: the default concurrency and 32).
 
 mod agency_clients;
 mod artifacts;
 mod billing;
+mod collection;
 mod inproc;
 mod priority;
 mod process;
@@ -36,7 +43,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use inproc::{Fixture, Scenario};
-use process::{Engine, Function, event_bytes};
+use process::{Engine, Expect, Function, event_bytes};
 use report::{ColdRow, Machine, Results, SizeRow};
 
 /// The functions benchmarked (and whose arm64 size is a target), then the floor they are compared with.
@@ -71,8 +78,15 @@ struct Args {
     billing_purchases: Option<usize>,
     billing_concurrencies: Option<Vec<usize>>,
     cold_only: bool,
+    cold_stripe_only: bool,
+    collection_only: bool,
+    collection_statements: Option<usize>,
+    collection_concurrencies: Option<Vec<usize>>,
     cold_env: Vec<(&'static str, String)>,
 }
+
+/// `COLLECT_CONCURRENCY`'s largest accepted value (`shared::collection::CollectSettings::from_env`).
+const COLLECT_CONCURRENCY_MAX: usize = 32;
 
 /// The billing book: purchases spread over this many accounts and agencies.
 const BILLING_ACCOUNTS: usize = 1_000;
@@ -90,6 +104,10 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
         billing_purchases: None,
         billing_concurrencies: None,
         cold_only: false,
+        cold_stripe_only: false,
+        collection_only: false,
+        collection_statements: None,
+        collection_concurrencies: None,
         cold_env: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -103,6 +121,18 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
             "--consumption" => args.consumption_only = true,
             "--agency-clients" => args.agency_clients_only = true,
             "--cold-start" => args.cold_only = true,
+            "--cold-start-stripe" => args.cold_stripe_only = true,
+            "--collection" => args.collection_only = true,
+            "--collection-statements" => {
+                let n = it.next().ok_or("--collection-statements needs a number")?;
+                args.collection_statements =
+                    Some(n.parse().map_err(|_| format!("--collection-statements {n}: not a number"))?);
+            }
+            "--collection-concurrency" => {
+                let list = it.next().ok_or("--collection-concurrency needs a list like 8,32")?;
+                let parsed: Result<Vec<usize>, _> = list.split(',').map(str::parse).collect();
+                args.collection_concurrencies = Some(parsed.map_err(|_| format!("--collection-concurrency {list}"))?);
+            }
             "--cold-env" => {
                 let pair = it.next().ok_or("--cold-env needs NAME=VALUE")?;
                 let (name, value) = pair.split_once('=').ok_or(format!("--cold-env {pair}: expected NAME=VALUE"))?;
@@ -127,6 +157,8 @@ fn parse_args(root: &std::path::Path) -> Result<Args, String> {
         && !args.consumption_only
         && !args.agency_clients_only
         && !args.cold_only
+        && !args.cold_stripe_only
+        && !args.collection_only
     {
         args.out = Some(root.join("bench/RESULTS.md"));
     }
@@ -182,6 +214,18 @@ async fn run() -> Result<(), String> {
         println!("{}", report::billing_markdown(&rows));
         return Ok(());
     }
+    let collection_statements = args.collection_statements.unwrap_or(if args.quick { 1_000 } else { 10_000 });
+    let collection_concurrencies = args
+        .collection_concurrencies
+        .clone()
+        .unwrap_or(vec![shared::collection::CollectSettings::default().concurrency, COLLECT_CONCURRENCY_MAX]);
+    if args.collection_only {
+        init_tracing();
+        phase(&format!("collection: {collection_statements} statements, c={collection_concurrencies:?}"));
+        let rows = collection::measure(collection_statements, &collection_concurrencies).await?;
+        println!("{}", report::collection_markdown(&rows));
+        return Ok(());
+    }
     if args.agency_clients_only {
         init_tracing();
         phase("agency clients page: one client with 100,000 unbilled purchases");
@@ -201,15 +245,18 @@ async fn run() -> Result<(), String> {
         println!("{}\n{}", report::comparison_table(&comparisons), report::targets_table(&targets));
         return Ok(());
     }
-    let function = |name: &'static str, expect_status: Option<u64>| Function {
+    let function = |name: &'static str, expect: Expect| Function {
         name,
         binary: args.bin_dir.join(name),
-        expect_status,
+        expect,
         extra_env: args.cold_env.clone(),
     };
-    let purchase = function("purchase-credits", Some(201));
-    let pricing = function("get-pricing", Some(200));
-    let echo = function(ECHO, None);
+    let echo = function(ECHO, Expect::Echo);
+    if args.cold_stripe_only {
+        return stripe_cold_starts(&plan, function, &echo).await;
+    }
+    let purchase = function("purchase-credits", Expect::Status(201));
+    let pricing = function("get-pricing", Expect::Status(200));
     for f in [&purchase, &pricing, &echo] {
         if !f.binary.is_file() {
             return Err(format!("{} is missing: scripts/bench.sh builds it", f.binary.display()));
@@ -241,6 +288,7 @@ async fn run() -> Result<(), String> {
             sustained: Vec::new(),
             sizes: Vec::new(),
             billing: Vec::new(),
+            collection: Vec::new(),
             notes: Vec::new(),
         };
         println!("{}{}", results.cold_markdown(), results.targets_markdown());
@@ -281,6 +329,9 @@ async fn run() -> Result<(), String> {
     let billing =
         billing::measure(billing_purchases, BILLING_ACCOUNTS, BILLING_AGENCIES, &billing_concurrencies).await?;
 
+    phase(&format!("collection: {collection_statements} statements, c={collection_concurrencies:?}"));
+    let collection = collection::measure(collection_statements, &collection_concurrencies).await?;
+
     let sizes = all
         .iter()
         .map(|name| SizeRow {
@@ -300,6 +351,7 @@ async fn run() -> Result<(), String> {
         sustained,
         sizes,
         billing,
+        collection,
         notes: notes(&plan),
     };
     let markdown = results.markdown();
@@ -420,4 +472,90 @@ fn notes(plan: &Plan) -> Vec<String> {
          rebuilds any older than its sources. Limits read as MiB."
             .into(),
     ]
+}
+
+/// `--cold-start-stripe`: cold starts of the two Stripe functions against the echo floor. Their secrets come as
+/// the local stack gives them (`STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`: plain values), so the Secrets
+/// Manager read a deployed cold start makes (one GetSecretValue, in parallel with the table client) is not in
+/// these figures. collect-payments gets `{}` over the seeded table (nothing payable: one Query per partition,
+/// no Stripe call); stripe-webhook a `payment_intent.succeeded` for an unknown statement (events/stripe-webhook.json,
+/// signed just before it is sent: verified, one read, acknowledged with 200).
+async fn stripe_cold_starts(
+    plan: &Plan,
+    function: impl Fn(&'static str, Expect) -> Function,
+    echo: &Function,
+) -> Result<(), String> {
+    const WEBHOOK_SECRET: &str = "whsec_bench_local";
+    let stripe_env = |mut f: Function| {
+        f.extra_env.extend([
+            ("STRIPE_SECRET_KEY", "sk_test_bench".to_owned()),
+            ("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+            // Never contacted: nothing is payable.
+            ("STRIPE_API_BASE", "http://127.0.0.1:9".to_owned()),
+        ]);
+        f
+    };
+    let collect = stripe_env(function("collect-payments", Expect::Object));
+    let webhook = stripe_env(function("stripe-webhook", Expect::Status(200)));
+    for f in [&collect, &webhook, echo] {
+        if !f.binary.is_file() {
+            return Err(format!(
+                "{} is missing: cargo build --release -p collect-payments -p stripe-webhook -p echo-lambda",
+                f.binary.display()
+            ));
+        }
+    }
+    init_tracing();
+    let machine = Machine::describe(&testkit::repo_root());
+    phase("seeding an embedded dynoxide");
+    let fx = Arc::new(Fixture::new().await?);
+    let engine = Engine { endpoint: fx.env.dynamo.endpoint(), table: fx.env.table.clone() };
+    let pricing_event = event_bytes(&testkit::event_json("get-pricing.json"));
+    let webhook_template = testkit::event_json("stripe-webhook.json");
+    let signed_webhook = || {
+        let mut event = webhook_template.clone();
+        let body = event["body"].as_str().unwrap_or_default().to_owned();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let secret = shared::stripe::Secret::new(WEBHOOK_SECRET);
+        event["headers"]["stripe-signature"] = json!(shared::stripe::signature::sign(&secret, now, body.as_bytes()));
+        event_bytes(&event)
+    };
+    let event_for = |f: &Function| {
+        if f.name == collect.name {
+            axum::body::Bytes::from_static(b"{}")
+        } else if f.name == webhook.name {
+            signed_webhook()
+        } else {
+            pricing_event.clone()
+        }
+    };
+    let order = [&collect, &webhook, echo];
+    phase(&format!("cold starts: {} rounds of {}, {} and {}", plan.cold_runs, collect.name, webhook.name, echo.name));
+    for f in order {
+        process::cold_start(f, &engine, event_for(f)).await?; // untimed: loads the binary into the page cache
+    }
+    let mut cold: Vec<ColdRow> =
+        order.iter().map(|f| ColdRow { name: f.name.into(), diagnostic: false, samples: Vec::new() }).collect();
+    let realtime = priority::Realtime::raise();
+    for round in 0..plan.cold_runs {
+        for k in 0..order.len() {
+            let i = (round + k) % order.len();
+            cold[i].samples.push(process::cold_start(order[i], &engine, event_for(order[i])).await?);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let results = Results {
+        machine,
+        load_after: report::load_average(),
+        comparisons: Vec::new(),
+        cold,
+        cold_scheduling: realtime.describe(),
+        sustained: Vec::new(),
+        sizes: Vec::new(),
+        billing: Vec::new(),
+        collection: Vec::new(),
+        notes: Vec::new(),
+    };
+    println!("{}", results.cold_markdown());
+    Ok(())
 }

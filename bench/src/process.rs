@@ -16,13 +16,24 @@ pub struct Engine {
     pub table: String,
 }
 
+/// What a function's good answer looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An API Gateway response with this `statusCode`.
+    Status(u64),
+    /// The event itself (the echo binary).
+    Echo,
+    /// Any JSON object (a direct-invoke function's summary, e.g. collect-payments').
+    Object,
+}
+
 /// A function binary under test and what a good answer looks like.
 #[derive(Debug, Clone)]
 pub struct Function {
     pub name: &'static str,
     pub binary: std::path::PathBuf,
-    /// The `statusCode` of the API Gateway response; `None` for the echo binary, which must return the event.
-    pub expect_status: Option<u64>,
+    /// What a good answer is.
+    pub expect: Expect,
     /// Set on top of Lambda's environment (only for the diagnostic cold-start variant).
     pub extra_env: Vec<(&'static str, String)>,
 }
@@ -117,9 +128,10 @@ fn check(function: &Function, sent: &Bytes, outcome: &Outcome) -> Result<(), Str
     }
     let answer: Value = serde_json::from_slice(&outcome.body)
         .map_err(|e| format!("{}: answer is not JSON ({e}): {body}", function.name))?;
-    let ok = match function.expect_status {
-        Some(status) => answer["statusCode"].as_u64() == Some(status),
-        None => serde_json::from_slice::<Value>(sent).is_ok_and(|event| event == answer),
+    let ok = match function.expect {
+        Expect::Status(status) => answer["statusCode"].as_u64() == Some(status),
+        Expect::Echo => serde_json::from_slice::<Value>(sent).is_ok_and(|event| event == answer),
+        Expect::Object => answer.is_object(),
     };
     if ok { Ok(()) } else { Err(format!("{}: unexpected answer: {body}", function.name)) }
 }

@@ -91,6 +91,7 @@ pub struct Results {
     pub sustained: Vec<(&'static str, Sustained)>,
     pub sizes: Vec<SizeRow>,
     pub billing: Vec<crate::billing::BillingRow>,
+    pub collection: Vec<crate::collection::CollectionRow>,
     /// How the run was set up, one line each, for the notes.
     pub notes: Vec<String>,
 }
@@ -342,6 +343,7 @@ impl Results {
         }
 
         out.push_str(&billing_markdown(&self.billing));
+        out.push_str(&collection_markdown(&self.collection));
 
         let _ = writeln!(out, "\n## Binary sizes\n");
         let _ =
@@ -466,6 +468,54 @@ pub fn billing_markdown(rows: &[crate::billing::BillingRow]) -> String {
          A purchase counts once billed to its client and to its agency. Billing time includes reading the unbilled \
          indexes; making the statements payable (`finish_cycle`, one UpdateItem per statement, as many in flight as steps) \
          is shown apart and added once to the projection: it grows with the statements, not the purchases."
+    );
+    out
+}
+
+/// The collection section: one row per concurrency.
+pub fn collection_markdown(rows: &[crate::collection::CollectionRow]) -> String {
+    use crate::collection::{CREATE_LATENCY, ENDPOINT_LIMIT_PER_SECOND, LIVE_LIMIT_PER_SECOND, READ_LATENCY};
+    let mut out = String::new();
+    if rows.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\n## Collection run: DynamoDB-like latency, a Stripe-like server answering in 100 / 300 ms\n");
+    let _ = writeln!(
+        out,
+        "| COLLECT_CONCURRENCY | statements | run time | paid / declined | PaymentIntents/s mean | busiest second | customer reads/s mean | busiest second | all calls, busiest second | {ENDPOINT_LIMIT_PER_SECOND}/s per endpoint (and test mode) fits | {LIVE_LIMIT_PER_SECOND}/s global (live) fits |"
+    );
+    let _ = writeln!(out, "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} / {} | {:.1} | {} | {:.1} | {} | {} | c ≤ {} | c ≤ {} |",
+            row.concurrency,
+            row.statements,
+            fmt_duration(row.elapsed),
+            row.succeeded,
+            row.failed,
+            row.creates.mean_per_second,
+            row.creates.peak_per_second,
+            row.reads.mean_per_second,
+            row.reads.peak_per_second,
+            row.all.peak_per_second,
+            row.concurrency_for(ENDPOINT_LIMIT_PER_SECOND, false),
+            row.concurrency_for(LIVE_LIMIT_PER_SECOND, true),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe real `shared::collection::collect` over payable client statements (copies of one statement the real \
+         billing run made, each on its own account with a Stripe customer; one in 50 declines), DynamoDB latency as \
+         in the billing run, and a Stripe-like server inside the bench answering `GET /v1/customers/{{id}}` after \
+         {} ms and `POST /v1/payment_intents` after {} ms (`succeeded`, or 402 `card_declined`). Checked after each \
+         run: one PaymentIntent per statement at the fake, no idempotency key sent twice, every statement `paid` \
+         or `payment_failed` as its card decides. Stripe's limits (docs.stripe.com/rate-limits): 100 operations/s \
+         in live mode, 25 in test mode, and 25 requests/s per endpoint by default in either mode. \"Fits\" scales \
+         the busiest second (per endpoint: the busier of the two; global: both) to the limit: the collector has no client-side rate limiter, so the limit is kept only by \
+         `COLLECT_CONCURRENCY` (1-32) and Stripe's own latency.",
+        READ_LATENCY.as_millis(),
+        CREATE_LATENCY.as_millis()
     );
     out
 }
