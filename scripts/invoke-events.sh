@@ -5,7 +5,8 @@
 # list-ledger*.json the ledger route of the list-purchases function. consume-credits*.json are direct invokes
 # (no HTTP status): the valid one must answer a consumption (a replay on a stack it ran on before), the release
 # a release, the bad input the error type InvalidConsumptionEvent.
-# collect-payments*.json and provision-account*.json are direct invokes too (see below). stripe-webhook.json is
+# collect-payments*.json and provision-account*.json are direct invokes too (see below). The collection
+# walkthrough (scripts/collection-walkthrough.sh) runs in two halves around the billing run. stripe-webhook.json is
 # signed at invoke time with STRIPE_WEBHOOK_SECRET (scripts/sign-webhook-event.py); its -bad-input is a forged
 # signature (400).
 # Usage: scripts/invoke-events.sh [INVOKE_PORT]   (with the local stack's environment: source scripts/local-stack.sh)
@@ -18,6 +19,10 @@ passed=0 failed=0
 # make: bill the seeded account's purchase up to now instead and ask for that statement, so the valid call
 # really answers 200 on a fresh stack.
 cargo lambda invoke purchase-credits --data-file events/purchase-credits.json -P "$port" >/dev/null 2>&1 || true
+# The collection walkthrough's first half (its own accounts, customers and purchases): the billing run below bills
+# them too, and its second half runs at the end (scripts/collection-walkthrough.sh).
+export WALKTHROUGH_ID="ci$(date -u +%H%M%S)$RANDOM"
+if scripts/collection-walkthrough.sh prepare "$port"; then walk_prepared=1; else walk_prepared=0; fi
 sleep 1 # the cycle end below is a whole second, after the purchase's createdAt
 billed_at="$(date -u +%Y-%m-%dT%H:%M:%S)"
 # Not a month boundary, so the run must say it is off-cycle; and billing-run refuses a cycle end less than its
@@ -137,5 +142,12 @@ for file in events/*.json; do
     failed=$((failed + 1)); echo "FAIL $function $file -> $got (want $want)"; printf '%s\n' "$output" | head -c 2000; echo
   fi
 done
+# The walkthrough's second half: the statements billed above, collected (a good card paid; a declining card
+# failed, held, given a good card and retried: paid, hold lifted).
+if [ "$walk_prepared" = 1 ] && scripts/collection-walkthrough.sh finish "${billed_at}Z" "$port"; then
+  passed=$((passed + 1)); echo "ok   collection walkthrough (paid; declined -> hold -> retry -> paid)"
+else
+  failed=$((failed + 1)); echo "FAIL collection walkthrough (scripts/collection-walkthrough.sh; its output is above)"
+fi
 echo "invoke-events: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
