@@ -183,7 +183,9 @@ fn replace_in(value: &AttributeValue, from: &str, to: &str) -> AttributeValue {
     match value {
         AttributeValue::S(s) => AttributeValue::S(s.replace(from, to)),
         AttributeValue::Ss(set) => AttributeValue::Ss(set.iter().map(|s| s.replace(from, to)).collect()),
-        AttributeValue::M(map) => AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), replace_in(v, from, to))).collect()),
+        AttributeValue::M(map) => {
+            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), replace_in(v, from, to))).collect())
+        }
         AttributeValue::L(list) => AttributeValue::L(list.iter().map(|v| replace_in(v, from, to)).collect()),
         other => other.clone(),
     }
@@ -220,11 +222,8 @@ async fn fill(statements: usize) -> Result<(TestEnv, CycleEnd), String> {
         }
     };
     let account = get(keys::account(TEMPLATE_ACCOUNT), keys::ACCOUNT_SK.to_owned()).await?;
-    let statement = get(
-        keys::statement_pk(StatementKind::Client, TEMPLATE_ACCOUNT),
-        keys::statement_sk(cycle.as_str()),
-    )
-    .await?;
+    let statement =
+        get(keys::statement_pk(StatementKind::Client, TEMPLATE_ACCOUNT), keys::statement_sk(cycle.as_str())).await?;
     if statement.get("status").and_then(|s| s.as_s().ok()).map(String::as_str) != Some("pending_payment") {
         return Err(format!("the template statement is not payable: {statement:?}"));
     }
@@ -277,9 +276,8 @@ pub async fn measure(statements: usize, concurrencies: &[usize]) -> Result<Vec<C
         };
         env.faults.set_latency(Some(Latency::dynamodb()));
         let started = Instant::now();
-        let summary = collection::collect(&collector, Some(&cycle), SystemTime::now(), None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let summary =
+            collection::collect(&collector, Some(&cycle), SystemTime::now(), None).await.map_err(|e| e.to_string())?;
         let elapsed = started.elapsed();
         env.faults.set_latency(None);
         server.abort();

@@ -479,7 +479,8 @@ pub fn collection_markdown(rows: &[crate::collection::CollectionRow]) -> String 
     if rows.is_empty() {
         return out;
     }
-    let _ = writeln!(out, "\n## Collection run: DynamoDB-like latency, a Stripe-like server answering in 100 / 300 ms\n");
+    let _ =
+        writeln!(out, "\n## Collection run: DynamoDB-like latency, a Stripe-like server answering in 100 / 300 ms\n");
     let _ = writeln!(
         out,
         "| COLLECT_CONCURRENCY | statements | run time | paid / declined | PaymentIntents/s mean | busiest second | customer reads/s mean | busiest second | all calls, busiest second | {ENDPOINT_LIMIT_PER_SECOND}/s per endpoint (and test mode) fits | {LIVE_LIMIT_PER_SECOND}/s global (live) fits |"
