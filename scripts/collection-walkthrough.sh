@@ -56,7 +56,7 @@ declining="acct-walk-declined-$run_id"
 state_file="${TMPDIR:-/tmp}/collection-walkthrough-$run_id.env"
 steps=0
 
-step() { printf 'walk: %s\n' "$*"; }
+step() { printf 'walk [%3ss]: %s\n' "$SECONDS" "$*"; }
 fail() { printf 'walk: FAIL %s\n' "$*" >&2; exit 1; }
 
 # invoke FUNCTION JSON: the function's answer (its error, if it failed, for the check to reject).
@@ -181,11 +181,11 @@ finish() {
   # The retry (attempt 2) is due 3 days after the failure (COLLECT_RETRY_DAYS); collect-payments reads the real
   # clock, so move the failed attempt's due time into the past, as waiting would (only a failed attempt).
   local sk
-  sk="$(aws dynamodb query --endpoint-url "$AWS_ENDPOINT_URL_DYNAMODB" --table-name "$TABLE_NAME" \
+  sk="$(aws dynamodb query --region "$AWS_REGION" --endpoint-url "$AWS_ENDPOINT_URL_DYNAMODB" --table-name "$TABLE_NAME" \
     --key-condition-expression 'pk = :pk AND begins_with(sk, :statement)' --filter-expression 'statementId = :id' \
     --expression-attribute-values "{\":pk\": {\"S\": \"ACCOUNT#$declining\"}, \":statement\": {\"S\": \"STATEMENT#\"}, \":id\": {\"S\": \"$held_id\"}}" \
     --query 'Items[0].sk.S' --output text)"
-  aws dynamodb update-item --endpoint-url "$AWS_ENDPOINT_URL_DYNAMODB" --table-name "$TABLE_NAME" \
+  aws dynamodb update-item --region "$AWS_REGION" --endpoint-url "$AWS_ENDPOINT_URL_DYNAMODB" --table-name "$TABLE_NAME" \
     --key "{\"pk\": {\"S\": \"ACCOUNT#$declining\"}, \"sk\": {\"S\": \"$sk\"}}" \
     --update-expression 'SET collectNextAt = :past' --condition-expression 'collectState = :failed' \
     --expression-attribute-values '{":past": {"S": "2000-01-01T00:00:00.000Z"}, ":failed": {"S": "failed"}}' ||
