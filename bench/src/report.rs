@@ -489,10 +489,10 @@ pub fn collection_markdown(rows: &[crate::collection::CollectionRow]) -> String 
     for row in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} / {} | {:.1} | {} | {:.1} | {} | {} | c ≤ {} | c ≤ {} |",
+            "| {} | {} | {:.1} s | {} / {} | {:.1} | {} | {:.1} | {} | {} | c ≤ {} | c ≤ {} |",
             row.concurrency,
             row.statements,
-            fmt_duration(row.elapsed),
+            row.elapsed.as_secs_f64(),
             row.succeeded,
             row.failed,
             row.creates.mean_per_second,
