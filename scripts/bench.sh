@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: performance figures for the purchase and pricing paths, and billing throughput. It reports, it does not judge: it exits
+# `make bench`: performance figures for the purchase and pricing paths, billing and collection throughput. It reports, it does not judge: it exits
 # 0 even when a target is missed, and non-zero only when the bench itself could not build or measure.
 #  1. Installs missing tools (scripts/install-tools.sh: cargo-lambda and zig among them) and the aarch64 target.
 #  2. Release builds with the workspace profile (lto, codegen-units=1, strip), one after another (2 cores):
@@ -8,7 +8,10 @@
 #  3. Runs the bench, which prints the figures and writes bench/RESULTS.md.
 # Arguments go to the bench, e.g. `scripts/bench.sh --quick` (small counts, writes no file), or
 # `cargo run --release -p bench -- --billing` for the billing throughput alone (no function binaries needed),
-# `-- --consumption` for warm consumption alone, `-- --cold-start` for the cold starts alone.
+# `-- --consumption` for warm consumption alone, `-- --cold-start` for the cold starts alone, `-- --collection` for
+# collection through a Stripe-like server alone (no function binaries needed), `-- --cold-start-stripe` for the
+# cold starts of collect-payments and stripe-webhook (build them first: cargo build --release -p collect-payments
+# -p stripe-webhook -p echo-lambda).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
