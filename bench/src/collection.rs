@@ -131,7 +131,6 @@ impl FakeStripe {
 /// Mean and busiest-second rate of a set of request arrivals.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rate {
-    pub count: usize,
     pub mean_per_second: f64,
     /// The most arrivals within any 1 s window.
     pub peak_per_second: usize,
@@ -149,7 +148,7 @@ fn rate(times: &mut [Instant]) -> Rate {
         }
         peak = peak.max(end - start + 1);
     }
-    Rate { count: times.len(), mean_per_second: times.len() as f64 / span, peak_per_second: peak }
+    Rate { mean_per_second: times.len() as f64 / span, peak_per_second: peak }
 }
 
 /// One measured run.
