@@ -1,14 +1,16 @@
-//! Settled statements for the dashboard: for each seeded account one client statement of a cycle that ended two
-//! days ago, paid by card (`paidAt`, collection `succeeded`), and for the declining account one that its card
-//! declined (`payment_failed`, collection `failed` with `card_declined` and a retry scheduled), which holds it.
+//! Settled statements for the dashboard: for each seeded account one client statement of the cycle that ended
+//! at midnight UTC two days ago, paid by card (`paidAt`, collection `succeeded`), and for the declining account
+//! one that its card declined (`payment_failed`, collection `failed` with `card_declined` and a retry
+//! scheduled), which holds it.
 //!
 //! Written the way real ones are: a purchase through the purchase transaction, the billing run of that cycle,
 //! then the collection attempt's claim, the payment or the failure mark, and the attempt's end, each through the
 //! storage function collection itself uses. Only the Stripe call is left out (no charge is made).
 //!
-//! Idempotent: an account that already has a statement gets none (loading twice adds nothing).
+//! Idempotent within a UTC day: an account that already has a statement of that cycle gets none (loading twice
+//! adds nothing).
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::billing::{BillingRun, run_billing};
 use shared::domain::billing::{CycleEnd, STATUS_PAYMENT_FAILED, StatementKind, StatementRef};
@@ -33,20 +35,26 @@ pub async fn seed_settled_statements(
     declining: &str,
     now: SystemTime,
 ) -> Result<SettledReport, String> {
+    // The cycle that ended at midnight UTC two days ago: the same all day, so loading twice adds nothing, and
+    // one no other local run bills (they bill cycles ending now), so the test stack can seed it after its other
+    // stages have billed theirs.
+    let since_epoch = now.duration_since(UNIX_EPOCH).map_err(|_| "a clock before 1970")?;
+    let midnight = UNIX_EPOCH + Duration::from_secs((since_epoch.as_secs() / DAY.as_secs() - 2) * DAY.as_secs());
+    let cycle_end = CycleEnd::at(midnight);
     let mut fresh = Vec::new();
     for account_id in accounts {
-        if store.client_statements_page(account_id, 1, None).await.map_err(err("statements"))?.statements.is_empty() {
+        let statement_id = StatementKind::Client.statement_id(account_id, &cycle_end);
+        if store.statement(&statement_id).await.map_err(err("statement"))?.is_none() {
             fresh.push(account_id.clone());
         }
     }
     if fresh.is_empty() {
         return Ok(SettledReport::default());
     }
-    // One purchase each, three days ago, billed by the run of the cycle that ended two days ago: only purchases
-    // made before it are billed, so none made since (a developer's) is touched.
-    let cycle_end = CycleEnd::at(now - 2 * DAY);
+    // One purchase each, a day before that cycle's end, billed by its run: only purchases made before it are
+    // billed, so none made since (a developer's, a test's) is touched.
     for account_id in &fresh {
-        purchase(store, account_id, now - 3 * DAY).await?;
+        purchase(store, account_id, midnight - DAY).await?;
     }
     run_billing(store, &BillingRun::new(cycle_end.clone())).await.map_err(|e| format!("billing run: {e}"))?;
 

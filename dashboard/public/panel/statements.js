@@ -26,9 +26,9 @@ function statementRow(statement) {
     'tr',
     { id: `statement-${statement.statementId}`, dataset: { statement: statement.statementId, status } },
     el('th', { scope: 'row' }, cycle ? `Cycle ending ${cycle}` : statement.statementId),
-    el('td', { className: 'num', dataset: { field: 'amount' } }, money(statement.total)),
-    el('td', { dataset: { field: 'status' } }, statusLabel(status)),
-    el('td', { className: settled ? `settlement tone-${settled.tone}` : '', dataset: { field: 'settlement' } }, settled?.text ?? '—'),
+    el('td', { className: 'num', dataset: { field: 'amount', label: 'Amount' } }, money(statement.total)),
+    el('td', { dataset: { field: 'status', label: 'Status' } }, statusLabel(status)),
+    el('td', { className: settled ? `settlement tone-${settled.tone}` : '', dataset: { field: 'settlement', label: 'Settlement' } }, settled?.text ?? '—'),
   );
 }
 
