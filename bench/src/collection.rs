@@ -24,7 +24,6 @@ use shared::billing::{self, BillingRun};
 use shared::collection::{self, CollectSettings, Collector};
 use shared::domain::billing::{CycleEnd, StatementKind};
 use shared::storage::keys;
-use shared::storage::statements::UNPAID_PARTITION;
 use shared::stripe::{Secret, StripeClient, StripeSettings};
 use testkit::faults::Latency;
 use testkit::{ApiEvent, TestEnv};
@@ -363,10 +362,11 @@ async fn check_statuses(env: &TestEnv, cycle: &CycleEnd, statements: usize) -> R
     if !wrong.is_empty() || still_payable != declining + 2 {
         return Err(format!(
             "after collection: {} statements in the wrong state ({:?}...); {still_payable} still payable, expected \
-             {} ({UNPAID_PARTITION} and the agency's)",
+             {} ({} and the agency's)",
             wrong.len(),
             wrong.iter().take(3).collect::<Vec<_>>(),
-            declining + 2
+            declining + 2,
+            keys::UNPAID_PARTITION
         ));
     }
     Ok(())

@@ -7,7 +7,7 @@
 //! the call is timed.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use shared::api::{self, App, Settings};
 use shared::consumption::{ConsumptionAnswer, consume_credits};
 use shared::domain::PurchaseRecord;
+use shared::domain::idempotency::IdempotencyKey;
 use shared::domain::ledger::{self, Consumption};
 use shared::domain::{self, CreditType, EffectivePricing, Quantities};
 use shared::storage::{IdempotencyClaim, Store};
@@ -180,20 +181,18 @@ impl Fixture {
     /// The items the handler would send for the same body, with a fresh purchase id and idempotency key.
     fn bare_transaction(&self) -> Input {
         let now = SystemTime::now();
-        let epoch = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let quote = domain::quote(&self.pricing, &self.quantities).expect("the bench buys whole lines");
         let purchase_id = uuid::Uuid::now_v7().to_string();
         let key = uuid::Uuid::now_v7().to_string();
         let record =
             PurchaseRecord::unbilled(purchase_id.clone(), ACCOUNT, &self.agency_id, now, quote, Some(key.clone()));
-        let claim = IdempotencyClaim {
-            key,
+        let claim = IdempotencyClaim::new(
+            IdempotencyKey::parse(&key).expect("a UUID is a valid key"),
             // Same shape as the handler's SHA-256 hex: 64 hex characters.
-            request_hash: format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple()),
-            purchase_body: serde_json::to_string(&api::views::PurchaseView::of(&record)).expect("a purchase view"),
-            now_epoch_seconds: epoch(now),
-            expires_at_epoch_seconds: epoch(now + api::IDEMPOTENCY_TTL),
-        };
+            format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple()),
+            Some(serde_json::to_string(&api::views::PurchaseView::of(&record)).expect("a purchase view")),
+            now,
+        );
         let items = self
             .bare_items
             .purchase_transaction_for_bench(&record, &self.pricing, Some(&claim))

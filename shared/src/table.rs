@@ -43,10 +43,6 @@ pub const STATEMENT_STATE_INDEX: SparseIndex =
 pub const AGENCY_INDEX: SparseIndex =
     SparseIndex { name: "agency-items", partition_key: "agencyPk", sort_key: "agencySk" };
 
-/// Sort key prefixes of [`AGENCY_INDEX`].
-pub const AGENCY_CLIENT_PREFIX: &str = "CLIENT#";
-pub const AGENCY_PURCHASE_PREFIX: &str = "PURCHASE#";
-
 /// One client's purchases not yet billed to it: `ACCOUNT#{accountId}` / `{createdAt}#{purchaseId}`. Removed
 /// with the unbilled-client keys (billing) or on a void, so what a client owes this cycle is one Query.
 pub const CLIENT_UNBILLED_INDEX: SparseIndex =

@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::Settings;
 use super::error::AppError;
+use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::is_valid_account_id;
 
 /// Bodies above this are refused before parsing: a purchase is a few dozen bytes.
@@ -209,29 +210,14 @@ fn is_json_media_type(value: &str) -> bool {
     essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// The `Idempotency-Key` header, if sent: 1-255 printable ASCII characters, no comma, no surrounding space.
-pub fn idempotency_key(request: &Request) -> Result<Option<String>, AppError> {
+/// The `Idempotency-Key` header, if sent once, by its rule ([`IdempotencyKey`]).
+pub fn idempotency_key(request: &Request) -> Result<Option<IdempotencyKey>, AppError> {
     let mut values = request.headers().get_all(IDEMPOTENCY_KEY_HEADER).iter();
     let Some(value) = values.next() else { return Ok(None) };
     if values.next().is_some() {
         return Err(AppError::InvalidIdempotencyKey("sent more than once".into()));
     }
-    let bytes = value.as_bytes();
-    if bytes.is_empty() || bytes.len() > 255 {
-        return Err(AppError::InvalidIdempotencyKey(format!("{} characters", bytes.len())));
-    }
-    if !bytes.iter().all(|b| (0x20..=0x7e).contains(b)) {
-        return Err(AppError::InvalidIdempotencyKey("non-printable or non-ASCII characters".into()));
-    }
-    // HTTP drops whitespace around header values on the way, so such a key would not survive a retry intact.
-    if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
-        return Err(AppError::InvalidIdempotencyKey("blank, or begins or ends with a space".into()));
-    }
-    // API Gateway joins repeated headers with a comma: a comma means two keys arrived as one.
-    if bytes.contains(&b',') {
-        return Err(AppError::InvalidIdempotencyKey("contains a comma (or the header was sent twice)".into()));
-    }
-    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    IdempotencyKey::from_bytes(value.as_bytes()).map(Some).map_err(AppError::InvalidIdempotencyKey)
 }
 
 /// A query string parameter, if present. Given twice (`limit=5&limit=500`), or with a comma (API Gateway joins

@@ -32,10 +32,11 @@ pub mod purchase;
 pub mod routing;
 pub mod views;
 
+pub use crate::domain::idempotency::IDEMPOTENCY_TTL;
 pub use agency::{agency_read, agency_write};
 pub use history::{list_purchases, list_statements};
 pub use ledger::{list_ledger, list_purchases_or_ledger};
-pub use purchase::{IDEMPOTENCY_TTL, Purchased, purchase_credits, purchase_credits_with_outcome};
+pub use purchase::{Purchased, purchase_credits, purchase_credits_with_outcome};
 
 /// Settings read once at cold start.
 #[derive(Debug, Clone)]

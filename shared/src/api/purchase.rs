@@ -1,23 +1,20 @@
 //! `POST /accounts/{accountId}/credit-purchases`: quote at the agency's prices, then one transaction.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::error::AppError;
 use super::http::{authorize, idempotency_key, json_body, json_response};
 use super::views::{BalancesView, PricingView, PurchaseAnswer, PurchaseView};
 use super::{App, agency_of, load_account, pricing_of};
-use crate::domain::{self, PurchaseRecord, PurchaseRequest};
+use crate::domain::idempotency::purchase_request_hash;
+use crate::domain::{self, PurchaseRecord};
 use crate::storage::{IdempotencyClaim, RecordOutcome, StoreError, StoredIdempotency};
-
-/// How long an `Idempotency-Key` is remembered.
-pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What a purchase request came to, as the handler decided it: what metrics record, read from the same values
 /// the response is built from (never parsed back out of the response).
@@ -61,7 +58,7 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<(Re
     let minimal = prefers_minimal_return(request);
     let body = json_body(request)?;
     let purchase_request = domain::parse_purchase_request(&body)?;
-    let request_hash = request_hash(&account_id, &purchase_request);
+    let request_hash = purchase_request_hash(&account_id, &purchase_request);
     let answer = Answer { app, account_id: &account_id, minimal, deadline };
 
     let mut agency_id = before_write(deadline, agency_of(app, &account_id)).await?;
@@ -75,7 +72,7 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<(Re
             // A retry of an earlier success must get that success back, not a 409 for today's prices.
             if let Some(key) = &key
                 && let Some(stored) = before_write(deadline, async {
-                    Ok(app.store.idempotency(&account_id, key, epoch_seconds(SystemTime::now())).await?)
+                    Ok(app.store.idempotency(&account_id, key, SystemTime::now()).await?)
                 })
                 .await?
             {
@@ -102,15 +99,11 @@ async fn purchase(app: &App, request: &Request, deadline: Instant) -> Result<(Re
             &agency_id,
             now,
             quote,
-            key.clone(),
+            key.as_ref().map(|key| key.as_str().to_owned()),
         );
-        let claim = key.as_ref().map(|key| IdempotencyClaim {
-            key: key.clone(),
-            request_hash: request_hash.clone(),
-            purchase_body: serde_json::to_string(&PurchaseView::of(&record)).expect("a purchase view serialises"),
-            now_epoch_seconds: epoch_seconds(now),
-            expires_at_epoch_seconds: epoch_seconds(now + IDEMPOTENCY_TTL),
-        });
+        let purchase_body = serde_json::to_string(&PurchaseView::of(&record)).expect("a purchase view serialises");
+        let claim =
+            key.as_ref().map(|key| IdempotencyClaim::new(key.clone(), request_hash.clone(), Some(purchase_body), now));
 
         let written =
             tokio::time::timeout_at(deadline.into(), app.store.record_purchase(&record, &pricing, claim.as_ref()));
@@ -233,7 +226,7 @@ impl Answer<'_> {
         let mut response = match current {
             Ok(Ok(Some(record))) => self.created(PurchaseView::of(&record)).await,
             _ => {
-                let first: Value = serde_json::from_str(&stored.purchase_body)
+                let first: Value = serde_json::from_str(stored.purchase_body.as_deref().unwrap_or_default())
                     .map_err(|e| AppError::Internal(format!("stored purchase body: {e}")))?;
                 self.created(first).await
             }
@@ -249,13 +242,4 @@ fn prefers_minimal_return(request: &Request) -> bool {
     request.headers().get_all("prefer").iter().any(|value| {
         value.to_str().unwrap_or("").split(',').any(|token| token.trim().eq_ignore_ascii_case("return=minimal"))
     })
-}
-
-/// Binds a key to the account and the request's meaning, not its bytes.
-fn request_hash(account_id: &str, request: &PurchaseRequest) -> String {
-    hex::encode(Sha256::digest(format!("{account_id}\n{}", request.canonical())))
-}
-
-fn epoch_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -94,6 +94,33 @@ impl LedgerEntry {
             actor: None,
         }
     }
+
+    /// A void's entry: every type the purchase brought in, taken back whole (negative), the purchase as its
+    /// reference, the administrator who voided it as its actor (never shown to the client).
+    pub fn for_void(
+        purchase: &PurchaseRecord,
+        entry_id: &str,
+        voided_at: &str,
+        reason: Option<&str>,
+        voided_by: &str,
+    ) -> LedgerEntry {
+        LedgerEntry {
+            entry_id: entry_id.to_owned(),
+            account_id: purchase.account_id.clone(),
+            entry_type: EntryType::Void,
+            created_at: voided_at.to_owned(),
+            quantities: purchase
+                .credits_per_type()
+                .into_iter()
+                .map(|(t, q)| (t, -i64::try_from(q).unwrap_or(i64::MAX)))
+                .collect(),
+            reason: reason.map(str::to_owned),
+            reference: Some(purchase.purchase_id.clone()),
+            consumption_id: None,
+            purchase_id: Some(purchase.purchase_id.clone()),
+            actor: Some(voided_by.to_owned()),
+        }
+    }
 }
 
 /// Quantities per credit type a consumption takes (each above zero).

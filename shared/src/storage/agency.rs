@@ -9,20 +9,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::items::{AgencyPricingItem, Attributes, Item, account_from_item, from_item, n, s, to_item};
+use super::keys::{AGENCY_CLIENT_PREFIX, PRICING_AUDIT_SK_PREFIX, audit_sk};
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::agency::{PricingAuditEntry, PricingChange};
 use crate::domain::{Account, CURRENCY, is_valid_account_id};
-use crate::table::{AGENCY_CLIENT_PREFIX, AGENCY_INDEX};
-
-pub const PRICING_AUDIT_SK_PREFIX: &str = "AUDIT#PRICING#";
-pub const LIMIT_AUDIT_SK_PREFIX: &str = "AUDIT#LIMIT#";
-
-/// An audit entry's sort key: its time first, so the partition lists entries in time order, then a UUIDv7 so
-/// two changes in the same millisecond never share a key.
-pub fn audit_sk(prefix: &str, changed_at: &str) -> String {
-    format!("{prefix}{changed_at}#{}", uuid::Uuid::now_v7())
-}
+use crate::table::AGENCY_INDEX;
 
 /// How an audited price change ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +87,7 @@ impl ClientPosition {
             pk: keys::account(account_id),
             sk: keys::ACCOUNT_SK.to_owned(),
             agency_pk: keys::agency(agency_id),
-            agency_sk: format!("{AGENCY_CLIENT_PREFIX}{account_id}"),
+            agency_sk: keys::agency_client_sk(account_id),
         }
     }
 

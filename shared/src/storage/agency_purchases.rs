@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use super::history::{PurchaseKey, PurchasePage};
 use super::items::{Attributes, Item, from_item, s};
+use super::keys::AGENCY_PURCHASE_PREFIX;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{PurchaseRecord, is_valid_account_id};
-use crate::table::{AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
+use crate::table::{AGENCY_INDEX, PARTITION_KEY, SORT_KEY};
 
 /// A position in an agency's purchases (the `agency-items` index): the index keys and the table keys of the
 /// page's last purchase, as DynamoDB wants them back to continue.
@@ -30,7 +31,7 @@ impl AgencyPurchasePosition {
     fn of(purchase: &PurchaseRecord) -> AgencyPurchasePosition {
         AgencyPurchasePosition {
             agency_pk: keys::agency(&purchase.agency_id),
-            agency_sk: format!("{AGENCY_PURCHASE_PREFIX}{}#{}", purchase.created_at, purchase.purchase_id),
+            agency_sk: keys::agency_purchase_sk(&purchase.created_at, &purchase.purchase_id),
             pk: keys::account(&purchase.account_id),
             sk: keys::purchase_sk(&purchase.purchase_id),
         }
@@ -58,7 +59,7 @@ impl AgencyPurchasePosition {
             && humantime::parse_rfc3339(at).is_ok()
             && canonical(id)
             && self.sk == keys::purchase_sk(id)
-            && self.pk.strip_prefix("ACCOUNT#").is_some_and(is_valid_account_id)
+            && self.pk.strip_prefix(keys::ACCOUNT_PK_PREFIX).is_some_and(is_valid_account_id)
     }
 }
 

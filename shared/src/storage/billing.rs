@@ -16,7 +16,6 @@ use rust_decimal::Decimal;
 use sha2::{Digest, Sha256};
 
 use super::items::{n, s, statement_owner_attribute};
-use super::statements::building_partition;
 use super::transact::condition_failed;
 use super::unbilled::unbilled_index;
 use super::{Store, StoreError, classify, internal, keys};
@@ -153,7 +152,7 @@ impl Store {
             (":owner".to_owned(), s(owner)),
             (":cycleEnd".to_owned(), s(cycle_end)),
             (":building".to_owned(), s(STATUS_BUILDING)),
-            (":buildingKey".to_owned(), s(building_partition(cycle))),
+            (":buildingKey".to_owned(), s(keys::building_partition(cycle))),
             (":currency".to_owned(), s(currency)),
             (":now".to_owned(), s(&now)),
             (":total".to_owned(), n(delta.total)),

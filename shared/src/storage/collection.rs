@@ -15,7 +15,6 @@ use aws_sdk_dynamodb::error::SdkError;
 use rust_decimal::Decimal;
 
 use super::items::{Attributes, Item, n, s};
-use super::statements::{AGENCY_UNPAID_PARTITION, UNPAID_PARTITION};
 use super::{Store, StoreError, classify, keys};
 use crate::domain::billing::{STATUS_PAYMENT_FAILED, STATUS_PENDING_PAYMENT, StatementKind, StatementRef};
 use crate::table::STATEMENT_STATE_INDEX;
@@ -100,7 +99,7 @@ impl Store {
     /// each claim re-checks the statement).
     pub async fn payable_statements(&self) -> Result<Vec<PayableStatement>, StoreError> {
         let mut statements = Vec::new();
-        for partition in [UNPAID_PARTITION, AGENCY_UNPAID_PARTITION] {
+        for partition in [keys::UNPAID_PARTITION, keys::AGENCY_UNPAID_PARTITION] {
             let query = self.index_query(STATEMENT_STATE_INDEX, partition.to_owned(), None);
             for item in self.partition_items("Query payable statements", query).await? {
                 statements.extend(payable_from_item(&item)?);

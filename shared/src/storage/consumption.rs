@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::{
 };
 use serde::Serialize;
 
+use super::balance_update::BalanceUpdate;
 use super::items::{Attributes, Item, n, s, signed_balances};
 use super::ledger::ledger_entry_put;
 use super::transact::condition_failed;
@@ -143,27 +144,8 @@ impl Store {
         }
 
         // 0. Every type down, only while it stays >= 0; one more ledger entry on the account.
-        let mut adds = Vec::new();
-        let mut conditions = vec!["attribute_exists(pk)".to_owned()];
-        let mut names = HashMap::from([("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned())]);
-        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-        for (i, (credit_type, quantity)) in consumption.quantities.iter().enumerate() {
-            adds.push(format!("#b{i} :minus{i}"));
-            conditions.push(format!("#b{i} >= :q{i}"));
-            names.insert(format!("#b{i}"), keys::balance_attribute(*credit_type).to_owned());
-            values.insert(format!(":q{i}"), n(quantity));
-            values.insert(format!(":minus{i}"), n(-i128::from(*quantity)));
-        }
-        let account = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(pk.clone(), keys::ACCOUNT_SK)))
-            .update_expression(format!("ADD {}, #entries :one", adds.join(", ")))
-            .condition_expression(conditions.join(" AND "))
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build)?;
+        let account = BalanceUpdate::new(consumption.quantities.iter().map(|(t, q)| (*t, -i128::from(*q))))
+            .build(&self.table_name, &consumption.account_id)?;
 
         // 1. The ledger entry.
         let entry = LedgerEntry {
@@ -243,23 +225,8 @@ impl Store {
             .map_err(build)?;
 
         // 1. The credits back (no condition on the balance: adding never goes below zero).
-        let mut adds = Vec::new();
-        let mut names = HashMap::from([("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned())]);
-        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-        for (i, (credit_type, quantity)) in quantities.iter().enumerate() {
-            adds.push(format!("#b{i} :q{i}"));
-            names.insert(format!("#b{i}"), keys::balance_attribute(*credit_type).to_owned());
-            values.insert(format!(":q{i}"), n(quantity));
-        }
-        let account = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(pk.clone(), keys::ACCOUNT_SK)))
-            .update_expression(format!("ADD {}, #entries :one", adds.join(", ")))
-            .condition_expression("attribute_exists(pk)")
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .build()
-            .map_err(build)?;
+        let account = BalanceUpdate::new(quantities.iter().map(|(t, q)| (*t, i128::from(*q))))
+            .build(&self.table_name, account_id)?;
 
         // 2. The release's ledger entry.
         let entry = LedgerEntry {
@@ -321,36 +288,13 @@ impl Store {
         entry_id: &str,
         at: &str,
     ) -> Result<AdjustOutcome, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the adjustment transaction", e);
         let deltas: Deltas = deltas.iter().filter(|(_, d)| **d != 0).map(|(t, d)| (*t, *d)).collect();
         if deltas.is_empty() {
             return Err(StoreError::Internal("an adjustment without quantities reached storage".into()));
         }
-        let mut adds = Vec::new();
-        let mut conditions = vec!["attribute_exists(pk)".to_owned()];
-        let mut names = HashMap::from([("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned())]);
-        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-        let mut taken = Quantities::new();
-        for (i, (credit_type, delta)) in deltas.iter().enumerate() {
-            adds.push(format!("#b{i} :d{i}"));
-            names.insert(format!("#b{i}"), keys::balance_attribute(*credit_type).to_owned());
-            values.insert(format!(":d{i}"), n(delta));
-            if *delta < 0 {
-                conditions.push(format!("#b{i} >= :q{i}"));
-                values.insert(format!(":q{i}"), n(delta.unsigned_abs()));
-                taken.insert(*credit_type, delta.unsigned_abs());
-            }
-        }
-        let account = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::account(account_id), keys::ACCOUNT_SK)))
-            .update_expression(format!("ADD {}, #entries :one", adds.join(", ")))
-            .condition_expression(conditions.join(" AND "))
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build)?;
+        let taken: Quantities = deltas.iter().filter(|(_, d)| **d < 0).map(|(t, d)| (*t, d.unsigned_abs())).collect();
+        let account =
+            BalanceUpdate::new(deltas.iter().map(|(t, d)| (*t, i128::from(*d)))).build(&self.table_name, account_id)?;
         let entry = LedgerEntry {
             entry_id: entry_id.to_owned(),
             account_id: account_id.to_owned(),

@@ -4,7 +4,6 @@
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use super::items::{Attributes, Item, n, s, statement_from_item};
-use super::statements::{AGENCY_UNPAID_PARTITION, UNPAID_PARTITION, building_partition};
 use super::unbilled::PageKey;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::billing::{CycleEnd, STATUS_BUILDING, STATUS_PENDING_PAYMENT, StatementKind};
@@ -29,7 +28,7 @@ impl Store {
         after: Option<PageKey>,
     ) -> Result<BuildingPage, StoreError> {
         let output = self
-            .index_query(STATEMENT_STATE_INDEX, building_partition(cycle_end), None)
+            .index_query(STATEMENT_STATE_INDEX, keys::building_partition(cycle_end), None)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(after.map(|key| key.0))
             .send()
@@ -41,7 +40,7 @@ impl Store {
     /// How many statements of the cycle the state index still shows `building` (Select COUNT, every page).
     pub async fn count_building_statements(&self, cycle_end: &CycleEnd) -> Result<u64, StoreError> {
         let mut pages = self
-            .index_query(STATEMENT_STATE_INDEX, building_partition(cycle_end), None)
+            .index_query(STATEMENT_STATE_INDEX, keys::building_partition(cycle_end), None)
             .select(aws_sdk_dynamodb::types::Select::Count)
             .into_paginator()
             .send();
@@ -83,16 +82,16 @@ impl Store {
                         "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
                          #statePk = :unpaid, #stateSk = :dueKey",
                     )
-                    .expression_attribute_values(":unpaid", s(UNPAID_PARTITION))
-                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
+                    .expression_attribute_values(":unpaid", s(keys::UNPAID_PARTITION))
+                    .expression_attribute_values(":dueKey", s(keys::unpaid_sk(due_at, &statement.statement_id))),
                 // Agency statements wait in a partition of their own for collection.
                 StatementKind::Agency => request
                     .update_expression(
                         "SET #status = :pending, amountDue = #total, amountPaid = :zero, dueAt = :dueAt, \
                          #statePk = :unpaid, #stateSk = :dueKey",
                     )
-                    .expression_attribute_values(":unpaid", s(AGENCY_UNPAID_PARTITION))
-                    .expression_attribute_values(":dueKey", s(format!("{due_at}#{}", statement.statement_id))),
+                    .expression_attribute_values(":unpaid", s(keys::AGENCY_UNPAID_PARTITION))
+                    .expression_attribute_values(":dueKey", s(keys::unpaid_sk(due_at, &statement.statement_id))),
             });
         }
         futures_util::stream::iter(requests)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::CreditType;
-use crate::domain::billing::StatementKind;
+use crate::domain::billing::{CycleEnd, StatementKind};
 use crate::table::{PARTITION_KEY, SORT_KEY};
 
 pub const DEFAULT_PRICING_PK: &str = "PRICING#DEFAULT";
@@ -20,6 +20,7 @@ pub const CREDIT_LINE_SK: &str = "CREDIT_LINE";
 /// On a voided purchase: when it was voided (its presence is the mark billing checks) and by whom.
 pub const VOIDED_AT: &str = "voidedAt";
 pub const VOIDED_BY: &str = "voidedBy";
+pub const VOID_REASON: &str = "voidReason";
 
 /// Credit line attributes on the account item (client line, at price) and the agency line item (at cost).
 pub const CREDIT_LIMIT: &str = "creditLimit";
@@ -27,6 +28,14 @@ pub const AVAILABLE_CREDIT: &str = "availableCredit";
 /// On the account item: the ids of its client statements that are `payment_failed` or `overdue` and not paid in
 /// full (a string set; DynamoDB drops the attribute when its last member goes). Purchases require it absent.
 pub const HELD_STATEMENT_IDS: &str = "heldStatementIds";
+
+/// An outbox item's sort key prefix, in the partition its change already writes (`storage::outbox`).
+pub const OUTBOX_SK_PREFIX: &str = "OUTBOX#";
+
+/// An outbox item's sort key: `OUTBOX#{occurredAt}#{eventId}` (the timestamp has no `#`).
+pub fn outbox_sk(occurred_at: &str, event_id: &str) -> String {
+    format!("{OUTBOX_SK_PREFIX}{occurred_at}#{event_id}")
+}
 
 /// On a statement paid in full: the instant of the payment that paid it off.
 pub const STATEMENT_PAID_AT: &str = "paidAt";
@@ -53,11 +62,15 @@ pub fn unbilled_sums_attributes(agency_id: &str) -> [String; 3] {
 /// An agency's line lives in a partition of its own, so a function allowed to move lines (by IAM LeadingKeys)
 /// is not thereby allowed to write the agency's prices.
 pub fn agency_line(agency_id: &str) -> String {
-    format!("AGENCYLINE#{agency_id}")
+    format!("{AGENCY_LINE_PK_PREFIX}{agency_id}")
 }
 
+pub const AGENCY_LINE_PK_PREFIX: &str = "AGENCYLINE#";
+pub const AGENCY_PK_PREFIX: &str = "AGENCY#";
+pub const ACCOUNT_PK_PREFIX: &str = "ACCOUNT#";
+
 pub fn agency(agency_id: &str) -> String {
-    format!("AGENCY#{agency_id}")
+    format!("{AGENCY_PK_PREFIX}{agency_id}")
 }
 
 /// A request of the provisioning entry point (`provision-account`), kept so it is applied once: in a partition of
@@ -68,7 +81,27 @@ pub fn provision(request_id: &str) -> String {
 pub const PROVISION_SK: &str = "REQUEST";
 
 pub fn account(account_id: &str) -> String {
-    format!("ACCOUNT#{account_id}")
+    format!("{ACCOUNT_PK_PREFIX}{account_id}")
+}
+
+/// Sort key prefixes of [`crate::table::AGENCY_INDEX`]: client items carry `CLIENT#{accountId}`, purchases
+/// `PURCHASE#{createdAt}#{purchaseId}`.
+pub const AGENCY_CLIENT_PREFIX: &str = "CLIENT#";
+pub const AGENCY_PURCHASE_PREFIX: &str = "PURCHASE#";
+
+/// A client's sort key in its agency's partition of the agency-items index.
+pub fn agency_client_sk(account_id: &str) -> String {
+    format!("{AGENCY_CLIENT_PREFIX}{account_id}")
+}
+
+/// A purchase's sort key in its agency's partition of the agency-items index: newest last by time.
+pub fn agency_purchase_sk(created_at: &str, purchase_id: &str) -> String {
+    format!("{AGENCY_PURCHASE_PREFIX}{created_at}#{purchase_id}")
+}
+
+/// An unbilled purchase's sort key in the unbilled indexes: by time, then id.
+pub fn unbilled_sk(created_at: &str, purchase_id: &str) -> String {
+    format!("{created_at}#{purchase_id}")
 }
 
 pub fn purchase_sk(purchase_id: &str) -> String {
@@ -78,6 +111,16 @@ pub fn purchase_sk(purchase_id: &str) -> String {
 /// The unbilled-index partition of shard `shard`: written by a purchase, queried by the billing run.
 pub fn unbilled(shard: u32) -> String {
     format!("UNBILLED#{shard}")
+}
+
+/// Audit entries in the agency's partition: price changes and credit limit changes.
+pub const PRICING_AUDIT_SK_PREFIX: &str = "AUDIT#PRICING#";
+pub const LIMIT_AUDIT_SK_PREFIX: &str = "AUDIT#LIMIT#";
+
+/// An audit entry's sort key: its time first, so the partition lists entries in time order, then a UUIDv7 so
+/// two changes in the same millisecond never share a key.
+pub fn audit_sk(prefix: &str, changed_at: &str) -> String {
+    format!("{prefix}{changed_at}#{}", uuid::Uuid::now_v7())
 }
 
 /// An `Idempotency-Key` lives in its account's partition: keys of two accounts never meet.
@@ -105,9 +148,32 @@ pub const LEDGER_ENTRY_COUNT: &str = "ledgerEntryCount";
 
 pub const PAYMENT_SK_PREFIX: &str = "PAYMENT#";
 
+/// A payment's exactly-once record: in a partition of its own per payment reference.
+pub fn payment_pk(reference: &str) -> String {
+    format!("{PAYMENT_SK_PREFIX}{reference}")
+}
+pub const PAYMENT_SK: &str = "PAYMENT";
+
 /// A payment in its owner's partition.
 pub fn payment_sk(reference: &str) -> String {
     format!("{PAYMENT_SK_PREFIX}{reference}")
+}
+
+/// The state index partition of a cycle's statements while its run has not finished.
+pub fn building_partition(cycle_end: &CycleEnd) -> String {
+    format!("BUILDING#{}", cycle_end.as_str())
+}
+
+/// The state index partition of payable client statements, sorted by due date.
+pub const UNPAID_PARTITION: &str = "UNPAID";
+
+/// The state index partition of payable agency statements (by due date), where collection finds them. Separate
+/// from [`UNPAID_PARTITION`]: agency statements never fall overdue or hold an account.
+pub const AGENCY_UNPAID_PARTITION: &str = "AGENCY_UNPAID";
+
+/// A payable statement's sort key in its unpaid partition: by due date, then id.
+pub fn unpaid_sk(due_at: &str, statement_id: &str) -> String {
+    format!("{due_at}#{statement_id}")
 }
 
 pub fn statement_sk(cycle_end: &str) -> String {

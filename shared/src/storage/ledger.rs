@@ -10,11 +10,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::items::{Attributes, Item, credit_line_from_item, from_item, s, signed_balances, to_item};
+use super::keys::AGENCY_PURCHASE_PREFIX;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::CreditType;
 use crate::domain::ledger::{BalanceOverflow, Deltas, EntryType, LedgerEntry, balances_after};
 use crate::domain::reconcile::{Ledger, PaymentOwner, SignedBalances};
-use crate::table::{AGENCY_PURCHASE_PREFIX, PARTITION_KEY, SORT_KEY};
+use crate::table::{PARTITION_KEY, SORT_KEY};
 
 /// A ledger entry's Put, inside the transaction that changes the balance. Its id is fresh, so finding it
 /// already there means an earlier attempt of the same call committed.
@@ -136,9 +137,9 @@ impl LedgerPurchase {
 fn add_payment(item: &Item, ledger: &mut Ledger) -> Result<(), StoreError> {
     let pk = item.string(PARTITION_KEY)?;
     let amount = item.decimal("amount")?.unwrap_or_default();
-    if let Some(account_id) = pk.strip_prefix("ACCOUNT#") {
+    if let Some(account_id) = pk.strip_prefix(keys::ACCOUNT_PK_PREFIX) {
         ledger.add_payment(PaymentOwner::Account(account_id), amount);
-    } else if let Some(agency_id) = pk.strip_prefix("AGENCY#") {
+    } else if let Some(agency_id) = pk.strip_prefix(keys::AGENCY_PK_PREFIX) {
         ledger.add_payment(PaymentOwner::Agency(agency_id), amount);
     }
     Ok(())
@@ -275,7 +276,7 @@ impl Store {
                 } else if sk == keys::CREDIT_LINE_SK {
                     let pk = item.string(PARTITION_KEY)?;
                     if let (Some(agency_id), Some(line)) =
-                        (pk.strip_prefix("AGENCYLINE#"), credit_line_from_item(&item)?)
+                        (pk.strip_prefix(keys::AGENCY_LINE_PK_PREFIX), credit_line_from_item(&item)?)
                     {
                         ledger.add_agency_line(agency_id, line);
                     }

@@ -12,7 +12,6 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 
-use super::agency::{LIMIT_AUDIT_SK_PREFIX, audit_sk};
 use super::items::{Attributes, credit_line_from_item, n, s, to_item};
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
@@ -166,7 +165,7 @@ impl Store {
             names.insert("#agency".to_owned(), "agencyId".to_owned());
             values.insert(":agency".to_owned(), s(by.agency_id));
             let audit = limit_audit_entry(&current.string("accountId")?, by, line.map(|line| line.limit), next.limit);
-            let audit_sk = audit_sk(LIMIT_AUDIT_SK_PREFIX, by.changed_at);
+            let audit_sk = keys::audit_sk(keys::LIMIT_AUDIT_SK_PREFIX, by.changed_at);
             let items = limit_transaction(
                 &self.table_name,
                 keys::key(pk.clone(), sk),

@@ -24,11 +24,13 @@
 //! Unbilled purchases also carry the keys of the sparse indexes in [`crate::table`].
 //!
 //! One file per concern: [`keys`] and [`items`] (names and the one set of decoding helpers), [`transact`]
-//! (the retry loop of every transaction), [`purchases`], [`consumption`] (consumptions and releases),
-//! [`history`], [`unbilled`], [`billing`] and [`cycle_finish`] (the pages, steps and cycle end the billing run is
-//! built from), [`statement_reads`], [`ledger`] (ledger
-//! entries, the ledger page with balances after each entry, and what reconcile reads), [`void`] (the agency's
-//! pages of its clients' purchases and the void transaction) and [`seeds`].
+//! (the retry loop of every transaction), `balance_update` and `line_update` (the one balance update and the one
+//! credit line move every transaction builds from), [`idempotency`] (every route's keys), [`purchases`],
+//! [`consumption`] (consumptions and releases), [`history`], [`unbilled`], [`billing`] and [`cycle_finish`] (the
+//! pages, steps and cycle end the billing run is built from), [`statement_reads`], [`statements`] (payable, paid,
+//! failed, overdue), [`ledger`] (ledger entries, the ledger page with balances after each entry, and what
+//! reconcile reads), [`agency_purchases`] (the agency's pages of its clients' purchases), [`void`] (the void
+//! transaction), [`lines`], [`agency`], [`collection`] and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -38,14 +40,17 @@ use crate::table::{AGENCY_INDEX, SparseIndex};
 
 pub mod agency;
 pub mod agency_purchases;
+mod balance_update;
 pub mod billing;
 pub mod collection;
 pub mod consumption;
 pub mod cycle_finish;
 pub mod history;
+pub mod idempotency;
 pub mod items;
 pub mod keys;
 pub mod ledger;
+mod line_update;
 pub mod lines;
 pub mod outbox;
 pub mod purchases;
@@ -62,14 +67,15 @@ pub use billing::StepOutcome;
 pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
 pub use cycle_finish::BuildingPage;
 pub use history::{PurchaseKey, PurchasePage};
+pub use idempotency::{IdempotencyClaim, StoredIdempotency};
 pub use ledger::{LedgerPage, LedgerPageError, LedgerPosition};
 pub use lines::{ClientLimitOutcome, LimitChangeBy};
-pub use purchases::{IdempotencyClaim, RecordOutcome, StoredIdempotency, unbilled_shard};
+pub use purchases::{RecordOutcome, unbilled_shard};
 pub use seeds::{AccountRule, AccountWrite, ProvisionOutcome, ProvisionRequestRecord};
 pub use statement_reads::{StatementKey, StatementPage, StatementPurchasePosition, StatementPurchasesPage};
 pub use transact::ConflictRetryPolicy;
 pub use unbilled::{PageKey, UnbilledPage, UnbilledPages};
-pub use void::{StoredVoidIdempotency, VoidIdempotencyClaim, VoidOutcome, VoidRequest};
+pub use void::{VoidOutcome, VoidRequest};
 
 /// A storage failure, already sorted into "try again later" and "our bug".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -14,11 +14,11 @@ use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
 
 use super::items::{Item, n, s};
+use super::keys::OUTBOX_SK_PREFIX;
 use super::{StoreError, internal, keys};
 use crate::domain::events::{OutboxEvent, Owner};
 use crate::table::TTL_ATTRIBUTE;
 
-pub const OUTBOX_SK_PREFIX: &str = "OUTBOX#";
 /// Seven days: a week for an operator to redrive what the stream delivered but a consumer lost.
 pub const OUTBOX_RETENTION_SECONDS: u64 = 7 * 24 * 3600;
 
@@ -36,7 +36,7 @@ pub fn outbox_pk(owner: &Owner) -> String {
 }
 
 pub fn outbox_sk(event: &OutboxEvent) -> String {
-    format!("{OUTBOX_SK_PREFIX}{}#{}", event.occurred_at, event.id)
+    keys::outbox_sk(&event.occurred_at, &event.id)
 }
 
 /// The outbox item as attribute values: keys, id, type, the event's JSON (as a string, so the stream hands the

@@ -2,44 +2,21 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{CancellationReason, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem};
 use rust_decimal::Decimal;
 
-use super::items::{
-    AgencyPricingItem, Attributes, DefaultPricingItem, Item, account_from_item, from_item, n, s, to_item,
-};
+use super::balance_update::BalanceUpdate;
+use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempotency_put, stored_idempotency};
+use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, account_from_item, from_item, n, s, to_item};
 use super::ledger::ledger_entry_put;
+use super::line_update::LineUpdate;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
 use crate::table::{
-    AGENCY_INDEX, AGENCY_PURCHASE_PREFIX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE,
-    UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
+    AGENCY_INDEX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
 };
-
-/// Claims an `Idempotency-Key` in the purchase's own transaction.
-#[derive(Debug, Clone)]
-pub struct IdempotencyClaim {
-    pub key: String,
-    pub request_hash: String,
-    /// The `purchase` part of the first 201 body, returned again on a replay.
-    pub purchase_body: String,
-    pub now_epoch_seconds: u64,
-    pub expires_at_epoch_seconds: u64,
-}
-
-/// What an earlier request stored under an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredIdempotency {
-    pub account_id: String,
-    pub purchase_id: String,
-    pub request_hash: String,
-    pub purchase_body: String,
-}
 
 /// How a purchase write ended when it did not fail outright.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,32 +115,6 @@ impl Store {
         item.map(|item| from_item("purchase", item)).transpose()
     }
 
-    /// Reads what an earlier request of this account stored under an idempotency key, if it has not expired.
-    pub async fn idempotency(
-        &self,
-        account_id: &str,
-        key_value: &str,
-        now_epoch_seconds: u64,
-    ) -> Result<Option<StoredIdempotency>, StoreError> {
-        let item = self.live_idempotency_item(keys::account(account_id), key_value, now_epoch_seconds).await?;
-        item.map(|item| stored_idempotency(&item)).transpose()
-    }
-
-    /// An idempotency key's item in partition `pk`, unless it has expired (TTL deletion lags, so an expired
-    /// item may still be there). Purchases keep theirs in the account's partition, voids in the agency's.
-    pub(super) async fn live_idempotency_item(
-        &self,
-        pk: String,
-        key: &str,
-        now_epoch_seconds: u64,
-    ) -> Result<Option<Item>, StoreError> {
-        let Some(item) = self.get_item(pk, &keys::idempotency_sk(key)).await? else {
-            return Ok(None);
-        };
-        let expires_at = item.decimal(TTL_ATTRIBUTE).ok().flatten();
-        Ok(expires_at.is_some_and(|at| at >= now_epoch_seconds.into()).then_some(item))
-    }
-
     /// Writes the purchase record, adds its credits to the balance and (optionally) claims the idempotency key,
     /// all in one `TransactWriteItems`, checking in the same transaction that the prices used are still current.
     pub async fn record_purchase(
@@ -197,53 +148,29 @@ impl Store {
 
         // 1. Credits into the balance and the total out of the client's line, only if the account still belongs
         //    to the agency whose prices we used, is not on hold, and its line has the total available.
-        let mut add_expression = Vec::new();
-        let mut names = HashMap::from([
-            ("#agency".to_owned(), "agencyId".to_owned()),
-            ("#available".to_owned(), keys::AVAILABLE_CREDIT.to_owned()),
-            ("#held".to_owned(), keys::HELD_STATEMENT_IDS.to_owned()),
-            ("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned()),
-        ]);
-        let mut values = HashMap::from([
-            (":agency".to_owned(), s(&purchase.agency_id)),
-            (":total".to_owned(), n(purchase.total)),
-            (":one".to_owned(), n(1)),
-        ]);
-        for (i, line) in purchase.lines.iter().enumerate() {
-            add_expression.push(format!("#b{i} :q{i}"));
-            names.insert(format!("#b{i}"), keys::balance_attribute(line.credit_type).to_owned());
-            values.insert(format!(":q{i}"), n(line.quantity));
-        }
-        if add_expression.is_empty() {
+        let balance_update =
+            BalanceUpdate::new(purchase.lines.iter().map(|line| (line.credit_type, i128::from(line.quantity))));
+        if balance_update.changes_nothing() {
             return Err(StoreError::Internal("a purchase without lines reached storage".into()));
         }
         // The agency's running unbilled sums for this client, so its clients page reads them instead of the
         // client's purchases.
-        let [count, at_price, at_cost] = keys::unbilled_sums_attributes(&purchase.agency_id);
-        names.extend([("#uCount".to_owned(), count), ("#uPrice".to_owned(), at_price), ("#uCost".to_owned(), at_cost)]);
-        values.insert(":cost".to_owned(), n(purchase.total_at_cost));
-        add_expression.extend(["#uCount :one".to_owned(), "#uPrice :total".to_owned(), "#uCost :cost".to_owned()]);
-        let balance_update = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::account(&purchase.account_id), keys::ACCOUNT_SK)))
-            .update_expression(format!(
-                "ADD {}, #entries :one SET #available = #available - :total",
-                add_expression.join(", ")
-            ))
-            .condition_expression(
-                "attribute_exists(pk) AND #agency = :agency AND attribute_not_exists(#held) AND #available >= :total",
-            )
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build)?;
+        let balance_update = balance_update
+            .unbilled_sums(&purchase.agency_id, 1, purchase.total, purchase.total_at_cost)
+            .set("#available = #available - :total")
+            .condition("#agency = :agency AND attribute_not_exists(#held) AND #available >= :total")
+            .name("#agency", "agencyId")
+            .name("#available", keys::AVAILABLE_CREDIT)
+            .name("#held", keys::HELD_STATEMENT_IDS)
+            .value(":agency", s(&purchase.agency_id))
+            .value(":total", n(purchase.total))
+            .build(&self.table_name, &purchase.account_id)?;
 
         // 2. The purchase record, in both sparse billing indexes until billed.
         let mut record = to_item("purchase", purchase)?;
         record.extend(keys::key(keys::account(&purchase.account_id), &keys::purchase_sk(&purchase.purchase_id)));
         let shard = s(keys::unbilled(unbilled_shard(&purchase.purchase_id)));
-        let index_sort = s(format!("{}#{}", purchase.created_at, purchase.purchase_id));
+        let index_sort = s(keys::unbilled_sk(&purchase.created_at, &purchase.purchase_id));
         for index in [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX] {
             record.insert(index.partition_key.to_owned(), shard.clone());
             record.insert(index.sort_key.to_owned(), index_sort.clone());
@@ -252,7 +179,7 @@ impl Store {
         record.insert(AGENCY_INDEX.partition_key.to_owned(), s(keys::agency(&purchase.agency_id)));
         record.insert(
             AGENCY_INDEX.sort_key.to_owned(),
-            s(format!("{AGENCY_PURCHASE_PREFIX}{}#{}", purchase.created_at, purchase.purchase_id)),
+            s(keys::agency_purchase_sk(&purchase.created_at, &purchase.purchase_id)),
         );
         record.insert(CLIENT_UNBILLED_INDEX.partition_key.to_owned(), s(keys::account(&purchase.account_id)));
         record.insert(CLIENT_UNBILLED_INDEX.sort_key.to_owned(), index_sort.clone());
@@ -284,15 +211,7 @@ impl Store {
         .map_err(build)?;
 
         // 4. The total at cost out of the agency's line: its clients together stay within its ceiling.
-        let agency_line = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::agency_line(&purchase.agency_id), keys::CREDIT_LINE_SK)))
-            .update_expression("SET #available = #available - :cost")
-            .condition_expression("#available >= :cost")
-            .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
-            .expression_attribute_values(":cost", n(purchase.total_at_cost))
-            .build()
-            .map_err(build)?;
+        let agency_line = LineUpdate::agency(&purchase.agency_id, -purchase.total_at_cost).build(&self.table_name)?;
 
         // 5. The purchase's ledger entry (its id and time are the purchase's).
         let entry_put = ledger_entry_put(&self.table_name, &LedgerEntry::for_purchase(purchase))?;
@@ -309,20 +228,8 @@ impl Store {
 
         // 6. The idempotency key, unless someone holds it and it has not expired (TTL deletion lags).
         if let Some(claim) = idempotency {
-            let attributes = [
-                ("accountId", s(&purchase.account_id)),
-                ("purchaseId", s(&purchase.purchase_id)),
-                ("requestHash", s(&claim.request_hash)),
-                ("purchaseBody", s(&claim.purchase_body)),
-            ];
-            let put = idempotency_put(
-                &self.table_name,
-                keys::account(&purchase.account_id),
-                &claim.key,
-                attributes,
-                claim.expires_at_epoch_seconds,
-                claim.now_epoch_seconds,
-            )?;
+            let owner = KeyOwner::Account(&purchase.account_id);
+            let put = idempotency_put(&self.table_name, owner, claim, &purchase.account_id, &purchase.purchase_id)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
@@ -340,6 +247,7 @@ impl Store {
     }
 
     /// Every purchase record of an account, oldest first (Query on the account's item collection).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn all_purchases(&self, account_id: &str) -> Result<Vec<PurchaseRecord>, StoreError> {
         let query = self.partition_query(keys::account(account_id), keys::PURCHASE_SK_PREFIX);
         let items = self.partition_items("Query purchases", query).await?;
@@ -399,41 +307,4 @@ fn condition_outcome(
         return Ok(Some(RecordOutcome::AgencyCreditLimitExceeded));
     }
     Ok(None)
-}
-
-fn stored_idempotency(item: &Item) -> Result<StoredIdempotency, StoreError> {
-    Ok(StoredIdempotency {
-        account_id: item.string("accountId")?,
-        purchase_id: item.string("purchaseId")?,
-        request_hash: item.string("requestHash")?,
-        purchase_body: item.string("purchaseBody")?,
-    })
-}
-
-/// The Put of an idempotency key in partition `pk`, unless someone holds the key and it has not expired (TTL
-/// deletion lags): the first answer's record, returned whole when the condition fails. Purchases keep theirs in
-/// the account's partition, voids in the agency's.
-pub(super) fn idempotency_put<const N: usize>(
-    table_name: &str,
-    pk: String,
-    key: &str,
-    attributes: [(&str, AttributeValue); N],
-    expires_at_epoch_seconds: u64,
-    now_epoch_seconds: u64,
-) -> Result<Put, StoreError> {
-    let mut item = HashMap::from([
-        (PARTITION_KEY.to_owned(), s(pk)),
-        (SORT_KEY.to_owned(), s(keys::idempotency_sk(key))),
-        (TTL_ATTRIBUTE.to_owned(), n(expires_at_epoch_seconds)),
-    ]);
-    item.extend(attributes.into_iter().map(|(name, value)| (name.to_owned(), value)));
-    Put::builder()
-        .table_name(table_name)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk) OR #expires < :now")
-        .expression_attribute_names("#expires", TTL_ATTRIBUTE)
-        .expression_attribute_values(":now", n(now_epoch_seconds))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .map_err(|e| internal("building an idempotency key's Put", e))
 }

@@ -11,7 +11,7 @@ use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, Item, from
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, keys};
 use crate::domain::{CURRENCY, CreditType, Rate, RateOverride};
-use crate::table::{AGENCY_CLIENT_PREFIX, AGENCY_INDEX};
+use crate::table::AGENCY_INDEX;
 
 /// A stored pricing item: its version, and its rates if they decode (a rate the domain refuses, such as
 /// `"-0"`, leaves `None`, so loading good seeds replaces bad data instead of failing on it).
@@ -160,7 +160,7 @@ impl Store {
             (":id".to_owned(), s(account_id)),
             (":agency".to_owned(), s(agency_id)),
             (":agencyPk".to_owned(), s(keys::agency(agency_id))),
-            (":agencySk".to_owned(), s(format!("{AGENCY_CLIENT_PREFIX}{account_id}"))),
+            (":agencySk".to_owned(), s(keys::agency_client_sk(account_id))),
         ]);
         let mut names = HashMap::from([
             ("#agencyPk".to_owned(), AGENCY_INDEX.partition_key.to_owned()),

@@ -59,16 +59,20 @@ impl Store {
     /// An account's client statements, newest cycle first, with every purchase id: a full read for tests and
     /// audits, never a request path (an old, busy account's answer has no size limit). Requests page with
     /// [`Store::client_statements_page`] and [`Store::client_statement_purchase_ids`].
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn client_statements(&self, account_id: &str) -> Result<Vec<Statement>, StoreError> {
         self.statements(StatementKind::Client, account_id).await
     }
 
     /// An agency's statements (at cost), newest cycle first. Never exposed to clients.
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn agency_statements(&self, agency_id: &str) -> Result<Vec<Statement>, StoreError> {
         self.statements(StatementKind::Agency, agency_id).await
     }
 
+    #[cfg(any(test, feature = "test-support"))]
     async fn statements(&self, kind: StatementKind, owner: &str) -> Result<Vec<Statement>, StoreError> {
+        use std::collections::HashMap;
         let query =
             self.partition_query(keys::statement_pk(kind, owner), keys::STATEMENT_SK_PREFIX).scan_index_forward(false);
         let items = self.partition_items("Query statements", query).await?;

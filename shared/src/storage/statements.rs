@@ -11,60 +11,20 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::CancellationReason;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::items::{Attributes, Item, n, s, statement_from_item, to_item};
+use super::line_update::LineUpdate;
 use super::{Store, StoreError, internal, keys};
 use crate::domain::billing::{
-    CycleEnd, PAYABLE_STATUSES, STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED, STATUS_PENDING_PAYMENT, Statement,
-    StatementKind, StatementRef,
+    STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED, STATUS_PENDING_PAYMENT, Statement, StatementKind, StatementRef,
 };
+use crate::domain::payment::PaymentEffect;
 use crate::domain::time;
 use crate::table::{PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX};
 
-/// The state index partition of a cycle's statements while its run has not finished.
-pub fn building_partition(cycle_end: &CycleEnd) -> String {
-    format!("BUILDING#{}", cycle_end.as_str())
-}
-
-/// The state index partition of payable client statements, sorted by due date.
-pub const UNPAID_PARTITION: &str = "UNPAID";
-
-/// The state index partition of payable agency statements (by due date), where collection finds them. Separate
-/// from [`UNPAID_PARTITION`]: agency statements never fall overdue or hold an account.
-pub const AGENCY_UNPAID_PARTITION: &str = "AGENCY_UNPAID";
-
-const PAYMENT_SK: &str = "PAYMENT";
-
-fn payment_pk(reference: &str) -> String {
-    format!("PAYMENT#{reference}")
-}
-
-/// A payment the payment side reports against a statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Payment {
-    pub statement_id: String,
-    pub amount: Decimal,
-    pub payment_reference: String,
-    pub paid_at: String,
-}
-
-/// What a recorded payment did, as first answered (a replay answers the same).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PaymentReceipt {
-    pub statement_id: String,
-    pub payment_reference: String,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub amount: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub amount_paid: Decimal,
-    #[serde(with = "rust_decimal::serde::str")]
-    pub amount_due: Decimal,
-    pub status: String,
-    pub paid_at: String,
-}
+pub use crate::domain::payment::{Payment, PaymentReceipt};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentOutcome {
@@ -146,8 +106,7 @@ impl Store {
     /// payment, the statement's amounts and status (`paid` when nothing is due), the owner's line released by
     /// the amount, and, when paid in full, the account's hold if this statement caused it.
     pub async fn record_payment(&self, payment: &Payment) -> Result<PaymentOutcome, StoreError> {
-        let request_hash =
-            hex::encode(Sha256::digest(format!("{}\n{}", payment.statement_id, payment.amount.normalize())));
+        let request_hash = payment.request_hash();
         for _ in 0..ATTEMPTS {
             // The statement first, then the reference: a payment commits both at once, so a delivery that finds
             // the statement already paid by its own reference (a concurrent delivery of it) sees that reference
@@ -156,7 +115,7 @@ impl Store {
                 Some(reference) => self.statement_item(&reference).await?.map(|item| (reference, item)),
                 None => None,
             };
-            if let Some(stored) = self.get_item(payment_pk(&payment.payment_reference), PAYMENT_SK).await? {
+            if let Some(stored) = self.get_item(keys::payment_pk(&payment.payment_reference), keys::PAYMENT_SK).await? {
                 if stored.string("requestHash")? != request_hash {
                     return Ok(PaymentOutcome::ReferenceReused);
                 }
@@ -168,27 +127,13 @@ impl Store {
                 return Ok(PaymentOutcome::StatementNotFound);
             };
             let statement = statement_from_item(&item)?;
-            if !PAYABLE_STATUSES.contains(&statement.status.as_str()) {
-                return Ok(PaymentOutcome::NotPayable { status: statement.status });
-            }
             let due = item.decimal("amountDue")?.unwrap_or_default();
             let paid = item.decimal("amountPaid")?.unwrap_or_default();
-            if payment.amount > due {
-                return Ok(PaymentOutcome::Overpayment { amount_due: due });
-            }
-            let fully_paid = payment.amount == due;
-            let receipt = PaymentReceipt {
-                statement_id: payment.statement_id.clone(),
-                payment_reference: payment.payment_reference.clone(),
-                amount: payment.amount,
-                amount_paid: paid + payment.amount,
-                amount_due: due - payment.amount,
-                status: if fully_paid { STATUS_PAID.to_owned() } else { statement.status.clone() },
-                paid_at: payment.paid_at.clone(),
+            let (receipt, releases_hold) = match payment.effect(reference.kind, &statement.status, due, paid) {
+                PaymentEffect::Applies { receipt, releases_hold } => (receipt, releases_hold),
+                PaymentEffect::NotPayable { status } => return Ok(PaymentOutcome::NotPayable { status }),
+                PaymentEffect::Overpayment { amount_due } => return Ok(PaymentOutcome::Overpayment { amount_due }),
             };
-            // A statement paid in full leaves the account's held set (if it was there): the hold lifts when no
-            // other statement is left in it.
-            let releases_hold = fully_paid && reference.kind == StatementKind::Client;
             let now = time::timestamp(std::time::SystemTime::now());
             let items = self.payment_items(
                 payment,
@@ -245,7 +190,7 @@ impl Store {
             "payment",
             &PaymentRecord { statement_id: &payment.statement_id, amount: payment.amount, paid_at: &payment.paid_at },
         )?;
-        record.extend(keys::key(payment_pk(&payment.payment_reference), PAYMENT_SK));
+        record.extend(keys::key(keys::payment_pk(&payment.payment_reference), keys::PAYMENT_SK));
         record.insert("requestHash".into(), s(request_hash));
         record.insert("receipt".into(), s(serde_json::to_string(receipt).map_err(|e| internal("payment receipt", e))?));
         let payment_put = Put::builder()
@@ -282,26 +227,9 @@ impl Store {
         .build()
         .map_err(build)?;
 
-        let line_update = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(line_key(reference)))
-            .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
-            .expression_attribute_values(":amount", n(payment.amount));
-        let line_update = if releases_hold {
-            // DELETE of an absent member (or from an absent set) changes nothing; the last member's DELETE
-            // removes the attribute, which is what purchases check.
-            line_update
-                .update_expression("SET #available = #available + :amount DELETE #held :statement")
-                .condition_expression("attribute_exists(#available)")
-                .expression_attribute_names("#held", keys::HELD_STATEMENT_IDS)
-                .expression_attribute_values(":statement", AttributeValue::Ss(vec![payment.statement_id.clone()]))
-        } else {
-            line_update
-                .update_expression("SET #available = #available + :amount")
-                .condition_expression("attribute_exists(#available)")
-        }
-        .build()
-        .map_err(build)?;
+        let line_update = LineUpdate::at(line_key(reference), payment.amount);
+        let line_update = if releases_hold { line_update.releasing_hold(&payment.statement_id) } else { line_update };
+        let line_update = line_update.build(&self.table_name)?;
 
         // The same payment in its owner's partition, where reconcile sums an owner's payments.
         let owner_copy = Put::builder()
@@ -416,7 +344,7 @@ impl Store {
 
     /// Client statements unpaid past their due date (`dueAt` before `now`), from the unpaid index.
     pub async fn overdue_statement_ids(&self, now: &str) -> Result<Vec<String>, StoreError> {
-        let query = self.index_query(STATEMENT_STATE_INDEX, UNPAID_PARTITION.to_owned(), Some(now));
+        let query = self.index_query(STATEMENT_STATE_INDEX, keys::UNPAID_PARTITION.to_owned(), Some(now));
         let items = self.partition_items("Query overdue statements", query).await?;
         items.iter().map(|item| item.string("statementId")).collect()
     }

@@ -18,16 +18,16 @@ use aws_sdk_dynamodb::types::{
 };
 use sha2::{Digest, Sha256};
 
-use super::items::{Attributes, Item, n, s, signed_balances};
+use super::balance_update::BalanceUpdate;
+use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempotency_put, stored_idempotency};
+use super::items::{Attributes, n, s, signed_balances};
 use super::ledger::ledger_entry_put;
-use super::purchases::idempotency_put;
+use super::line_update::LineUpdate;
 use super::transact::condition_failed;
 use super::{Store, StoreError, internal, keys};
 use crate::domain::PurchaseRecord;
-use crate::domain::ledger::{EntryType, LedgerEntry, Shortfall, shortfalls};
+use crate::domain::ledger::{LedgerEntry, Shortfall, shortfalls};
 use crate::table::{CLIENT_UNBILLED_INDEX, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX};
-
-const VOID_REASON: &str = "voidReason";
 
 /// What a void asks for: the purchase as read just before (its lines and totals are immutable), who voids it,
 /// when, and the entry id (fresh; also the transaction's token).
@@ -41,24 +41,7 @@ pub struct VoidRequest<'a> {
     pub voided_at: &'a str,
     /// Whether the client's account has a line to give the total back to (read with the account).
     pub client_has_line: bool,
-    pub idempotency: Option<&'a VoidIdempotencyClaim>,
-}
-
-/// Claims an agency's `Idempotency-Key` in the void's own transaction.
-#[derive(Debug, Clone)]
-pub struct VoidIdempotencyClaim {
-    pub key: String,
-    pub request_hash: String,
-    pub now_epoch_seconds: u64,
-    pub expires_at_epoch_seconds: u64,
-}
-
-/// What an earlier void stored under an agency's idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredVoidIdempotency {
-    pub account_id: String,
-    pub purchase_id: String,
-    pub request_hash: String,
+    pub idempotency: Option<&'a IdempotencyClaim>,
 }
 
 /// How a void ended when it did not fail outright. Every outcome but `Voided` wrote nothing.
@@ -67,7 +50,7 @@ pub enum VoidOutcome {
     /// Committed: the purchase as it now is.
     Voided(Box<PurchaseRecord>),
     /// The key was already claimed (and has not expired): the first void's request.
-    IdempotencyKeyTaken(StoredVoidIdempotency),
+    IdempotencyKeyTaken(StoredIdempotency),
     /// No such purchase of this agency.
     NotFound,
     AlreadyVoided,
@@ -84,17 +67,6 @@ const LEDGER_ENTRY: usize = 2;
 const AGENCY_LINE: usize = 3;
 
 impl Store {
-    /// What this agency stored under an idempotency key, if it has not expired.
-    pub async fn void_idempotency(
-        &self,
-        agency_id: &str,
-        key: &str,
-        now_epoch_seconds: u64,
-    ) -> Result<Option<StoredVoidIdempotency>, StoreError> {
-        let item = self.live_idempotency_item(keys::agency(agency_id), key, now_epoch_seconds).await?;
-        item.map(|item| stored_void_idempotency(&item)).transpose()
-    }
-
     /// Voids an unbilled purchase in one `TransactWriteItems`: the purchase marked void and out of the three
     /// unbilled indexes, its credits taken back out of the balance (each type only while it stays >= 0), its
     /// total given back to the client's line and its total at cost to the agency's, a `void` ledger entry, and
@@ -155,7 +127,7 @@ impl Store {
         ]);
         if let Some(reason) = request.reason {
             set.push("#reason = :reason");
-            names.insert("#reason".to_owned(), VOID_REASON.to_owned());
+            names.insert("#reason".to_owned(), keys::VOID_REASON.to_owned());
             values.insert(":reason".to_owned(), s(reason));
         }
         let mut remove = Vec::new();
@@ -184,43 +156,27 @@ impl Store {
         if taken.is_empty() {
             return Err(StoreError::Internal(format!("purchase {} has no lines", purchase.purchase_id)));
         }
-        let mut adds = Vec::new();
-        let mut conditions = vec!["attribute_exists(pk)".to_owned()];
-        let mut names = HashMap::from([("#entries".to_owned(), keys::LEDGER_ENTRY_COUNT.to_owned())]);
-        let mut values = HashMap::from([(":one".to_owned(), n(1))]);
-        for (i, (credit_type, quantity)) in taken.iter().enumerate() {
-            adds.push(format!("#b{i} :minus{i}"));
-            conditions.push(format!("#b{i} >= :q{i}"));
-            names.insert(format!("#b{i}"), keys::balance_attribute(*credit_type).to_owned());
-            values.insert(format!(":q{i}"), n(quantity));
-            values.insert(format!(":minus{i}"), n(-i128::from(*quantity)));
+        // Out of the purchase's agency's running unbilled sums for this client, too.
+        let account_update = BalanceUpdate::new(taken.iter().map(|(t, q)| (*t, -i128::from(*q)))).unbilled_sums(
+            &purchase.agency_id,
+            -1,
+            purchase.total,
+            purchase.total_at_cost,
+        );
+        let account_update = if request.client_has_line {
+            account_update
+                .set("#available = #available + :total")
+                .name("#available", keys::AVAILABLE_CREDIT)
+                .value(":total", n(purchase.total))
+        } else {
+            account_update
         }
-        // Out of the purchase's agency's running unbilled sums for this client.
-        let [count, at_price, at_cost] = keys::unbilled_sums_attributes(&purchase.agency_id);
-        names.extend([("#uCount".to_owned(), count), ("#uPrice".to_owned(), at_price), ("#uCost".to_owned(), at_cost)]);
-        values.insert(":minusOne".to_owned(), n(-1));
-        values.insert(":minusTotal".to_owned(), n(-purchase.total));
-        values.insert(":minusCost".to_owned(), n(-purchase.total_at_cost));
-        adds.extend(["#uCount :minusOne".to_owned(), "#uPrice :minusTotal".to_owned(), "#uCost :minusCost".to_owned()]);
-        let mut expression = format!("ADD {}, #entries :one", adds.join(", "));
-        if request.client_has_line {
-            expression.push_str(" SET #available = #available + :total");
-            names.insert("#available".to_owned(), keys::AVAILABLE_CREDIT.to_owned());
-            values.insert(":total".to_owned(), n(purchase.total));
-        }
-        let account_update = Update::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(account_pk.clone(), keys::ACCOUNT_SK)))
-            .update_expression(expression)
-            .condition_expression(conditions.join(" AND "))
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build)?;
+        .build(&self.table_name, &purchase.account_id)?;
 
         // 2. The void's ledger entry: the credits taken back, so balance = Σ entries stays true.
-        let entry_put = ledger_entry_put(&self.table_name, &void_entry(request))?;
+        let entry =
+            LedgerEntry::for_void(purchase, request.entry_id, request.voided_at, request.reason, request.voided_by);
+        let entry_put = ledger_entry_put(&self.table_name, &entry)?;
 
         let mut items = vec![
             TransactWriteItem::builder().update(purchase_update).build(),
@@ -230,34 +186,15 @@ impl Store {
 
         // 3. The total at cost back on the agency's line.
         if with_agency_line {
-            let agency_line = Update::builder()
-                .table_name(&self.table_name)
-                .set_key(Some(keys::key(keys::agency_line(&purchase.agency_id), keys::CREDIT_LINE_SK)))
-                .update_expression("SET #available = #available + :cost")
-                .condition_expression("attribute_exists(#available)")
-                .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
-                .expression_attribute_values(":cost", n(purchase.total_at_cost))
-                .build()
-                .map_err(build)?;
+            let agency_line =
+                LineUpdate::agency(&purchase.agency_id, purchase.total_at_cost).build(&self.table_name)?;
             items.push(TransactWriteItem::builder().update(agency_line).build());
         }
 
         // 4. The agency's idempotency key, unless someone holds it and it has not expired.
         if let Some(claim) = request.idempotency {
-            let attributes = [
-                ("agencyId", s(request.agency_id)),
-                ("accountId", s(&purchase.account_id)),
-                ("purchaseId", s(&purchase.purchase_id)),
-                ("requestHash", s(&claim.request_hash)),
-            ];
-            let put = idempotency_put(
-                &self.table_name,
-                keys::agency(request.agency_id),
-                &claim.key,
-                attributes,
-                claim.expires_at_epoch_seconds,
-                claim.now_epoch_seconds,
-            )?;
+            let owner = KeyOwner::Agency(request.agency_id);
+            let put = idempotency_put(&self.table_name, owner, claim, &purchase.account_id, &purchase.purchase_id)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         Ok(items)
@@ -287,7 +224,7 @@ fn void_outcome(
         let item = reasons[at]
             .item()
             .ok_or_else(|| StoreError::Internal("idempotency condition failed without the stored item".into()))?;
-        return refused(VoidOutcome::IdempotencyKeyTaken(stored_void_idempotency(item)?));
+        return refused(VoidOutcome::IdempotencyKeyTaken(stored_idempotency(item)?));
     }
     // Our entry already exists only if an earlier attempt of this very call committed (its answer lost and its
     // token forgotten): that is success.
@@ -327,28 +264,6 @@ fn void_outcome(
     Ok(None)
 }
 
-/// The void's ledger entry: every bought type negative, the purchase as its reference, the administrator as
-/// its actor (never shown to the client).
-fn void_entry(request: &VoidRequest<'_>) -> LedgerEntry {
-    let purchase = request.purchase;
-    LedgerEntry {
-        entry_id: request.entry_id.to_owned(),
-        account_id: purchase.account_id.clone(),
-        entry_type: EntryType::Void,
-        created_at: request.voided_at.to_owned(),
-        quantities: purchase
-            .credits_per_type()
-            .into_iter()
-            .map(|(t, q)| (t, -i64::try_from(q).unwrap_or(i64::MAX)))
-            .collect(),
-        reason: request.reason.map(str::to_owned),
-        reference: Some(purchase.purchase_id.clone()),
-        consumption_id: None,
-        purchase_id: Some(purchase.purchase_id.clone()),
-        actor: Some(request.voided_by.to_owned()),
-    }
-}
-
 /// The purchase as the committed void left it.
 fn voided(request: &VoidRequest<'_>) -> PurchaseRecord {
     PurchaseRecord {
@@ -356,12 +271,4 @@ fn voided(request: &VoidRequest<'_>) -> PurchaseRecord {
         voided_by: Some(request.voided_by.to_owned()),
         ..request.purchase.clone()
     }
-}
-
-fn stored_void_idempotency(item: &Item) -> Result<StoredVoidIdempotency, StoreError> {
-    Ok(StoredVoidIdempotency {
-        account_id: item.string("accountId")?,
-        purchase_id: item.string("purchaseId")?,
-        request_hash: item.string("requestHash")?,
-    })
 }

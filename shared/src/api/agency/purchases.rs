@@ -2,12 +2,11 @@
 //! the agency's view of its clients' purchases (price, cost and margin), the void of an unbilled one, and the
 //! agency's own statements at cost.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use super::super::cursor::{CursorList, invalid_cursor};
 use super::super::error::AppError;
@@ -19,14 +18,12 @@ use super::super::views::{
 use super::super::{App, respond};
 use crate::domain::agency::MAX_VOID_REASON_CHARS;
 use crate::domain::billing::StatementKind;
+use crate::domain::idempotency;
 use crate::domain::{PurchaseRecord, RequestError, is_valid_account_id, time};
 use crate::storage::{
-    AgencyPurchasePosition, ClientInBookPosition, PurchaseKey, StatementKey, StoreError, StoredVoidIdempotency,
-    VoidIdempotencyClaim, VoidOutcome, VoidRequest,
+    AgencyPurchasePosition, ClientInBookPosition, IdempotencyClaim, PurchaseKey, StatementKey, StoreError,
+    StoredIdempotency, VoidOutcome, VoidRequest,
 };
-
-/// How long a void's `Idempotency-Key` is remembered (as a purchase's).
-pub const VOID_IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// `GET /agencies/{agencyId}/purchases?accountId=&limit=&cursor=`: the agency's clients' purchases, newest
 /// first, with price, cost and margin per line and in total. With `accountId`, one client's only, this agency's
@@ -185,8 +182,7 @@ async fn void(app: &App, request: &Request, deadline: Instant) -> Result<Respons
 
     // A retry of an earlier void gets its answer again, whatever happened to the purchase since.
     if let Some(key) = &key
-        && let Some(stored) =
-            before_write(deadline, app.store.void_idempotency(&admin.agency_id, key, epoch_seconds(now))).await?
+        && let Some(stored) = before_write(deadline, app.store.void_idempotency(&admin.agency_id, key, now)).await?
     {
         return replay(app, &request_hash, stored, deadline).await;
     }
@@ -207,12 +203,7 @@ async fn void(app: &App, request: &Request, deadline: Instant) -> Result<Respons
 
     let entry_id = uuid::Uuid::now_v7().to_string();
     let voided_at = time::timestamp(now);
-    let claim = key.as_ref().map(|key| VoidIdempotencyClaim {
-        key: key.clone(),
-        request_hash: request_hash.clone(),
-        now_epoch_seconds: epoch_seconds(now),
-        expires_at_epoch_seconds: epoch_seconds(now + VOID_IDEMPOTENCY_TTL),
-    });
+    let claim = key.as_ref().map(|key| IdempotencyClaim::new(key.clone(), request_hash.clone(), None, now));
     let void_request = VoidRequest {
         purchase: &purchase,
         agency_id: &admin.agency_id,
@@ -275,7 +266,7 @@ async fn voided_answer(app: &App, record: &PurchaseRecord, deadline: Instant) ->
 async fn replay(
     app: &App,
     request_hash: &str,
-    stored: StoredVoidIdempotency,
+    stored: StoredIdempotency,
     deadline: Instant,
 ) -> Result<Response<Body>, AppError> {
     if stored.request_hash != request_hash {
@@ -333,18 +324,12 @@ fn parse_void_body(body: &Value) -> Result<VoidBody, AppError> {
 
 /// Binds a key to the agency and the request's meaning (purchase, account, reason), not its bytes.
 fn void_request_hash(agency_id: &str, purchase_id: &str, body: &VoidBody) -> String {
-    let canonical =
-        format!("void\n{agency_id}\n{purchase_id}\n{}\n{}", body.account_id, body.reason.as_deref().unwrap_or(""));
-    hex::encode(Sha256::digest(canonical))
+    idempotency::void_request_hash(agency_id, purchase_id, &body.account_id, body.reason.as_deref())
 }
 
 /// Purchase ids are UUIDs in canonical (lowercase, hyphenated) form; anything else names no purchase.
 fn is_canonical_uuid(id: &str) -> bool {
     uuid::Uuid::parse_str(id).is_ok_and(|u| u.hyphenated().to_string() == id)
-}
-
-fn epoch_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
