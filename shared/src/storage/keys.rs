@@ -1,4 +1,7 @@
-//! Every key and attribute name of the table's items (the layout is in `storage`'s module comment).
+//! Every key of the table's items: partition and sort key prefixes, composed keys, index partitions and index
+//! sort keys (the layout is in `storage`'s module comment), and the attribute names several aggregates share
+//! (balances, lines, holds, the ledger count, the void marks). Attribute names one aggregate alone writes (a
+//! statement's sums, a collection attempt's state) are named beside its expressions, in its own file.
 
 use std::collections::HashMap;
 
