@@ -72,7 +72,6 @@ impl Store {
 
     #[cfg(any(test, feature = "test-support"))]
     async fn statements(&self, kind: StatementKind, owner: &str) -> Result<Vec<Statement>, StoreError> {
-        use std::collections::HashMap;
         let query =
             self.partition_query(keys::statement_pk(kind, owner), keys::STATEMENT_SK_PREFIX).scan_index_forward(false);
         let items = self.partition_items("Query statements", query).await?;
