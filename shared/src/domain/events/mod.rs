@@ -8,7 +8,6 @@
 //!
 //! Nothing here writes: storage puts an event's [`OutboxEvent`] into the change's own `TransactWriteItems`.
 
-use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -107,8 +106,9 @@ impl<D: Detail> Envelope<D> {
     }
 }
 
-/// Credits per type (only the types the change touched).
-pub type Quantities = BTreeMap<CreditType, u64>;
+/// Credits per type (only the types the change touched): the ledger's own map, so an event carries what the
+/// ledger entry of the same change records.
+pub use super::ledger::Quantities;
 
 /// What started a purchase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
