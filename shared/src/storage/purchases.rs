@@ -10,8 +10,10 @@ use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempote
 use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, account_from_item, from_item, n, s, to_item};
 use super::ledger::ledger_entry_put;
 use super::line_update::LineUpdate;
+use super::outbox::outbox_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
+use crate::domain::events::{self, PurchaseTrigger};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
 use crate::table::{
@@ -232,6 +234,11 @@ impl Store {
             let put = idempotency_put(&self.table_name, owner, claim, &purchase.account_id, &purchase.purchase_id)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
+
+        // 7. Its `credits.purchased` event, last so the positions above stay what `condition_outcome` reads. Made
+        //    once here: every resend of this transaction carries the same event id.
+        let event = events::credits_purchased(purchase, PurchaseTrigger::Client);
+        items.push(outbox_put(&self.table_name, &event)?);
         Ok(items)
     }
 

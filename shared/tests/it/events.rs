@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use shared::api;
 use shared::domain::events::{self, EVENT_TYPES, OutboxEvent};
 use shared::events::{Publisher, handle_stream_batch};
-use shared::storage::outbox::outbox_put;
-use testkit::{ApiEvent, TestEnv, answer};
+use shared::storage::outbox::{event_from_stream_record, outbox_put};
+use testkit::{ApiEvent, COFFEE, TestEnv, answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -334,6 +334,69 @@ async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_re
     let a = answer(api::agency_write(&env.app, stale.request()).await);
     assert_eq!(a.status, 412, "{}", a.body);
     assert_eq!(stream_batch(&env).await.records.len(), 1);
+}
+
+/// The envelope of every outbox item the table's stream carried so far, in write order, each checked against
+/// its schema.
+async fn outbox_events(env: &TestEnv) -> Vec<Value> {
+    let batch = stream_batch(env).await;
+    let events: Vec<Value> = batch
+        .records
+        .iter()
+        .map(|record| {
+            let streamed = event_from_stream_record(record).unwrap().expect("an outbox insert");
+            serde_json::from_str(&streamed.json).unwrap()
+        })
+        .collect();
+    validate(&events.iter().map(Value::to_string).collect::<Vec<_>>()).unwrap();
+    events
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_purchase_emits_one_credits_purchased_at_price_and_its_replay_or_refusal_none() {
+    let env = TestEnv::seeded().await;
+    enable_stream(&env).await;
+    let body = json!({"quantities": {"audience": 2, "pixel": 1}});
+    let bought = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &body).header("Idempotency-Key", "ev-1").request())
+            .await,
+    );
+    assert_eq!(bought.status, 201, "{}", bought.body);
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["credits.purchased"]);
+    let detail = &events[0]["detail"];
+    assert_eq!(detail["accountId"], COFFEE);
+    assert_eq!(detail["agencyId"], NORTHWIND);
+    assert_eq!(detail["purchaseId"], bought.body["purchase"]["purchaseId"]);
+    assert_eq!(detail["total"], bought.body["purchase"]["total"]);
+    assert_eq!(detail["trigger"], "client");
+    let lines = detail["lines"].as_array().unwrap();
+    assert_eq!(lines.len(), 2);
+    let audience = lines.iter().find(|l| l["creditType"] == "audience").unwrap();
+    assert_eq!((audience["quantity"].as_u64(), audience["unitPrice"].as_str()), (Some(2), Some("25.00")));
+    assert!(!events[0].to_string().to_lowercase().contains("cost"), "no cost is published: {}", events[0]);
+
+    // The idempotent replay answers the first purchase and writes nothing, so no second event.
+    let replay = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &body).header("Idempotency-Key", "ev-1").request())
+            .await,
+    );
+    assert_eq!(replay.status, 201, "{}", replay.body);
+    assert_eq!(replay.body["purchase"]["purchaseId"], bought.body["purchase"]["purchaseId"]);
+    // A purchase over the client's line is refused inside the transaction: nothing committed, nothing emitted.
+    let refused = answer(
+        api::purchase_credits(
+            &env.app,
+            ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 90000}})).request(),
+        )
+        .await,
+    );
+    assert_eq!(refused.status, 402, "{}", refused.body);
+    assert_eq!(outbox_events(&env).await.len(), 1);
 }
 
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.

@@ -347,4 +347,6 @@ pub const EVENT_TYPES: [&str; 14] = [
 ];
 
 mod examples;
+mod producers;
 pub use examples::examples;
+pub use producers::*;
