@@ -23,9 +23,11 @@ use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempote
 use super::items::{Attributes, n, s, signed_balances};
 use super::ledger::ledger_entry_put;
 use super::line_update::LineUpdate;
+use super::outbox::outbox_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, internal, keys};
 use crate::domain::PurchaseRecord;
+use crate::domain::events::{self, OutboxEvent};
 use crate::domain::ledger::{LedgerEntry, Shortfall, shortfalls};
 use crate::table::{CLIENT_UNBILLED_INDEX, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX};
 
@@ -75,8 +77,10 @@ impl Store {
         // An agency without a line (none in the seeds: a purchase needs one) has nothing to give back; the
         // transaction is sent again without that item rather than read the line first.
         let mut with_agency_line = true;
+        // Made once: whichever of the two transactions commits carries this event id.
+        let event = events::purchase_voided(request.purchase, request.voided_at);
         loop {
-            let items = self.void_items(request, with_agency_line)?;
+            let items = self.void_items(request, with_agency_line, &event)?;
             let key_at = items.len() - 1;
             let has_key = request.idempotency.is_some();
             // Another set of items needs another token: DynamoDB refuses a token reused for a different request.
@@ -99,11 +103,12 @@ impl Store {
     }
 
     /// The void's items: [0] the purchase, [1] the account, [2] the ledger entry, [3] the agency's line (when
-    /// it has one), then the idempotency key (when sent).
+    /// it has one), then its `purchase.voided` event, then the idempotency key (when sent; always last).
     fn void_items(
         &self,
         request: &VoidRequest<'_>,
         with_agency_line: bool,
+        event: &OutboxEvent,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the void transaction", e);
         let purchase = request.purchase;
@@ -191,7 +196,10 @@ impl Store {
             items.push(TransactWriteItem::builder().update(agency_line).build());
         }
 
-        // 4. The agency's idempotency key, unless someone holds it and it has not expired.
+        // 4. The `purchase.voided` event (at price: the cost given back to the agency's line is not in it).
+        items.push(outbox_put(&self.table_name, event)?);
+
+        // 5. The agency's idempotency key, unless someone holds it and it has not expired.
         if let Some(claim) = request.idempotency {
             let owner = KeyOwner::Agency(request.agency_id);
             let put = idempotency_put(&self.table_name, owner, claim, &purchase.account_id, &purchase.purchase_id)?;

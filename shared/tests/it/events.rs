@@ -399,6 +399,41 @@ async fn a_purchase_emits_one_credits_purchased_at_price_and_its_replay_or_refus
     assert_eq!(outbox_events(&env).await.len(), 1);
 }
 
+#[tokio::test]
+async fn a_void_emits_one_purchase_voided_and_its_replay_or_refusal_none() {
+    let env = TestEnv::seeded().await;
+    let bought = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(COFFEE, &json!({"quantities": {"pixel": 3}})).request())
+            .await,
+    );
+    assert_eq!(bought.status, 201, "{}", bought.body);
+    let purchase_id = bought.body["purchase"]["purchaseId"].as_str().unwrap().to_owned();
+    enable_stream(&env).await;
+    let void = || {
+        ApiEvent::agency("POST", "/agencies/{agencyId}/purchases/{purchaseId}/void", NORTHWIND)
+            .path_parameter("purchaseId", &purchase_id)
+            .as_agency_admin(NORTHWIND)
+            .json(&json!({"accountId": COFFEE, "reason": "typo"}))
+    };
+    let first = answer(api::agency_write(&env.app, void().header("Idempotency-Key", "v-1").request()).await);
+    assert_eq!(first.status, 200, "{}", first.body);
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["purchase.voided"]);
+    let detail = &events[0]["detail"];
+    assert_eq!((detail["accountId"].as_str(), detail["agencyId"].as_str()), (Some(COFFEE), Some(NORTHWIND)));
+    assert_eq!(detail["purchaseId"], purchase_id.as_str());
+    assert_eq!(detail["quantities"], json!({"pixel": 3}));
+    assert_eq!(detail["total"], bought.body["purchase"]["total"]);
+    assert!(!events[0].to_string().to_lowercase().contains("cost"), "no cost is published: {}", events[0]);
+
+    // The replay (same key) and a second void (already voided) write nothing, so emit nothing.
+    let replay = answer(api::agency_write(&env.app, void().header("Idempotency-Key", "v-1").request()).await);
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    let again = answer(api::agency_write(&env.app, void().request()).await);
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(outbox_events(&env).await.len(), 1);
+}
+
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.
 async fn write_outbox_events(env: &TestEnv, count: usize) -> Vec<OutboxEvent> {
     let mut written = Vec::new();

@@ -27,3 +27,17 @@ pub fn credits_purchased(purchase: &PurchaseRecord, trigger: PurchaseTrigger) ->
     };
     Envelope::new(new_event_id(), &purchase.created_at, detail).into_outbox()
 }
+
+/// `purchase.voided` for an unbilled purchase being voided: the credits taken back and the total the client no
+/// longer owes, at price.
+pub fn purchase_voided(purchase: &PurchaseRecord, voided_at: &str) -> OutboxEvent {
+    let detail = PurchaseVoided {
+        account_id: purchase.account_id.clone(),
+        agency_id: purchase.agency_id.clone(),
+        purchase_id: purchase.purchase_id.clone(),
+        quantities: purchase.credits_per_type(),
+        total: purchase.total,
+        currency: purchase.currency.clone(),
+    };
+    Envelope::new(new_event_id(), voided_at, detail).into_outbox()
+}
