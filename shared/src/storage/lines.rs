@@ -13,10 +13,12 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use rust_decimal::Decimal;
 
 use super::items::{Attributes, credit_line_from_item, n, s, to_item};
+use super::outbox::outbox_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, classify, internal, keys};
 use crate::domain::agency::CreditLimitAuditEntry;
 use crate::domain::credit::CreditLine;
+use crate::domain::events;
 
 /// A limit change re-reads and tries again this often when a concurrent change got there first.
 const LIMIT_CHANGE_ATTEMPTS: usize = 5;
@@ -195,7 +197,8 @@ impl Store {
     }
 }
 
-/// The limit Update (its condition includes the agency) and the audit entry Put, in that order.
+/// The limit Update (its condition includes the agency), the audit entry Put and its `credit_limit.changed`
+/// event, in that order.
 #[allow(clippy::too_many_arguments)]
 fn limit_transaction(
     table_name: &str,
@@ -207,6 +210,8 @@ fn limit_transaction(
     audit: &CreditLimitAuditEntry,
     audit_sk: &str,
 ) -> Result<Vec<TransactWriteItem>, StoreError> {
+    // Made with the attempt: a retried attempt re-reads the old limit, so its event is another (only one commits).
+    let event = events::credit_limit_changed(audit);
     let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the credit limit change", e);
     let update = Update::builder()
         .table_name(table_name)
@@ -225,7 +230,11 @@ fn limit_transaction(
         .condition_expression("attribute_not_exists(pk)")
         .build()
         .map_err(build)?;
-    Ok(vec![TransactWriteItem::builder().update(update).build(), TransactWriteItem::builder().put(put).build()])
+    Ok(vec![
+        TransactWriteItem::builder().update(update).build(),
+        TransactWriteItem::builder().put(put).build(),
+        outbox_put(table_name, &event)?,
+    ])
 }
 
 fn limit_audit_entry(

@@ -434,6 +434,35 @@ async fn a_void_emits_one_purchase_voided_and_its_replay_or_refusal_none() {
     assert_eq!(outbox_events(&env).await.len(), 1);
 }
 
+#[tokio::test]
+async fn an_agencys_limit_change_emits_one_credit_limit_changed_and_a_refused_or_unchanged_one_none() {
+    let env = TestEnv::seeded().await;
+    enable_stream(&env).await;
+    let put_limit = |agency: &'static str, limit: &'static str| {
+        ApiEvent::agency("PUT", "/agencies/{agencyId}/clients/{accountId}/credit-limit", agency)
+            .path_parameter("accountId", COFFEE)
+            .as_agency_admin(agency)
+            .json(&json!({ "creditLimit": limit }))
+    };
+    let a = answer(api::agency_write(&env.app, put_limit(NORTHWIND, "20000").request()).await);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["credit_limit.changed"]);
+    let detail = &events[0]["detail"];
+    assert_eq!((detail["accountId"].as_str(), detail["agencyId"].as_str()), (Some(COFFEE), Some(NORTHWIND)));
+    assert_eq!(detail["currency"], "USD");
+    assert_eq!(testkit::d(detail["oldLimit"].as_str().unwrap()), testkit::d("25000"));
+    assert_eq!(testkit::d(detail["newLimit"].as_str().unwrap()), testkit::d("20000"));
+    assert!(!events[0].to_string().contains("admin-of"), "who changed it stays in the audit: {}", events[0]);
+
+    // The same limit again writes nothing; another agency's administrator is refused: no event either way.
+    let same = answer(api::agency_write(&env.app, put_limit(NORTHWIND, "20000.00").request()).await);
+    assert_eq!(same.status, 200, "{}", same.body);
+    let other = answer(api::agency_write(&env.app, put_limit("agency-brightside", "1").request()).await);
+    assert_eq!(other.status, 404, "{}", other.body);
+    assert_eq!(outbox_events(&env).await.len(), 1);
+}
+
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.
 async fn write_outbox_events(env: &TestEnv, count: usize) -> Vec<OutboxEvent> {
     let mut written = Vec::new();

@@ -8,7 +8,6 @@
 //!
 //! Nothing here writes: storage puts an event's [`OutboxEvent`] into the change's own `TransactWriteItems`.
 
-
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 

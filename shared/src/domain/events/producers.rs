@@ -3,7 +3,8 @@
 //! does.
 
 use super::*;
-use crate::domain::PurchaseRecord;
+use crate::domain::agency::CreditLimitAuditEntry;
+use crate::domain::{CURRENCY, PurchaseRecord};
 
 /// `credits.purchased` for a purchase about to be recorded.
 pub fn credits_purchased(purchase: &PurchaseRecord, trigger: PurchaseTrigger) -> OutboxEvent {
@@ -40,4 +41,17 @@ pub fn purchase_voided(purchase: &PurchaseRecord, voided_at: &str) -> OutboxEven
         currency: purchase.currency.clone(),
     };
     Envelope::new(new_event_id(), voided_at, detail).into_outbox()
+}
+
+/// `credit_limit.changed` for an agency's audited change of its client's limit (at price). Who changed it (the
+/// administrator's `sub`) stays in the audit entry.
+pub fn credit_limit_changed(audit: &CreditLimitAuditEntry) -> OutboxEvent {
+    let detail = CreditLimitChanged {
+        account_id: audit.account_id.clone(),
+        agency_id: audit.agency_id.clone(),
+        old_limit: audit.old_limit,
+        new_limit: audit.new_limit,
+        currency: CURRENCY.to_owned(),
+    };
+    Envelope::new(new_event_id(), &audit.changed_at, detail).into_outbox()
 }
