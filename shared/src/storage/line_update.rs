@@ -14,12 +14,15 @@ pub(super) struct LineUpdate {
     key: Item,
     change: Decimal,
     released_statement: Option<String>,
+    /// How many held statements the account had when read: the release then commits only if that is still so,
+    /// so whether it lifted the hold (and emits `account.hold_lifted`) is exact.
+    held_as_read: Option<usize>,
 }
 
 impl LineUpdate {
     /// The line of the item at `key`, moved by `change` (negative: taken).
     pub(super) fn at(key: Item, change: Decimal) -> LineUpdate {
-        LineUpdate { key, change, released_statement: None }
+        LineUpdate { key, change, released_statement: None, held_as_read: None }
     }
 
     /// The agency's own line, moved by `change` (negative: taken).
@@ -35,6 +38,12 @@ impl LineUpdate {
         self
     }
 
+    /// Only while the account still holds exactly `count` statements (0: none), as read before.
+    pub(super) fn held_as_read(mut self, count: usize) -> LineUpdate {
+        self.held_as_read = Some(count);
+        self
+    }
+
     pub(super) fn build(self, table_name: &str) -> Result<Update, StoreError> {
         let taken = self.change < Decimal::ZERO;
         let mut expression =
@@ -43,18 +52,33 @@ impl LineUpdate {
         let update = Update::builder()
             .table_name(table_name)
             .set_key(Some(self.key))
-            .condition_expression(if taken { "#available >= :amount" } else { "attribute_exists(#available)" })
             .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
             .expression_attribute_values(":amount", n(self.change.abs()));
+        let mut condition = if taken { "#available >= :amount" } else { "attribute_exists(#available)" }.to_owned();
         let update = match self.released_statement {
             Some(statement_id) => {
                 expression.push_str(" DELETE #held :statement");
-                update
+                let update = update
                     .expression_attribute_names("#held", keys::HELD_STATEMENT_IDS)
-                    .expression_attribute_values(":statement", AttributeValue::Ss(vec![statement_id]))
+                    .expression_attribute_values(":statement", AttributeValue::Ss(vec![statement_id]));
+                match self.held_as_read {
+                    Some(0) => {
+                        condition.push_str(" AND attribute_not_exists(#held)");
+                        update
+                    }
+                    Some(count) => {
+                        condition.push_str(" AND size(#held) = :heldCount");
+                        update.expression_attribute_values(":heldCount", n(count))
+                    }
+                    None => update,
+                }
             }
             None => update,
         };
-        update.update_expression(expression).build().map_err(|e| internal("building a credit line update", e))
+        update
+            .update_expression(expression)
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| internal("building a credit line update", e))
     }
 }

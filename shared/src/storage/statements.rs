@@ -16,10 +16,12 @@ use sha2::{Digest, Sha256};
 
 use super::items::{Attributes, Item, n, s, statement_from_item, to_item};
 use super::line_update::LineUpdate;
+use super::outbox::outbox_put;
 use super::{Store, StoreError, internal, keys};
 use crate::domain::billing::{
     STATUS_OVERDUE, STATUS_PAID, STATUS_PAYMENT_FAILED, STATUS_PENDING_PAYMENT, Statement, StatementKind, StatementRef,
 };
+use crate::domain::events::{self, OutboxEvent};
 use crate::domain::payment::PaymentEffect;
 use crate::domain::time;
 use crate::table::{PARTITION_KEY, SORT_KEY, STATEMENT_STATE_INDEX};
@@ -50,6 +52,12 @@ pub enum MarkOutcome {
     Marked,
     StatementNotFound,
     NotPayable { status: String },
+}
+
+/// A client statement paid off: how many statements held its account when read, and the events it emits.
+struct PaidOff {
+    held_count: usize,
+    events: Vec<OutboxEvent>,
 }
 
 /// Attempts at a payment whose statement or account changed between our read and our write.
@@ -135,6 +143,29 @@ impl Store {
                 PaymentEffect::Overpayment { amount_due } => return Ok(PaymentOutcome::Overpayment { amount_due }),
             };
             let now = time::timestamp(std::time::SystemTime::now());
+            // A client statement paid off: `statement.paid`, and `account.hold_lifted` when it was the last
+            // statement holding the account. The account (its agency, its held set) is read for them; the line
+            // update then commits only while the held set is as read, so the lift is decided exactly.
+            let payoff = match releases_hold {
+                true => {
+                    let Some(account) = self.get_item(keys::account(&reference.owner), keys::ACCOUNT_SK).await? else {
+                        return Ok(PaymentOutcome::StatementNotFound);
+                    };
+                    let held = match account.contains_key(keys::HELD_STATEMENT_IDS) {
+                        true => account.string_set(keys::HELD_STATEMENT_IDS)?,
+                        false => Vec::new(),
+                    };
+                    let agency_id = account.string("agencyId")?;
+                    let paid = events::statement_paid(&reference.owner, &agency_id, &statement, payment, &now);
+                    let lifted = (held == [payment.statement_id.as_str()])
+                        .then(|| events::account_hold_lifted(&reference.owner, &agency_id, &now));
+                    Some(PaidOff {
+                        held_count: held.len(),
+                        events: [Some(paid), lifted].into_iter().flatten().collect(),
+                    })
+                }
+                false => None,
+            };
             let items = self.payment_items(
                 payment,
                 &reference,
@@ -142,7 +173,7 @@ impl Store {
                 due,
                 &receipt,
                 &request_hash,
-                releases_hold,
+                payoff.as_ref(),
                 &now,
             )?;
             // One token per reference, statement state read and write time: a resend of these very items is a
@@ -182,7 +213,7 @@ impl Store {
         due_read: Decimal,
         receipt: &PaymentReceipt,
         request_hash: &str,
-        releases_hold: bool,
+        payoff: Option<&PaidOff>,
         now: &str,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building a payment", e);
@@ -228,7 +259,10 @@ impl Store {
         .map_err(build)?;
 
         let line_update = LineUpdate::at(line_key(reference), payment.amount);
-        let line_update = if releases_hold { line_update.releasing_hold(&payment.statement_id) } else { line_update };
+        let line_update = match payoff {
+            Some(payoff) => line_update.releasing_hold(&payment.statement_id).held_as_read(payoff.held_count),
+            None => line_update,
+        };
         let line_update = line_update.build(&self.table_name)?;
 
         // The same payment in its owner's partition, where reconcile sums an owner's payments.
@@ -245,12 +279,16 @@ impl Store {
             .build()
             .map_err(build)?;
 
-        Ok(vec![
+        let mut items = vec![
             TransactWriteItem::builder().put(payment_put).build(),
             TransactWriteItem::builder().update(statement_update).build(),
             TransactWriteItem::builder().update(line_update).build(),
             TransactWriteItem::builder().put(owner_copy).build(),
-        ])
+        ];
+        for event in payoff.map(|p| p.events.as_slice()).unwrap_or_default() {
+            items.push(outbox_put(&self.table_name, event)?);
+        }
+        Ok(items)
     }
 
     /// Marks a client statement `payment_failed` (the payment side could not collect it) or `overdue` (the

@@ -14,10 +14,12 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType, TransactWriteItem};
 use serde_json::{Value, json};
 use shared::api;
+use shared::domain::billing::StatementKind;
 use shared::domain::events::{self, EVENT_TYPES, OutboxEvent};
 use shared::events::{Publisher, handle_stream_batch};
+use shared::payments;
 use shared::storage::outbox::{event_from_stream_record, outbox_put};
-use testkit::{ApiEvent, COFFEE, TestEnv, answer};
+use testkit::{ApiEvent, BIKES, COFFEE, TestEnv, answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -461,6 +463,44 @@ async fn an_agencys_limit_change_emits_one_credit_limit_changed_and_a_refused_or
     let other = answer(api::agency_write(&env.app, put_limit("agency-brightside", "1").request()).await);
     assert_eq!(other.status, 404, "{}", other.body);
     assert_eq!(outbox_events(&env).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_payoff_emits_statement_paid_and_the_last_held_statements_hold_lifted_and_a_replay_none() {
+    let env = TestEnv::seeded().await;
+    for account in [COFFEE, BIKES] {
+        assert_eq!(super::credit_lines::buy(&env.app, account, json!({"pixel": 2})).await.status, 201);
+    }
+    let cycle = super::credit_lines::bill_now(&env).await;
+    let coffee = StatementKind::Client.statement_id(COFFEE, &cycle);
+    let bikes = StatementKind::Client.statement_id(BIKES, &cycle);
+    let failed = json!({"statementId": bikes, "failed": true, "reason": "card declined"});
+    payments::payment_event(&env.app.store, &failed).await.unwrap();
+    enable_stream(&env).await;
+    let pay = |statement: &str, amount: &str, reference: &str| json!({"statementId": statement, "amount": amount, "paymentReference": reference, "paidAt": "2026-12-03T10:00:00Z"});
+
+    // Paying a statement that held nothing: `statement.paid` only.
+    payments::payment_event(&env.app.store, &pay(&coffee, "20.00", "pi_coffee")).await.unwrap();
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["statement.paid"]);
+    let detail = &events[0]["detail"];
+    assert_eq!((detail["accountId"].as_str(), detail["agencyId"].as_str()), (Some(COFFEE), Some(NORTHWIND)));
+    assert_eq!((detail["statementId"].as_str(), detail["amount"].as_str()), (Some(coffee.as_str()), Some("20.00")));
+    assert_eq!(detail["paymentReference"], "pi_coffee");
+
+    // A part payment pays nothing off; paying the rest of the held one lifts the account's hold with it.
+    payments::payment_event(&env.app.store, &pay(&bikes, "5.00", "pi_bikes_1")).await.unwrap();
+    assert_eq!(outbox_events(&env).await.len(), 1);
+    payments::payment_event(&env.app.store, &pay(&bikes, "15.00", "pi_bikes_2")).await.unwrap();
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["statement.paid", "statement.paid", "account.hold_lifted"]);
+    assert_eq!(events[1]["detail"]["statementId"], bikes.as_str());
+    assert_eq!(events[2]["detail"], json!({"accountId": BIKES, "agencyId": NORTHWIND}));
+
+    // The same payment again is a replay, and a payment of a paid statement is refused: no event.
+    payments::payment_event(&env.app.store, &pay(&bikes, "15.00", "pi_bikes_2")).await.unwrap();
+    assert!(payments::payment_event(&env.app.store, &pay(&bikes, "1.00", "pi_bikes_3")).await.is_err());
+    assert_eq!(outbox_events(&env).await.len(), 3);
 }
 
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.

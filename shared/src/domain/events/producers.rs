@@ -4,6 +4,8 @@
 
 use super::*;
 use crate::domain::agency::CreditLimitAuditEntry;
+use crate::domain::billing::Statement;
+use crate::domain::payment::Payment;
 use crate::domain::{CURRENCY, PurchaseRecord};
 
 /// `credits.purchased` for a purchase about to be recorded.
@@ -54,4 +56,30 @@ pub fn credit_limit_changed(audit: &CreditLimitAuditEntry) -> OutboxEvent {
         currency: CURRENCY.to_owned(),
     };
     Envelope::new(new_event_id(), &audit.changed_at, detail).into_outbox()
+}
+
+/// `statement.paid` for the payment that pays a client statement off (`amount` is that payment's). Agency
+/// statements (at cost) are never published.
+pub fn statement_paid(
+    account_id: &str,
+    agency_id: &str,
+    statement: &Statement,
+    payment: &Payment,
+    at: &str,
+) -> OutboxEvent {
+    let detail = StatementPaid {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        statement_id: statement.statement_id.clone(),
+        amount: payment.amount,
+        currency: statement.currency.clone(),
+        payment_reference: payment.payment_reference.clone(),
+    };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
+}
+
+/// `account.hold_lifted` when the last statement holding an account is paid off.
+pub fn account_hold_lifted(account_id: &str, agency_id: &str, at: &str) -> OutboxEvent {
+    let detail = AccountHoldLifted { account_id: account_id.to_owned(), agency_id: agency_id.to_owned() };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
 }
