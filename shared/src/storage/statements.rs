@@ -341,21 +341,41 @@ impl Store {
                 .expression_attribute_values(":statusRead", s(&statement.status))
                 .build()
                 .map_err(build)?;
+            // The account as it is (its agency, its held set): `account.hold_started` when nothing held it yet.
+            // The hold below commits only while the held set has the size read, so that is decided exactly.
+            let Some(account) = self.get_item(keys::account(&reference.owner), keys::ACCOUNT_SK).await? else {
+                return Ok(MarkOutcome::StatementNotFound);
+            };
+            let held = match account.contains_key(keys::HELD_STATEMENT_IDS) {
+                true => account.string_set(keys::HELD_STATEMENT_IDS)?,
+                false => Vec::new(),
+            };
+            let agency_id = account.string("agencyId")?;
+            let hold_started =
+                held.is_empty().then(|| events::account_hold_started(&reference.owner, &agency_id, statement_id, &now));
             // Every held statement is a member of the account's held set (ADD is idempotent): the account stays
             // on hold until each is paid in full, whatever order the marks and payments land in.
             let hold = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(line_key(&reference)))
                 .update_expression("ADD #held :statement")
-                .condition_expression("attribute_exists(pk)")
                 .expression_attribute_names("#held", keys::HELD_STATEMENT_IDS)
-                .expression_attribute_values(":statement", AttributeValue::Ss(vec![statement_id.to_owned()]))
-                .build()
-                .map_err(build)?;
-            let items = [
+                .expression_attribute_values(":statement", AttributeValue::Ss(vec![statement_id.to_owned()]));
+            let hold = match held.len() {
+                0 => hold.condition_expression("attribute_exists(pk) AND attribute_not_exists(#held)"),
+                count => hold
+                    .condition_expression("attribute_exists(pk) AND size(#held) = :heldCount")
+                    .expression_attribute_values(":heldCount", n(count)),
+            }
+            .build()
+            .map_err(build)?;
+            let mut items = vec![
                 TransactWriteItem::builder().update(statement_update).build(),
                 TransactWriteItem::builder().update(hold).build(),
             ];
+            if let Some(event) = &hold_started {
+                items.push(outbox_put(&self.table_name, event)?);
+            }
             // The write time is part of the token, as for payments: two deliveries of one failure never share a
             // token with different items.
             let token =

@@ -503,6 +503,29 @@ async fn a_payoff_emits_statement_paid_and_the_last_held_statements_hold_lifted_
     assert_eq!(outbox_events(&env).await.len(), 3);
 }
 
+#[tokio::test]
+async fn the_first_unpaid_statement_emits_hold_started_and_a_second_or_a_repeat_none() {
+    let env = TestEnv::seeded().await;
+    assert_eq!(super::credit_lines::buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+    let first = StatementKind::Client.statement_id(BIKES, &super::credit_lines::bill_now(&env).await);
+    assert_eq!(super::credit_lines::buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+    let second = StatementKind::Client.statement_id(BIKES, &super::credit_lines::bill_now(&env).await);
+    enable_stream(&env).await;
+    let fail = |statement: &str| json!({"statementId": statement, "failed": true, "reason": "card declined"});
+
+    payments::payment_event(&env.app.store, &fail(&first)).await.unwrap();
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["account.hold_started"]);
+    assert_eq!(
+        events[0]["detail"],
+        json!({"accountId": BIKES, "agencyId": NORTHWIND, "statementIds": [first.as_str()]})
+    );
+    // Already on hold: a second failed statement, or the same failure again, starts no hold.
+    payments::payment_event(&env.app.store, &fail(&second)).await.unwrap();
+    payments::payment_event(&env.app.store, &fail(&first)).await.unwrap();
+    assert_eq!(outbox_events(&env).await.len(), 1);
+}
+
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.
 async fn write_outbox_events(env: &TestEnv, count: usize) -> Vec<OutboxEvent> {
     let mut written = Vec::new();

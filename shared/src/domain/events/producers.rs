@@ -83,3 +83,13 @@ pub fn account_hold_lifted(account_id: &str, agency_id: &str, at: &str) -> Outbo
     let detail = AccountHoldLifted { account_id: account_id.to_owned(), agency_id: agency_id.to_owned() };
     Envelope::new(new_event_id(), at, detail).into_outbox()
 }
+
+/// `account.hold_started` when a failed or overdue statement puts an account that nothing held yet on hold.
+pub fn account_hold_started(account_id: &str, agency_id: &str, statement_id: &str, at: &str) -> OutboxEvent {
+    let detail = AccountHoldStarted {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        statement_ids: vec![statement_id.to_owned()],
+    };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
+}
