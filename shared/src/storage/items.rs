@@ -125,17 +125,19 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
         name: item.optional_string("name"),
         balances: Balances(balances),
         credit_line: credit_line_from_item(item)?,
-        held_statement_ids: {
-            // Absent when nothing is held: DynamoDB keeps no empty sets.
-            let mut ids = if item.contains_key(keys::HELD_STATEMENT_IDS) {
-                item.string_set(keys::HELD_STATEMENT_IDS)?
-            } else {
-                Vec::new()
-            };
-            ids.sort();
-            ids
-        },
+        held_statement_ids: held_statement_ids(item)?,
     })
+}
+
+/// The statements holding an account, sorted; absent when nothing is held (DynamoDB keeps no empty sets).
+pub fn held_statement_ids(item: &Item) -> Result<Vec<String>, StoreError> {
+    let mut ids = if item.contains_key(keys::HELD_STATEMENT_IDS) {
+        item.string_set(keys::HELD_STATEMENT_IDS)?
+    } else {
+        Vec::new()
+    };
+    ids.sort();
+    Ok(ids)
 }
 
 /// An account item's balances as stored, signed: a negative balance is read as such (reconcile reports it),

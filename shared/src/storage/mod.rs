@@ -214,4 +214,34 @@ impl Store {
             .map_err(|e| classify("GetItem", e))?;
         Ok(output.item)
     }
+
+    /// Items by key in one `BatchGetItem` (at most 100 distinct keys), strongly consistent. It may hand back
+    /// unprocessed keys under load and has no paginator: a few rounds, then `Unavailable`.
+    pub(crate) async fn batch_get(&self, what: &str, keys: Vec<items::Item>) -> Result<Vec<items::Item>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys_and_attributes = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| internal("BatchGetItem keys", e))?;
+        let mut pending = std::collections::HashMap::from([(self.table_name.clone(), keys_and_attributes)]);
+        let mut items = Vec::new();
+        for _ in 0..5 {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(pending))
+                .send()
+                .await
+                .map_err(|e| classify(what, e))?;
+            items.extend(output.responses.and_then(|mut r| r.remove(&self.table_name)).unwrap_or_default());
+            pending = output.unprocessed_keys.unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(items);
+            }
+        }
+        Err(StoreError::Unavailable(format!("{what}: keys left unprocessed")))
+    }
 }

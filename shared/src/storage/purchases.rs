@@ -1,8 +1,6 @@
 //! Accounts, prices and the purchase transaction.
 
-use std::collections::HashMap;
-
-use aws_sdk_dynamodb::types::{CancellationReason, ConditionCheck, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{CancellationReason, ConditionCheck, Put, TransactWriteItem};
 use rust_decimal::Decimal;
 
 use super::balance_update::BalanceUpdate;
@@ -12,7 +10,7 @@ use super::ledger::ledger_entry_put;
 use super::line_update::LineUpdate;
 use super::outbox::outbox_put;
 use super::transact::condition_failed;
-use super::{Store, StoreError, classify, internal, keys};
+use super::{Store, StoreError, internal, keys};
 use crate::domain::events::{self, PurchaseTrigger};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
@@ -66,35 +64,11 @@ impl Store {
 
     /// Reads the default pricing and the agency's overrides in one `BatchGetItem`.
     pub async fn pricing(&self, agency_id: &str) -> Result<(DefaultPricing, Option<AgencyPricing>), StoreError> {
-        let keys = KeysAndAttributes::builder()
-            .keys(keys::key(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK))
-            .keys(keys::key(keys::agency(agency_id), keys::PRICING_SK))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| internal("BatchGetItem keys", e))?;
-        let mut pending = HashMap::from([(self.table_name.clone(), keys)]);
-        let mut items = Vec::new();
-        // BatchGetItem may hand back unprocessed keys under load (it has no paginator); a few rounds always
-        // finish two keys.
-        for _ in 0..5 {
-            let output = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(pending))
-                .send()
-                .await
-                .map_err(|e| classify("BatchGetItem pricing", e))?;
-            if let Some(mut responses) = output.responses {
-                items.extend(responses.remove(&self.table_name).unwrap_or_default());
-            }
-            pending = output.unprocessed_keys.unwrap_or_default();
-            if pending.is_empty() {
-                break;
-            }
-        }
-        if !pending.is_empty() {
-            return Err(StoreError::Unavailable("BatchGetItem pricing: keys left unprocessed".into()));
-        }
+        let keys = vec![
+            keys::key(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK),
+            keys::key(keys::agency(agency_id), keys::PRICING_SK),
+        ];
+        let items = self.batch_get("BatchGetItem pricing", keys).await?;
         let mut default = None;
         let mut agency = None;
         for item in items {

@@ -3,12 +3,11 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::KeysAndAttributes;
 use serde::{Deserialize, Serialize};
 
 use super::billing::MAX_PURCHASES_PER_STEP;
 use super::items::{Attributes, Item, s, statement_from_item};
-use super::{Store, StoreError, classify, internal, keys};
+use super::{Store, StoreError, classify, keys};
 use crate::domain::billing::{CycleEnd, Statement, StatementKind, StatementRef};
 use crate::table::SORT_KEY;
 
@@ -19,41 +18,20 @@ impl Store {
     /// Statements by id (unknown and malformed ids are left out), in one `BatchGetItem` of at most 100 keys (a
     /// page): the agency's clients page reads its clients' last statements with it, one call whatever their count.
     pub async fn statements_by_id(&self, statement_ids: &[String]) -> Result<Vec<Statement>, StoreError> {
-        let mut keys_and_attributes = KeysAndAttributes::builder();
-        let mut any = false;
         // BatchGetItem refuses a key given twice.
         let unique: std::collections::BTreeSet<&str> = statement_ids.iter().map(String::as_str).collect();
-        for reference in unique.into_iter().filter_map(StatementRef::parse) {
-            keys_and_attributes = keys_and_attributes.keys(keys::key(
-                keys::statement_pk(reference.kind, &reference.owner),
-                &keys::statement_sk(reference.cycle_end.as_str()),
-            ));
-            any = true;
-        }
-        if !any {
-            return Ok(Vec::new());
-        }
-        let keys_and_attributes = keys_and_attributes.build().map_err(|e| internal("BatchGetItem keys", e))?;
-        let mut pending = HashMap::from([(self.table_name.clone(), keys_and_attributes)]);
-        let mut statements = Vec::new();
-        // BatchGetItem may hand back unprocessed keys under load (it has no paginator): a few rounds.
-        for _ in 0..5 {
-            let output = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(pending))
-                .send()
-                .await
-                .map_err(|e| classify("BatchGetItem statements", e))?;
-            for item in output.responses.and_then(|mut r| r.remove(&self.table_name)).unwrap_or_default() {
-                statements.push(statement_from_item(&item)?);
-            }
-            pending = output.unprocessed_keys.unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(statements);
-            }
-        }
-        Err(StoreError::Unavailable("BatchGetItem statements: keys left unprocessed".into()))
+        let keys = unique
+            .into_iter()
+            .filter_map(StatementRef::parse)
+            .map(|reference| {
+                keys::key(
+                    keys::statement_pk(reference.kind, &reference.owner),
+                    &keys::statement_sk(reference.cycle_end.as_str()),
+                )
+            })
+            .collect();
+        let items = self.batch_get("BatchGetItem statements", keys).await?;
+        items.iter().map(statement_from_item).collect()
     }
 
     /// An account's client statements, newest cycle first, with every purchase id: a full read for tests and

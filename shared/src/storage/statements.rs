@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::items::{Attributes, Item, n, s, statement_from_item, to_item};
+use super::items::{Attributes, Item, held_statement_ids, n, s, statement_from_item, to_item};
 use super::line_update::LineUpdate;
 use super::outbox::outbox_put;
 use super::{Store, StoreError, internal, keys};
@@ -151,10 +151,7 @@ impl Store {
                     let Some(account) = self.get_item(keys::account(&reference.owner), keys::ACCOUNT_SK).await? else {
                         return Ok(PaymentOutcome::StatementNotFound);
                     };
-                    let held = match account.contains_key(keys::HELD_STATEMENT_IDS) {
-                        true => account.string_set(keys::HELD_STATEMENT_IDS)?,
-                        false => Vec::new(),
-                    };
+                    let held = held_statement_ids(&account)?;
                     let agency_id = account.string("agencyId")?;
                     let paid = events::statement_paid(&reference.owner, &agency_id, &statement, payment, &now);
                     let lifted = (held == [payment.statement_id.as_str()])
@@ -346,10 +343,7 @@ impl Store {
             let Some(account) = self.get_item(keys::account(&reference.owner), keys::ACCOUNT_SK).await? else {
                 return Ok(MarkOutcome::StatementNotFound);
             };
-            let held = match account.contains_key(keys::HELD_STATEMENT_IDS) {
-                true => account.string_set(keys::HELD_STATEMENT_IDS)?,
-                false => Vec::new(),
-            };
+            let held = held_statement_ids(&account)?;
             let agency_id = account.string("agencyId")?;
             let hold_started =
                 held.is_empty().then(|| events::account_hold_started(&reference.owner, &agency_id, statement_id, &now));
