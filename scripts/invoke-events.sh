@@ -100,6 +100,7 @@ for file in events/*.json; do
   name="$(basename "$file" .json)"
   case "$name" in
     record-payment*|statement-sweep*|consume-credits*|collect-payments*|provision-account*) continue ;; # not HTTP functions; invoked above
+    publish-events*) continue ;; # a stream consumer: no local EventBridge, run by shared/tests/it/events.rs
     *-bad-input) function="${name%-bad-input}"; want="400" ;;
     *-forbidden) function="${name%-forbidden}"; want="403" ;;
     billing-run*|consume-credits*) continue ;; # not HTTP functions; checked above

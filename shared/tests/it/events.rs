@@ -608,3 +608,29 @@ async fn refused_entries_are_resent_and_what_stays_unsent_is_handed_back_at_its_
     assert!(failures(&response).is_empty());
     assert_eq!(bus.deduped().len(), written.len());
 }
+
+/// The sample events developers invoke `publish-events` with (`events/publish-events*.json`): the valid one puts
+/// its one event on the bus, schema-valid; the bad one (an outbox item without its event) puts nothing and hands
+/// its record back, so Lambda retries it and finally sends it to the failure queue instead of dropping it.
+#[tokio::test]
+async fn the_sample_stream_events_publish_one_event_or_hand_the_bad_record_back() {
+    let read = |name: &str| -> Event {
+        let text = std::fs::read_to_string(workspace().join("events").join(name)).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let bus = StandIn::default();
+    let publisher = publisher_to(&bus.start().await);
+
+    let response = handle_stream_batch(&publisher, read("publish-events.json")).await;
+    assert!(failures(&response).is_empty());
+    let received = bus.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["DetailType"], "pricing.changed");
+    validate(&[received[0]["Detail"].as_str().unwrap().to_owned()]).unwrap();
+
+    let bad = read("publish-events-bad-input.json");
+    let sequence = bad.records[0].change.sequence_number.clone();
+    let response = handle_stream_batch(&publisher, bad).await;
+    assert_eq!(failures(&response), vec![sequence.unwrap()]);
+    assert_eq!(bus.received().len(), 1, "nothing more was put");
+}
