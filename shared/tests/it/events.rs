@@ -634,3 +634,35 @@ async fn the_sample_stream_events_publish_one_event_or_hand_the_bad_record_back(
     assert_eq!(failures(&response), vec![sequence.unwrap()]);
     assert_eq!(bus.received().len(), 1, "nothing more was put");
 }
+
+/// Two held statements paid off at the same moment (8 rounds): each emits `statement.paid`, and exactly one of
+/// the two payments, whichever commits last, emits `account.hold_lifted`; the account ends with no hold.
+#[tokio::test]
+async fn two_held_statements_paid_off_at_once_lift_the_hold_exactly_once() {
+    for round in 0..8 {
+        let env = TestEnv::seeded().await;
+        assert_eq!(super::credit_lines::buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+        let first = StatementKind::Client.statement_id(BIKES, &super::credit_lines::bill_now(&env).await);
+        assert_eq!(super::credit_lines::buy(&env.app, BIKES, json!({"pixel": 1})).await.status, 201);
+        let second = StatementKind::Client.statement_id(BIKES, &super::credit_lines::bill_now(&env).await);
+        for statement in [&first, &second] {
+            let fail = json!({"statementId": statement, "failed": true, "reason": "card declined"});
+            payments::payment_event(&env.app.store, &fail).await.unwrap();
+        }
+        enable_stream(&env).await;
+        let pay = |statement: &str, reference: String| json!({"statementId": statement, "amount": "10.00", "paymentReference": reference, "paidAt": "2026-12-03T10:00:00Z"});
+        let (pay_first, pay_second) =
+            (pay(&first, format!("pi_first_{round}")), pay(&second, format!("pi_second_{round}")));
+        let (a, b) = tokio::join!(
+            payments::payment_event(&env.app.store, &pay_first),
+            payments::payment_event(&env.app.store, &pay_second),
+        );
+        a.unwrap();
+        b.unwrap();
+        let events = outbox_events(&env).await;
+        let count = |t: &str| types(&events).iter().filter(|x| **x == t).count();
+        assert_eq!((count("statement.paid"), count("account.hold_lifted")), (2, 1), "round {round}: {events:?}");
+        let account = env.app.store.account(BIKES).await.unwrap().unwrap();
+        assert!(account.held_statement_ids.is_empty(), "round {round}");
+    }
+}
