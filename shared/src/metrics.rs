@@ -427,6 +427,7 @@ mod tests {
             idempotency_key: None,
             voided_at: None,
             voided_by: None,
+            trigger: Default::default(),
         };
         let outcome = PurchaseOutcome::of(&Purchased::Created(Box::new(record)));
         assert_eq!(outcome.outcome, "created");

@@ -289,6 +289,7 @@ pub(crate) mod tests {
             idempotency_key: None,
             voided_at: None,
             voided_by: None,
+            trigger: Default::default(),
         }
     }
 

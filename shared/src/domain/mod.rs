@@ -9,6 +9,7 @@
 //! - [`credit`]: pay-later credit lines (limit, available, outstanding).
 //! - [`ledger`]: ledger entries (every balance change), consumptions and the balance after each entry.
 //! - [`reconcile`]: the check that every balance equals its ledger entries and none is negative.
+//! - [`rules`]: a client's low-balance alert thresholds and auto top-up rules.
 //! - [`time`]: the one timestamp format every sortable key uses.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub mod payment;
 pub mod pricing;
 pub mod purchase;
 pub mod reconcile;
+pub mod rules;
 pub mod time;
 
 pub use pricing::*;
@@ -102,6 +104,10 @@ pub struct Account {
     /// The client statements that are `payment_failed` or `overdue` and not paid in full, oldest cycle first:
     /// purchases are refused while any is left.
     pub held_statement_ids: Vec<String>,
+    /// Low-balance alert thresholds and auto top-up rules, decided inside each consumption.
+    pub rules: rules::ConsumptionRules,
+    /// Auto top-ups made today (the stored day may be an earlier one).
+    pub topups: Option<rules::TopupsOnDay>,
 }
 
 impl Account {

@@ -123,6 +123,25 @@ pub struct PurchaseRecord {
     /// The agency administrator (the token's `sub`) who voided it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub voided_by: Option<String>,
+    /// What made it: the client's request, or an auto top-up inside a consumption. Stored only when not the
+    /// client's, so every record written before the field reads as the client's.
+    #[serde(default, skip_serializing_if = "PurchaseTrigger::is_client")]
+    pub trigger: PurchaseTrigger,
+}
+
+/// What started a purchase.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseTrigger {
+    #[default]
+    Client,
+    AutoTopup,
+}
+
+impl PurchaseTrigger {
+    pub fn is_client(&self) -> bool {
+        *self == PurchaseTrigger::Client
+    }
 }
 
 impl PurchaseRecord {
@@ -160,6 +179,7 @@ impl PurchaseRecord {
             idempotency_key,
             voided_at: None,
             voided_by: None,
+            trigger: PurchaseTrigger::Client,
         }
     }
 }

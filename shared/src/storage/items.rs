@@ -15,6 +15,7 @@ use super::StoreError;
 use super::keys;
 use crate::domain::billing::{CollectionAttempt, Statement, StatementKind, StatementLine};
 use crate::domain::credit::CreditLine;
+use crate::domain::rules::{AlertThresholds, ConsumptionRules, TopupRule, TopupRules, TopupsOnDay};
 use crate::domain::{Account, Balances, CreditType, Rate, RateOverride, round_to_cents};
 use crate::table::{PARTITION_KEY, SORT_KEY};
 
@@ -126,7 +127,74 @@ pub fn account_from_item(item: &Item) -> Result<Account, StoreError> {
         balances: Balances(balances),
         credit_line: credit_line_from_item(item)?,
         held_statement_ids: held_statement_ids(item)?,
+        rules: consumption_rules(item)?,
+        topups: match item.optional_string(keys::TOPUP_DAY) {
+            Some(day) => Some(TopupsOnDay {
+                day,
+                count: u32::try_from(item.count(keys::TOPUP_COUNT)?)
+                    .map_err(|_| item.invalid(keys::TOPUP_COUNT, "is out of range"))?,
+            }),
+            None => None,
+        },
     })
+}
+
+/// The account's alert thresholds and top-up rules; none when never set.
+pub fn consumption_rules(item: &Item) -> Result<ConsumptionRules, StoreError> {
+    let thresholds = match item.get(keys::ALERT_THRESHOLDS) {
+        None => AlertThresholds::new(),
+        Some(AttributeValue::M(map)) => map
+            .iter()
+            .map(|(name, value)| Ok((rule_type(item, keys::ALERT_THRESHOLDS, name)?, whole(item, name, value)?)))
+            .collect::<Result<_, StoreError>>()?,
+        Some(_) => return Err(item.invalid(keys::ALERT_THRESHOLDS, "is not a map")),
+    };
+    let topups = match item.get(keys::TOPUP_RULES) {
+        None => TopupRules::new(),
+        Some(AttributeValue::M(map)) => map
+            .iter()
+            .map(|(name, value)| {
+                let credit_type = rule_type(item, keys::TOPUP_RULES, name)?;
+                let AttributeValue::M(rule) = value else {
+                    return Err(item.invalid(keys::TOPUP_RULES, &format!("{name} is not a map")));
+                };
+                let field = |field: &str| {
+                    rule.get(field)
+                        .ok_or_else(|| item.invalid(keys::TOPUP_RULES, &format!("{name}.{field} is missing")))
+                        .and_then(|value| whole(item, name, value))
+                };
+                Ok((credit_type, TopupRule { below: field("below")?, buy: field("buy")? }))
+            })
+            .collect::<Result<_, StoreError>>()?,
+        Some(_) => return Err(item.invalid(keys::TOPUP_RULES, "is not a map")),
+    };
+    Ok(ConsumptionRules { alert_thresholds: thresholds, topups, version: item.count(keys::RULES_VERSION)? })
+}
+
+fn rule_type(item: &Item, attribute: &str, name: &str) -> Result<CreditType, StoreError> {
+    CreditType::parse(name).ok_or_else(|| item.invalid(attribute, &format!("names an unknown credit type {name:?}")))
+}
+
+fn whole(item: &Item, name: &str, value: &AttributeValue) -> Result<u64, StoreError> {
+    match value {
+        AttributeValue::N(text) => text.parse::<u64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| item.invalid(name, "is not a whole number"))
+}
+
+/// The account's rules as the attribute values [`consumption_rules`] reads (without the version).
+pub fn rules_values(rules: &ConsumptionRules) -> (AttributeValue, AttributeValue) {
+    let thresholds = rules.alert_thresholds.iter().map(|(t, q)| (t.as_str().to_owned(), n(q))).collect();
+    let topups = rules
+        .topups
+        .iter()
+        .map(|(t, rule)| {
+            let rule = HashMap::from([("below".to_owned(), n(rule.below)), ("buy".to_owned(), n(rule.buy))]);
+            (t.as_str().to_owned(), AttributeValue::M(rule))
+        })
+        .collect();
+    (AttributeValue::M(thresholds), AttributeValue::M(topups))
 }
 
 /// The statements holding an account, sorted; absent when nothing is held (DynamoDB keeps no empty sets).

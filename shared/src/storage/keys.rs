@@ -32,6 +32,15 @@ pub const AVAILABLE_CREDIT: &str = "availableCredit";
 /// full (a string set; DynamoDB drops the attribute when its last member goes). Purchases require it absent.
 pub const HELD_STATEMENT_IDS: &str = "heldStatementIds";
 
+/// On the account item: the client's consumption rules (`domain::rules`). Thresholds are a map of type to
+/// number; top-up rules a map of type to `{below, buy}`; the version goes up by one on every change of either.
+pub const ALERT_THRESHOLDS: &str = "alertThresholds";
+pub const TOPUP_RULES: &str = "topupRules";
+pub const RULES_VERSION: &str = "rulesVersion";
+/// On the account item: the UTC day (`YYYY-MM-DD`) of the last auto top-up and how many were made that day.
+pub const TOPUP_DAY: &str = "topupDay";
+pub const TOPUP_COUNT: &str = "topupCount";
+
 /// An outbox item's sort key prefix, in the partition its change already writes (`storage::outbox`).
 pub const OUTBOX_SK_PREFIX: &str = "OUTBOX#";
 

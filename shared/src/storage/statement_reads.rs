@@ -1,8 +1,6 @@
 //! Reading statements back: an owner's statements in full (tests and audits), a page of headers, a page of
 //! one client statement's purchase ids, each read with a bounded number of items, and statements by id.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::billing::MAX_PURCHASES_PER_STEP;
@@ -54,7 +52,7 @@ impl Store {
             self.partition_query(keys::statement_pk(kind, owner), keys::STATEMENT_SK_PREFIX).scan_index_forward(false);
         let items = self.partition_items("Query statements", query).await?;
         let mut headers = Vec::new();
-        let mut ids: HashMap<String, Vec<String>> = HashMap::new();
+        let mut ids: std::collections::HashMap<String, Vec<String>> = Default::default();
         for item in items {
             if item.string(SORT_KEY)?.contains(keys::PART_MARKER) {
                 ids.entry(item.string("statementId")?).or_default().extend(item.string_set("purchaseIds")?);

@@ -109,13 +109,8 @@ impl<D: Detail> Envelope<D> {
 /// ledger entry of the same change records.
 pub use super::ledger::Quantities;
 
-/// What started a purchase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PurchaseTrigger {
-    Client,
-    AutoTopup,
-}
+/// What started a purchase: the purchase record's own field.
+pub use super::purchase::PurchaseTrigger;
 
 /// One line of a purchase, at the client's price (never at cost).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
