@@ -23,6 +23,7 @@ stack_start_stripe "$STRIPE_PORT"
 SEED_SETTLED_STATEMENTS=1 stack_seed
 stack_start_functions "$INVOKE_PORT"
 stack_start_gateway "$GATEWAY_PORT"
+stack_start_events
 token="$(node dev/gateway.mjs --print-token acct-northwind-coffee)"
 agency_token="$(node dev/gateway.mjs --print-agency-token agency-northwind)"
 
@@ -52,6 +53,10 @@ cat <<MSG
   Use the same engine from other tools with:
     export AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB TABLE_NAME=$TABLE_NAME AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 
+  Events (the table's stream -> publish-events -> a stand-in bus) print below as they happen; every envelope
+  is in $EVENTS_LOG.
+
   Ctrl-C stops everything.
 MSG
+tail -n 0 -F "$STACK_LOG_DIR/events.log" &
 wait

@@ -2,7 +2,9 @@
 # The local stack, as functions for scripts/dev.sh and scripts/test.sh to source:
 # dynoxide (the DynamoDB engine) -> localstripe (a fake Stripe, 127.0.0.1 only) -> seed-loader (the seeded accounts
 # and agencies get Stripe customers with cards) -> `cargo lambda watch` (the functions) -> dev/gateway.mjs (the
-# stand-in for API Gateway and its JWT authorizer, serving the dashboard too; localstripe's webhooks go to it).
+# stand-in for API Gateway and its JWT authorizer, serving the dashboard too; localstripe's webhooks go to it) ->
+# dev/event-pipeline.mjs (the stream's event source mapping and a stand-in EventBridge bus around the real
+# publish-events).
 # Every service runs in its own process group and is stopped by stack_stop (trap it on EXIT).
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +17,8 @@ export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export RUST_LOG="${RUST_LOG:-info}"
+# publish-events puts on this bus, served by dev/event-pipeline.mjs (stack_start_events) on EVENT_BUS_PORT.
+export EVENT_BUS_PORT="${EVENT_BUS_PORT:-4010}"
 # The key the list functions sign their cursors with (deployed: a generated Secrets Manager secret). A fresh one per
 # stack unless given: cursors of an earlier run are then refused (400) and a list starts again.
 export CURSOR_SIGNING_KEY="${CURSOR_SIGNING_KEY:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
@@ -124,7 +128,8 @@ stack_start_functions() {
     --env-var AWS_REGION='$AWS_REGION' --env-var AWS_ACCESS_KEY_ID='$AWS_ACCESS_KEY_ID' \
     --env-var AWS_SECRET_ACCESS_KEY='$AWS_SECRET_ACCESS_KEY' --env-var RUST_LOG='$RUST_LOG' \
     --env-var CURSOR_SIGNING_KEY='$CURSOR_SIGNING_KEY' ${STRIPE_API_BASE:+--env-var STRIPE_API_BASE='$STRIPE_API_BASE'} \
-    --env-var STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY' --env-var STRIPE_WEBHOOK_SECRET='$STRIPE_WEBHOOK_SECRET' $*" >/dev/null
+    --env-var STRIPE_SECRET_KEY='$STRIPE_SECRET_KEY' --env-var STRIPE_WEBHOOK_SECRET='$STRIPE_WEBHOOK_SECRET' \
+    --env-var EVENT_BUS_NAME=local-events --env-var AWS_ENDPOINT_URL_EVENTBRIDGE='http://127.0.0.1:$EVENT_BUS_PORT' $*" >/dev/null
   export LAMBDA_INVOKE_URL="http://[::1]:$port"
   wait_for_http "$LAMBDA_INVOKE_URL/" 120 functions
   stack_log "functions (cargo lambda watch) on $LAMBDA_INVOKE_URL"
@@ -147,4 +152,22 @@ stack_start_gateway() {
       { stack_log "registering the webhook endpoint in localstripe failed"; return 1; }
     stack_log "localstripe sends its events to $GATEWAY_URL/webhooks/stripe"
   fi
+}
+
+# stack_start_events: after the functions: the table's stream (enabled if off) read from its end, its outbox
+# inserts handed to the real publish-events, which puts them on a stand-in bus on EVENT_BUS_PORT; every envelope
+# is appended to $EVENTS_LOG (JSON lines) and printed to $STACK_LOG_DIR/events.log.
+stack_start_events() {
+  port_is_free "$EVENT_BUS_PORT" || { stack_log "port $EVENT_BUS_PORT is busy (event bus)"; return 1; }
+  export EVENTS_LOG="$STACK_LOG_DIR/events.jsonl"
+  : >"$EVENTS_LOG"
+  stack_spawn events node "$repo_root/dev/event-pipeline.mjs" >/dev/null
+  local i
+  for ((i = 0; i < 150; i++)); do
+    grep -q "reading .* from its end" "$STACK_LOG_DIR/events.log" 2>/dev/null && break
+    sleep 0.2
+  done
+  grep -q "reading .* from its end" "$STACK_LOG_DIR/events.log" 2>/dev/null ||
+    { stack_log "the event pipeline did not start; its log:"; tail -n 20 "$STACK_LOG_DIR/events.log" >&2; return 1; }
+  stack_log "events: stream -> publish-events -> stand-in bus on 127.0.0.1:$EVENT_BUS_PORT (envelopes in $EVENTS_LOG)"
 }

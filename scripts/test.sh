@@ -35,6 +35,7 @@ run_stage "cargo test" cargo test --workspace --no-fail-fast
 
 # The end-to-end stack uses its own ports so it never collides with a running scripts/dev.sh.
 export STACK_LOG_DIR="$(mktemp -d /tmp/overage-credits-test.XXXXXX)"
+export EVENT_BUS_PORT="${TEST_EVENT_BUS_PORT:-14010}"
 source scripts/local-stack.sh
 trap stack_stop EXIT INT TERM
 e2e_stack() {
@@ -42,7 +43,8 @@ e2e_stack() {
     stack_start_stripe "${TEST_STRIPE_PORT:-12112}" &&
     stack_seed &&
     stack_start_functions "${TEST_INVOKE_PORT:-19000}" --ignore-changes &&
-    stack_start_gateway "${TEST_GATEWAY_PORT:-13000}"
+    stack_start_gateway "${TEST_GATEWAY_PORT:-13000}" &&
+    stack_start_events
 }
 seed_settled_statements() { SEED_SETTLED_STATEMENTS=1 stack_seed; }
 if run_stage "start local stack" e2e_stack; then
