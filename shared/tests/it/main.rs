@@ -21,4 +21,5 @@ mod purchase_hardening;
 mod resilience;
 mod round_trips;
 mod settlement;
+mod statement_events;
 mod template_matches_code;
