@@ -13,10 +13,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shared::billing::{BillingRun, run_billing};
-use shared::domain::billing::{CycleEnd, STATUS_PAYMENT_FAILED, StatementKind, StatementRef};
+use shared::domain::billing::{CycleEnd, StatementKind, StatementRef};
 use shared::domain::{self, CreditType, PurchaseRecord, Quantities, time};
 use shared::storage::collection::{AttemptEnd, PayableStatement};
-use shared::storage::statements::Payment;
+use shared::storage::statements::{Payment, UnpaidMark};
 use shared::storage::{RecordOutcome, Store};
 
 /// What the seeded statements are for.
@@ -82,7 +82,8 @@ pub async fn seed_settled_statements(
             return Err(format!("{statement_id}: its collection attempt could not be claimed"));
         }
         if account_id == declining {
-            store.mark_unpaid(&statement_id, STATUS_PAYMENT_FAILED, "card_declined").await.map_err(err("mark"))?;
+            let failed = UnpaidMark::Failed { attempt: 1, reason: "card_declined" };
+            store.mark_unpaid(&statement_id, failed).await.map_err(err("mark"))?;
             let next_at = time::timestamp(now + 3 * DAY);
             let end = AttemptEnd::Failed { reason: "card_declined", next_at: Some(&next_at), failed_at: &now_text };
             store.finish_attempt(&reference, 1, end).await.map_err(err("attempt"))?;

@@ -2,7 +2,9 @@
 //!
 //! - `record-payment`: `{"statementId", "amount", "paymentReference", "paidAt"}` records a payment (exactly once
 //!   per reference; partial payments allowed, overpayment refused), or `{"statementId", "failed": true,
-//!   "reason"}` marks a client statement `payment_failed` and puts its account on hold.
+//!   "reason", "attempt"?}` marks a client statement `payment_failed` and puts its account on hold (once per
+//!   attempt, 1 unless said: a later attempt's failure is recorded again and emits `statement.payment_failed`
+//!   again; the same attempt again writes nothing).
 //! - `statement-sweep` (daily): marks every client statement unpaid past its due date `overdue` and puts its
 //!   account on hold.
 //!
@@ -16,10 +18,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::billing::{STATUS_OVERDUE, STATUS_PAYMENT_FAILED};
 use crate::domain::inputs::{ExternalId, Text};
 use crate::domain::{parse_money, time};
-use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome, PaymentReceipt};
+use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome, PaymentReceipt, UnpaidMark};
 use crate::storage::{Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -77,7 +78,9 @@ pub enum PaymentAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PaymentEvent {
     Paid(Payment),
-    Failed { statement_id: String, reason: String },
+    /// `attempt`: which attempt at collecting it failed (1 unless said): a failure is recorded, and emits
+    /// `statement.payment_failed`, once per attempt.
+    Failed { statement_id: String, reason: String, attempt: u32 },
 }
 
 /// The event as sent: either form's fields, each with its own rule; [`parse_payment_event`] tells the forms
@@ -94,6 +97,7 @@ struct PaymentEventBody {
     // A failure
     failed: Option<bool>,
     reason: Option<Text>,
+    attempt: Option<u32>,
 }
 
 pub fn parse_payment_event(event: &Value) -> Result<PaymentEvent, PaymentError> {
@@ -103,13 +107,19 @@ pub fn parse_payment_event(event: &Value) -> Result<PaymentEvent, PaymentError> 
     match body.failed {
         Some(true) => {
             if body.amount.is_some() || body.payment_reference.is_some() || body.paid_at.is_some() {
-                return Err(invalid("a failure carries only `statementId`, `failed` and `reason`"));
+                return Err(invalid("a failure carries only `statementId`, `failed`, `reason` and `attempt`"));
             }
             let reason = body.reason.ok_or_else(|| invalid("`reason` is required in a failure"))?;
-            return Ok(PaymentEvent::Failed { statement_id, reason: reason.into_string() });
+            let attempt = body.attempt.unwrap_or(1);
+            if attempt == 0 {
+                return Err(invalid("`attempt` counts from 1"));
+            }
+            return Ok(PaymentEvent::Failed { statement_id, reason: reason.into_string(), attempt });
         }
         Some(false) => return Err(invalid("`failed` must be true when present")),
-        None if body.reason.is_some() => return Err(invalid("`reason` belongs to a failure (`failed`: true)")),
+        None if body.reason.is_some() || body.attempt.is_some() => {
+            return Err(invalid("`reason` and `attempt` belong to a failure (`failed`: true)"));
+        }
         None => {}
     }
     let required = |field: Option<String>, name: &str| field.ok_or_else(|| invalid(&format!("`{name}` is required")));
@@ -161,8 +171,8 @@ async fn apply(store: &Store, event: PaymentEvent) -> Result<PaymentAnswer, Paym
                 amount_due,
             }),
         },
-        PaymentEvent::Failed { statement_id, reason } => {
-            match store.mark_unpaid(&statement_id, STATUS_PAYMENT_FAILED, &reason).await? {
+        PaymentEvent::Failed { statement_id, reason, attempt } => {
+            match store.mark_unpaid(&statement_id, UnpaidMark::Failed { attempt, reason: &reason }).await? {
                 MarkOutcome::Marked => Ok(PaymentAnswer::PaymentFailed { statement_id }),
                 MarkOutcome::StatementNotFound => Err(PaymentError::StatementNotFound(statement_id)),
                 MarkOutcome::NotPayable { status } => Err(PaymentError::NotPayable { statement_id, status }),
@@ -185,7 +195,9 @@ pub async fn sweep(store: &Store, now: SystemTime) -> Result<SweepSummary, Payme
     let ids = store.overdue_statement_ids(&time::timestamp(now)).await?;
     let mut summary = SweepSummary { overdue_found: ids.len() as u64, marked_overdue: 0 };
     for id in ids {
-        if store.mark_unpaid(&id, STATUS_OVERDUE, "unpaid past its due date").await? == MarkOutcome::Marked {
+        // Overdue is no payment attempt: it emits `account.hold_started` (when it starts the hold), never
+        // `statement.payment_failed`.
+        if store.mark_unpaid(&id, UnpaidMark::Overdue).await? == MarkOutcome::Marked {
             summary.marked_overdue += 1;
         }
     }
@@ -219,7 +231,12 @@ mod tests {
             })
         );
         let failed = parse_payment_event(&json!({"statementId": "s", "failed": true, "reason": "card declined"}));
-        assert_eq!(failed.unwrap(), PaymentEvent::Failed { statement_id: "s".into(), reason: "card declined".into() });
+        assert_eq!(
+            failed.unwrap(),
+            PaymentEvent::Failed { statement_id: "s".into(), reason: "card declined".into(), attempt: 1 }
+        );
+        let second = parse_payment_event(&json!({"statementId": "s", "failed": true, "reason": "x", "attempt": 2}));
+        assert_eq!(second.unwrap(), PaymentEvent::Failed { statement_id: "s".into(), reason: "x".into(), attempt: 2 });
         for bad in [
             json!([]),
             json!({}),
@@ -233,6 +250,9 @@ mod tests {
             json!({"statementId": "s", "amount": "1.00", "paymentReference": "r", "paidAt": "2026-12-03T10:00:00Z", "x": 1}),
             json!({"statementId": "s", "failed": false, "reason": "x"}),
             json!({"statementId": "s", "failed": true}),
+            json!({"statementId": "s", "failed": true, "reason": "x", "attempt": 0}),
+            json!({"statementId": "s", "failed": true, "reason": "x", "attempt": "2"}),
+            json!({"statementId": "s", "amount": "1.00", "paymentReference": "r", "paidAt": "2026-12-03T10:00:00Z", "attempt": 1}),
         ] {
             let error = parse_payment_event(&bad).expect_err(&bad.to_string());
             assert_eq!(error.error_type(), "InvalidPaymentEvent", "{bad}");

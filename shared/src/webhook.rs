@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::error::AppError;
 use crate::api::http::json_response;
-use crate::domain::billing::{STATUS_PAYMENT_FAILED, StatementKind, StatementRef};
+use crate::domain::billing::{StatementKind, StatementRef};
 use crate::domain::time;
-use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome};
+use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome, UnpaidMark};
 use crate::storage::{Store, StoreError};
 use crate::stripe::signature::{self, SignatureError};
 use crate::stripe::{PaymentIntent, Secret, from_minor_units};
@@ -159,7 +159,10 @@ async fn apply(store: &Store, event: &Event) -> Result<WebhookAnswer, StoreError
         .as_ref()
         .and_then(|e| e.decline_code.clone().or_else(|| e.code.clone()))
         .unwrap_or_else(|| "card_declined".to_owned());
-    match store.mark_unpaid(&statement_id, STATUS_PAYMENT_FAILED, &reason).await? {
+    // The attempt collection charged under (its metadata): the failure is recorded once per attempt, so this
+    // event after collection's own answer, or Stripe's redelivery of it, writes (and emits) nothing more.
+    let attempt = intent.metadata.get("attempt").and_then(|a| a.parse::<u32>().ok()).filter(|a| *a > 0).unwrap_or(1);
+    match store.mark_unpaid(&statement_id, UnpaidMark::Failed { attempt, reason: &reason }).await? {
         MarkOutcome::Marked => Ok(WebhookAnswer { received: true, result: "marked_failed", reason: Some(reason) }),
         MarkOutcome::StatementNotFound => ignored(format!("unknown statement {statement_id}")),
         MarkOutcome::NotPayable { status } => ignored(format!("statement is {status}")),

@@ -4,11 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use super::{CollectSettings, Collector, Step};
-use crate::domain::billing::{STATUS_PAID, STATUS_PAYMENT_FAILED, StatementKind};
+use crate::domain::billing::{STATUS_PAID, StatementKind};
 use crate::domain::time;
 use crate::storage::StoreError;
 use crate::storage::collection::{AttemptEnd, PayableStatement, STATE_FAILED, STATE_IN_FLIGHT};
-use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome};
+use crate::storage::statements::{MarkOutcome, Payment, PaymentOutcome, UnpaidMark};
 use crate::stripe::{self, ChargeOutcome, ChargeRequest, StripeError};
 
 /// What to do with a statement's latest attempt at `now`.
@@ -182,7 +182,7 @@ async fn settle(
                 store.store_attempt_intent(&statement.reference, number, intent_id).await?;
             }
             if statement.reference.kind == StatementKind::Client {
-                match store.mark_unpaid(id, STATUS_PAYMENT_FAILED, &reason).await? {
+                match store.mark_unpaid(id, UnpaidMark::Failed { attempt: number, reason: &reason }).await? {
                     MarkOutcome::Marked => {}
                     // Paid meanwhile (a later success, another path): never put a paid statement on hold.
                     other => tracing::info!(statement_id = id, outcome = ?other, "failure not marked"),

@@ -108,6 +108,15 @@ pub fn due_at(cycle_end: &CycleEnd, payable_at: SystemTime, due_days: u64) -> St
     time::timestamp(UNIX_EPOCH + std::time::Duration::from_secs(end_of_due_day_everywhere))
 }
 
+/// The agency a client statement's `statement.payable` names, from the instant of the latest purchase billed onto
+/// it under each agency it billed purchases of: the agency the client bought under last in the cycle. A client
+/// that moved mid-cycle has purchases of both on its one statement (one per account and cycle); every purchase
+/// under the old agency is older than any under the new one, so this names the new agency, as `statement.paid`
+/// and the hold events (read from the account) will. Ties (never in practice) go to the greater id.
+pub fn statement_agency<'a>(latest_per_agency: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<&'a str> {
+    latest_per_agency.into_iter().max_by(|a, b| (a.1, a.0).cmp(&(b.1, b.0))).map(|(agency, _)| agency)
+}
+
 /// A statement id taken apart: `{kind}-{compact cycle end}-{owner}` (see [`StatementKind::statement_id`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementRef {
@@ -291,6 +300,16 @@ pub(crate) mod tests {
             voided_by: None,
             trigger: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_statement_names_the_agency_its_client_last_bought_under() {
+        assert_eq!(statement_agency([]), None);
+        assert_eq!(statement_agency([("agency-a", "2026-11-03T00:00:00.000Z")]), Some("agency-a"));
+        let moved = [("agency-new", "2026-11-20T09:00:00.000Z"), ("agency-old", "2026-11-10T00:00:00.000Z")];
+        assert_eq!(statement_agency(moved), Some("agency-new"));
+        let tie = [("agency-b", "2026-11-03T00:00:00.000Z"), ("agency-a", "2026-11-03T00:00:00.000Z")];
+        assert_eq!(statement_agency(tie), Some("agency-b"));
     }
 
     #[test]

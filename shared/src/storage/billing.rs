@@ -159,6 +159,21 @@ impl Store {
             (":count".to_owned(), n(delta.purchase_count)),
         ]);
         let mut adds = vec!["#total :total".to_owned(), "#count :count".to_owned()];
+        // Client side: per agency the step's purchases were made under, its latest purchase's instant, which the
+        // cycle's finish names the agency of `statement.payable` by (`keys::statement_agency_attribute`).
+        let mut sets = String::new();
+        if kind == StatementKind::Client {
+            let mut latest: BTreeMap<&str, &str> = BTreeMap::new();
+            for purchase in purchases {
+                let at = latest.entry(purchase.agency_id.as_str()).or_default();
+                *at = (*at).max(purchase.created_at.as_str());
+            }
+            for (i, (agency_id, at)) in latest.into_iter().enumerate() {
+                names.insert(format!("#ag{i}"), keys::statement_agency_attribute(agency_id));
+                values.insert(format!(":ag{i}"), s(at));
+                sets.push_str(&format!(", #ag{i} = :ag{i}"));
+            }
+        }
         for (i, (credit_type, sum)) in delta.lines.iter().enumerate() {
             let (quantity_attribute, amount_attribute) = keys::statement_line_attributes(*credit_type);
             names.insert(format!("#q{i}"), quantity_attribute.to_owned());
@@ -174,7 +189,7 @@ impl Store {
             .update_expression(format!(
                 "SET #id = :id, #kind = :kind, #owner = :owner, #cycleEnd = :cycleEnd, #status = :building, \
                  #currency = :currency, #createdAt = if_not_exists(#createdAt, :now), #updatedAt = :now, \
-                 #statePk = :buildingKey, #stateSk = :id ADD {}",
+                 #statePk = :buildingKey, #stateSk = :id{sets} ADD {}",
                 adds.join(", ")
             ))
             // Once its cycle's run has finished (payable) nothing may be added to it.

@@ -60,6 +60,16 @@ pub fn last_statement_attribute(agency_id: &str) -> String {
     format!("lastStatementId#{agency_id}")
 }
 
+/// On a client statement: the `createdAt` of the latest purchase a billing step billed onto it under `agency_id`
+/// (one attribute per agency: two for a client that moved mid-cycle). The cycle's finish reads them from the
+/// statement item it already has and names the latest one's agency in `statement.payable`
+/// ([`crate::domain::billing::statement_agency`]), so finishing a statement still reads nothing more.
+pub const STATEMENT_AGENCY_PREFIX: &str = "lastPurchaseAt#";
+
+pub fn statement_agency_attribute(agency_id: &str) -> String {
+    format!("{STATEMENT_AGENCY_PREFIX}{agency_id}")
+}
+
 /// On the account item: what the client has bought under `agency_id` and not yet been billed for (count, total
 /// at price, total at cost), kept per agency so a client that moves takes none of its old agency's figures
 /// along. Purchases add to them, voids and the client side's billing steps take away, in their own transactions.

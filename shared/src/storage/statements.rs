@@ -46,6 +46,22 @@ pub enum PaymentOutcome {
     },
 }
 
+/// What [`Store::mark_unpaid`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnpaidMark<'a> {
+    /// Attempt `attempt` (1, 2, ...) at collecting the statement failed, for `reason`: Stripe's decline code or
+    /// our own (`statement.payment_failed`'s `failureCode` is made of it).
+    Failed { attempt: u32, reason: &'a str },
+    /// The daily sweep found it unpaid past its due date.
+    Overdue,
+}
+
+/// The reason an overdue statement is stored with.
+const OVERDUE_REASON: &str = "unpaid past its due date";
+
+/// On a client statement: the highest collection attempt whose failure is recorded (absent before the first).
+const FAILED_ATTEMPT: &str = "failedAttempt";
+
 /// How a failure or overdue mark ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarkOutcome {
@@ -288,15 +304,17 @@ impl Store {
         Ok(items)
     }
 
-    /// Marks a client statement `payment_failed` (the payment side could not collect it) or `overdue` (the
-    /// daily sweep found it unpaid past its due date), and puts its account on hold, in one transaction.
-    pub async fn mark_unpaid(
-        &self,
-        statement_id: &str,
-        status: &'static str,
-        reason: &str,
-    ) -> Result<MarkOutcome, StoreError> {
-        debug_assert!(status == STATUS_PAYMENT_FAILED || status == STATUS_OVERDUE);
+    /// Marks a client statement `payment_failed` (an attempt at collecting it failed) or `overdue` (the daily
+    /// sweep found it unpaid past its due date), and puts its account on hold, in one transaction with its
+    /// events: `statement.payment_failed` once per failed attempt (a later attempt's failure marks the failed
+    /// statement again; the same attempt again, a webhook's replay or the webhook after collection's own answer,
+    /// writes nothing), and `account.hold_started` when nothing held the account yet. Overdue is not a payment
+    /// attempt: it emits only the hold.
+    pub async fn mark_unpaid(&self, statement_id: &str, mark: UnpaidMark<'_>) -> Result<MarkOutcome, StoreError> {
+        let (status, reason) = match mark {
+            UnpaidMark::Failed { reason, .. } => (STATUS_PAYMENT_FAILED, reason),
+            UnpaidMark::Overdue => (STATUS_OVERDUE, OVERDUE_REASON),
+        };
         for _ in 0..ATTEMPTS {
             let Some(reference) = StatementRef::parse(statement_id).filter(|r| r.kind == StatementKind::Client) else {
                 return Ok(MarkOutcome::StatementNotFound);
@@ -305,13 +323,17 @@ impl Store {
                 return Ok(MarkOutcome::StatementNotFound);
             };
             let statement = statement_from_item(&item)?;
-            // A failed statement may still fall overdue, but never back from overdue to failed, nor from paid.
-            let allowed: &[&str] = if status == STATUS_OVERDUE {
-                &[STATUS_PENDING_PAYMENT, STATUS_PAYMENT_FAILED]
-            } else {
-                &[STATUS_PENDING_PAYMENT]
+            let failed_attempt_read = item.count(FAILED_ATTEMPT)?;
+            // A failed statement may still fall overdue, or fail again on a later attempt, but never go back
+            // from overdue to failed, nor from paid.
+            let allowed = [STATUS_PENDING_PAYMENT, STATUS_PAYMENT_FAILED];
+            let already = match mark {
+                UnpaidMark::Overdue => statement.status == STATUS_OVERDUE,
+                UnpaidMark::Failed { attempt, .. } => {
+                    statement.status == STATUS_PAYMENT_FAILED && u64::from(attempt) <= failed_attempt_read
+                }
             };
-            if statement.status == status {
+            if already {
                 return Ok(MarkOutcome::Marked);
             }
             if !allowed.contains(&statement.status.as_str()) {
@@ -321,23 +343,34 @@ impl Store {
             let now = time::timestamp(std::time::SystemTime::now());
             // A failed statement stays in the unpaid index, so the sweep still finds it at its due date and
             // makes it overdue; an overdue one has nothing left to fall into and leaves the index.
-            let leaves_index = status == STATUS_OVERDUE;
             let statement_update = Update::builder()
                 .table_name(&self.table_name)
                 .set_key(Some(statement_key(&reference)))
-                .update_expression(if leaves_index {
-                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now REMOVE #statePk, #stateSk"
-                } else {
-                    "SET #status = :status, unpaidReason = :reason, updatedAt = :now"
-                })
-                .condition_expression("#status = :statusRead")
-                .set_expression_attribute_names(Some(statement_names(leaves_index)))
+                .set_expression_attribute_names(Some(statement_names(status == STATUS_OVERDUE)))
                 .expression_attribute_values(":status", s(status))
                 .expression_attribute_values(":reason", s(reason))
                 .expression_attribute_values(":now", s(&now))
-                .expression_attribute_values(":statusRead", s(&statement.status))
-                .build()
-                .map_err(build)?;
+                .expression_attribute_values(":statusRead", s(&statement.status));
+            let statement_update = match mark {
+                UnpaidMark::Overdue => statement_update
+                    .update_expression(
+                        "SET #status = :status, unpaidReason = :reason, updatedAt = :now REMOVE #statePk, #stateSk",
+                    )
+                    .condition_expression("#status = :statusRead"),
+                // The attempt number written with the failure is what makes each attempt's failure (and its
+                // event) count once.
+                UnpaidMark::Failed { attempt, .. } => statement_update
+                    .update_expression(
+                        "SET #status = :status, unpaidReason = :reason, updatedAt = :now, #failedAttempt = :attempt",
+                    )
+                    .condition_expression(
+                        "#status = :statusRead AND (attribute_not_exists(#failedAttempt) OR #failedAttempt < :attempt)",
+                    )
+                    .expression_attribute_names("#failedAttempt", FAILED_ATTEMPT)
+                    .expression_attribute_values(":attempt", n(attempt)),
+            }
+            .build()
+            .map_err(build)?;
             // The account as it is (its agency, its held set): `account.hold_started` when nothing held it yet.
             // The hold below commits only while the held set has the size read, so that is decided exactly.
             let Some(account) = self.get_item(keys::account(&reference.owner), keys::ACCOUNT_SK).await? else {
@@ -347,6 +380,17 @@ impl Store {
             let agency_id = account.string("agencyId")?;
             let hold_started =
                 held.is_empty().then(|| events::account_hold_started(&reference.owner, &agency_id, statement_id, &now));
+            let payment_failed = match mark {
+                UnpaidMark::Failed { attempt, reason } => Some(events::statement_payment_failed(
+                    &reference.owner,
+                    &agency_id,
+                    statement_id,
+                    attempt,
+                    reason,
+                    &now,
+                )),
+                UnpaidMark::Overdue => None,
+            };
             // Every held statement is a member of the account's held set (ADD is idempotent): the account stays
             // on hold until each is paid in full, whatever order the marks and payments land in.
             let hold = Update::builder()
@@ -367,13 +411,18 @@ impl Store {
                 TransactWriteItem::builder().update(statement_update).build(),
                 TransactWriteItem::builder().update(hold).build(),
             ];
-            if let Some(event) = &hold_started {
+            for event in hold_started.iter().chain(&payment_failed) {
                 items.push(outbox_put(&self.table_name, event)?);
             }
             // The write time is part of the token, as for payments: two deliveries of one failure never share a
             // token with different items.
-            let token =
-                hex::encode(&Sha256::digest(format!("{status}\n{statement_id}\n{}\n{now}", statement.status))[..16]);
+            let attempt = match mark {
+                UnpaidMark::Failed { attempt, .. } => attempt,
+                UnpaidMark::Overdue => 0,
+            };
+            let token = hex::encode(
+                &Sha256::digest(format!("{status}\n{statement_id}\n{attempt}\n{}\n{now}", statement.status))[..16],
+            );
             let moved = self
                 .transact_with_retries(
                     "TransactWriteItems unpaid statement",
@@ -385,7 +434,7 @@ impl Store {
                 .await?;
             match moved {
                 None => {
-                    tracing::warn!(statement_id, status, reason, "statement unpaid; account on hold");
+                    tracing::warn!(statement_id, status, reason, attempt, "statement unpaid; account on hold");
                     return Ok(MarkOutcome::Marked);
                 }
                 Some(()) => continue,

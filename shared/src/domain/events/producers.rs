@@ -93,3 +93,74 @@ pub fn account_hold_started(account_id: &str, agency_id: &str, statement_id: &st
     };
     Envelope::new(new_event_id(), at, detail).into_outbox()
 }
+
+/// `statement.payable` for a client statement its cycle's finish makes payable (at price; agency statements, at
+/// cost, are never published). `agency_id` is the agency the client last bought under in the cycle
+/// ([`crate::domain::billing::statement_agency`]).
+pub fn statement_payable(account_id: &str, agency_id: &str, statement: &Statement, due_at: &str, at: &str) -> OutboxEvent {
+    let detail = StatementPayable {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        statement_id: statement.statement_id.clone(),
+        cycle_end: statement.cycle_end.clone(),
+        total: statement.total,
+        currency: statement.currency.clone(),
+        due_date: due_at.to_owned(),
+    };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
+}
+
+/// `statement.payment_failed` for a failed attempt (1, 2, ...) at collecting a client statement, once per attempt.
+pub fn statement_payment_failed(
+    account_id: &str,
+    agency_id: &str,
+    statement_id: &str,
+    attempt: u32,
+    reason: &str,
+    at: &str,
+) -> OutboxEvent {
+    let detail = StatementPaymentFailed {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        statement_id: statement_id.to_owned(),
+        attempt,
+        failure_code: failure_code(reason),
+    };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
+}
+
+/// What goes out as `failureCode` (`^[a-z0-9_]{1,64}$`): Stripe's decline code as it is (`card_declined`,
+/// `insufficient_funds`), our own reasons too (`no_default_payment_method`); free text a payment side sent
+/// ("card declined") as a code of its words (`card_declined`), never its prose; nothing usable: `payment_failed`.
+pub fn failure_code(reason: &str) -> String {
+    let mut code = String::with_capacity(reason.len().min(64));
+    for c in reason.chars() {
+        if c.is_ascii_alphanumeric() {
+            code.push(c.to_ascii_lowercase());
+        } else if !code.is_empty() && !code.ends_with('_') {
+            code.push('_');
+        }
+    }
+    code.truncate(64);
+    let code = code.trim_end_matches('_');
+    if code.is_empty() { "payment_failed".to_owned() } else { code.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_code;
+
+    #[test]
+    fn failure_codes_are_stripes_codes_as_they_are_and_text_as_its_words() {
+        assert_eq!(failure_code("card_declined"), "card_declined");
+        assert_eq!(failure_code("insufficient_funds"), "insufficient_funds");
+        assert_eq!(failure_code("card declined"), "card_declined");
+        assert_eq!(failure_code("  Your card was declined. "), "your_card_was_declined");
+        assert_eq!(failure_code("stripe_refused_402"), "stripe_refused_402");
+        assert_eq!(failure_code("carte refusée"), "carte_refus_e");
+        assert_eq!(failure_code("…"), "payment_failed");
+        assert_eq!(failure_code(""), "payment_failed");
+        let long = failure_code(&"a_".repeat(100));
+        assert!(long.len() <= 64 && !long.ends_with('_'), "{long}");
+    }
+}
