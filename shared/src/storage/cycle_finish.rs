@@ -66,8 +66,10 @@ impl Store {
     /// statement's `UpdateItem`, or a client statement's `TransactWriteItems` of that update and its outbox item.
     pub async fn make_payable(&self, statements: &[Item], due_at: &str, concurrency: usize) -> Result<u64, StoreError> {
         use futures_util::{StreamExt, TryStreamExt};
-        futures_util::stream::iter(statements)
-            .map(|item| self.finish_statement(item, due_at))
+        // The futures made first, then run: a closure over borrowed items here would make the run's future
+        // not `Send` for every lifetime (`tokio::spawn` refuses it).
+        let finishes: Vec<_> = statements.iter().map(|item| self.finish_statement(item, due_at)).collect();
+        futures_util::stream::iter(finishes)
             .buffer_unordered(concurrency.max(1))
             .try_fold(0, |finished, one| async move { Ok(finished + one) })
             .await
