@@ -15,23 +15,23 @@ use testkit::faults::Fault;
 use testkit::stripe::{DECLINING_CARD, GOOD_CARD, LocalStripe};
 use testkit::{Answer, ApiEvent, BAKERY, BALANCES_ROUTE, BIKES, COFFEE, DENTAL, TestEnv, answer, assert_problem};
 
-const AGENCIES: [&str; 3] = ["agency-northwind", "agency-brightside", "agency-plainsail"];
+pub(super) const AGENCIES: [&str; 3] = ["agency-northwind", "agency-brightside", "agency-plainsail"];
 const WEBHOOK_SECRET: &str = "whsec_test_local";
 
 // The pay-later helpers these tests share with the credit line tests.
 use super::credit_lines::{bill_now, buy, line};
 
-fn collector(env: &TestEnv, stripe: &LocalStripe) -> Collector {
+pub(super) fn collector(env: &TestEnv, stripe: &LocalStripe) -> Collector {
     Collector { store: env.app.store.clone(), stripe: stripe.client(), settings: CollectSettings::default() }
 }
 
-async fn collect_at(collector: &Collector, now: SystemTime) -> CollectSummary {
+pub(super) async fn collect_at(collector: &Collector, now: SystemTime) -> CollectSummary {
     collection::collect(collector, None, now, None).await.unwrap()
 }
 
 /// Gives every seeded account and agency a Stripe customer whose default card is `card`, through the one
 /// storage function for accounts (and the seed loader's agency write).
-async fn customers(env: &TestEnv, stripe: &LocalStripe, accounts: &[(&str, &str, &str)]) {
+pub(super) async fn customers(env: &TestEnv, stripe: &LocalStripe, accounts: &[(&str, &str, &str)]) {
     for (account, agency, card) in accounts {
         let customer = stripe.customer_with_card(account, card).await;
         env.app.store.upsert_account(account, agency, None, Some(&customer)).await.unwrap();
@@ -42,7 +42,7 @@ async fn customers(env: &TestEnv, stripe: &LocalStripe, accounts: &[(&str, &str,
     }
 }
 
-fn all_good() -> Vec<(&'static str, &'static str, &'static str)> {
+pub(super) fn all_good() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         (COFFEE, "agency-northwind", GOOD_CARD),
         (BIKES, "agency-northwind", GOOD_CARD),
@@ -289,7 +289,7 @@ async fn a_crash_after_stripes_answer_is_completed_by_the_next_run_without_a_sec
 
 // ---- webhook ----
 
-fn webhook_app(env: &TestEnv) -> WebhookApp {
+pub(super) fn webhook_app(env: &TestEnv) -> WebhookApp {
     WebhookApp { store: env.app.store.clone(), secrets: vec![Secret::new(WEBHOOK_SECRET)] }
 }
 
@@ -313,13 +313,13 @@ fn delivery(body: &str, signature: Option<String>, base64: bool) -> lambda_http:
     testkit::request_from_event(&json)
 }
 
-async fn deliver(app: &WebhookApp, body: &str) -> Answer {
+pub(super) async fn deliver(app: &WebhookApp, body: &str) -> Answer {
     let signature = sign(&Secret::new(WEBHOOK_SECRET), unix_now(), body.as_bytes());
     answer(webhook::stripe_webhook(app, delivery(body, Some(signature), false)).await)
 }
 
 /// An event as Stripe sends it (the body localstripe makes for one of its own events).
-fn event(kind: &str, intent: Value) -> String {
+pub(super) fn event(kind: &str, intent: Value) -> String {
     json!({"id": format!("evt_{}", fastrand_id()), "object": "event", "type": kind, "created": unix_now(),
            "data": {"object": intent}})
     .to_string()

@@ -23,14 +23,14 @@ use testkit::{ApiEvent, BIKES, COFFEE, TestEnv, answer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const NORTHWIND: &str = "agency-northwind";
+pub(super) const NORTHWIND: &str = "agency-northwind";
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Runs `events/schemas/validate.py` (Python's jsonschema, draft 2020-12) over these events.
-fn validate(events: &[String]) -> Result<(), String> {
+pub(super) fn validate(events: &[String]) -> Result<(), String> {
     let mut child = Command::new("python3")
         .arg(workspace().join("events/schemas/validate.py"))
         .stdin(Stdio::piped())
@@ -119,7 +119,7 @@ async fn streams_call(endpoint: &str, action: &str, body: Value) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{action}: {e}: {body}"))
 }
 
-async fn enable_stream(env: &TestEnv) {
+pub(super) async fn enable_stream(env: &TestEnv) {
     env.client
         .update_table()
         .table_name(&env.table)
@@ -137,7 +137,7 @@ async fn enable_stream(env: &TestEnv) {
 
 /// Every record on the table's stream from its start, as the batch Lambda would hand `publish-events`, filtered
 /// to outbox inserts as the template's event source mapping filters them.
-async fn stream_batch(env: &TestEnv) -> Event {
+pub(super) async fn stream_batch(env: &TestEnv) -> Event {
     let endpoint = env.dynamo.endpoint();
     let streams = streams_call(&endpoint, "ListStreams", json!({ "TableName": env.table })).await;
     let arn = streams["Streams"][0]["StreamArn"].as_str().expect("the table has a stream").to_owned();
@@ -185,10 +185,10 @@ struct Bus {
 }
 
 #[derive(Clone, Default)]
-struct StandIn(Arc<Mutex<Bus>>);
+pub(super) struct StandIn(Arc<Mutex<Bus>>);
 
 impl StandIn {
-    async fn start(&self) -> String {
+    pub(super) async fn start(&self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bus = self.clone();
@@ -258,12 +258,12 @@ impl StandIn {
         }
     }
 
-    fn received(&self) -> Vec<Value> {
+    pub(super) fn received(&self) -> Vec<Value> {
         self.0.lock().unwrap().received.clone()
     }
 
     /// What an idempotent consumer keeps: each event once, by its `id`.
-    fn deduped(&self) -> BTreeMap<String, Value> {
+    pub(super) fn deduped(&self) -> BTreeMap<String, Value> {
         self.received()
             .into_iter()
             .map(|entry| {
@@ -274,7 +274,7 @@ impl StandIn {
     }
 }
 
-fn publisher_to(endpoint: &str) -> Publisher {
+pub(super) fn publisher_to(endpoint: &str) -> Publisher {
     let config = aws_sdk_eventbridge::Config::builder()
         .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
@@ -286,7 +286,7 @@ fn publisher_to(endpoint: &str) -> Publisher {
     publisher
 }
 
-fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
+pub(super) fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
     response.batch_item_failures.iter().filter_map(|f| f.item_identifier.clone()).collect()
 }
 
@@ -340,7 +340,7 @@ async fn a_price_change_emits_exactly_one_event_delivered_once_and_deduped_on_re
 
 /// The envelope of every outbox item the table's stream carried so far, in write order, each checked against
 /// its schema.
-async fn outbox_events(env: &TestEnv) -> Vec<Value> {
+pub(super) async fn outbox_events(env: &TestEnv) -> Vec<Value> {
     let batch = stream_batch(env).await;
     let events: Vec<Value> = batch
         .records
@@ -354,7 +354,7 @@ async fn outbox_events(env: &TestEnv) -> Vec<Value> {
     events
 }
 
-fn types(events: &[Value]) -> Vec<&str> {
+pub(super) fn types(events: &[Value]) -> Vec<&str> {
     events.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
 
@@ -503,6 +503,7 @@ async fn a_payoff_emits_statement_paid_and_the_last_held_statements_hold_lifted_
     assert_eq!(outbox_events(&env).await.len(), 3);
 }
 
+/// A failure also emits `statement.payment_failed` (its own tests: `statement_events::`); here, the hold.
 #[tokio::test]
 async fn the_first_unpaid_statement_emits_hold_started_and_a_second_or_a_repeat_none() {
     let env = TestEnv::seeded().await;
@@ -515,15 +516,18 @@ async fn the_first_unpaid_statement_emits_hold_started_and_a_second_or_a_repeat_
 
     payments::payment_event(&env.app.store, &fail(&first)).await.unwrap();
     let events = outbox_events(&env).await;
-    assert_eq!(types(&events), ["account.hold_started"]);
+    assert_eq!(types(&events), ["account.hold_started", "statement.payment_failed"]);
     assert_eq!(
         events[0]["detail"],
         json!({"accountId": BIKES, "agencyId": NORTHWIND, "statementIds": [first.as_str()]})
     );
-    // Already on hold: a second failed statement, or the same failure again, starts no hold.
+    // Already on hold: a second failed statement starts no hold (its own failure only), the same failure again
+    // writes nothing.
     payments::payment_event(&env.app.store, &fail(&second)).await.unwrap();
     payments::payment_event(&env.app.store, &fail(&first)).await.unwrap();
-    assert_eq!(outbox_events(&env).await.len(), 1);
+    let events = outbox_events(&env).await;
+    assert_eq!(types(&events), ["account.hold_started", "statement.payment_failed", "statement.payment_failed"]);
+    assert_eq!(events[2]["detail"]["statementId"], second.as_str());
 }
 
 /// `count` events written through the outbox Put, each in a transaction of its own, as producers will.
