@@ -670,3 +670,94 @@ async fn two_held_statements_paid_off_at_once_lift_the_hold_exactly_once() {
         assert!(account.held_statement_ids.is_empty(), "round {round}");
     }
 }
+
+/// The types the consumption path emits (`credits.consumed`, `credits.released`, `credits.low`,
+/// `auto_topup.*`): wired with it, and added to the changes below when they are.
+const CONSUMPTION_TYPES: [&str; 5] =
+    ["credits.consumed", "credits.released", "credits.low", "auto_topup.succeeded", "auto_topup.refused"];
+
+/// Issue #25's list, change by change on one account's life: every change emits exactly the events its type
+/// says, once (no change emits another's, a refused or replayed one none), through the stream and the real
+/// publisher delivering the batch twice, deduped by `id` and valid against its schema; every other type is
+/// covered here.
+#[tokio::test]
+async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
+    let env = TestEnv::seeded().await;
+    enable_stream(&env).await;
+    let mut seen = 0;
+    let mut expect = async |change: &str, wanted: &[&str]| {
+        let events = outbox_events(&env).await;
+        assert_eq!(types(&events[seen..]), wanted, "{change}");
+        seen = events.len();
+    };
+
+    // The agency's price and its client's limit.
+    let read = ApiEvent::agency("GET", "/agencies/{agencyId}/pricing", NORTHWIND).as_agency_admin(NORTHWIND);
+    let etag = answer(api::agency_read(&env.app, read.request()).await).header("etag").unwrap().to_owned();
+    let price = ApiEvent::agency("PUT", "/agencies/{agencyId}/pricing", NORTHWIND)
+        .as_agency_admin(NORTHWIND)
+        .json(&json!({ "prices": { "audience": "26.00" } }))
+        .header("if-match", &etag);
+    assert_eq!(answer(api::agency_write(&env.app, price.request()).await).status, 200);
+    expect("price change", &["pricing.changed"]).await;
+    let limit = ApiEvent::agency("PUT", "/agencies/{agencyId}/clients/{accountId}/credit-limit", NORTHWIND)
+        .path_parameter("accountId", BIKES)
+        .as_agency_admin(NORTHWIND)
+        .json(&json!({ "creditLimit": "20000" }));
+    assert_eq!(answer(api::agency_write(&env.app, limit.request()).await).status, 200);
+    expect("limit change", &["credit_limit.changed"]).await;
+
+    // Purchases, one voided; the replay of a purchase emits nothing.
+    let purchase = || ApiEvent::purchase(BIKES, &json!({"quantities": {"pixel": 2}})).header("Idempotency-Key", "all-1");
+    assert_eq!(answer(api::purchase_credits(&env.app, purchase().request()).await).status, 201);
+    expect("purchase", &["credits.purchased"]).await;
+    assert_eq!(answer(api::purchase_credits(&env.app, purchase().request()).await).status, 201);
+    expect("purchase replayed", &[]).await;
+    let voided = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(BIKES, &json!({"quantities": {"pixel": 1}})).request())
+            .await,
+    );
+    expect("second purchase", &["credits.purchased"]).await;
+    let void = ApiEvent::agency("POST", "/agencies/{agencyId}/purchases/{purchaseId}/void", NORTHWIND)
+        .path_parameter("purchaseId", voided.body["purchase"]["purchaseId"].as_str().unwrap())
+        .as_agency_admin(NORTHWIND)
+        .json(&json!({"accountId": BIKES}));
+    assert_eq!(answer(api::agency_write(&env.app, void.request()).await).status, 200);
+    expect("void", &["purchase.voided"]).await;
+
+    // The cycle: BIKES's client statement becomes payable (its agency's statement, at cost, emits nothing); a
+    // second run of the cycle nothing more.
+    let cycle = super::credit_lines::bill_now(&env).await;
+    expect("cycle finish", &["statement.payable"]).await;
+    shared::billing::run_billing(&env.app.store, &shared::billing::BillingRun::new(cycle.clone())).await.unwrap();
+    expect("cycle finished again", &[]).await;
+
+    // Collection fails (the hold starts with it), fails again on attempt 2, then the statement is paid off.
+    let bikes = StatementKind::Client.statement_id(BIKES, &cycle);
+    let fail = |attempt: u32| json!({"statementId": bikes, "failed": true, "reason": "card_declined", "attempt": attempt});
+    payments::payment_event(&env.app.store, &fail(1)).await.unwrap();
+    expect("failure", &["account.hold_started", "statement.payment_failed"]).await;
+    payments::payment_event(&env.app.store, &fail(1)).await.unwrap();
+    expect("failure replayed", &[]).await;
+    payments::payment_event(&env.app.store, &fail(2)).await.unwrap();
+    expect("second attempt's failure", &["statement.payment_failed"]).await;
+    let paid = json!({"statementId": bikes, "amount": "20.00", "paymentReference": "pi_all", "paidAt": "2026-12-03T10:00:00Z"});
+    payments::payment_event(&env.app.store, &paid).await.unwrap();
+    expect("payoff", &["statement.paid", "account.hold_lifted"]).await;
+    payments::payment_event(&env.app.store, &paid).await.unwrap();
+    expect("payment replayed", &[]).await;
+
+    // Delivered twice, kept once each by id; every type but the consumption path's covered.
+    let batch = stream_batch(&env).await;
+    let bus = StandIn::default();
+    let publisher = publisher_to(&bus.start().await);
+    for _ in 0..2 {
+        assert!(failures(&handle_stream_batch(&publisher, batch.clone()).await).is_empty());
+    }
+    let delivered = bus.deduped();
+    assert_eq!((bus.received().len(), delivered.len()), (2 * seen, seen));
+    validate(&delivered.values().map(Value::to_string).collect::<Vec<_>>()).unwrap();
+    let covered: BTreeSet<&str> = delivered.values().map(|e| e["type"].as_str().unwrap()).collect();
+    let wanted: BTreeSet<&str> = EVENT_TYPES.into_iter().filter(|t| !CONSUMPTION_TYPES.contains(t)).collect();
+    assert_eq!(covered, wanted);
+}
