@@ -80,7 +80,11 @@ pub enum PaymentEvent {
     Paid(Payment),
     /// `attempt`: which attempt at collecting it failed (1 unless said): a failure is recorded, and emits
     /// `statement.payment_failed`, once per attempt.
-    Failed { statement_id: String, reason: String, attempt: u32 },
+    Failed {
+        statement_id: String,
+        reason: String,
+        attempt: u32,
+    },
 }
 
 /// The event as sent: either form's fields, each with its own rule; [`parse_payment_event`] tells the forms

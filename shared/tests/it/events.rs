@@ -708,7 +708,8 @@ async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
     expect("limit change", &["credit_limit.changed"]).await;
 
     // Purchases, one voided; the replay of a purchase emits nothing.
-    let purchase = || ApiEvent::purchase(BIKES, &json!({"quantities": {"pixel": 2}})).header("Idempotency-Key", "all-1");
+    let purchase =
+        || ApiEvent::purchase(BIKES, &json!({"quantities": {"pixel": 2}})).header("Idempotency-Key", "all-1");
     assert_eq!(answer(api::purchase_credits(&env.app, purchase().request()).await).status, 201);
     expect("purchase", &["credits.purchased"]).await;
     assert_eq!(answer(api::purchase_credits(&env.app, purchase().request()).await).status, 201);
@@ -734,7 +735,8 @@ async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
 
     // Collection fails (the hold starts with it), fails again on attempt 2, then the statement is paid off.
     let bikes = StatementKind::Client.statement_id(BIKES, &cycle);
-    let fail = |attempt: u32| json!({"statementId": bikes, "failed": true, "reason": "card_declined", "attempt": attempt});
+    let fail =
+        |attempt: u32| json!({"statementId": bikes, "failed": true, "reason": "card_declined", "attempt": attempt});
     payments::payment_event(&env.app.store, &fail(1)).await.unwrap();
     expect("failure", &["account.hold_started", "statement.payment_failed"]).await;
     payments::payment_event(&env.app.store, &fail(1)).await.unwrap();

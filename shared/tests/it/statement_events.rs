@@ -76,7 +76,9 @@ async fn finishing_a_cycle_is_one_call_per_statement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cycle_finished_concurrently_and_again_emits_one_statement_payable_per_client_statement() {
     let env = TestEnv::seeded().await;
-    for (account, quantities) in [(COFFEE, json!({"pixel": 3, "audience": 1})), (BIKES, json!({"pixel": 2})), (DENTAL, json!({"audience": 2}))] {
+    for (account, quantities) in
+        [(COFFEE, json!({"pixel": 3, "audience": 1})), (BIKES, json!({"pixel": 2})), (DENTAL, json!({"audience": 2}))]
+    {
         assert_eq!(buy(&env.app, account, quantities).await.status, 201);
     }
     let cycle_end = bill_without_finishing(&env).await;
@@ -158,9 +160,7 @@ async fn each_failed_attempt_emits_one_statement_payment_failed_and_webhook_repl
     let statement = env.app.store.statement(&bikes).await.unwrap().unwrap();
     let code = statement.collection.as_ref().and_then(|c| c.reason.clone()).expect("the decline code is kept");
     assert_eq!(code, "card_declined");
-    let failed = |attempt: u32, code: &str| {
-        json!({"accountId": BIKES, "agencyId": NORTHWIND, "statementId": bikes, "attempt": attempt, "failureCode": code})
-    };
+    let failed = |attempt: u32, code: &str| json!({"accountId": BIKES, "agencyId": NORTHWIND, "statementId": bikes, "attempt": attempt, "failureCode": code});
     assert_eq!(events[1]["detail"], failed(1, &code));
 
     // The retry on day 3 declines again: attempt 2, the account already held.

@@ -97,7 +97,13 @@ pub fn account_hold_started(account_id: &str, agency_id: &str, statement_id: &st
 /// `statement.payable` for a client statement its cycle's finish makes payable (at price; agency statements, at
 /// cost, are never published). `agency_id` is the agency the client last bought under in the cycle
 /// ([`crate::domain::billing::statement_agency`]).
-pub fn statement_payable(account_id: &str, agency_id: &str, statement: &Statement, due_at: &str, at: &str) -> OutboxEvent {
+pub fn statement_payable(
+    account_id: &str,
+    agency_id: &str,
+    statement: &Statement,
+    due_at: &str,
+    at: &str,
+) -> OutboxEvent {
     let detail = StatementPayable {
         account_id: account_id.to_owned(),
         agency_id: agency_id.to_owned(),
