@@ -28,7 +28,7 @@ pub fn examples() -> Vec<OutboxEvent> {
         ]),
     };
     let purchase_id = || "01938a3c-0000-7000-8000-000000000001".to_owned();
-    let statement_id = || "stmt-acct-northwind-coffee-2026-12-01".to_owned();
+    let statement_id = || "client-20261201T000000.000Z-acct-northwind-coffee".to_owned();
     let e = |id: u32| format!("01938a3c-0000-7000-8000-{id:012}");
     vec![
         Envelope::new(
