@@ -263,7 +263,13 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         binary: "statement-sweep",
         grants: &[
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[UNPAID] },
-            Grant { actions: &["dynamodb:GetItem", "dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT] },
+            // The statement and the account; the overdue mark's transaction (statement, hold, and the
+            // `account.hold_started` outbox Put when it starts the hold).
+            Grant {
+                actions: &["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
+                on: On::Table,
+                keys: &[ACCOUNT],
+            },
         ],
         routes: &[],
     },
@@ -1922,4 +1928,38 @@ async fn the_agency_functions_touch_exactly_what_functions_lists() {
         assert_eq!(a.status, 200, "{}", a.body);
     }
     assert_eq!(env.operations.accesses(), granted("AgencyWriteFunction"), "agency-write: what it did vs FUNCTIONS");
+}
+
+/// The overdue sweep and a billing run (billing, then finishing the cycle with its `statement.payable` outbox
+/// items) through their real code against dynoxide: what they needed IAM to allow is exactly what FUNCTIONS lists
+/// (and so the template: an outbox Put a policy lacks would be AccessDenied for the whole transaction).
+#[tokio::test]
+async fn the_sweep_and_a_billing_run_touch_exactly_what_functions_lists() {
+    use serde_json::json;
+    use shared::billing::{self, BillingRun};
+    use shared::domain::billing::CycleEnd;
+    use std::time::{Duration, SystemTime};
+    use testkit::{ApiEvent, BIKES, TestEnv, answer};
+    let env = TestEnv::seeded().await;
+    let event = ApiEvent::purchase(BIKES, &json!({"quantities": {"pixel": 1}}));
+    assert_eq!(answer(shared::api::purchase_credits(&env.app, event.request()).await).status, 201);
+    let granted = |logical_id: &str| -> BTreeSet<Allowed> {
+        expected_allowed(FUNCTIONS.iter().find(|f| f.logical_id == logical_id).unwrap())
+    };
+
+    env.operations.reset();
+    let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let run = BillingRun { payment_due_days: 0, ..BillingRun::new(cycle_end) };
+    assert_eq!(billing::run_billing(&env.app.store, &run).await.unwrap().statements_made_payable, 2);
+    assert_eq!(env.operations.accesses(), granted("BillingRunFunction"), "billing-run: what it did vs FUNCTIONS");
+
+    env.operations.reset();
+    let swept = shared::payments::sweep(&env.app.store, SystemTime::now() + Duration::from_secs(2 * 86_400));
+    assert_eq!(swept.await.unwrap().marked_overdue, 1);
+    assert_eq!(
+        env.operations.accesses(),
+        granted("StatementSweepFunction"),
+        "statement-sweep: what it did vs FUNCTIONS"
+    );
 }
