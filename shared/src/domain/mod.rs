@@ -8,6 +8,8 @@
 //! - [`billing`]: cycles, statements and what a batch of purchases adds to one.
 //! - [`credit`]: pay-later credit lines (limit, available, outstanding).
 //! - [`ledger`]: ledger entries (every balance change), consumptions and the balance after each entry.
+//! - [`consumption_plan`]: what one consumption does (alerts, auto top-up, refusal) and the balance ranges it
+//!   decided by.
 //! - [`reconcile`]: the check that every balance equals its ledger entries and none is negative.
 //! - [`rules`]: a client's low-balance alert thresholds and auto top-up rules.
 //! - [`time`]: the one timestamp format every sortable key uses.
@@ -19,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod agency;
 pub mod billing;
+pub mod consumption_plan;
 pub mod credit;
 pub mod events;
 pub mod idempotency;

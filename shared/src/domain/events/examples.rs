@@ -20,12 +20,6 @@ pub fn examples() -> Vec<OutboxEvent> {
         agency_id: agency(),
         consumption_id: "job-2026-12-07-0001".into(),
         quantities: BTreeMap::from([(CreditType::Audience, 40)]),
-        balances_after: BTreeMap::from([
-            (CreditType::Audience, 60),
-            (CreditType::Enrichment, 0),
-            (CreditType::Pixel, 5),
-            (CreditType::CustomModel, 0),
-        ]),
     };
     let purchase_id = || "01938a3c-0000-7000-8000-000000000001".to_owned();
     let statement_id = || "client-20261201T000000.000Z-acct-northwind-coffee".to_owned();

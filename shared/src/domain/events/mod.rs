@@ -141,9 +141,9 @@ pub struct CreditsMoved {
     pub account_id: String,
     pub agency_id: String,
     pub consumption_id: String,
+    /// Credits taken (consumed) or put back (released). No balances: the change is a blind `ADD`, so it does
+    /// not know them; a consumer reads `GET /accounts/{accountId}/balances`.
     pub quantities: Quantities,
-    /// Every type's balance right after the change.
-    pub balances_after: Quantities,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +196,10 @@ pub enum TopupRefusal {
     CreditLimit,
     AgencyCeiling,
     DailyCap,
+    /// The account is on hold for an unpaid statement: nothing is bought on its line until it is paid.
+    AccountOnHold,
+    /// A line of the top-up would come to less than a cent at the current prices.
+    BelowMinimum,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@ use super::*;
 use crate::domain::agency::CreditLimitAuditEntry;
 use crate::domain::billing::Statement;
 use crate::domain::payment::Payment;
-use crate::domain::{CURRENCY, PurchaseRecord};
+use crate::domain::consumption_plan::{Alert, TopupRefused};
+use crate::domain::{CURRENCY, PurchaseLine, PurchaseRecord};
 
 /// `credits.purchased` for a purchase about to be recorded.
 pub fn credits_purchased(purchase: &PurchaseRecord, trigger: PurchaseTrigger) -> OutboxEvent {
@@ -150,6 +151,72 @@ pub fn failure_code(reason: &str) -> String {
     code.truncate(64);
     let code = code.trim_end_matches('_');
     if code.is_empty() { "payment_failed".to_owned() } else { code.to_owned() }
+}
+
+/// `credits.consumed` (`released` false) or `credits.released` for one consumption's credits.
+pub fn credits_moved(
+    released: bool,
+    account_id: &str,
+    agency_id: &str,
+    consumption_id: &str,
+    quantities: &Quantities,
+    at: &str,
+) -> OutboxEvent {
+    let moved = CreditsMoved {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        consumption_id: consumption_id.to_owned(),
+        quantities: quantities.clone(),
+    };
+    if released {
+        Envelope::new(new_event_id(), at, CreditsReleased(moved)).into_outbox()
+    } else {
+        Envelope::new(new_event_id(), at, CreditsConsumed(moved)).into_outbox()
+    }
+}
+
+/// `credits.low` for a balance a consumption took below its threshold.
+pub fn credits_low(account_id: &str, agency_id: &str, alert: &Alert, at: &str) -> OutboxEvent {
+    let detail = CreditsLow {
+        account_id: account_id.to_owned(),
+        agency_id: agency_id.to_owned(),
+        credit_type: alert.credit_type,
+        threshold: alert.threshold,
+        balance: alert.balance_after,
+    };
+    Envelope::new(new_event_id(), at, detail).into_outbox()
+}
+
+/// `auto_topup.succeeded` for one line of an auto top-up purchase (its subtotal at price).
+pub fn auto_topup_succeeded(purchase: &PurchaseRecord, line: &PurchaseLine) -> OutboxEvent {
+    let detail = AutoTopupSucceeded {
+        account_id: purchase.account_id.clone(),
+        agency_id: purchase.agency_id.clone(),
+        purchase_id: purchase.purchase_id.clone(),
+        credit_type: line.credit_type,
+        quantity: line.quantity,
+        total: line.subtotal,
+        currency: purchase.currency.clone(),
+    };
+    Envelope::new(new_event_id(), &purchase.created_at, detail).into_outbox()
+}
+
+/// `auto_topup.refused`, one per type the refused top-up would have bought.
+pub fn auto_topup_refused(account_id: &str, agency_id: &str, refused: &TopupRefused, at: &str) -> Vec<OutboxEvent> {
+    refused
+        .wanted
+        .iter()
+        .map(|(credit_type, quantity)| {
+            let detail = AutoTopupRefused {
+                account_id: account_id.to_owned(),
+                agency_id: agency_id.to_owned(),
+                credit_type: *credit_type,
+                quantity: *quantity,
+                reason: refused.reason,
+            };
+            Envelope::new(new_event_id(), at, detail).into_outbox()
+        })
+        .collect()
 }
 
 #[cfg(test)]
