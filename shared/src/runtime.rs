@@ -179,6 +179,14 @@ pub fn store_in_background(common: &Common) -> Deferred<Store> {
     Deferred::spawn(async move { store(&common).await })
 }
 
+/// `consume-credits`' state ([`crate::consumption::Consumer`]: the store and what the container remembers of
+/// accounts and prices), started now while the caller goes on (see [`Deferred`]).
+pub fn consumer_in_background(
+    settings: Settings<crate::consumption::ConsumptionSettings>,
+) -> Deferred<crate::consumption::Consumer> {
+    Deferred::spawn(async move { crate::consumption::Consumer::new(store(&settings.common).await, settings.function) })
+}
+
 /// The handlers' shared state ([`App`]), started now while the caller goes on (see [`Deferred`]). The settings
 /// were read by [`start`]: a missing or bad one (`CURSOR_SIGNING_KEY` of a function serving lists) already
 /// stopped the cold start.

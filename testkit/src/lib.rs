@@ -168,6 +168,8 @@ pub struct TestEnv {
     pub table: String,
     /// The handlers' app; its client goes through `faults` and is counted by `operations`.
     pub app: App,
+    /// `consume-credits`' state over the app's store (one warm container: it remembers accounts between calls).
+    pub consumer: shared::consumption::Consumer,
     pub faults: FaultPlan,
     pub operations: OperationCounter,
 }
@@ -191,7 +193,8 @@ impl TestEnv {
         let operations = OperationCounter::default();
         let app_client = instrumented_client(&dynamo.endpoint(), Some(faults.clone()), Some(operations.clone()));
         let app = App::new(Store::new(app_client, &table), Settings::default());
-        TestEnv { dynamo, client, table, app, faults, operations }
+        let consumer = shared::consumption::Consumer::new(app.store.clone(), Default::default());
+        TestEnv { dynamo, client, table, app, consumer, faults, operations }
     }
 
     /// Sets one price of a seeded agency, keeping the rest of its seeded rates; returns whether the pricing

@@ -3,15 +3,17 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
+use shared::consumption::ConsumptionSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let settings = shared::runtime::start(shared::settings::nothing_more)?;
-    let store = shared::runtime::store_in_background(&settings.common);
+    let settings = shared::runtime::start(ConsumptionSettings::from_vars)?;
+    // Built once per container: the store, and the accounts' facts and prices it remembers between invocations.
+    let consumer = shared::runtime::consumer_in_background(settings);
     // A refusal is an error result with its own `errorType` (`InsufficientCredits`, `ConsumptionIdReused`, ...).
     run(service_fn(|event: LambdaEvent<Value>| {
-        let store = &store;
-        async move { shared::consumption::consume_credits(store.get().await, event).await }
+        let consumer = &consumer;
+        async move { shared::consumption::consume_credits(consumer.get().await, event).await }
     }))
     .await
 }

@@ -171,9 +171,7 @@ pub fn plan(facts: &AccountFacts, quantities: &Quantities, inputs: PlanInputs<'_
     let mut topup = None;
     let mut topup_refused = None;
     if !wanted.is_empty() {
-        let refuse = |reason, total| {
-            Some(TopupRefused { reason, wanted: wanted.clone(), count_before, total })
-        };
+        let refuse = |reason, total| Some(TopupRefused { reason, wanted: wanted.clone(), count_before, total });
         if facts.on_hold {
             topup_refused = refuse(TopupRefusal::AccountOnHold, None);
         } else if count_before >= inputs.daily_cap {

@@ -151,13 +151,8 @@ fn a_topup_buys_the_rule_quantity_at_the_current_price_and_can_save_the_consumpt
     assert!(plan.topup.is_none() && plan.topup_refused.is_none());
     assert_eq!(plan.changes[0].condition, BalanceCondition::AtLeast(18));
     // Without pricing the plan asks for it.
-    let inputs = PlanInputs {
-        today: TODAY,
-        daily_cap: 3,
-        pricing: None,
-        agency_ceiling_refused: false,
-        balances_exact: true,
-    };
+    let inputs =
+        PlanInputs { today: TODAY, daily_cap: 3, pricing: None, agency_ceiling_refused: false, balances_exact: true };
     assert_eq!(plan_of(&account, &[(A, 8)], inputs), Decision::NeedsPricing);
 }
 

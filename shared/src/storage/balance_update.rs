@@ -71,6 +71,19 @@ impl BalanceUpdate {
         )
     }
 
+    /// `total` out of the client's line on the account item, only while at least that much is available.
+    pub(super) fn paid_from_line(self, total: Decimal) -> Self {
+        self.set("#available = #available - :total")
+            .condition("#available >= :total")
+            .name("#available", keys::AVAILABLE_CREDIT)
+            .value(":total", n(total))
+    }
+
+    /// `count` ledger entries counted instead of one (a consumption with its auto top-up writes two).
+    pub(super) fn entries(self, count: u32) -> Self {
+        self.value(":one", n(count))
+    }
+
     /// A `SET` clause, its names and values given with [`BalanceUpdate::name`] and [`BalanceUpdate::value`].
     pub(super) fn set(mut self, clause: &str) -> Self {
         self.sets.push(clause.to_owned());

@@ -43,6 +43,7 @@ pub mod agency_purchases;
 mod balance_update;
 pub mod billing;
 pub mod collection;
+mod consume;
 pub mod consumption;
 pub mod cycle_finish;
 pub mod history;
@@ -53,6 +54,7 @@ pub mod ledger;
 mod line_update;
 pub mod lines;
 pub mod outbox;
+mod purchase_items;
 pub mod purchases;
 pub mod seeds;
 pub mod statement_reads;
@@ -64,7 +66,10 @@ pub mod void;
 pub use agency::{AuditKey, ClientPage, ClientPosition, ClientRow, PricingAuditPage, PricingWrite, UnbilledSums};
 pub use agency_purchases::{AgencyPurchasePage, AgencyPurchasePosition, ClientInBookPage, ClientInBookPosition};
 pub use billing::StepOutcome;
-pub use consumption::{AdjustOutcome, ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt};
+pub use consumption::{
+    AdjustOutcome, AttemptOutcome, ConsumeAttempt, ConsumptionEffects, ConsumptionReceipt, ReleaseOutcome,
+    ReleaseReceipt, TopupReceipt,
+};
 pub use cycle_finish::BuildingPage;
 pub use history::{PurchaseKey, PurchasePage};
 pub use idempotency::{IdempotencyClaim, StoredIdempotency};

@@ -1,22 +1,21 @@
 //! Accounts, prices and the purchase transaction.
 
-use aws_sdk_dynamodb::types::{CancellationReason, ConditionCheck, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use rust_decimal::Decimal;
 
 use super::balance_update::BalanceUpdate;
 use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempotency_put, stored_idempotency};
-use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, account_from_item, from_item, n, s, to_item};
+use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, account_from_item, from_item, s};
 use super::ledger::ledger_entry_put;
 use super::line_update::LineUpdate;
 use super::outbox::outbox_put;
+use super::purchase_items::{pricing_checks, purchase_put};
 use super::transact::condition_failed;
-use super::{Store, StoreError, internal, keys};
+use super::{Store, StoreError, keys};
 use crate::domain::events::{self, PurchaseTrigger};
 use crate::domain::ledger::LedgerEntry;
 use crate::domain::{Account, AgencyPricing, DefaultPricing, EffectivePricing, PurchaseRecord};
-use crate::table::{
-    AGENCY_INDEX, CLIENT_UNBILLED_INDEX, PARTITION_KEY, UNBILLED_AGENCY_INDEX, UNBILLED_CLIENT_INDEX, UNBILLED_SHARDS,
-};
+use crate::table::{PARTITION_KEY, UNBILLED_SHARDS};
 
 /// How a purchase write ended when it did not fail outright.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +119,6 @@ impl Store {
         pricing: &EffectivePricing,
         idempotency: Option<&IdempotencyClaim>,
     ) -> Result<Vec<TransactWriteItem>, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the purchase transaction", e);
-
         // 1. Credits into the balance and the total out of the client's line, only if the account still belongs
         //    to the agency whose prices we used, is not on hold, and its line has the total available.
         let balance_update =
@@ -133,58 +130,18 @@ impl Store {
         // client's purchases.
         let balance_update = balance_update
             .unbilled_sums(&purchase.agency_id, 1, purchase.total, purchase.total_at_cost)
-            .set("#available = #available - :total")
-            .condition("#agency = :agency AND attribute_not_exists(#held) AND #available >= :total")
+            .paid_from_line(purchase.total)
+            .condition("#agency = :agency AND attribute_not_exists(#held)")
             .name("#agency", "agencyId")
-            .name("#available", keys::AVAILABLE_CREDIT)
             .name("#held", keys::HELD_STATEMENT_IDS)
             .value(":agency", s(&purchase.agency_id))
-            .value(":total", n(purchase.total))
             .build(&self.table_name, &purchase.account_id)?;
 
-        // 2. The purchase record, in both sparse billing indexes until billed.
-        let mut record = to_item("purchase", purchase)?;
-        record.extend(keys::key(keys::account(&purchase.account_id), &keys::purchase_sk(&purchase.purchase_id)));
-        let shard = s(keys::unbilled(unbilled_shard(&purchase.purchase_id)));
-        let index_sort = s(keys::unbilled_sk(&purchase.created_at, &purchase.purchase_id));
-        for index in [UNBILLED_CLIENT_INDEX, UNBILLED_AGENCY_INDEX] {
-            record.insert(index.partition_key.to_owned(), shard.clone());
-            record.insert(index.sort_key.to_owned(), index_sort.clone());
-        }
-        // The agency's view of its clients' purchases, and the client's own unbilled list (what it owes so far).
-        record.insert(AGENCY_INDEX.partition_key.to_owned(), s(keys::agency(&purchase.agency_id)));
-        record.insert(
-            AGENCY_INDEX.sort_key.to_owned(),
-            s(keys::agency_purchase_sk(&purchase.created_at, &purchase.purchase_id)),
-        );
-        record.insert(CLIENT_UNBILLED_INDEX.partition_key.to_owned(), s(keys::account(&purchase.account_id)));
-        record.insert(CLIENT_UNBILLED_INDEX.sort_key.to_owned(), index_sort.clone());
-        let purchase_put = Put::builder()
-            .table_name(&self.table_name)
-            .set_item(Some(record))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build)?;
+        // 2. The purchase record, in every index it belongs to.
+        let purchase_put = purchase_put(&self.table_name, purchase)?;
 
         // 3. The prices used are still the current ones.
-        let default_check = ConditionCheck::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::DEFAULT_PRICING_PK.to_owned(), keys::PRICING_SK)))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", n(pricing.default_version))
-            .build()
-            .map_err(build)?;
-        let agency_check = ConditionCheck::builder()
-            .table_name(&self.table_name)
-            .set_key(Some(keys::key(keys::agency(&pricing.agency_id), keys::PRICING_SK)));
-        let agency_check = match pricing.agency_version {
-            Some(version) => {
-                agency_check.condition_expression("version = :v").expression_attribute_values(":v", n(version))
-            }
-            None => agency_check.condition_expression("attribute_not_exists(pk)"),
-        }
-        .build()
-        .map_err(build)?;
+        let [default_check, agency_check] = pricing_checks(&self.table_name, pricing)?;
 
         // 4. The total at cost out of the agency's line: its clients together stay within its ceiling.
         let agency_line = LineUpdate::agency(&purchase.agency_id, -purchase.total_at_cost).build(&self.table_name)?;
@@ -195,8 +152,8 @@ impl Store {
         let mut items = vec![
             TransactWriteItem::builder().update(balance_update).build(),
             TransactWriteItem::builder().put(purchase_put).build(),
-            TransactWriteItem::builder().condition_check(default_check).build(),
-            TransactWriteItem::builder().condition_check(agency_check).build(),
+            default_check,
+            agency_check,
             TransactWriteItem::builder().update(agency_line).build(),
             TransactWriteItem::builder().put(entry_put).build(),
         ];

@@ -390,7 +390,7 @@ async fn credits_already_spent_or_a_billed_purchase_cannot_be_voided() {
     let env = TestEnv::seeded().await;
     let spent = buy(&env, COFFEE, json!({"audience": 10, "pixel": 2})).await;
     let consumed = consumption_event(
-        &env.app.store,
+        &env.consumer,
         &json!({"accountId": COFFEE, "consumptionId": "job-1", "quantities": {"audience": 4}, "reason": "build"}),
     )
     .await;

@@ -96,11 +96,11 @@ async fn sixty_four_concurrent_consumptions_of_one_credit_against_forty() {
 
     let mut tasks = Vec::new();
     for i in 0..64 {
-        let store = env.app.store.clone();
+        let consumer = env.consumer.clone();
         tasks.push(tokio::spawn(async move {
-            let result = consumption_event(&store, &consume(&format!("race-{i}"), json!({"audience": 1}))).await;
+            let result = consumption_event(&consumer, &consume(&format!("race-{i}"), json!({"audience": 1}))).await;
             // A read in the middle of the race, right after this consumption's answer.
-            (result, raw_balance(&store, CreditType::Audience).await)
+            (result, raw_balance(&consumer.store, CreditType::Audience).await)
         }));
     }
     let (mut consumed, mut short) = (0, 0);
@@ -166,17 +166,18 @@ async fn purchases_and_consumptions_racing_on_one_account_stay_exact() {
         }));
     }
     for i in 0..60 {
-        let store = env.app.store.clone();
+        let consumer = env.consumer.clone();
         let consumed = consumed.clone();
         tasks.push(tokio::spawn(async move {
-            match consumption_event(&store, &consume(&format!("mix-{i}"), json!({"pixel": 1}))).await {
+            let store = &consumer.store;
+            match consumption_event(&consumer, &consume(&format!("mix-{i}"), json!({"pixel": 1}))).await {
                 Ok(_) => {
                     consumed.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(ConsumptionError::InsufficientCredits(_)) => {}
                 Err(other) => panic!("{other}"),
             }
-            let seen = raw_balance(&store, CreditType::Pixel).await;
+            let seen = raw_balance(store, CreditType::Pixel).await;
             assert!(seen >= 0, "a balance read saw {seen}");
         }));
     }
@@ -208,12 +209,12 @@ async fn a_consumption_replayed_after_its_response_was_lost_is_applied_once() {
     // Every attempt, the SDK's and ours, commits (or finds its token committed) and loses its answer.
     env.faults.inject("TransactWriteItems", Fault::LoseResponse, 100);
     let request = consume("lost-1", json!({"enrichment": 3}));
-    let first = consumption_event(&env.app.store, &request).await;
+    let first = consumption_event(&env.consumer, &request).await;
     let error = first.expect_err("the caller never got an answer");
     assert_eq!(error.error_type(), "StorageUnavailable", "{error}");
     env.faults.clear();
 
-    let replay = consumption_event(&env.app.store, &request).await.unwrap();
+    let replay = consumption_event(&env.consumer, &request).await.unwrap();
     let ConsumptionAnswer::Consumed { replayed, receipt } = replay else { panic!("{replay:?}") };
     assert!(replayed);
     assert_eq!(receipt.quantities[&CreditType::Enrichment], 3);
@@ -222,7 +223,7 @@ async fn a_consumption_replayed_after_its_response_was_lost_is_applied_once() {
 
     // One lost response inside a call: the resend with the same token settles it, once.
     env.faults.inject("TransactWriteItems", Fault::LoseResponse, 1);
-    let answer = consumption_event(&env.app.store, &consume("lost-2", json!({"enrichment": 2}))).await.unwrap();
+    let answer = consumption_event(&env.consumer, &consume("lost-2", json!({"enrichment": 2}))).await.unwrap();
     assert!(matches!(answer, ConsumptionAnswer::Consumed { replayed: false, .. }), "{answer:?}");
     assert_eq!(raw_balance(&env.app.store, CreditType::Enrichment).await, 5);
     assert_eq!(all_entries(&env.app.store, Some(EntryType::Consumption)).await.len(), 2);
@@ -233,13 +234,13 @@ async fn a_consumption_replayed_after_its_response_was_lost_is_applied_once() {
 async fn a_release_after_the_credits_were_spent_elsewhere_is_applied_once() {
     let env = TestEnv::seeded().await;
     buy(&env, json!({"audience": 10})).await;
-    consumption_event(&env.app.store, &consume("job-1", json!({"audience": 6}))).await.unwrap();
-    consumption_event(&env.app.store, &consume("job-2", json!({"audience": 4}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("job-1", json!({"audience": 6}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("job-2", json!({"audience": 4}))).await.unwrap();
     assert_eq!(raw_balance(&env.app.store, CreditType::Audience).await, 0);
 
     // Two releases of job-1 at once: one puts the 6 back, the other answers with that release.
     let (first, second) = (release("job-1"), release("job-1"));
-    let (a, b) = tokio::join!(consumption_event(&env.app.store, &first), consumption_event(&env.app.store, &second));
+    let (a, b) = tokio::join!(consumption_event(&env.consumer, &first), consumption_event(&env.consumer, &second));
     let replays: Vec<bool> = [a.unwrap(), b.unwrap()]
         .into_iter()
         .map(|r| match r {
@@ -254,16 +255,16 @@ async fn a_release_after_the_credits_were_spent_elsewhere_is_applied_once() {
     assert_eq!(raw_balance(&env.app.store, CreditType::Audience).await, 6);
 
     // Released before: replayed, nothing more back. The consumption itself replays too, never re-applied.
-    let again = consumption_event(&env.app.store, &release("job-1")).await.unwrap();
+    let again = consumption_event(&env.consumer, &release("job-1")).await.unwrap();
     assert!(matches!(again, ConsumptionAnswer::Released { replayed: true, .. }));
-    let consumption = consumption_event(&env.app.store, &consume("job-1", json!({"audience": 6}))).await.unwrap();
+    let consumption = consumption_event(&env.consumer, &consume("job-1", json!({"audience": 6}))).await.unwrap();
     let ConsumptionAnswer::Consumed { replayed: true, receipt } = consumption else { panic!("{consumption:?}") };
     assert!(receipt.released_at.is_some());
     assert_eq!(raw_balance(&env.app.store, CreditType::Audience).await, 6);
     assert_eq!(all_entries(&env.app.store, Some(EntryType::Release)).await.len(), 1);
     assert_eq!(env.drift(COFFEE).await, Vec::<String>::new());
 
-    let unknown = consumption_event(&env.app.store, &release("never-made")).await.unwrap_err();
+    let unknown = consumption_event(&env.consumer, &release("never-made")).await.unwrap_err();
     assert_eq!(unknown.error_type(), "ConsumptionNotFound");
 }
 
@@ -273,7 +274,7 @@ async fn refusals_write_nothing_and_say_why() {
     buy(&env, json!({"audience": 2, "pixel": 1})).await;
     let before = env.snapshot().await;
 
-    let short = consumption_event(&env.app.store, &consume("big", json!({"audience": 5, "pixel": 1, "enrichment": 2})))
+    let short = consumption_event(&env.consumer, &consume("big", json!({"audience": 5, "pixel": 1, "enrichment": 2})))
         .await
         .unwrap_err();
     assert_eq!(short.error_type(), "InsufficientCredits");
@@ -287,13 +288,13 @@ async fn refusals_write_nothing_and_say_why() {
 
     let missing =
         json!({"accountId": "acct-nobody", "consumptionId": "c", "quantities": {"audience": 1}, "reason": "r"});
-    assert_eq!(consumption_event(&env.app.store, &missing).await.unwrap_err().error_type(), "AccountNotFound");
-    let invalid = consumption_event(&env.app.store, &json!({"accountId": COFFEE})).await.unwrap_err();
+    assert_eq!(consumption_event(&env.consumer, &missing).await.unwrap_err().error_type(), "AccountNotFound");
+    let invalid = consumption_event(&env.consumer, &json!({"accountId": COFFEE})).await.unwrap_err();
     assert_eq!(invalid.error_type(), "InvalidConsumptionEvent");
     assert_eq!(env.snapshot().await, before);
 
-    consumption_event(&env.app.store, &consume("once", json!({"audience": 1}))).await.unwrap();
-    let reused = consumption_event(&env.app.store, &consume("once", json!({"audience": 2}))).await.unwrap_err();
+    consumption_event(&env.consumer, &consume("once", json!({"audience": 1}))).await.unwrap();
+    let reused = consumption_event(&env.consumer, &consume("once", json!({"audience": 2}))).await.unwrap_err();
     assert_eq!(reused.error_type(), "ConsumptionIdReused");
     assert_eq!(raw_balance(&env.app.store, CreditType::Audience).await, 1);
 }
@@ -310,9 +311,9 @@ async fn ledger(env: &TestEnv, account: &str, query: &str) -> testkit::Answer {
 async fn the_ledger_route_lists_entries_newest_first_with_the_balance_after_each() {
     let env = TestEnv::seeded().await;
     buy(&env, json!({"audience": 10, "pixel": 2})).await;
-    consumption_event(&env.app.store, &consume("j1", json!({"audience": 3}))).await.unwrap();
-    consumption_event(&env.app.store, &consume("j2", json!({"audience": 4, "pixel": 1}))).await.unwrap();
-    consumption_event(&env.app.store, &release("j1")).await.unwrap();
+    consumption_event(&env.consumer, &consume("j1", json!({"audience": 3}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("j2", json!({"audience": 4, "pixel": 1}))).await.unwrap();
+    consumption_event(&env.consumer, &release("j1")).await.unwrap();
 
     let all = ledger(&env, COFFEE, "").await;
     assert_eq!(all.status, 200, "{}", all.body);
@@ -338,7 +339,7 @@ async fn the_ledger_route_lists_entries_newest_first_with_the_balance_after_each
         assert_eq!(page.status, 200, "{}", page.body);
         paged.extend(page.body["entries"].as_array().unwrap().iter().cloned());
         if paged.len() == 1 {
-            consumption_event(&env.app.store, &consume("j3", json!({"audience": 1}))).await.unwrap();
+            consumption_event(&env.consumer, &consume("j3", json!({"audience": 1}))).await.unwrap();
         }
         match page.body["nextCursor"].as_str() {
             Some(cursor) => query = format!("limit=1&cursor={cursor}"),
@@ -387,7 +388,7 @@ async fn forged_or_tampered_ledger_cursors_are_400_before_any_read_and_never_pan
     let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
     buy(&env, json!({"audience": 10})).await;
     tick().await;
-    consumption_event(&env.app.store, &consume("j1", json!({"audience": 3}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("j1", json!({"audience": 3}))).await.unwrap();
     tick().await;
     buy(&env, json!({"audience": 2})).await;
 
@@ -465,7 +466,7 @@ async fn a_signed_position_whose_balances_overflow_is_400_not_a_panic() {
     assert_problem(&a, 400, "invalid_query_parameter");
     assert_eq!(a.body["parameter"], "cursor");
     // i64::MAX walked back over a consumption overflows the other way.
-    consumption_event(&env.app.store, &consume("j1", json!({"audience": 1}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("j1", json!({"audience": 1}))).await.unwrap();
     let position = LedgerPosition { balances: [(CreditType::Audience, i64::MAX)].into(), ..position };
     let a = ledger(&env, COFFEE, &format!("cursor={}", key.sign(CursorList::Ledger, &position))).await;
     assert_problem(&a, 400, "invalid_query_parameter");
@@ -475,13 +476,13 @@ async fn a_signed_position_whose_balances_overflow_is_400_not_a_panic() {
 async fn a_warm_consumption_is_one_dynamodb_call() {
     let env = TestEnv::seeded().await;
     buy(&env, json!({"audience": 5})).await;
-    consumption_event(&env.app.store, &consume("warm-up", json!({"audience": 1}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("warm-up", json!({"audience": 1}))).await.unwrap();
     env.operations.reset();
-    consumption_event(&env.app.store, &consume("warm", json!({"audience": 1}))).await.unwrap();
+    consumption_event(&env.consumer, &consume("warm", json!({"audience": 1}))).await.unwrap();
     assert_eq!(env.operations.operations(), ["TransactWriteItems"]);
     // A refusal is the same one call: the cancellation carries the balances it reports.
     env.operations.reset();
-    consumption_event(&env.app.store, &consume("too-much", json!({"audience": 9}))).await.unwrap_err();
+    consumption_event(&env.consumer, &consume("too-much", json!({"audience": 9}))).await.unwrap_err();
     assert_eq!(env.operations.operations(), ["TransactWriteItems"]);
 }
 
@@ -500,16 +501,16 @@ async fn sample_events_answer_as_documented() {
         let a = answer(api::list_purchases_or_ledger(&env.app, request).await);
         assert_eq!(a.status, status, "{file}: {}", a.body);
     }
-    let consumed = consumption_event(&env.app.store, &testkit::event_json("consume-credits.json")).await.unwrap();
+    let consumed = consumption_event(&env.consumer, &testkit::event_json("consume-credits.json")).await.unwrap();
     assert!(matches!(consumed, ConsumptionAnswer::Consumed { replayed: false, .. }), "{consumed:?}");
     let answer_json = serde_json::to_value(&consumed).unwrap();
     assert_eq!(answer_json["result"], "consumed");
     assert_eq!(answer_json["quantities"], json!({"audience": 1}));
-    let again = consumption_event(&env.app.store, &testkit::event_json("consume-credits.json")).await.unwrap();
+    let again = consumption_event(&env.consumer, &testkit::event_json("consume-credits.json")).await.unwrap();
     assert!(matches!(again, ConsumptionAnswer::Consumed { replayed: true, .. }));
-    let released = consumption_event(&env.app.store, &testkit::event_json("consume-credits-release.json")).await;
+    let released = consumption_event(&env.consumer, &testkit::event_json("consume-credits-release.json")).await;
     assert_eq!(serde_json::to_value(released.unwrap()).unwrap()["result"], "released");
-    let bad = consumption_event(&env.app.store, &testkit::event_json("consume-credits-bad-input.json")).await;
+    let bad = consumption_event(&env.consumer, &testkit::event_json("consume-credits-bad-input.json")).await;
     assert_eq!(bad.unwrap_err().error_type(), "InvalidConsumptionEvent");
     let ledger = answer(
         api::list_purchases_or_ledger(&env.app, testkit::request_from_event(&testkit::event_json("list-ledger.json")))

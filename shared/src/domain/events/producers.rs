@@ -5,8 +5,8 @@
 use super::*;
 use crate::domain::agency::CreditLimitAuditEntry;
 use crate::domain::billing::Statement;
-use crate::domain::payment::Payment;
 use crate::domain::consumption_plan::{Alert, TopupRefused};
+use crate::domain::payment::Payment;
 use crate::domain::{CURRENCY, PurchaseLine, PurchaseRecord};
 
 /// `credits.purchased` for a purchase about to be recorded.

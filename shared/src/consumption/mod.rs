@@ -10,6 +10,16 @@
 //!
 //! Refusals are errors with a meaningful `errorType` ([`ConsumptionError::error_type`]); a refused request
 //! writes nothing.
+//!
+//! A consumption also decides the account's rules in its own transaction (issue #25): `credits.low` when a
+//! balance crosses its threshold, an auto top-up bought with it, or that top-up's refusal ([`attempts`]).
+
+mod attempts;
+mod facts;
+
+pub use facts::{
+    AUTO_TOPUP_DAILY_CAP_VARIABLE, AccountFactsCache, ConsumptionSettings, Consumer, MAX_AUTO_TOPUP_DAILY_CAP,
+};
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -21,7 +31,8 @@ use serde_json::Value;
 use crate::domain::inputs::{AccountId, ExternalId, Text};
 use crate::domain::ledger::{Consumption, MAX_QUANTITY, Quantities, Shortfall};
 use crate::domain::{CreditType, time};
-use crate::storage::{ConsumeOutcome, ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt, Store, StoreError};
+use crate::storage::{ConsumptionReceipt, ReleaseOutcome, ReleaseReceipt, StoreError};
+use attempts::Consumed;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConsumptionError {
@@ -146,14 +157,17 @@ pub fn parse_consumption_event(event: &Value) -> Result<ConsumptionEvent, Consum
 }
 
 /// The `consume-credits` function.
-pub async fn consume_credits(store: &Store, event: LambdaEvent<Value>) -> Result<ConsumptionAnswer, ConsumptionError> {
-    consumption_event(store, &event.payload).await
+pub async fn consume_credits(
+    consumer: &Consumer,
+    event: LambdaEvent<Value>,
+) -> Result<ConsumptionAnswer, ConsumptionError> {
+    consumption_event(consumer, &event.payload).await
 }
 
 /// One consumption event, from its JSON payload.
-pub async fn consumption_event(store: &Store, payload: &Value) -> Result<ConsumptionAnswer, ConsumptionError> {
+pub async fn consumption_event(consumer: &Consumer, payload: &Value) -> Result<ConsumptionAnswer, ConsumptionError> {
     let answer = match parse_consumption_event(payload) {
-        Ok(event) => apply(store, event).await,
+        Ok(event) => apply(consumer, event).await,
         Err(error) => Err(error),
     };
     match &answer {
@@ -168,23 +182,36 @@ pub async fn consumption_event(store: &Store, payload: &Value) -> Result<Consump
     answer
 }
 
-async fn apply(store: &Store, event: ConsumptionEvent) -> Result<ConsumptionAnswer, ConsumptionError> {
+async fn apply(consumer: &Consumer, event: ConsumptionEvent) -> Result<ConsumptionAnswer, ConsumptionError> {
     let entry_id = uuid::Uuid::now_v7().to_string();
-    let now = time::timestamp(SystemTime::now());
+    let now = SystemTime::now();
     match event {
-        ConsumptionEvent::Consume(consumption) => match store.consume(&consumption, &entry_id, &now).await? {
-            ConsumeOutcome::Consumed(receipt) => Ok(ConsumptionAnswer::Consumed { replayed: false, receipt }),
-            ConsumeOutcome::Replayed(receipt) => Ok(ConsumptionAnswer::Consumed { replayed: true, receipt }),
-            ConsumeOutcome::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
-            ConsumeOutcome::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
-            ConsumeOutcome::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),
+        ConsumptionEvent::Consume(consumption) => match attempts::consume(consumer, &consumption, &entry_id, now).await? {
+            Consumed::Done { replayed, receipt } => Ok(ConsumptionAnswer::Consumed { replayed, receipt }),
+            Consumed::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
+            Consumed::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
+            Consumed::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),
         },
         ConsumptionEvent::Release { account_id, consumption_id, reason } => {
-            match store.release(&account_id, &consumption_id, &reason, &entry_id, &now).await? {
-                ReleaseOutcome::Released(receipt) => Ok(ConsumptionAnswer::Released { replayed: false, receipt }),
+            let at = time::timestamp(now);
+            match consumer.store.release(&account_id, &consumption_id, &reason, &entry_id, &at).await? {
+                ReleaseOutcome::Released(receipt) => {
+                    // The credits are back: what this container remembers of the account is now low by that much.
+                    if let Some(mut facts) = consumer.facts.get(&account_id) {
+                        for (credit_type, quantity) in &receipt.quantities {
+                            let balance = facts.balances.0.entry(*credit_type).or_default();
+                            *balance = balance.saturating_add(*quantity);
+                        }
+                        consumer.facts.put(&account_id, facts);
+                    }
+                    Ok(ConsumptionAnswer::Released { replayed: false, receipt })
+                }
                 ReleaseOutcome::Replayed(receipt) => Ok(ConsumptionAnswer::Released { replayed: true, receipt }),
                 ReleaseOutcome::ConsumptionNotFound => Err(ConsumptionError::ConsumptionNotFound(consumption_id)),
                 ReleaseOutcome::AccountMissing => Err(ConsumptionError::AccountNotFound(account_id)),
+                ReleaseOutcome::AgencyChanged(_) => Err(ConsumptionError::Storage(StoreError::Internal(
+                    "a release answered an agency change".into(),
+                ))),
             }
         }
     }
