@@ -16,7 +16,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use shared::api::{self, App, Settings};
-use shared::consumption::{ConsumptionAnswer, ConsumptionSettings, Consumer, consume_credits};
+use shared::consumption::{Consumer, ConsumptionAnswer, ConsumptionSettings, consume_credits};
 use shared::domain::PurchaseRecord;
 use shared::domain::idempotency::IdempotencyKey;
 use shared::domain::ledger::{self, Consumption};

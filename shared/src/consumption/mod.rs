@@ -18,7 +18,7 @@ mod attempts;
 mod facts;
 
 pub use facts::{
-    AUTO_TOPUP_DAILY_CAP_VARIABLE, AccountFactsCache, ConsumptionSettings, Consumer, MAX_AUTO_TOPUP_DAILY_CAP,
+    AUTO_TOPUP_DAILY_CAP_VARIABLE, AccountFactsCache, Consumer, ConsumptionSettings, MAX_AUTO_TOPUP_DAILY_CAP,
 };
 
 use std::collections::BTreeMap;
@@ -186,12 +186,14 @@ async fn apply(consumer: &Consumer, event: ConsumptionEvent) -> Result<Consumpti
     let entry_id = uuid::Uuid::now_v7().to_string();
     let now = SystemTime::now();
     match event {
-        ConsumptionEvent::Consume(consumption) => match attempts::consume(consumer, &consumption, &entry_id, now).await? {
-            Consumed::Done { replayed, receipt } => Ok(ConsumptionAnswer::Consumed { replayed, receipt }),
-            Consumed::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
-            Consumed::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
-            Consumed::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),
-        },
+        ConsumptionEvent::Consume(consumption) => {
+            match attempts::consume(consumer, &consumption, &entry_id, now).await? {
+                Consumed::Done { replayed, receipt } => Ok(ConsumptionAnswer::Consumed { replayed, receipt }),
+                Consumed::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
+                Consumed::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
+                Consumed::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),
+            }
+        }
         ConsumptionEvent::Release { account_id, consumption_id, reason } => {
             let at = time::timestamp(now);
             match consumer.store.release(&account_id, &consumption_id, &reason, &entry_id, &at).await? {
@@ -209,9 +211,9 @@ async fn apply(consumer: &Consumer, event: ConsumptionEvent) -> Result<Consumpti
                 ReleaseOutcome::Replayed(receipt) => Ok(ConsumptionAnswer::Released { replayed: true, receipt }),
                 ReleaseOutcome::ConsumptionNotFound => Err(ConsumptionError::ConsumptionNotFound(consumption_id)),
                 ReleaseOutcome::AccountMissing => Err(ConsumptionError::AccountNotFound(account_id)),
-                ReleaseOutcome::AgencyChanged(_) => Err(ConsumptionError::Storage(StoreError::Internal(
-                    "a release answered an agency change".into(),
-                ))),
+                ReleaseOutcome::AgencyChanged(_) => {
+                    Err(ConsumptionError::Storage(StoreError::Internal("a release answered an agency change".into())))
+                }
             }
         }
     }

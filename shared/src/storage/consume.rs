@@ -96,7 +96,10 @@ pub enum AttemptOutcome {
     AccountMissing,
     /// The account is no longer as planned (balance out of range, rules, agency, line, hold, day's count):
     /// the item as it is now, to plan again; `pricing_stale` when the prices moved too.
-    AccountChanged { account: Box<Account>, pricing_stale: bool },
+    AccountChanged {
+        account: Box<Account>,
+        pricing_stale: bool,
+    },
     /// The top-up's prices are no longer current: re-read them and plan again.
     PricingChanged,
     /// The agency's line has not the top-up's cost available: plan again without it.
@@ -176,12 +179,23 @@ impl Store {
         let Decision::Commit(plan) = plan(&facts, &consumption.quantities, inputs) else {
             return Err(StoreError::Internal("a consumption without rules always has a plan".into()));
         };
-        let attempt =
-            ConsumeAttempt { consumption, agency_id, entry_id, created_at, today, plan: &plan, pricing: None, topup: None };
+        let attempt = ConsumeAttempt {
+            consumption,
+            agency_id,
+            entry_id,
+            created_at,
+            today,
+            plan: &plan,
+            pricing: None,
+            topup: None,
+        };
         Ok(self.planned_transaction(attempt)?.0)
     }
 
-    fn planned_transaction(&self, attempt: ConsumeAttempt<'_>) -> Result<(Vec<TransactWriteItem>, Positions), StoreError> {
+    fn planned_transaction(
+        &self,
+        attempt: ConsumeAttempt<'_>,
+    ) -> Result<(Vec<TransactWriteItem>, Positions), StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the consumption transaction", e);
         let ConsumeAttempt { consumption, agency_id, entry_id, created_at, plan, .. } = attempt;
         if plan.changes.is_empty() {
@@ -241,7 +255,8 @@ impl Store {
             items.push(TransactWriteItem::builder().put(purchase_put(&self.table_name, purchase)?).build());
         }
         if quoted {
-            let pricing = attempt.pricing.ok_or_else(|| StoreError::Internal("a quoted top-up without its prices".into()))?;
+            let pricing =
+                attempt.pricing.ok_or_else(|| StoreError::Internal("a quoted top-up without its prices".into()))?;
             positions.pricing = Some(items.len());
             items.extend(pricing_checks(&self.table_name, pricing)?);
         }
@@ -250,12 +265,23 @@ impl Store {
             let line = LineUpdate::agency(&purchase.agency_id, -purchase.total_at_cost).build(&self.table_name)?;
             items.push(TransactWriteItem::builder().update(line).build());
             positions.purchase_entry = Some(items.len());
-            items.push(TransactWriteItem::builder().put(ledger_entry_put(&self.table_name, &LedgerEntry::for_purchase(purchase))?).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .put(ledger_entry_put(&self.table_name, &LedgerEntry::for_purchase(purchase))?)
+                    .build(),
+            );
         }
 
         // 4. The events, made once here: a resend of this attempt carries the same ids.
         let account_id = &consumption.account_id;
-        let mut outbox = vec![events::credits_moved(false, account_id, agency_id, &consumption.consumption_id, &consumption.quantities, created_at)];
+        let mut outbox = vec![events::credits_moved(
+            false,
+            account_id,
+            agency_id,
+            &consumption.consumption_id,
+            &consumption.quantities,
+            created_at,
+        )];
         outbox.extend(plan.alerts.iter().map(|alert| events::credits_low(account_id, agency_id, alert, created_at)));
         if let Some(purchase) = attempt.topup {
             outbox.push(events::credits_purchased(purchase, PurchaseTrigger::AutoTopup));
@@ -281,7 +307,10 @@ struct Positions {
 }
 
 /// The account's one update: each type's change under the plan's condition, and every fact the plan decided by.
-fn account_update(table_name: &str, attempt: ConsumeAttempt<'_>) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
+fn account_update(
+    table_name: &str,
+    attempt: ConsumeAttempt<'_>,
+) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
     let plan = attempt.plan;
     let mut update = BalanceUpdate::new(plan.changes.iter().map(|c| (c.credit_type, c.change())))
         .condition("#agency = :agency")
@@ -297,7 +326,9 @@ fn account_update(table_name: &str, attempt: ConsumeAttempt<'_>) -> Result<aws_s
         let name = format!("#c{i}");
         update = update.name(&name, keys::balance_attribute(change.credit_type));
         update = match change.condition {
-            BalanceCondition::AtLeast(lo) => update.condition(&format!("{name} >= :lo{i}")).value(&format!(":lo{i}"), n(lo)),
+            BalanceCondition::AtLeast(lo) => {
+                update.condition(&format!("{name} >= :lo{i}")).value(&format!(":lo{i}"), n(lo))
+            }
             BalanceCondition::Between(lo, hi) => update
                 .condition(&format!("{name} BETWEEN :lo{i} AND :hi{i}"))
                 .value(&format!(":lo{i}"), n(lo))
@@ -306,9 +337,18 @@ fn account_update(table_name: &str, attempt: ConsumeAttempt<'_>) -> Result<aws_s
     }
     if plan.topup_wanted {
         // The hold and the day's count as read: a top-up (or its refusal) commits only while they still are.
-        update = update.name("#held", keys::HELD_STATEMENT_IDS).name("#tday", keys::TOPUP_DAY).name("#tcount", keys::TOPUP_COUNT).value(":today", s(attempt.today));
+        update = update
+            .name("#held", keys::HELD_STATEMENT_IDS)
+            .name("#tday", keys::TOPUP_DAY)
+            .name("#tcount", keys::TOPUP_COUNT)
+            .value(":today", s(attempt.today));
         update = update.condition(if plan.on_hold { "attribute_exists(#held)" } else { "attribute_not_exists(#held)" });
-        let count_before = plan.topup.as_ref().map(|t| t.count_before).or(plan.topup_refused.as_ref().map(|r| r.count_before)).unwrap_or(0);
+        let count_before = plan
+            .topup
+            .as_ref()
+            .map(|t| t.count_before)
+            .or(plan.topup_refused.as_ref().map(|r| r.count_before))
+            .unwrap_or(0);
         update = if count_before == 0 {
             update.condition("NOT (#tday = :today AND #tcount > :zero)").value(":zero", n(0))
         } else {
@@ -330,7 +370,10 @@ fn account_update(table_name: &str, attempt: ConsumeAttempt<'_>) -> Result<aws_s
                     .value(":total", n(total))
             }
             Some((TopupRefusal::AgencyCeiling, Some(total))) => {
-                update = update.condition("#available >= :total").name("#available", keys::AVAILABLE_CREDIT).value(":total", n(total))
+                update = update
+                    .condition("#available >= :total")
+                    .name("#available", keys::AVAILABLE_CREDIT)
+                    .value(":total", n(total))
             }
             _ => {}
         }

@@ -8,9 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use serde::Serialize;
 
 use super::balance_update::BalanceUpdate;
@@ -20,8 +18,8 @@ use super::ledger::ledger_entry_put;
 use super::outbox::outbox_put;
 use super::transact::condition_failed;
 use super::{Store, StoreError, internal, keys};
-use crate::domain::{CreditType, events};
 use crate::domain::ledger::{Deltas, EntryType, LedgerEntry, Quantities, Shortfall, shortfalls};
+use crate::domain::{CreditType, events};
 
 /// What a consumption (or its replay) answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -95,7 +93,8 @@ impl Store {
         entry_id: &str,
         released_at: &str,
     ) -> Result<ReleaseOutcome, StoreError> {
-        let Some(marker) = self.get_item(keys::account(account_id), &keys::consumption_sk(consumption_id)).await? else {
+        let Some(marker) = self.get_item(keys::account(account_id), &keys::consumption_sk(consumption_id)).await?
+        else {
             return Ok(ReleaseOutcome::ConsumptionNotFound);
         };
         if let Some(receipt) = release_receipt(&marker)? {

@@ -30,7 +30,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Runs `events/schemas/validate.py` (Python's jsonschema, draft 2020-12) over these events.
-pub(super) fn validate(events: &[String]) -> Result<(), String> {
+pub(crate) fn validate(events: &[String]) -> Result<(), String> {
     let mut child = Command::new("python3")
         .arg(workspace().join("events/schemas/validate.py"))
         .stdin(Stdio::piped())

@@ -10,6 +10,7 @@ mod agency_pricing;
 mod agency_purchases;
 mod billing;
 mod collection;
+mod consumption_rules;
 mod credit_lines;
 mod events;
 mod handlers;
