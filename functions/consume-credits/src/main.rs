@@ -3,11 +3,10 @@
 
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 use serde_json::Value;
-use shared::consumption::ConsumptionSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let settings = shared::runtime::start(ConsumptionSettings::from_vars)?;
+    let settings = shared::runtime::start(shared::consumption::ConsumptionSettings::from_vars)?;
     // Built once per container: the store, and the accounts' facts and prices it remembers between invocations.
     let consumer = shared::runtime::consumer_in_background(settings);
     // A refusal is an error result with its own `errorType` (`InsufficientCredits`, `ConsumptionIdReused`, ...).

@@ -119,3 +119,40 @@ impl Consumer {
         Ok(pricing)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::tests::{assert_refused, vars};
+
+    #[test]
+    fn the_daily_cap_defaults_to_3_within_0_to_100() {
+        let cap = |pairs: &[(&str, &str)]| ConsumptionSettings::from_vars(&vars(pairs)).map(|s| s.auto_topup_daily_cap);
+        assert_eq!(cap(&[]), Ok(3));
+        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "0")]), Ok(0));
+        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "100")]), Ok(100));
+        for bad in ["101", "-1", "three", "1.5"] {
+            assert_refused(cap(&[("AUTO_TOPUP_DAILY_CAP", bad)]), "AUTO_TOPUP_DAILY_CAP", "from 0 to 100");
+        }
+    }
+
+    #[test]
+    fn the_facts_cache_is_bounded() {
+        let cache = AccountFactsCache::default();
+        let facts = AccountFacts {
+            agency_id: "a".into(),
+            balances: domain::Balances::default(),
+            line_available: None,
+            on_hold: false,
+            rules: Default::default(),
+            topups: None,
+        };
+        for i in 0..MAX_ACCOUNTS {
+            cache.put(&format!("acct-{i}"), facts.clone());
+        }
+        assert!(cache.get("acct-0").is_some());
+        cache.put("one-more", facts);
+        assert!(cache.get("acct-0").is_none(), "cleared when full");
+        assert!(cache.get("one-more").is_some());
+    }
+}

@@ -138,11 +138,16 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "ConsumeCreditsFunction",
         binary: "consume-credits",
         grants: &[
-            // A consumption's marker before its release.
+            // The account on a cold container; a consumption's marker before its release.
             Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
-            // The consumption and release transactions: Update balances and the marker, Put the ledger entry and
-            // the marker; all in the account's own partition.
-            Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
+            // The prices an auto top-up is quoted at.
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            // The consumption and release transactions: Update balances, the client's line and the marker (and the
+            // agency's line for a top-up), Put the ledger entries, the marker, the top-up purchase and the outbox;
+            // ConditionCheck both pricing versions. Never a write on a pricing item.
+            Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY_LINE] },
+            Grant { actions: &["dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
+            Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
         ],
         routes: &[],
     },
@@ -880,7 +885,9 @@ const SETTINGS_PARTS: &[(&str, &str, SettingsPart)] = &[
     ("reconcile-run", "start(shared::settings::ReconcileSettings::from_vars)", |var| {
         shared::settings::ReconcileSettings::from_vars(var).map(drop)
     }),
-    ("consume-credits", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
+    ("consume-credits", "start(shared::consumption::ConsumptionSettings::from_vars)", |var| {
+        shared::consumption::ConsumptionSettings::from_vars(var).map(drop)
+    }),
     ("provision-account", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
     ("record-payment", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
     ("statement-sweep", "start(shared::settings::nothing_more)", shared::settings::nothing_more),
