@@ -21,7 +21,7 @@ const MAX_ATTEMPTS: u32 = 10;
 /// How a consumption ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Consumed {
-    Done { replayed: bool, receipt: ConsumptionReceipt },
+    Done { replayed: bool, receipt: Box<ConsumptionReceipt> },
     IdReused,
     AccountMissing,
     Insufficient(Vec<Shortfall>),
@@ -98,9 +98,11 @@ pub(super) async fn consume(
         match consumer.store.consume_planned(attempt).await? {
             AttemptOutcome::Consumed(receipt) => {
                 consumer.facts.put(account_id, facts.after(&plan, today));
-                return Ok(Consumed::Done { replayed: false, receipt });
+                return Ok(Consumed::Done { replayed: false, receipt: Box::new(receipt) });
             }
-            AttemptOutcome::Replayed(receipt) => return Ok(Consumed::Done { replayed: true, receipt }),
+            AttemptOutcome::Replayed(receipt) => {
+                return Ok(Consumed::Done { replayed: true, receipt: Box::new(receipt) });
+            }
             AttemptOutcome::IdReused => return Ok(Consumed::IdReused),
             AttemptOutcome::AccountMissing => {
                 consumer.facts.remove(account_id);

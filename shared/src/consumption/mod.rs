@@ -167,7 +167,8 @@ pub async fn consume_credits(
 /// One consumption event, from its JSON payload.
 pub async fn consumption_event(consumer: &Consumer, payload: &Value) -> Result<ConsumptionAnswer, ConsumptionError> {
     let answer = match parse_consumption_event(payload) {
-        Ok(event) => apply(consumer, event).await,
+        // Boxed: the plan-and-transact loop's future is deep; the Lambda runtime's own future stays shallow.
+        Ok(event) => Box::pin(apply(consumer, event)).await,
         Err(error) => Err(error),
     };
     match &answer {
@@ -188,7 +189,7 @@ async fn apply(consumer: &Consumer, event: ConsumptionEvent) -> Result<Consumpti
     match event {
         ConsumptionEvent::Consume(consumption) => {
             match attempts::consume(consumer, &consumption, &entry_id, now).await? {
-                Consumed::Done { replayed, receipt } => Ok(ConsumptionAnswer::Consumed { replayed, receipt }),
+                Consumed::Done { replayed, receipt } => Ok(ConsumptionAnswer::Consumed { replayed, receipt: *receipt }),
                 Consumed::IdReused => Err(ConsumptionError::ConsumptionIdReused(consumption.consumption_id)),
                 Consumed::AccountMissing => Err(ConsumptionError::AccountNotFound(consumption.account_id)),
                 Consumed::Insufficient(short) => Err(ConsumptionError::InsufficientCredits(short)),

@@ -410,7 +410,7 @@ fn attempt_outcome(
     positions: &Positions,
 ) -> Result<Option<AttemptOutcome>, StoreError> {
     let failed = |i| condition_failed(reasons, i);
-    let failed_at = |position: Option<usize>| position.is_some_and(|p| failed(p));
+    let failed_at = |position: Option<usize>| position.is_some_and(&failed);
     // The id outranks everything: a replay returns the first result even if the credits are gone since.
     if failed(MARKER) {
         let stored = reasons[MARKER]
