@@ -4,7 +4,8 @@
 //!
 //! A warm consumption of types without rules is one DynamoDB call, a refusal too. With rules: still one call
 //! while the facts hold; a top-up first needs the agency's prices (remembered for 30 s, else one
-//! `BatchGetItem`); a consumption near a threshold that raced another pays one more transaction per re-plan.
+//! `BatchGetItem`); a consumption near a threshold that raced another pays one more transaction per re-plan; a
+//! refusal decided before any transaction (cold, or confirmed by a read) reads the marker first (a replay wins).
 
 use std::time::{Duration, SystemTime};
 
@@ -63,7 +64,19 @@ pub(super) async fn consume(
                 pricing = Some(consumer.pricing_of(&facts.agency_id, false).await?);
                 continue;
             }
-            Decision::Refuse(short) if exact => return Ok(Consumed::Insufficient(short)),
+            Decision::Refuse(short) if exact => {
+                // Decided before any transaction of this call: a replay of an earlier consumption answers first.
+                if attempts == 0 {
+                    match consumer.store.earlier_consumption(consumption).await? {
+                        Some(AttemptOutcome::Replayed(receipt)) => {
+                            return Ok(Consumed::Done { replayed: true, receipt: Box::new(receipt) });
+                        }
+                        Some(_) => return Ok(Consumed::IdReused),
+                        None => {}
+                    }
+                }
+                return Ok(Consumed::Insufficient(short));
+            }
             // Refused on remembered balances: read them before saying so.
             Decision::Refuse(_) => match consumer.read_facts(account_id).await? {
                 Some(read) => {

@@ -128,6 +128,20 @@ impl Store {
         Ok(outcome.unwrap_or(AttemptOutcome::Consumed(receipt)))
     }
 
+    /// What an earlier consumption under the same id answers, if there is one: its replay, or `IdReused` for
+    /// another request. Read before refusing a consumption no transaction was sent for (the id outranks the
+    /// balance, as in the transaction).
+    pub async fn earlier_consumption(&self, consumption: &Consumption) -> Result<Option<AttemptOutcome>, StoreError> {
+        let key = keys::consumption_sk(&consumption.consumption_id);
+        let Some(item) = self.get_item(keys::account(&consumption.account_id), &key).await? else {
+            return Ok(None);
+        };
+        if item.string(REQUEST_HASH)? != consumption.request_hash() {
+            return Ok(Some(AttemptOutcome::IdReused));
+        }
+        Ok(Some(AttemptOutcome::Replayed(consumption_receipt(&item)?)))
+    }
+
     /// Sets an account's rules as the rules API does (`rulesVersion` up by one), for tests.
     #[cfg(any(test, feature = "test-support"))]
     pub async fn set_consumption_rules_for_test(

@@ -271,7 +271,15 @@ async fn the_daily_cap_refuses_the_next_topup_and_the_consumption_goes_on() {
     assert_eq!(balance(&env, Audience).await, 8);
     let events = outbox(&env).await;
     assert_eq!(of_type(&events, "auto_topup.refused")[0]["detail"]["reason"], "daily_cap");
-    // A replay answers what happened the first time, and writes nothing more.
+    // A replay answers what happened the first time, and writes nothing more, even from a container that never
+    // saw the account and with the credits gone since.
+    give(&env, Audience, -8).await;
+    let cold = Consumer::new(env.app.store.clone(), ConsumptionSettings { auto_topup_daily_cap: 1 });
+    let replay = consume_answered(&cold, &consume("cap-2", json!({"audience": 6}))).await.unwrap();
+    assert!(matches!(replay, ConsumptionAnswer::Consumed { replayed: true, .. }), "{replay:?}");
+    let reused = consume_answered(&cold, &consume("cap-2", json!({"audience": 7}))).await.unwrap_err();
+    assert_eq!(reused.error_type(), "ConsumptionIdReused");
+    give(&env, Audience, 8).await;
     let replay =
         serde_json::to_value(consume_answered(&consumer, &consume("cap-2", json!({"audience": 6}))).await.unwrap())
             .unwrap();
