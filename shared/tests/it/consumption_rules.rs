@@ -361,3 +361,23 @@ async fn answer_ledger(env: &TestEnv) -> Vec<Value> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_topup_the_agency_ceiling_refuses_is_learned_from_its_line_and_the_consumption_goes_on() {
+    let env = TestEnv::seeded().await;
+    let start = balance(&env, Audience).await;
+    give(&env, Audience, 15 - start as i64).await;
+    set_rules(&env, &[], &[(Audience, 10, 10)]).await;
+    env.app.store.set_agency_ceiling(NORTHWIND, d("0.00")).await.unwrap();
+    let agency_line = env.app.store.agency_line(NORTHWIND).await.unwrap().unwrap().available;
+    let answer = serde_json::to_value(
+        consume_answered(&env.consumer, &consume("ceiling-1", json!({"audience": 6}))).await.unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["topupRefused"], "agency_ceiling", "{answer}");
+    assert_eq!(balance(&env, Audience).await, 9);
+    assert_eq!(env.app.store.agency_line(NORTHWIND).await.unwrap().unwrap().available, agency_line);
+    let refused = of_type(&outbox(&env).await, "auto_topup.refused").into_iter().cloned().collect::<Vec<_>>();
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["detail"]["reason"], "agency_ceiling");
+}
