@@ -4,7 +4,8 @@
 //! - `{"accountId", "consumptionId", "quantities": {"audience": 3}, "reason", "reference"?}` spends credits:
 //!   every type's balance goes down only if it stays at or above zero, and a `consumption` ledger entry is
 //!   written, in one transaction. Exactly once per account and `consumptionId` (the caller's own id): a retry
-//!   returns the first result (`replayed: true`), the same id with another body is refused.
+//!   returns the first result (`replayed: true`), the same id with another body is refused. The answer also says
+//!   what the account's rules made it do (`alerts`, `topup` or `topupRefused`).
 //! - `{"accountId", "release": "<consumptionId>", "reason"}` puts that consumption's credits back, once, with a
 //!   `release` ledger entry; a second release returns the first (`replayed: true`).
 //!
