@@ -14,8 +14,11 @@ use aws_lambda_events::event::dynamodb::Event;
 use aws_sdk_dynamodb::types::{StreamSpecification, StreamViewType, TransactWriteItem};
 use serde_json::{Value, json};
 use shared::api;
+use shared::consumption::{Consumer, ConsumptionSettings, consumption_event};
+use shared::domain::CreditType;
 use shared::domain::billing::StatementKind;
 use shared::domain::events::{self, EVENT_TYPES, OutboxEvent};
+use shared::domain::rules::{AlertThresholds, ConsumptionRules, TopupRule, TopupRules};
 use shared::events::{Publisher, handle_stream_batch};
 use shared::payments;
 use shared::storage::outbox::{event_from_stream_record, outbox_put};
@@ -671,14 +674,9 @@ async fn two_held_statements_paid_off_at_once_lift_the_hold_exactly_once() {
     }
 }
 
-/// The types the consumption path emits (`credits.consumed`, `credits.released`, `credits.low`,
-/// `auto_topup.*`): wired with it, and added to the changes below when they are.
-const CONSUMPTION_TYPES: [&str; 5] =
-    ["credits.consumed", "credits.released", "credits.low", "auto_topup.succeeded", "auto_topup.refused"];
-
 /// Issue #25's list, change by change on one account's life: every change emits exactly the events its type
 /// says, once (no change emits another's, a refused or replayed one none), through the stream and the real
-/// publisher delivering the batch twice, deduped by `id` and valid against its schema; every other type is
+/// publisher delivering the batch twice, deduped by `id` and valid against its schema; every type is
 /// covered here.
 #[tokio::test]
 async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
@@ -686,8 +684,13 @@ async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
     enable_stream(&env).await;
     let mut seen = 0;
     let mut expect = async |change: &str, wanted: &[&str]| {
+        // One change's events in any order (they share its instant); each type once.
         let events = outbox_events(&env).await;
-        assert_eq!(types(&events[seen..]), wanted, "{change}");
+        let mut got = types(&events[seen..]);
+        let mut wanted = wanted.to_vec();
+        got.sort_unstable();
+        wanted.sort_unstable();
+        assert_eq!(got, wanted, "{change}");
         seen = events.len();
     };
 
@@ -749,7 +752,34 @@ async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
     payments::payment_event(&env.app.store, &paid).await.unwrap();
     expect("payment replayed", &[]).await;
 
-    // Delivered twice, kept once each by id; every type but the consumption path's covered.
+    // Consumptions under rules (an alert at 2 pixel credits, a top-up of 5 below 1, one top-up a day): the
+    // crossing alerts, the next one tops up, the one after is refused by the cap; a release; replays nothing.
+    let rules = ConsumptionRules {
+        alert_thresholds: AlertThresholds::from([(CreditType::Pixel, 2)]),
+        topups: TopupRules::from([(CreditType::Pixel, TopupRule { below: 1, buy: 5 })]),
+        version: 0,
+    };
+    env.app.store.set_consumption_rules_for_test(BIKES, &rules).await.unwrap();
+    let consumer = Consumer::new(env.app.store.clone(), ConsumptionSettings { auto_topup_daily_cap: 1 });
+    let consume = |id: &str, pixel: u64| json!({"accountId": BIKES, "consumptionId": id, "quantities": {"pixel": pixel}, "reason": "build"});
+    consumption_event(&consumer, &consume("all-c1", 1)).await.unwrap();
+    expect("consumption crossing 2 (2 -> 1)", &["credits.consumed", "credits.low"]).await;
+    consumption_event(&consumer, &consume("all-c2", 1)).await.unwrap();
+    expect("consumption below 1 (1 -> 0, +5)", &["credits.consumed", "credits.purchased", "auto_topup.succeeded"])
+        .await;
+    consumption_event(&consumer, &consume("all-c3", 5)).await.unwrap();
+    // 5 -> 0 crosses the alert again (re-armed by the top-up); the top-up it wants is refused by the cap.
+    expect("consumption with the cap reached (5 -> 0)", &["credits.consumed", "credits.low", "auto_topup.refused"])
+        .await;
+    consumption_event(&consumer, &consume("all-c3", 5)).await.unwrap();
+    expect("consumption replayed", &[]).await;
+    let release = json!({"accountId": BIKES, "release": "all-c3", "reason": "job failed"});
+    consumption_event(&consumer, &release).await.unwrap();
+    expect("release", &["credits.released"]).await;
+    consumption_event(&consumer, &release).await.unwrap();
+    expect("release replayed", &[]).await;
+
+    // Delivered twice, kept once each by id; every type covered.
     let batch = stream_batch(&env).await;
     let bus = StandIn::default();
     let publisher = publisher_to(&bus.start().await);
@@ -760,6 +790,6 @@ async fn every_change_emits_exactly_one_event_of_each_of_its_types() {
     assert_eq!((bus.received().len(), delivered.len()), (2 * seen, seen));
     validate(&delivered.values().map(Value::to_string).collect::<Vec<_>>()).unwrap();
     let covered: BTreeSet<&str> = delivered.values().map(|e| e["type"].as_str().unwrap()).collect();
-    let wanted: BTreeSet<&str> = EVENT_TYPES.into_iter().filter(|t| !CONSUMPTION_TYPES.contains(t)).collect();
+    let wanted: BTreeSet<&str> = EVENT_TYPES.into_iter().collect();
     assert_eq!(covered, wanted);
 }
