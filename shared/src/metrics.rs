@@ -4,7 +4,7 @@
 //! background thread that a frozen Lambda instance could strand), and CloudWatch Logs turns the line into
 //! metrics in the namespace `METRICS_NAMESPACE` (the template sets `OverageCredits/<stack>`).
 //!
-//! - a purchase: [`purchase_credits`] wraps the handler and records its typed outcome
+//! - a purchase: [`purchase_credits`] (in [`purchase_credits_or_rules`], the function's router) wraps the handler and records its typed outcome
 //!   ([`crate::api::Purchased`]: `created`, `replayed` or the problem `code`), the credits per type and the
 //!   amount at price of the purchase record itself (never re-read from the response JSON, where a renamed field
 //!   would silently record zero), the DynamoDB calls it made and its latency;
@@ -154,6 +154,17 @@ struct PurchaseMetrics {
     latency: Duration,
     /// 1 when the answer is a 5xx (503 or 500), else 0.
     server_errors: u64,
+}
+
+/// The `purchase-credits` function: the purchase with its metrics ([`purchase_credits`]), or a change of the
+/// client's rules (`PUT .../alerts`, `PUT .../topups`: `api::rules`, whose reads `get-balances` serves).
+pub async fn purchase_credits_or_rules(app: &App, request: Request) -> Response<Body> {
+    use crate::api::rules::{self, RulesRoute};
+    match RulesRoute::of(&request) {
+        None => purchase_credits(app, request).await,
+        Some(route) if route.writes() => rules::serve(app, route, request).await,
+        Some(route) => rules::misrouted(app, route).await,
+    }
 }
 
 /// `POST /accounts/{accountId}/credit-purchases` with its metrics: the handler, unchanged, then one EMF line

@@ -195,6 +195,21 @@ impl SecretSource {
     }
 }
 
+pub const AUTO_TOPUP_DAILY_CAP_VARIABLE: &str = "AUTO_TOPUP_DAILY_CAP";
+/// The most `AUTO_TOPUP_DAILY_CAP` accepts.
+pub const MAX_DAILY_TOPUP_CAP: u32 = 100;
+
+/// `AUTO_TOPUP_DAILY_CAP`: auto top-ups per account per UTC day (0..=[`MAX_DAILY_TOPUP_CAP`], 0: none), else
+/// [`crate::domain::rules::DEFAULT_DAILY_TOPUP_CAP`]. `consume-credits` enforces it; the client's routes show it,
+/// so both are given the same value.
+pub fn auto_topup_daily_cap(var: Lookup) -> Result<u32, SettingsError> {
+    Vars(var).number(
+        AUTO_TOPUP_DAILY_CAP_VARIABLE,
+        crate::domain::rules::DEFAULT_DAILY_TOPUP_CAP,
+        0..=MAX_DAILY_TOPUP_CAP,
+    )
+}
+
 pub const RECONCILE_SEGMENTS_VARIABLE: &str = "RECONCILE_SEGMENTS";
 
 /// `reconcile-run`'s settings.
@@ -353,6 +368,17 @@ pub(crate) mod tests {
         assert_eq!(segments(&[("RECONCILE_SEGMENTS", "16")]), Ok(16));
         for bad in ["0", "65", "four", "-1"] {
             assert_refused(segments(&[("RECONCILE_SEGMENTS", bad)]), "RECONCILE_SEGMENTS", "from 1 to 64");
+        }
+    }
+
+    #[test]
+    fn the_daily_topup_cap_defaults_to_3_within_0_to_100() {
+        let cap = |pairs: &[(&str, &str)]| auto_topup_daily_cap(&vars(pairs));
+        assert_eq!(cap(&[]), Ok(crate::domain::rules::DEFAULT_DAILY_TOPUP_CAP));
+        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "0")]), Ok(0));
+        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "100")]), Ok(100));
+        for bad in ["101", "-1", "three", "2.5"] {
+            assert_refused(cap(&[("AUTO_TOPUP_DAILY_CAP", bad)]), "AUTO_TOPUP_DAILY_CAP", "from 0 to 100");
         }
     }
 

@@ -1,4 +1,5 @@
-//! `get-balances` Lambda: wiring only; the handler lives in `shared::api::get_balances`.
+//! `get-balances` Lambda (`GET .../balances`, `GET .../alerts`, `GET .../topups`): wiring only; the handlers live
+//! in `shared::api` (`balances_or_rules` picks one by route).
 
 use lambda_http::{Error, Request, run, service_fn};
 
@@ -8,7 +9,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::runtime::app_in_background(settings);
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::api::get_balances(app.get().await, request).await) }
+        async move { Ok::<_, Error>(shared::api::balances_or_rules(app.get().await, request).await) }
     }))
     .await
 }

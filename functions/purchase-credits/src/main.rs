@@ -1,5 +1,6 @@
-//! `purchase-credits` Lambda: wiring only; the handler lives in `shared::api::purchase_credits`, wrapped by
-//! `shared::metrics::purchase_credits` (one EMF line per request).
+//! `purchase-credits` Lambda (`POST .../credit-purchases`, `PUT .../alerts`, `PUT .../topups`): wiring only; the
+//! purchase handler lives in `shared::api::purchase_credits`, wrapped by `shared::metrics::purchase_credits` (one
+//! EMF line per purchase); `shared::metrics::purchase_credits_or_rules` routes the rules changes to `api::rules`.
 
 use lambda_http::{Error, Request, run, service_fn};
 
@@ -10,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let app = shared::runtime::app_in_background(settings);
     run(service_fn(|request: Request| {
         let app = &app;
-        async move { Ok::<_, Error>(shared::metrics::purchase_credits(app.get().await, request).await) }
+        async move { Ok::<_, Error>(shared::metrics::purchase_credits_or_rules(app.get().await, request).await) }
     }))
     .await
 }

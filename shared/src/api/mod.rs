@@ -4,7 +4,8 @@
 //! - [`error`]: the one error type and the one place it becomes a response.
 //! - this file: the instance's shared state, the request budget, the read routes and the client's views.
 //! - [`purchase`]: `POST /credit-purchases`; [`history`]: the purchase history and statements routes;
-//!   [`ledger`]: the ledger route (served with the purchase history by `list-purchases`).
+//!   [`ledger`]: the ledger route (served with the purchase history by `list-purchases`); [`rules`]: the
+//!   client's alert thresholds and auto top-up rules (read by `get-balances`, changed by `purchase-credits`).
 //!
 //! Handlers import the domain and storage; neither imports them.
 
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod paging;
 pub mod purchase;
 pub mod routing;
+pub mod rules;
 pub mod views;
 
 pub use crate::domain::idempotency::IDEMPOTENCY_TTL;
@@ -37,6 +39,7 @@ pub use agency::{agency_read, agency_write};
 pub use history::{list_purchases, list_statements};
 pub use ledger::{list_ledger, list_purchases_or_ledger};
 pub use purchase::{Purchased, purchase_credits, purchase_credits_with_outcome};
+pub use rules::balances_or_rules;
 
 /// Settings read once at cold start.
 #[derive(Debug, Clone)]
@@ -57,6 +60,9 @@ pub struct Settings {
     /// Signs the cursors of every list route ([`cursor`]); only the functions serving lists hold it
     /// ([`Cursors::Signed`]), the others have none.
     pub cursor_key: Option<CursorKey>,
+    /// Auto top-ups per account per UTC day (`AUTO_TOPUP_DAILY_CAP`), shown with the client's top-up rules; the
+    /// consumption enforces the same setting.
+    pub auto_topup_daily_cap: u32,
 }
 
 impl Default for Settings {
@@ -70,6 +76,7 @@ impl Default for Settings {
             request_budget: Duration::from_secs(7),
             pricing_cache_ttl: Duration::from_secs(30),
             cursor_key: Some(CursorKey::random()),
+            auto_topup_daily_cap: crate::domain::rules::DEFAULT_DAILY_TOPUP_CAP,
         }
     }
 }
@@ -93,7 +100,8 @@ pub const MAX_PRICING_CACHE_TTL_SECONDS: u64 = 3_600;
 impl Settings {
     /// `ACCOUNT_ID_CLAIM`, `AGENCY_ID_CLAIM`, `GROUPS_CLAIM`, `AGENCY_ADMIN_GROUP` (any text),
     /// `REQUEST_BUDGET_MS` (1..=[`MAX_REQUEST_BUDGET_MS`]) and `PRICING_CACHE_TTL_SECONDS`
-    /// (0..=[`MAX_PRICING_CACHE_TTL_SECONDS`], 0: no cache) override the defaults; `CURSOR_SIGNING_KEY` is the
+    /// (0..=[`MAX_PRICING_CACHE_TTL_SECONDS`], 0: no cache) and `AUTO_TOPUP_DAILY_CAP`
+    /// ([`crate::settings::auto_topup_daily_cap`]) override the defaults; `CURSOR_SIGNING_KEY` is the
     /// cursor key. Over any source of variables (a function's `main` passes the environment, see
     /// [`crate::settings`]; tests a map). A bad value is an error naming its variable.
     pub fn from_vars(cursors: Cursors, var: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
@@ -116,6 +124,7 @@ impl Settings {
                 0..=MAX_PRICING_CACHE_TTL_SECONDS,
             )?),
             cursor_key: None,
+            auto_topup_daily_cap: crate::settings::auto_topup_daily_cap(&var)?,
         };
         if cursors == Cursors::Signed {
             // No fallback: a key made up per instance would sign cursors the next instance refuses.

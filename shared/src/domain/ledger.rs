@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::purchase::PurchaseTrigger;
 use super::reconcile::SignedBalances;
 use super::{CreditType, PurchaseRecord};
 
@@ -72,6 +73,10 @@ pub struct LedgerEntry {
     /// Who made an adjustment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// What made a purchase entry: its purchase's trigger. Stored only when not the client's, so every entry
+    /// written before the field (and every entry of another type) reads as the client's.
+    #[serde(default, skip_serializing_if = "PurchaseTrigger::is_client")]
+    pub trigger: PurchaseTrigger,
 }
 
 impl LedgerEntry {
@@ -92,6 +97,7 @@ impl LedgerEntry {
             consumption_id: None,
             purchase_id: Some(purchase.purchase_id.clone()),
             actor: None,
+            trigger: purchase.trigger,
         }
     }
 
@@ -119,6 +125,7 @@ impl LedgerEntry {
             consumption_id: None,
             purchase_id: Some(purchase.purchase_id.clone()),
             actor: Some(voided_by.to_owned()),
+            trigger: PurchaseTrigger::Client,
         }
     }
 }

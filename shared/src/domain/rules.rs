@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 use super::CreditType;
 use super::ledger::MAX_QUANTITY;
 
+/// The client's changes as sent: each body checked whole, the first thing wrong named by its field.
+pub mod request;
+pub use request::{parse_alert_thresholds, parse_topup_rules};
+
 /// Auto top-ups an account may make per UTC day unless `AUTO_TOPUP_DAILY_CAP` says otherwise.
 pub const DEFAULT_DAILY_TOPUP_CAP: u32 = 3;
 

@@ -229,6 +229,7 @@ impl Store {
             consumption_id: Some(consumption.consumption_id.clone()),
             purchase_id: None,
             actor: None,
+            trigger: Default::default(),
         };
         items.push(TransactWriteItem::builder().put(ledger_entry_put(&self.table_name, &entry)?).build());
 

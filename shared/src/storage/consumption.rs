@@ -192,6 +192,7 @@ impl Store {
             consumption_id: Some(consumption_id.clone()),
             purchase_id: None,
             actor: None,
+            trigger: Default::default(),
         };
         let event = events::credits_moved(true, account_id, agency_id, consumption_id, quantities, released_at);
         Ok(vec![
@@ -231,6 +232,7 @@ impl Store {
             consumption_id: None,
             purchase_id: None,
             actor: Some(actor.to_owned()),
+            trigger: Default::default(),
         };
         let items = vec![
             TransactWriteItem::builder().update(account).build(),

@@ -30,7 +30,7 @@
 //! pages, steps and cycle end the billing run is built from), [`statement_reads`], [`statements`] (payable, paid,
 //! failed, overdue), [`ledger`] (ledger entries, the ledger page with balances after each entry, and what
 //! reconcile reads), [`agency_purchases`] (the agency's pages of its clients' purchases), [`void`] (the void
-//! transaction), [`lines`], [`agency`], [`collection`] and [`seeds`].
+//! transaction), [`lines`], [`agency`], [`collection`], [`rules`] (a client's alert thresholds and top-up rules) and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -56,6 +56,7 @@ pub mod lines;
 pub mod outbox;
 mod purchase_items;
 pub mod purchases;
+pub mod rules;
 pub mod seeds;
 pub mod statement_reads;
 pub mod statements;

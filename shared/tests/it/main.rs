@@ -11,6 +11,7 @@ mod agency_purchases;
 mod billing;
 mod collection;
 mod consumption_rules;
+mod consumption_rules_api;
 mod credit_lines;
 mod events;
 mod handlers;

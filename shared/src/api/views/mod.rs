@@ -199,7 +199,9 @@ pub struct PricingHistoryPage<'a> {
 }
 
 mod purchases;
+mod rules;
 mod statements;
 
 pub use purchases::*;
+pub use rules::*;
 pub use statements::*;

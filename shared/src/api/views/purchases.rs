@@ -1,6 +1,8 @@
 //! Purchases and the ledger, as both audiences see them.
 
 use super::*;
+use crate::domain::ledger::EntryType;
+use crate::domain::purchase::PurchaseTrigger;
 
 // ---------------------------------------------------------------------------------------------------------
 // Purchases
@@ -37,6 +39,8 @@ pub struct PurchaseHeader<'a> {
     pub total: String,
     pub billed_to_client: bool,
     pub billed_to_agency: bool,
+    /// `client` (the client bought it) or `auto_topup` (a consumption bought it by the client's top-up rule).
+    pub trigger: PurchaseTrigger,
 }
 
 impl<'a> PurchaseHeader<'a> {
@@ -49,6 +53,7 @@ impl<'a> PurchaseHeader<'a> {
             total: money(record.total),
             billed_to_client: record.billed_to_client,
             billed_to_agency: record.billed_to_agency,
+            trigger: record.trigger,
         }
     }
 }
@@ -184,6 +189,9 @@ pub struct LedgerEntryView<'a> {
     pub consumption_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purchase_id: Option<&'a str>,
+    /// On purchase entries only: what made the purchase (`client` or `auto_topup`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<PurchaseTrigger>,
 }
 
 impl<'a> LedgerEntryView<'a> {
@@ -201,6 +209,7 @@ impl<'a> LedgerEntryView<'a> {
             reference: entry.reference.as_deref(),
             consumption_id: entry.consumption_id.as_deref(),
             purchase_id: entry.purchase_id.as_deref(),
+            trigger: (entry.entry_type == EntryType::Purchase).then_some(entry.trigger),
         }
     }
 }
