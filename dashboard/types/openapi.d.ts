@@ -44,6 +44,65 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/accounts/{accountId}/alerts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        /** The account's low-balance alert thresholds, per credit type (only the types that have one). */
+        get: operations["getAlerts"];
+        /**
+         * Set the account's low-balance alert thresholds (the whole map).
+         * @description Replaces the whole map: a type left out loses its threshold, `{"thresholds": {}}` removes them all. One
+         *     write of the account item, which also moves its rules version on; it applies to the next consumption (one
+         *     already running decides by the thresholds it read). A consumption that takes a balance from at or above
+         *     its threshold to below it emits `credits.low` once; it re-arms when the balance is back at or above it.
+         *     Anything wrong (an unknown credit type or field, a value that is not a whole number from 1 to 1,000,000)
+         *     is `400` `invalid_field` naming the field (`thresholds.gold`), and nothing is written.
+         */
+        put: operations["putAlerts"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/accounts/{accountId}/topups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        /** The account's auto top-up rules per credit type, the daily cap and today's auto top-ups. */
+        get: operations["getTopups"];
+        /**
+         * Set the account's auto top-up rules (the whole map).
+         * @description Replaces the whole map: a type left out loses its rule, `{"rules": {}}` removes them all. One write of the
+         *     account item, which also moves its rules version on; it applies to the next consumption. A consumption
+         *     that would leave a type below `below` also buys `buy` credits of it at the current price, in the same
+         *     transaction: an ordinary unbilled purchase on Pay Later (`"trigger": "auto_topup"` in the purchase
+         *     history and the ledger), within the line, at most `dailyCap` times per UTC day. Anything wrong (an
+         *     unknown credit type or field, a missing `below` or `buy`, a value that is not a whole number from 1 to
+         *     1,000,000) is `400` `invalid_field` naming the field (`rules.audience.buy`), and nothing is written.
+         */
+        put: operations["putTopups"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/accounts/{accountId}/credit-purchases": {
         parameters: {
             query?: never;
@@ -450,6 +509,50 @@ export interface components {
             /** @description The oldest failed or overdue statement still unpaid, which puts the account on hold (purchases are refused until every such statement is paid in full); `null` when none. */
             holdStatementId: string | null;
         };
+        /** @description A whole number of credits, 1 to 1,000,000. */
+        RuleQuantity: number;
+        /** @description A low-balance threshold per credit type; only the types that have one. */
+        AlertThresholds: {
+            audience?: components["schemas"]["RuleQuantity"];
+            enrichment?: components["schemas"]["RuleQuantity"];
+            pixel?: components["schemas"]["RuleQuantity"];
+            custom_model?: components["schemas"]["RuleQuantity"];
+        };
+        AlertsChange: {
+            thresholds: components["schemas"]["AlertThresholds"];
+        };
+        Alerts: {
+            accountId: components["schemas"]["AccountId"];
+            thresholds: components["schemas"]["AlertThresholds"];
+        };
+        /** @description When a consumption would leave the balance below `below`, buy `buy` credits in the same transaction. */
+        TopupRule: {
+            below: components["schemas"]["RuleQuantity"];
+            buy: components["schemas"]["RuleQuantity"];
+        };
+        /** @description An auto top-up rule per credit type; only the types that have one. */
+        TopupRules: {
+            audience?: components["schemas"]["TopupRule"];
+            enrichment?: components["schemas"]["TopupRule"];
+            pixel?: components["schemas"]["TopupRule"];
+            custom_model?: components["schemas"]["TopupRule"];
+        };
+        TopupsChange: {
+            rules: components["schemas"]["TopupRules"];
+        };
+        Topups: {
+            accountId: components["schemas"]["AccountId"];
+            rules: components["schemas"]["TopupRules"];
+            /** @description The most auto top-ups an account makes per UTC day (the deployment's setting; 0 turns them off). */
+            dailyCap: number;
+            /** @description Auto top-ups made today (UTC); may exceed `dailyCap` if the cap was lowered since. */
+            topupsToday: number;
+        };
+        /**
+         * @description What made a purchase, `client` (the client bought it) or `auto_topup` (a consumption bought it by the client's top-up rule).
+         * @enum {string}
+         */
+        PurchaseTrigger: "client" | "auto_topup";
         Purchase: {
             /** Format: uuid */
             purchaseId: string;
@@ -472,6 +575,7 @@ export interface components {
             total: components["schemas"]["Money"];
             billedToClient: boolean;
             billedToAgency: boolean;
+            trigger: components["schemas"]["PurchaseTrigger"];
             /**
              * @description Present (and `true`) only when the agency voided the purchase; its credits were taken back.
              * @constant
@@ -533,6 +637,8 @@ export interface components {
             consumptionId?: string;
             /** Format: uuid */
             purchaseId?: string;
+            /** @description On `purchase` entries only, what made the purchase. */
+            trigger?: components["schemas"]["PurchaseTrigger"];
         };
         StatementPurchasesPage: {
             statementId: string;
@@ -650,10 +756,13 @@ export interface components {
              * @description Stable, machine-readable; switch on this, not on `title` or `detail`.
              * @enum {string}
              */
-            code: "unauthenticated" | "forbidden" | "invalid_account_id" | "account_not_found" | "unsupported_media_type" | "payload_too_large" | "malformed_json" | "invalid_body" | "unknown_field" | "missing_field" | "unknown_credit_type" | "invalid_quantity" | "empty_purchase" | "invalid_expected_total" | "duplicate_field" | "line_below_minimum" | "invalid_idempotency_key" | "idempotency_key_reused" | "invalid_query_parameter" | "price_changed" | "invalid_statement_id" | "statement_not_found" | "credit_limit_exceeded" | "agency_credit_limit_exceeded" | "account_on_hold" | "service_unavailable" | "internal_error";
+            code: "unauthenticated" | "forbidden" | "invalid_account_id" | "account_not_found" | "unsupported_media_type" | "payload_too_large" | "malformed_json" | "invalid_body" | "unknown_field" | "missing_field" | "unknown_credit_type" | "invalid_quantity" | "empty_purchase" | "invalid_expected_total" | "duplicate_field" | "line_below_minimum" | "invalid_idempotency_key" | "idempotency_key_reused" | "invalid_query_parameter" | "price_changed" | "invalid_statement_id" | "statement_not_found" | "invalid_field" | "credit_limit_exceeded" | "agency_credit_limit_exceeded" | "account_on_hold" | "service_unavailable" | "internal_error";
             /** @description With `unknown_credit_type`, `invalid_quantity` and `line_below_minimum`, the type as sent. */
             creditType?: string;
-            /** @description With `unknown_field` and `duplicate_field`, the field as sent. */
+            /**
+             * @description With `unknown_field` and `duplicate_field`, the field as sent; with `invalid_field`, its path
+             *     (`thresholds.gold`, `rules.audience.buy`).
+             */
             field?: string;
             /** @description With `line_below_minimum`, the smallest quantity allowed for the type (absent if none is). */
             minimumQuantity?: number;
@@ -912,6 +1021,7 @@ export interface components {
             margin: components["schemas"]["AgencySignedMoney"];
             billedToClient: boolean;
             billedToAgency: boolean;
+            trigger: components["schemas"]["PurchaseTrigger"];
             /**
              * @description `voided` if voided; else `billed` if billed to the client or the agency; else `unbilled`.
              * @enum {string}
@@ -975,6 +1085,43 @@ export interface components {
             };
             content: {
                 "application/problem+json": components["schemas"]["InvalidAccountIdProblem"];
+            };
+        };
+        /**
+         * @description The body is not a rules change (`invalid_field`, with `field` naming what is wrong: `thresholds.gold`,
+         *     `rules.audience.buy`, an unknown top-level field), not JSON (`malformed_json`), has a key twice
+         *     (`duplicate_field`), or the path's `accountId` is malformed (`invalid_account_id`). Nothing was written.
+         */
+        InvalidRules: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"] & {
+                    /** @constant */
+                    status?: 400;
+                    /** @enum {unknown} */
+                    code?: "invalid_account_id" | "invalid_field" | "malformed_json" | "duplicate_field";
+                };
+            };
+        };
+        /** @description The body is larger than 16 KiB. */
+        PayloadTooLarge: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["PayloadTooLargeProblem"];
+                "application/json": components["schemas"]["GatewayMessage"];
+            };
+        };
+        /** @description The body is not `application/json` (or another `application/*+json`). */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["UnsupportedMediaTypeProblem"];
             };
         };
         /**
@@ -1218,6 +1365,142 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAlerts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stored state, read strongly consistent. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["NoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alerts"];
+                };
+            };
+            400: components["responses"]["InvalidAccountId"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    putAlerts: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AlertsChange"];
+            };
+        };
+        responses: {
+            /** @description The stored state after the change (as `GET` answers it). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["NoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Alerts"];
+                };
+            };
+            400: components["responses"]["InvalidRules"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getTopups: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The stored state, read strongly consistent. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["NoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topups"];
+                };
+            };
+            400: components["responses"]["InvalidAccountId"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    putTopups: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own account id (the token's `custom:account_id`). */
+                accountId: components["parameters"]["AccountId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TopupsChange"];
+            };
+        };
+        responses: {
+            /** @description The stored state after the change (as `GET` answers it). */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["NoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Topups"];
+                };
+            };
+            400: components["responses"]["InvalidRules"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

@@ -108,13 +108,23 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
             Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
         ],
-        routes: &[("POST", "/accounts/{accountId}/credit-purchases")],
+        // The client's rule changes: one UpdateItem of the account item each (the grant above).
+        routes: &[
+            ("POST", "/accounts/{accountId}/credit-purchases"),
+            ("PUT", "/accounts/{accountId}/alerts"),
+            ("PUT", "/accounts/{accountId}/topups"),
+        ],
     },
     ExpectedFunction {
         logical_id: "GetBalancesFunction",
         binary: "get-balances",
         grants: &[Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] }],
-        routes: &[("GET", "/accounts/{accountId}/balances")],
+        // The account item, for its balances or its rules.
+        routes: &[
+            ("GET", "/accounts/{accountId}/balances"),
+            ("GET", "/accounts/{accountId}/alerts"),
+            ("GET", "/accounts/{accountId}/topups"),
+        ],
     },
     ExpectedFunction {
         logical_id: "BillingRunFunction",
