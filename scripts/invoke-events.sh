@@ -2,7 +2,9 @@
 # Invokes every sample event in events/ with `cargo lambda invoke` against a running `cargo lambda watch`
 # and checks the status each file name promises: <function>.json -> 2xx, *-bad-input.json -> 400,
 # *-forbidden.json -> 403. list-statement-purchases*.json are routes of the list-statements function,
-# list-ledger*.json the ledger route of the list-purchases function. consume-credits*.json are direct invokes
+# list-ledger*.json the ledger route of the list-purchases function, get-balances-<route>*.json and
+# purchase-credits-<route>*.json the client's rules routes of those functions. consume-credits*.json are direct
+# invokes
 # (no HTTP status): the valid one must answer a consumption (a replay on a stack it ran on before), the release
 # a release, the bad input the error type InvalidConsumptionEvent.
 # collect-payments*.json and provision-account*.json are direct invokes too (see below). The collection
@@ -126,6 +128,10 @@ for file in events/*.json; do
   case "$function" in
     agency-read-*) function="agency-read" ;;
     agency-write-*) function="agency-write" ;;
+    # The client's rules: get-balances-{alerts,topups}*.json the reads, purchase-credits-{alerts,topups}*.json
+    # the changes (of acct-plainsail-bakery, not the panel's account).
+    get-balances-*) function="get-balances" ;;
+    purchase-credits-*) function="purchase-credits" ;;
   esac
   if [ "$name" = "agency-write-void" ]; then
     # A fresh stack has no purchase of the sample's id: void one made here (still unbilled).

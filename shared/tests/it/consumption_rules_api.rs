@@ -309,3 +309,32 @@ async fn purchases_and_their_ledger_entries_say_what_made_them() {
     assert_eq!(of(&auto_id)["trigger"], "auto_topup");
     assert_eq!(of(client_id)["trigger"], "client");
 }
+
+#[tokio::test]
+async fn the_rules_sample_events_answer_as_their_names_say() {
+    let env = TestEnv::seeded().await;
+    for route in ["alerts", "topups"] {
+        for (function, suffix, status) in [
+            ("get-balances", "", 200),
+            ("get-balances", "-bad-input", 400),
+            ("get-balances", "-forbidden", 403),
+            ("purchase-credits", "", 200),
+            ("purchase-credits", "-bad-input", 400),
+            ("purchase-credits", "-forbidden", 403),
+        ] {
+            let file = format!("{function}-{route}{suffix}.json");
+            let request = testkit::request_from_event(&testkit::event_json(&file));
+            let response = match function {
+                "get-balances" => api::balances_or_rules(&env.app, request).await,
+                _ => shared::metrics::purchase_credits_or_rules(&env.app, request).await,
+            };
+            let a = answer(response);
+            assert_eq!(a.status, status, "{file}: {}", a.body);
+            if status == 400 && function == "purchase-credits" {
+                assert_eq!(a.body["code"], "invalid_field", "{file}");
+            }
+        }
+    }
+    let bakery = env.app.store.account(testkit::BAKERY).await.unwrap().unwrap();
+    assert_eq!((bakery.rules.alert_thresholds.len(), bakery.rules.topups.len(), bakery.rules.version), (2, 1, 2));
+}
