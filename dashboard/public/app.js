@@ -1,7 +1,7 @@
 // @ts-check
 // The "Buy Additional Credits" panel: plain ES modules, no framework, no build step. This one holds the prices,
 // the quantities, the Pay Later line, the balances and the purchase; panel/ledger.js and panel/statements.js the
-// sections read with the balances; api.js and ui.js what the panel shares with the agency console.
+// sections read with the balances, panel/rules.js the alerts and auto top-up rules; api.js and ui.js what the panel shares with the agency console.
 //
 // Configuration (see dashboard/README.md): `config.json` next to index.html, else `/dev/config.json` (served by
 // the dev gateway only). Prices always come from the API: the panel never shows or charges a price it made up.
@@ -24,6 +24,7 @@ import { CREDIT_TYPES, callApiAt, explainAnswer, loadConfig, sendWithRetry } fro
 import { $, renderMessage } from './ui.js';
 import { loadLedger } from './panel/ledger.js';
 import { loadStatements, settlementOf } from './panel/statements.js';
+import { loadRules, showRulePrices } from './panel/rules.js';
 
 const ACCOUNT_CLAIM = 'custom:account_id';
 
@@ -221,6 +222,7 @@ function applyPricing(body, { markChanges = false } = {}) {
     }
   }
   state.prices = prices;
+  showRulePrices(prices); // what one auto top-up costs follows the prices shown
   state.currency = typeof body.currency === 'string' ? body.currency : 'USD';
   $('currency').textContent = state.currency;
   $('price-rows').setAttribute('aria-busy', 'false');
@@ -728,13 +730,15 @@ async function start() {
     $('balances-state').textContent = 'Balances are unavailable: this panel is not configured.';
     $('ledger-state').textContent = 'Credit movements are unavailable: this panel is not configured.';
     $('statements-state').textContent = 'Statements are unavailable: this panel is not configured.';
+    $('alerts-save').disabled = true;
+    $('topups-save').disabled = true;
     showAlert({ tone: 'error', title: 'This panel is not set up', lines: [err.message] });
     return;
   }
   $('account-id').textContent = state.api.accountId;
   $('account').hidden = false;
   $('dev-nav').hidden = !state.api.dev; // the link to the agency console exists in dev only
-  await Promise.all([loadPricing(), refreshAccount()]);
+  await Promise.all([loadPricing(), refreshAccount(), loadRules((path, options) => callApi(path, options), explain)]);
 }
 
 start();

@@ -28,6 +28,8 @@ function purchaseRow(purchase) {
       ),
     ),
   );
+  // Made by the client's auto top-up rule inside a consumption, not by the client: said under its credits.
+  if (purchase.trigger === 'auto_topup') credits.append(el('li', { className: 'sub auto-topup', textContent: 'Auto top-up' }));
   let statusCell = el('span', { className: `badge status-${status}`, textContent: PURCHASE_STATUS[status] });
   if (status === 'voided' && purchase.voidedAt) {
     statusCell = el('span', {}, statusCell, el('span', { className: 'sub', textContent: `on ${shortTime(purchase.voidedAt)}` }));

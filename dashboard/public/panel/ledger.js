@@ -2,7 +2,7 @@
 // The panel's "Recent credit movements": the newest entries of GET /ledger, each balance change with its signed
 // quantities, reason and the balances right after it. Read again with the balances (app.js refreshAccount).
 import { CREDIT_TYPES } from '../api.js';
-import { $ } from '../ui.js';
+import { $, el } from '../ui.js';
 
 /** How many of the newest ledger entries are shown under the balances. */
 const LEDGER_ROWS = 5;
@@ -15,6 +15,9 @@ const ENTRY_LABELS = {
   void: 'Voided',
   adjustment: 'Adjustment',
 };
+
+/** A purchase its auto top-up rule made (`"trigger": "auto_topup"`), as the movements name it. */
+export const AUTO_TOPUP_LABEL = 'Auto top-up';
 
 /** A map of credit type → whole number, known types only; null when anything else is in it. */
 function readCounts(value) {
@@ -48,6 +51,8 @@ function readLedger(body) {
       balancesAfter,
       reason: text(entry.reason),
       reference: text(entry.reference),
+      // What made a purchase: the client, or its auto top-up rule inside a consumption (absent: the client's).
+      trigger: entry.type === 'purchase' && entry.trigger === 'auto_topup' ? 'auto_topup' : 'client',
     });
   }
   return entries;
@@ -70,6 +75,8 @@ function ledgerRow(entry) {
   const tr = document.createElement('tr');
   tr.dataset.type = entry.type;
   tr.dataset.entryId = entry.entryId;
+  const auto = entry.type === 'purchase' && entry.trigger === 'auto_topup';
+  if (auto) tr.dataset.trigger = 'auto_topup';
   const moved = CREDIT_TYPES.filter(({ id }) => entry.quantities[id] !== undefined && entry.quantities[id] !== 0);
 
   const when = document.createElement('th');
@@ -87,7 +94,7 @@ function ledgerRow(entry) {
     td.append(...content);
     return td;
   };
-  const type = cell('type', 'Type', [ENTRY_LABELS[entry.type]]);
+  const type = cell('type', 'Type', [auto ? el('span', { className: 'auto-topup', textContent: AUTO_TOPUP_LABEL }) : ENTRY_LABELS[entry.type]]);
   const change = cell(
     'change',
     'Change',
@@ -99,7 +106,8 @@ function ledgerRow(entry) {
     }),
   );
   const said = [entry.reason, entry.reference && `ref. ${entry.reference}`].filter(Boolean).join(' · ');
-  const reason = cell('reason', 'Reason', [said || (entry.type === 'purchase' ? 'Bought on Pay Later' : '—')]);
+  const bought = auto ? 'Bought by your auto top-up rule, on Pay Later' : 'Bought on Pay Later';
+  const reason = cell('reason', 'Reason', [said || (entry.type === 'purchase' ? bought : '—')]);
   const after = cell('after', 'Balance after', [
     moved.map(({ id, label }) => `${label} ${(entry.balancesAfter[id] ?? 0).toLocaleString('en-US')}`).join(', '),
   ]);
