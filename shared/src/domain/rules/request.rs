@@ -68,8 +68,8 @@ fn whole_number(path: &str, value: &Value) -> Result<u64, RuleError> {
     };
     match (number.as_u64(), number.as_f64()) {
         (Some(n), _) => Ok(n),
-        // Beyond u64 or negative: out of every rule's range, refused by the range check with its message.
-        (None, Some(f)) if f.is_finite() && f.fract() == 0.0 => Ok(if f < 0.0 { 0 } else { u64::MAX.min(f as u64) }),
+        // Negative, or beyond u64 (`as` saturates): out of every rule's range, refused by the range check.
+        (None, Some(f)) if f.is_finite() && f.fract() == 0.0 => Ok(if f < 0.0 { 0 } else { f as u64 }),
         _ => Err(invalid(path, "must be a whole number")),
     }
 }
