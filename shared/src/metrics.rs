@@ -4,10 +4,10 @@
 //! background thread that a frozen Lambda instance could strand), and CloudWatch Logs turns the line into
 //! metrics in the namespace `METRICS_NAMESPACE` (the template sets `OverageCredits/<stack>`).
 //!
-//! - a purchase: [`purchase_credits`] (in [`purchase_credits_or_rules`], the function's router) wraps the handler and records its typed outcome
-//!   ([`crate::api::Purchased`]: `created`, `replayed` or the problem `code`), the credits per type and the
-//!   amount at price of the purchase record itself (never re-read from the response JSON, where a renamed field
-//!   would silently record zero), the DynamoDB calls it made and its latency;
+//! - a purchase: [`purchase_credits`] (in [`purchase_credits_or_rules`], the function's router) wraps the handler
+//!   and records its typed outcome ([`crate::api::Purchased`]: `created`, `replayed` or the problem `code`), the
+//!   credits per type and the amount at price of the purchase record itself (never re-read from the response JSON,
+//!   where a renamed field would silently record zero), the DynamoDB calls it made and its latency;
 //! - a billing run: [`run_billing_from_event`] wraps the run and records its [`RunSummary`] or its failure;
 //! - a reconcile check: [`record_reconcile`].
 //!

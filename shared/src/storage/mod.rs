@@ -30,7 +30,8 @@
 //! pages, steps and cycle end the billing run is built from), [`statement_reads`], [`statements`] (payable, paid,
 //! failed, overdue), [`ledger`] (ledger entries, the ledger page with balances after each entry, and what
 //! reconcile reads), [`agency_purchases`] (the agency's pages of its clients' purchases), [`void`] (the void
-//! transaction), [`lines`], [`agency`], [`collection`], [`rules`] (a client's alert thresholds and top-up rules) and [`seeds`].
+//! transaction), [`lines`], [`agency`], [`collection`], [`rules`] (a client's alert thresholds and top-up rules)
+//! and [`seeds`].
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
