@@ -13,12 +13,8 @@ use crate::cache::TtlCache;
 use crate::domain::consumption_plan::AccountFacts;
 use crate::domain::rules::DEFAULT_DAILY_TOPUP_CAP;
 use crate::domain::{self, EffectivePricing};
-use crate::settings::{Lookup, SettingsError, Vars};
+use crate::settings::{Lookup, SettingsError};
 use crate::storage::{Store, StoreError};
-
-pub const AUTO_TOPUP_DAILY_CAP_VARIABLE: &str = "AUTO_TOPUP_DAILY_CAP";
-/// The most `AUTO_TOPUP_DAILY_CAP` accepts.
-pub const MAX_AUTO_TOPUP_DAILY_CAP: u32 = 100;
 
 /// Bounds memory when one container serves many accounts: cleared when full (a few cold reads, never a wrong
 /// decision).
@@ -42,13 +38,7 @@ impl Default for ConsumptionSettings {
 
 impl ConsumptionSettings {
     pub fn from_vars(var: Lookup) -> Result<ConsumptionSettings, SettingsError> {
-        Ok(ConsumptionSettings {
-            auto_topup_daily_cap: Vars(var).number(
-                AUTO_TOPUP_DAILY_CAP_VARIABLE,
-                DEFAULT_DAILY_TOPUP_CAP,
-                0..=MAX_AUTO_TOPUP_DAILY_CAP,
-            )?,
-        })
+        Ok(ConsumptionSettings { auto_topup_daily_cap: crate::settings::auto_topup_daily_cap(var)? })
     }
 }
 
@@ -126,14 +116,12 @@ mod tests {
     use crate::settings::tests::{assert_refused, vars};
 
     #[test]
-    fn the_daily_cap_defaults_to_3_within_0_to_100() {
+    fn the_daily_cap_is_the_settings_one() {
+        // Its bounds are tested with the parser (`settings::auto_topup_daily_cap`), shared with the client's routes.
         let cap = |pairs: &[(&str, &str)]| ConsumptionSettings::from_vars(&vars(pairs)).map(|s| s.auto_topup_daily_cap);
         assert_eq!(cap(&[]), Ok(3));
-        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "0")]), Ok(0));
-        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "100")]), Ok(100));
-        for bad in ["101", "-1", "three", "1.5"] {
-            assert_refused(cap(&[("AUTO_TOPUP_DAILY_CAP", bad)]), "AUTO_TOPUP_DAILY_CAP", "from 0 to 100");
-        }
+        assert_eq!(cap(&[("AUTO_TOPUP_DAILY_CAP", "7")]), Ok(7));
+        assert_refused(cap(&[("AUTO_TOPUP_DAILY_CAP", "101")]), "AUTO_TOPUP_DAILY_CAP", "from 0 to 100");
     }
 
     #[test]

@@ -18,9 +18,7 @@
 mod attempts;
 mod facts;
 
-pub use facts::{
-    AUTO_TOPUP_DAILY_CAP_VARIABLE, AccountFactsCache, Consumer, ConsumptionSettings, MAX_AUTO_TOPUP_DAILY_CAP,
-};
+pub use facts::{AccountFactsCache, Consumer, ConsumptionSettings};
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
