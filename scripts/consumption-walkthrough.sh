@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Walks a low-balance alert and an auto top-up end to end on the local stack, asserting every step
-# (docs/events.md, "Walk it yourself"): a fresh account of agency-northwind with a 1000.00 line buys 100 audience
+# (docs/consumption.md, "Walk it yourself"): a fresh account of agency-northwind with a 10000.00 line buys 100 audience
 # credits; through the API (the dev gateway, as the panel does) it sets an alert at 50 and a top-up rule
 # {below 20, buy 100}; then `cargo lambda invoke consume-credits`:
 #   - 60 credits: 100 -> 40 crosses 50: `credits.low` reaches the bus, no top-up;
@@ -86,8 +86,8 @@ step "run $run_id: account $account of agency-northwind"
 output="$(invoke provision-account "{\"action\": \"upsertAccount\", \"requestId\": \"walk-$account\",
   \"accountId\": \"$account\", \"agencyId\": \"agency-northwind\", \"name\": \"Walkthrough $account\"}")"
 check "provision-account $account -> applied" "$output" 'r["result"] == "applied"'
-output="$(invoke agency-write "$(api_event agency-write-credit-limit '{"creditLimit": "1000.00"}')")"
-check "agency-write credit limit 1000.00 -> 200" "$output" 'r["statusCode"] == 200'
+output="$(invoke agency-write "$(api_event agency-write-credit-limit '{"creditLimit": "10000.00"}')")"
+check "agency-write credit limit 10000.00 -> 200" "$output" 'r["statusCode"] == 200'
 output="$(invoke purchase-credits "$(api_event purchase-credits '{"quantities": {"audience": 100}}')")"
 check "purchase-credits 100 audience -> 201" "$output" 'r["statusCode"] == 201'
 
@@ -99,14 +99,16 @@ check "PUT /accounts/$account/topups {audience: below 20, buy 100} -> 200" "$out
   'r["statusCode"] == 200 and body["rules"] == {"audience": {"below": 20, "buy": 100}}'
 
 output="$(consume 1 60)"
-check "consume-credits 60 audience (100 -> 40) -> consumed" "$output" 'r["result"] == "consumed"'
+check "consume-credits 60 audience (100 -> 40) -> consumed, alert on audience" "$output" \
+  'r["result"] == "consumed" and r["alerts"] == ["audience"] and "topup" not in r'
 low="$(events_of credits.low)"
 [ "$(printf '%s' "$low" | grep -c .)" = 1 ] || fail "want one credits.low after crossing 50, got: $low"
 check "bus: credits.low (threshold 50, balance 40)" "$low" \
   'body["detail"]["creditType"] == "audience" and body["detail"]["threshold"] == 50 and body["detail"]["balance"] == 40'
 
 output="$(consume 2 25)"
-check "consume-credits 25 audience (40 -> 15 < 20) -> consumed with a top-up" "$output" 'r["result"] == "consumed"'
+check "consume-credits 25 audience (40 -> 15 < 20) -> consumed with a top-up of 100" "$output" \
+  'r["result"] == "consumed" and r["topup"]["lines"][0]["quantity"] == 100 and not r.get("alerts")'
 topup="$(events_of auto_topup.succeeded)"
 check "bus: auto_topup.succeeded (100 audience)" "$topup" \
   'body["detail"]["creditType"] == "audience" and body["detail"]["quantity"] == 100'

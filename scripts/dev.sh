@@ -54,7 +54,9 @@ cat <<MSG
     export AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB TABLE_NAME=$TABLE_NAME AWS_REGION=$AWS_REGION AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
 
   Events (the table's stream -> publish-events -> a stand-in bus) print below as they happen; every envelope
-  is in $EVENTS_LOG.
+  is in $EVENTS_LOG. To watch a low-balance alert and an auto top-up happen from
+  cargo lambda invoke consume-credits (a fresh account, its rules set through the API), in another terminal:
+    scripts/consumption-walkthrough.sh $INVOKE_PORT
 
   Ctrl-C stops everything.
 MSG

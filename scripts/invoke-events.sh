@@ -7,7 +7,8 @@
 # invokes
 # (no HTTP status): the valid one must answer a consumption (a replay on a stack it ran on before), the release
 # a release, the bad input the error type InvalidConsumptionEvent.
-# collect-payments*.json and provision-account*.json are direct invokes too (see below). The collection
+# collect-payments*.json and provision-account*.json are direct invokes too (see below). The consumption walkthrough
+# (scripts/consumption-walkthrough.sh: an alert and an auto top-up, read back from the local bus) runs last. The collection
 # walkthrough (scripts/collection-walkthrough.sh) runs in two halves around the billing run. stripe-webhook.json is
 # signed at invoke time with STRIPE_WEBHOOK_SECRET (scripts/sign-webhook-event.py); its -bad-input is a forged
 # signature (400).
@@ -166,6 +167,12 @@ if [ "$walk_prepared" = 1 ] && scripts/collection-walkthrough.sh finish "${bille
   passed=$((passed + 1)); echo "ok   collection walkthrough (paid; declined -> hold -> retry -> paid)"
 else
   failed=$((failed + 1)); echo "FAIL collection walkthrough (scripts/collection-walkthrough.sh; its output is above)"
+fi
+# An alert and an auto top-up from `cargo lambda invoke consume-credits`, seen on the bus (its own account).
+if [ -n "${EVENTS_LOG:-}" ] && scripts/consumption-walkthrough.sh "$port"; then
+  passed=$((passed + 1)); echo "ok   consumption walkthrough (credits.low once; auto top-up in the consumption; ledger labels it)"
+else
+  failed=$((failed + 1)); echo "FAIL consumption walkthrough (scripts/consumption-walkthrough.sh; its output is above)"
 fi
 # The pipeline end to end: the purchases above went from the table's stream through publish-events to the bus.
 if [ -n "${EVENTS_LOG:-}" ] && scripts/wait-for-event.sh credits.purchased acct-northwind-coffee 20 >/dev/null; then
