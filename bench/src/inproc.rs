@@ -20,6 +20,7 @@ use shared::consumption::{Consumer, ConsumptionAnswer, ConsumptionSettings, cons
 use shared::domain::PurchaseRecord;
 use shared::domain::idempotency::IdempotencyKey;
 use shared::domain::ledger::{self, Consumption};
+use shared::domain::rules::{ConsumptionRules, TopupRule};
 use shared::domain::{self, CreditType, EffectivePricing, Quantities};
 use shared::storage::{IdempotencyClaim, Store};
 use testkit::{ApiEvent, TestEnv, answer};
@@ -35,6 +36,52 @@ const CONSUMED: (CreditType, u64) = (CreditType::Audience, 1);
 /// Credits added before timing, so that no consumption is refused for want of them (a full run spends ~7,000).
 const CONSUMPTION_FUNDS: i64 = 1_000_000;
 
+/// Accounts of the seeded account's agency, made for the rules scenarios: each side of a comparison has its own
+/// account and its own `Consumer`, so a transaction one side commits never leaves the other's remembered facts
+/// stale (which would cost it a re-plan). Each pair has the same rules, line and balance.
+const RULES_FAR_HANDLER: &str = "acct-bench-rules-far-handler";
+const RULES_FAR_BARE: &str = "acct-bench-rules-far-bare";
+const TOPUP_HANDLER: &str = "acct-bench-topup-handler";
+const TOPUP_BARE: &str = "acct-bench-topup-bare";
+
+/// Far from the rules: an alert at 100 and a top-up below 50, on a balance of [`CONSUMPTION_FUNDS`] that the
+/// run never brings near them (the common warm case).
+fn rules_far_off() -> ConsumptionRules {
+    ConsumptionRules {
+        alert_thresholds: [(CONSUMED.0, 100)].into(),
+        topups: [(CONSUMED.0, TopupRule { below: 50, buy: 1_000 })].into(),
+        version: 0,
+    }
+}
+
+/// Credits on the top-up accounts: always below their rule, which buys back what each consumption takes.
+const TOPUP_FUNDS: i64 = 1_000;
+
+/// Top up every time: `below` above the balance, `buy` what a consumption takes, so each consumption of one
+/// credit buys one (an unbilled purchase at the agency's audience price) and the balance stays put.
+fn topup_every_time() -> ConsumptionRules {
+    ConsumptionRules {
+        alert_thresholds: Default::default(),
+        topups: [(CONSUMED.0, TopupRule { below: 100_000, buy: CONSUMED.1 })].into(),
+        version: 0,
+    }
+}
+
+/// The daily cap is bounded 0–100 as `AUTO_TOPUP_DAILY_CAP`; the struct is not, and a run tops up thousands of
+/// times in a day.
+fn topup_settings() -> ConsumptionSettings {
+    ConsumptionSettings { auto_topup_daily_cap: u32::MAX }
+}
+
+/// One rules scenario: the handler's account and container state, and the bare side's own.
+struct RuledPair {
+    handler_account: &'static str,
+    handler: Consumer,
+    bare_account: &'static str,
+    /// Plans the bare side's transactions (`Consumer::next_transaction_for_bench`) from its own remembered facts.
+    bare: Consumer,
+}
+
 /// The body of events/purchase-credits.json: two lines and an expected total, as the dashboard sends.
 fn purchase_body() -> serde_json::Value {
     json!({"quantities": {"audience": 10, "pixel": 5}, "expectedTotal": "300.00"})
@@ -46,6 +93,8 @@ pub struct Fixture {
     app: App,
     /// `consume-credits`' state over the same store, as one warm container has it.
     consumer: Consumer,
+    rules_far: RuledPair,
+    topup: RuledPair,
     bare: Client,
     /// Builds the bare side's transaction items with the Store's own builder; it never sends anything.
     bare_items: Store,
@@ -64,6 +113,11 @@ pub enum Scenario {
     PricingWarm,
     /// `consume-credits` (direct invoke), one credit: one TransactWriteItems.
     Consumption,
+    /// The same on an account with an alert threshold and a top-up rule it never comes near: one TransactWriteItems.
+    ConsumptionRulesFar,
+    /// The same on an account whose rule buys one credit with every consumption: one TransactWriteItems that also
+    /// makes the purchase.
+    ConsumptionTopup,
 }
 
 impl Scenario {
@@ -73,6 +127,8 @@ impl Scenario {
             Scenario::PurchaseDefault => "purchase, default (with balances)",
             Scenario::PricingWarm => "get-pricing, warm (cache hit)",
             Scenario::Consumption => "consume-credits, warm (1 credit)",
+            Scenario::ConsumptionRulesFar => "consume-credits, warm, rules far off (1 credit)",
+            Scenario::ConsumptionTopup => "consume-credits, warm, auto top-up each time (1 credit, buys 1)",
         }
     }
 
@@ -82,6 +138,8 @@ impl Scenario {
             Scenario::PurchaseDefault => "TransactWriteItems + GetItem",
             Scenario::PricingWarm => "GetItem (account)",
             Scenario::Consumption => "TransactWriteItems (consumption)",
+            Scenario::ConsumptionRulesFar => "TransactWriteItems (consumption, rules far off)",
+            Scenario::ConsumptionTopup => "TransactWriteItems (consumption + top-up)",
         }
     }
 }
@@ -113,6 +171,12 @@ pub struct Comparison {
 impl Fixture {
     pub async fn new() -> Result<Fixture, String> {
         let env = TestEnv::seeded().await;
+        // Before the lines below: loading accounts (re)sets their agency's line to the loader's default.
+        let agency_id = "agency-northwind";
+        let accounts: Vec<_> = [RULES_FAR_HANDLER, RULES_FAR_BARE, TOPUP_HANDLER, TOPUP_BARE]
+            .map(|id| json!({"accountId": id, "agencyId": agency_id}))
+            .into();
+        env.load_seed_json(&json!({ "accounts": accounts })).await?;
         let endpoint = env.dynamo.endpoint();
         // A TTL longer than the run: every measured call takes the warm path its row names. (Deployed, the
         // 30 s default adds one pricing refresh per instance every 30 s.)
@@ -131,14 +195,54 @@ impl Fixture {
         let room = rust_decimal::Decimal::from(1_000_000_000_000u64);
         bare_items.set_credit_limit(ACCOUNT, room).await.map_err(|e| e.to_string())?;
         bare_items.set_agency_ceiling(&account.agency_id, room).await.map_err(|e| e.to_string())?;
-        let funds = ledger::Deltas::from([(CONSUMED.0, CONSUMPTION_FUNDS)]);
+        if account.agency_id != agency_id {
+            return Err(format!("{ACCOUNT} is no longer of {agency_id}"));
+        }
         let at = domain::time::timestamp(SystemTime::now());
-        bare_items
-            .adjust(ACCOUNT, &funds, "bench: credits to consume", "bench", &uuid::Uuid::now_v7().to_string(), &at)
-            .await
-            .map_err(|e| e.to_string())?;
+        for (id, funds, rules) in [
+            (ACCOUNT, CONSUMPTION_FUNDS, None),
+            (RULES_FAR_HANDLER, CONSUMPTION_FUNDS, Some(rules_far_off())),
+            (RULES_FAR_BARE, CONSUMPTION_FUNDS, Some(rules_far_off())),
+            (TOPUP_HANDLER, TOPUP_FUNDS, Some(topup_every_time())),
+            (TOPUP_BARE, TOPUP_FUNDS, Some(topup_every_time())),
+        ] {
+            let funds = ledger::Deltas::from([(CONSUMED.0, funds)]);
+            let entry = uuid::Uuid::now_v7().to_string();
+            bare_items
+                .adjust(id, &funds, "bench: credits to consume", "bench", &entry, &at)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(rules) = rules {
+                // Room on the line for every top-up of the run.
+                bare_items.set_credit_limit(id, room).await.map_err(|e| e.to_string())?;
+                bare_items.set_consumption_rules_for_test(id, &rules).await.map_err(|e| e.to_string())?;
+            }
+        }
         let consumer = Consumer::new(app.store.clone(), ConsumptionSettings::default());
-        Ok(Fixture { env, app, consumer, bare, bare_items, pricing, agency_id: account.agency_id, quantities })
+        let rules_far = RuledPair {
+            handler_account: RULES_FAR_HANDLER,
+            handler: Consumer::new(app.store.clone(), ConsumptionSettings::default()),
+            bare_account: RULES_FAR_BARE,
+            bare: Consumer::new(bare_items.clone(), ConsumptionSettings::default()),
+        };
+        let topup = RuledPair {
+            handler_account: TOPUP_HANDLER,
+            handler: Consumer::new(app.store.clone(), topup_settings()),
+            bare_account: TOPUP_BARE,
+            bare: Consumer::new(bare_items.clone(), topup_settings()),
+        };
+        Ok(Fixture {
+            env,
+            app,
+            consumer,
+            rules_far,
+            topup,
+            bare,
+            bare_items,
+            pricing,
+            agency_id: account.agency_id,
+            quantities,
+        })
     }
 
     /// Proves each row measures the calls it claims, with the counting client of `TestEnv`.
@@ -164,23 +268,61 @@ impl Fixture {
         expect("warm default purchase", 201, &["TransactWriteItems", "GetItem"], ops.operations(), a.status)?;
         // A container's first consumption of an account reads it once; the warm ones do not.
         let counted = Consumer::new(app.store.clone(), ConsumptionSettings::default());
-        consume_credits(&counted, consumption_event()).await.map_err(|e| format!("cold consumption: {e}"))?;
+        consume_credits(&counted, consumption_event(ACCOUNT)).await.map_err(|e| format!("cold consumption: {e}"))?;
         ops.reset();
-        let consumed = consume_credits(&counted, consumption_event()).await;
+        let consumed = consume_credits(&counted, consumption_event(ACCOUNT)).await;
         let status =
             if matches!(consumed, Ok(ConsumptionAnswer::Consumed { replayed: false, .. })) { 200 } else { 500 };
-        expect("warm consumption", 200, &["TransactWriteItems"], ops.operations(), status)
+        expect("warm consumption", 200, &["TransactWriteItems"], ops.operations(), status)?;
+        // With rules the consumptions never come near: still one call warm.
+        let counted = Consumer::new(app.store.clone(), ConsumptionSettings::default());
+        consume_status(&counted, RULES_FAR_HANDLER).await?;
+        ops.reset();
+        let status = consume_status(&counted, RULES_FAR_HANDLER).await?;
+        expect("warm consumption, rules far off", 200, &["TransactWriteItems"], ops.operations(), status)?;
+        // Topping up every time: a container's first consumption also reads the prices; the warm ones buy inside
+        // their one transaction.
+        let counted = Consumer::new(app.store.clone(), topup_settings());
+        ops.reset();
+        let status = consume_status(&counted, TOPUP_HANDLER).await?;
+        let cold = ["GetItem", "BatchGetItem", "TransactWriteItems"];
+        expect("cold top-up consumption", 200, &cold, ops.operations(), status)?;
+        ops.reset();
+        let consumed = consume_credits(&counted, consumption_event(TOPUP_HANDLER)).await;
+        let topped_up = matches!(&consumed, Ok(ConsumptionAnswer::Consumed { replayed: false, receipt })
+            if receipt.effects.topup.is_some());
+        let status = if topped_up { 200 } else { 500 };
+        expect("warm top-up consumption", 200, &["TransactWriteItems"], ops.operations(), status)
     }
 
-    fn prepare(&self, scenario: Scenario, side: Side) -> Input {
-        match (side, scenario) {
+    async fn prepare(&self, scenario: Scenario, side: Side) -> Result<Input, String> {
+        Ok(match (side, scenario) {
             (Side::Handler, Scenario::PricingWarm) => Input::Handler(Box::new(pricing_request())),
             (Side::Handler, Scenario::PurchaseMinimal) => Input::Handler(Box::new(purchase_request(true))),
             (Side::Handler, Scenario::PurchaseDefault) => Input::Handler(Box::new(purchase_request(false))),
-            (Side::Handler, Scenario::Consumption) => Input::Invoke(Box::new(consumption_event())),
+            (Side::Handler, Scenario::Consumption) => Input::Invoke(Box::new(consumption_event(ACCOUNT))),
+            (Side::Handler, Scenario::ConsumptionRulesFar | Scenario::ConsumptionTopup) => {
+                Input::Invoke(Box::new(consumption_event(self.ruled(scenario).handler_account)))
+            }
             (Side::Bare, Scenario::PricingWarm) => Input::GetAccount,
             (Side::Bare, Scenario::Consumption) => self.bare_consumption(),
+            (Side::Bare, Scenario::ConsumptionRulesFar | Scenario::ConsumptionTopup) => {
+                self.bare_ruled_consumption(self.ruled(scenario)).await?
+            }
             (Side::Bare, _) => self.bare_transaction(),
+        })
+    }
+
+    /// The account pair of a rules scenario.
+    fn ruled(&self, scenario: Scenario) -> &RuledPair {
+        if scenario == Scenario::ConsumptionTopup { &self.topup } else { &self.rules_far }
+    }
+
+    /// The consumer whose container state the handler side of `scenario` runs on.
+    fn handler_consumer(&self, scenario: Scenario) -> &Consumer {
+        match scenario {
+            Scenario::ConsumptionRulesFar | Scenario::ConsumptionTopup => &self.ruled(scenario).handler,
+            _ => &self.consumer,
         }
     }
 
@@ -208,13 +350,7 @@ impl Fixture {
 
     /// The items `consume-credits` would send for a fresh consumption id, with its entry id as the token.
     fn bare_consumption(&self) -> Input {
-        let consumption = Consumption {
-            account_id: ACCOUNT.into(),
-            consumption_id: uuid::Uuid::now_v7().to_string(),
-            quantities: ledger::Quantities::from([CONSUMED]),
-            reason: "audience build".into(),
-            reference: Some("bench".into()),
-        };
+        let consumption = bench_consumption(ACCOUNT);
         let entry_id = uuid::Uuid::now_v7().to_string();
         let at = domain::time::timestamp(SystemTime::now());
         let items = self
@@ -222,6 +358,19 @@ impl Fixture {
             .consumption_transaction_for_bench(&consumption, &self.agency_id, &entry_id, &at)
             .expect("the consumption transaction builds");
         Input::Transact { items, token: entry_id }
+    }
+
+    /// The items a warm `consume-credits` would send on the bare account of the pair, planned from the bare
+    /// side's own remembered facts and prices (with the top-up purchase when the rule asks for one).
+    async fn bare_ruled_consumption(&self, pair: &RuledPair) -> Result<Input, String> {
+        let consumption = bench_consumption(pair.bare_account);
+        let entry_id = uuid::Uuid::now_v7().to_string();
+        let items = pair
+            .bare
+            .next_transaction_for_bench(&consumption, &entry_id, SystemTime::now())
+            .await
+            .map_err(|e| format!("planning the bare consumption: {e}"))?;
+        Ok(Input::Transact { items, token: entry_id })
     }
 
     /// The timed part.
@@ -239,8 +388,13 @@ impl Fixture {
                     Err(format!("{}: handler answered {}: {}", scenario.handler_name(), a.status, a.body))
                 }
             }
-            Input::Invoke(event) => match consume_credits(&self.consumer, *event).await {
-                Ok(ConsumptionAnswer::Consumed { replayed: false, .. }) => Ok(()),
+            Input::Invoke(event) => match consume_credits(self.handler_consumer(scenario), *event).await {
+                // The top-up row must buy each time, or it measures something else.
+                Ok(ConsumptionAnswer::Consumed { replayed: false, receipt })
+                    if scenario != Scenario::ConsumptionTopup || receipt.effects.topup.is_some() =>
+                {
+                    Ok(())
+                }
                 other => Err(format!("{}: answered {other:?}", scenario.handler_name())),
             },
             Input::Transact { items, token } => {
@@ -278,7 +432,7 @@ impl Fixture {
     }
 
     async fn timed(&self, scenario: Scenario, side: Side) -> Result<Duration, String> {
-        let input = self.prepare(scenario, side);
+        let input = self.prepare(scenario, side).await?;
         let started = Instant::now();
         self.execute(scenario, input).await?;
         Ok(started.elapsed())
@@ -296,10 +450,30 @@ fn purchase_request(minimal: bool) -> Request {
     event.request()
 }
 
+/// One consumption as the bare side's planner takes it: the same fields as [`consumption_event`].
+fn bench_consumption(account_id: &str) -> Consumption {
+    Consumption {
+        account_id: account_id.into(),
+        consumption_id: uuid::Uuid::now_v7().to_string(),
+        quantities: ledger::Quantities::from([CONSUMED]),
+        reason: "audience build".into(),
+        reference: Some("bench".into()),
+    }
+}
+
+/// One consumption through `consume-credits`, as the status a check compares (200: consumed, not replayed).
+async fn consume_status(consumer: &Consumer, account_id: &str) -> Result<u16, String> {
+    match consume_credits(consumer, consumption_event(account_id)).await {
+        Ok(ConsumptionAnswer::Consumed { replayed: false, .. }) => Ok(200),
+        Ok(other) => Err(format!("consumption on {account_id}: answered {other:?}")),
+        Err(e) => Err(format!("consumption on {account_id}: {e}")),
+    }
+}
+
 /// A direct invoke of `consume-credits` as a platform service sends it, with a fresh consumption id.
-fn consumption_event() -> LambdaEvent<Value> {
+fn consumption_event(account_id: &str) -> LambdaEvent<Value> {
     let payload = json!({
-        "accountId": ACCOUNT,
+        "accountId": account_id,
         "consumptionId": uuid::Uuid::now_v7().to_string(),
         "quantities": {(CONSUMED.0.as_str()): CONSUMED.1},
         "reason": "audience build",
@@ -380,7 +554,11 @@ async fn run_block(
     concurrency: usize,
 ) -> Result<(Duration, Vec<Duration>), String> {
     // All inputs exist before the clock starts, so building them costs neither side CPU during the block.
-    let queue: Arc<Mutex<Vec<Input>>> = Arc::new(Mutex::new((0..count).map(|_| fx.prepare(scenario, side)).collect()));
+    let mut inputs = Vec::with_capacity(count);
+    for _ in 0..count {
+        inputs.push(fx.prepare(scenario, side).await?);
+    }
+    let queue: Arc<Mutex<Vec<Input>>> = Arc::new(Mutex::new(inputs));
     let started = Instant::now();
     let mut workers = JoinSet::new();
     for _ in 0..concurrency {

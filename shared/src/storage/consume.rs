@@ -206,6 +206,16 @@ impl Store {
         Ok(self.planned_transaction(attempt)?.0)
     }
 
+    /// The items of one planned attempt, unsent: for the benchmark's bare-SDK side
+    /// (`Consumer::next_transaction_for_bench`), never used by a function.
+    #[cfg(feature = "bench-internals")]
+    pub fn attempt_transaction_for_bench(
+        &self,
+        attempt: ConsumeAttempt<'_>,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        Ok(self.planned_transaction(attempt)?.0)
+    }
+
     fn planned_transaction(
         &self,
         attempt: ConsumeAttempt<'_>,
