@@ -54,6 +54,9 @@ fn rules_far_off() -> ConsumptionRules {
     }
 }
 
+/// Consumptions in flight in the check that the c=32 rules row never re-plans.
+const CONCURRENT_CHECK: usize = 32;
+
 /// Credits on the top-up accounts: always below their rule, which buys back what each consumption takes.
 const TOPUP_FUNDS: i64 = 1_000;
 
@@ -292,7 +295,22 @@ impl Fixture {
         let topped_up = matches!(&consumed, Ok(ConsumptionAnswer::Consumed { replayed: false, receipt })
             if receipt.effects.topup.is_some());
         let status = if topped_up { 200 } else { 500 };
-        expect("warm top-up consumption", 200, &["TransactWriteItems"], ops.operations(), status)
+        expect("warm top-up consumption", 200, &["TransactWriteItems"], ops.operations(), status)?;
+        // The c=32 row of rules far off holds on one account: as many in flight as there, no re-plan (each range
+        // condition holds whatever order they commit in), so one transaction each.
+        let counted = Consumer::new(app.store.clone(), ConsumptionSettings::default());
+        consume_status(&counted, RULES_FAR_HANDLER).await?;
+        ops.reset();
+        let mut flight = JoinSet::new();
+        for _ in 0..CONCURRENT_CHECK {
+            let counted = counted.clone();
+            flight.spawn(async move { consume_status(&counted, RULES_FAR_HANDLER).await });
+        }
+        while let Some(done) = flight.join_next().await {
+            done.map_err(|e| format!("concurrent consumption: {e}"))??;
+        }
+        let want = vec!["TransactWriteItems"; CONCURRENT_CHECK];
+        expect("32 concurrent warm consumptions, rules far off", 200, &want, ops.operations(), 200)
     }
 
     async fn prepare(&self, scenario: Scenario, side: Side) -> Result<Input, String> {

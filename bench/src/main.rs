@@ -447,9 +447,19 @@ fn notes(plan: &Plan) -> Vec<String> {
          (balance update, ledger entry, consumption marker) from `Store::consumption_transaction_for_bench` sent \
          bare with the entry id as `ClientRequestToken`."
             .into(),
+        "Consumption with rules (issue #25), each side on its own account of the same agency and its own \
+         `Consumer` (same rules, line and balance): rules far off = an alert at 100 and a top-up below 50 on \
+         1,000,000 credits; auto top-up each time = a rule below 100,000 buying 1 on 1,000 credits, a daily cap \
+         of u32::MAX, so every consumption also buys one credit (purchase, price checks, agency line, purchase \
+         ledger entry, events) in its one transaction. The bare side sends the items \
+         `Consumer::next_transaction_for_bench` plans from its own remembered facts and prices, as \
+         `consume-credits` would send them. Prices are remembered 30 s: a run longer than that pays a \
+         `BatchGetItem` on the handler side every 30 s, as a deployed container does."
+            .into(),
         "Call counts checked before timing with the counting client: warm minimal purchase = [TransactWriteItems], \
          default purchase = [TransactWriteItems, GetItem], warm get-pricing = [], warm consumption = \
-         [TransactWriteItems]."
+         [TransactWriteItems], with rules far off = [TransactWriteItems] (32 at once: 32 TransactWriteItems, \
+         no re-plan), topping up = [GetItem, BatchGetItem, TransactWriteItems] cold then [TransactWriteItems]."
             .into(),
         format!(
             "c=1: {} handler/bare pairs after {} warm-up pairs, alternating which side goes first; req/s = requests \
