@@ -12,6 +12,7 @@
 //!   decided by.
 //! - [`reconcile`]: the check that every balance equals its ledger entries and none is negative.
 //! - [`rules`]: a client's low-balance alert thresholds and auto top-up rules.
+//! - [`overview`]: what of an agency needs attention, and its cycle's purchases per day.
 //! - [`time`]: the one timestamp format every sortable key uses.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,7 @@ pub mod events;
 pub mod idempotency;
 pub mod inputs;
 pub mod ledger;
+pub mod overview;
 pub mod payment;
 pub mod pricing;
 pub mod purchase;

@@ -11,6 +11,7 @@
 //! | ledger entry              | `ACCOUNT#{accountId}` | `LEDGER#{createdAt}#{entryId}`                 |
 //! | consumption (exactly once)| `ACCOUNT#{accountId}` | `CONSUMPTION#{consumptionId}`                  |
 //! | agency credit line        | `AGENCYLINE#{agencyId}` | `CREDIT_LINE`                                |
+//! | agency day sums           | `AGENCYLINE#{agencyId}` | `DAY#{YYYY-MM-DD}` ([`agency_days`])         |
 //! | payment (exactly once)    | `PAYMENT#{reference}` | `PAYMENT`                                      |
 //! | payment (owner's copy)    | `ACCOUNT#…` / `AGENCY#…` | `PAYMENT#{reference}`                       |
 //! | idempotency key           | `ACCOUNT#{accountId}` | `IDEMPOTENCY#{key}`                            |
@@ -40,6 +41,7 @@ use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use crate::table::{AGENCY_INDEX, SparseIndex};
 
 pub mod agency;
+pub mod agency_days;
 pub mod agency_purchases;
 mod balance_update;
 pub mod billing;

@@ -3,6 +3,7 @@
 use aws_sdk_dynamodb::types::{CancellationReason, TransactWriteItem};
 use rust_decimal::Decimal;
 
+use super::agency_days::{DayChange, day_sums_update};
 use super::balance_update::BalanceUpdate;
 use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempotency_put, stored_idempotency};
 use super::items::{AgencyPricingItem, Attributes, DefaultPricingItem, account_from_item, from_item, s};
@@ -112,7 +113,7 @@ impl Store {
 
     /// The items of the purchase transaction, at the positions named above: the account (credits in, the client's
     /// line down), the purchase record, the default and agency price checks, the agency's line down, the
-    /// purchase's ledger entry, and the idempotency claim if any.
+    /// purchase's ledger entry, and the idempotency claim if any; then its event and the agency's day sums.
     pub(crate) fn purchase_transaction(
         &self,
         purchase: &PurchaseRecord,
@@ -170,6 +171,10 @@ impl Store {
         //    once here: every resend of this transaction carries the same event id.
         let event = events::credits_purchased(purchase, PurchaseTrigger::Client);
         items.push(outbox_put(&self.table_name, &event)?);
+
+        // 8. The agency's sums of the purchase's day (the overview's chart), after everything else: unconditional,
+        //    so no position above moves and no outcome reads it.
+        items.push(day_sums_update(&self.table_name, purchase, DayChange::Purchased)?);
         Ok(items)
     }
 

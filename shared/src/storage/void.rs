@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::{
 };
 use sha2::{Digest, Sha256};
 
+use super::agency_days::{DayChange, day_sums_update};
 use super::balance_update::BalanceUpdate;
 use super::idempotency::{IdempotencyClaim, KeyOwner, StoredIdempotency, idempotency_put, stored_idempotency};
 use super::items::{Attributes, n, s, signed_balances};
@@ -103,7 +104,8 @@ impl Store {
     }
 
     /// The void's items: [0] the purchase, [1] the account, [2] the ledger entry, [3] the agency's line (when
-    /// it has one), then its `purchase.voided` event, then the idempotency key (when sent; always last).
+    /// it has one), then the agency's day sums, its `purchase.voided` event, then the idempotency key (when sent;
+    /// always last).
     fn void_items(
         &self,
         request: &VoidRequest<'_>,
@@ -196,10 +198,13 @@ impl Store {
             items.push(TransactWriteItem::builder().update(agency_line).build());
         }
 
-        // 4. The `purchase.voided` event (at price: the cost given back to the agency's line is not in it).
+        // 4. Out of the agency's sums of the purchase's own day (before the key, which stays last).
+        items.push(day_sums_update(&self.table_name, purchase, DayChange::Voided)?);
+
+        // 5. The `purchase.voided` event (at price: the cost given back to the agency's line is not in it).
         items.push(outbox_put(&self.table_name, event)?);
 
-        // 5. The agency's idempotency key, unless someone holds it and it has not expired.
+        // 6. The agency's idempotency key, unless someone holds it and it has not expired.
         if let Some(claim) = request.idempotency {
             let owner = KeyOwner::Agency(request.agency_id);
             let put = idempotency_put(&self.table_name, owner, claim, &purchase.account_id, &purchase.purchase_id)?;

@@ -165,13 +165,14 @@ const FUNCTIONS: &[ExpectedFunction] = &[
         logical_id: "AgencyReadFunction",
         binary: "agency-read",
         grants: &[
-            // The default and the agency's prices; the agency's line; whether an account is the agency's client
+            // The default and the agency's prices, its clients' statements by id (the clients page's last
+            // statements, the overview's held ones); the agency's line; whether an account is the agency's client
             // now (one client's purchases).
-            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY, ACCOUNT] },
             Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[AGENCY_LINE, ACCOUNT] },
             // The price history and the agency's statements; a current client's purchases, from its own
-            // partition (the agency-items index has no key per client).
-            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT] },
+            // partition (the agency-items index has no key per client); the overview's day sums (AGENCYLINE#).
+            Grant { actions: &["dynamodb:Query"], on: On::Table, keys: &[AGENCY, ACCOUNT, AGENCY_LINE] },
             // The agency's clients and their purchases; one client's unbilled purchases.
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(AGENCY_ITEMS_INDEX), keys: &[AGENCY] },
         ],
@@ -181,6 +182,7 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             ("GET", "/agencies/{agencyId}/clients"),
             ("GET", "/agencies/{agencyId}/purchases"),
             ("GET", "/agencies/{agencyId}/statements"),
+            ("GET", "/agencies/{agencyId}/overview"),
         ],
     },
     ExpectedFunction {
@@ -1893,9 +1895,14 @@ fn the_billing_state_machine_has_alarms_on_the_dashboard() {
 async fn the_agency_functions_touch_exactly_what_functions_lists() {
     use serde_json::json;
     use shared::api;
-    use testkit::{ApiEvent, COFFEE, DENTAL, TestEnv, answer};
+    use testkit::{ApiEvent, BIKES, COFFEE, DENTAL, TestEnv, answer};
     const NORTHWIND: &str = "agency-northwind";
     let env = TestEnv::seeded().await;
+    // Statements for the clients page's last statements and the overview's held one (BIKES declined).
+    let clients = [COFFEE, BIKES].map(str::to_owned);
+    testkit::seed_loader::seed_settled_statements(&env.app.store, &clients, BIKES, std::time::SystemTime::now())
+        .await
+        .unwrap();
     let event = ApiEvent::purchase(COFFEE, &json!({"quantities": {"audience": 2}}));
     let bought = answer(api::purchase_credits(&env.app, event.request()).await);
     assert_eq!(bought.status, 201, "{}", bought.body);
@@ -1914,6 +1921,7 @@ async fn the_agency_functions_touch_exactly_what_functions_lists() {
         ("/agencies/{agencyId}/purchases", Some(format!("accountId={COFFEE}"))),
         ("/agencies/{agencyId}/purchases", Some(format!("accountId={DENTAL}"))),
         ("/agencies/{agencyId}/statements", None),
+        ("/agencies/{agencyId}/overview", None),
     ] {
         let mut event = admin("GET", route);
         if let Some(query) = &query {

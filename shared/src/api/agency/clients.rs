@@ -19,7 +19,7 @@ use super::super::views::{
 };
 use super::super::{App, respond};
 use crate::domain::agency::{LimitRequestError, parse_credit_limit};
-use crate::domain::billing::StatementKind;
+use crate::domain::billing::{Statement, StatementKind};
 use crate::domain::{self, CURRENCY, is_valid_account_id};
 use crate::storage::{ClientLimitOutcome, ClientPosition, LimitChangeBy};
 
@@ -49,7 +49,7 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
         };
         let ((page, statements), agency_line) =
             tokio::try_join!(clients_and_statements, app.store.agency_line(&admin.agency_id))?;
-        let by_id: HashMap<&str, _> = statements.iter().map(|s| (s.statement_id.as_str(), s)).collect();
+        let by_id: HashMap<&str, &Statement> = statements.iter().map(|s| (s.statement_id.as_str(), s)).collect();
         let clients = page
             .clients
             .iter()
@@ -60,13 +60,11 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
                 credit_line: row.account.credit_line.as_ref().map(CreditLineView::of),
                 hold_statement_id: row.account.hold_statement_id(),
                 unbilled: UnbilledView::of(&row.unbilled),
-                // Only a client statement of this very account: the id names its owner, and the attribute it came
-                // from is this agency's.
+                // The attribute it came from is this agency's.
                 last_statement: row
                     .last_statement_id
                     .as_deref()
-                    .and_then(|id| by_id.get(id))
-                    .filter(|s| s.kind == StatementKind::Client && s.owner_id == row.account.account_id)
+                    .and_then(|id| client_statement(&by_id, id, &row.account.account_id))
                     .map(|s| LastStatementView::of(s)),
             })
             .collect();
@@ -80,6 +78,16 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
         Ok(json_response(StatusCode::OK, &body))
     })
     .await
+}
+
+/// The statement `id` of a page's statements (read by id), only if it is a client statement of this very account:
+/// the id names its owner, so another's never shows on a client's row. The clients page and the overview both.
+pub(super) fn client_statement<'a>(
+    by_id: &HashMap<&str, &'a Statement>,
+    id: &str,
+    account_id: &str,
+) -> Option<&'a Statement> {
+    by_id.get(id).copied().filter(|s| s.kind == StatementKind::Client && s.owner_id == account_id)
 }
 
 /// `PUT /agencies/{agencyId}/clients/{accountId}/credit-limit` with `{"creditLimit": "20000.00"}`.

@@ -10,6 +10,7 @@
 //! - [`pricing`]: prices, costs and margins, the audited price change with `If-Match`, the price history.
 //! - [`clients`]: the clients with their balances, lines and unbilled amounts; the audited credit limit.
 //! - [`purchases`]: the clients' purchases with cost and margin, the void, the agency's statements.
+//! - [`overview`]: what needs attention (holds, lines near their limit, failed collections) and the cycle per day.
 
 use lambda_http::{Body, Request, Response};
 
@@ -18,6 +19,7 @@ use super::routing::route_of;
 use super::{App, respond};
 
 pub mod clients;
+pub mod overview;
 pub mod pricing;
 pub mod purchases;
 
@@ -32,10 +34,11 @@ pub enum AgencyRoute {
     ListPurchases,
     VoidPurchase,
     ListStatements,
+    Overview,
 }
 
 impl AgencyRoute {
-    pub const ALL: [AgencyRoute; 8] = [
+    pub const ALL: [AgencyRoute; 9] = [
         AgencyRoute::GetPricing,
         AgencyRoute::PutPricing,
         AgencyRoute::PricingHistory,
@@ -44,6 +47,7 @@ impl AgencyRoute {
         AgencyRoute::ListPurchases,
         AgencyRoute::VoidPurchase,
         AgencyRoute::ListStatements,
+        AgencyRoute::Overview,
     ];
 
     /// The route key API Gateway sends (`METHOD /path/{param}`), as in `infra/template.yaml`.
@@ -57,6 +61,7 @@ impl AgencyRoute {
             AgencyRoute::ListPurchases => "GET /agencies/{agencyId}/purchases",
             AgencyRoute::VoidPurchase => "POST /agencies/{agencyId}/purchases/{purchaseId}/void",
             AgencyRoute::ListStatements => "GET /agencies/{agencyId}/statements",
+            AgencyRoute::Overview => "GET /agencies/{agencyId}/overview",
         }
     }
 
@@ -79,6 +84,7 @@ pub async fn agency_read(app: &App, request: Request) -> Response<Body> {
         Some(AgencyRoute::ListClients) => clients::list_clients(app, request).await,
         Some(AgencyRoute::ListPurchases) => purchases::list_purchases(app, request).await,
         Some(AgencyRoute::ListStatements) => purchases::list_statements(app, request).await,
+        Some(AgencyRoute::Overview) => overview::overview(app, request).await,
         other => misrouted(app, other).await,
     }
 }

@@ -198,10 +198,12 @@ pub struct PricingHistoryPage<'a> {
     pub next_cursor: Option<String>,
 }
 
+mod overview;
 mod purchases;
 mod rules;
 mod statements;
 
+pub use overview::*;
 pub use purchases::*;
 pub use rules::*;
 pub use statements::*;
