@@ -152,7 +152,8 @@ pub fn near_limit(line: &CreditLine) -> Option<Option<Decimal>> {
     if owed * Decimal::ONE_HUNDRED <= line.limit * NEAR_LIMIT_PERCENT {
         return None;
     }
-    let percent = (owed * Decimal::ONE_HUNDRED / line.limit).round_dp_with_strategy(2, RoundingStrategy::AwayFromZero);
+    let mut percent = (owed * Decimal::ONE_HUNDRED / line.limit).round_dp_with_strategy(2, RoundingStrategy::AwayFromZero);
+    percent.rescale(2); // always two places: "81.00"
     Some(Some(percent))
 }
 
@@ -226,7 +227,7 @@ mod tests {
     fn near_limit_is_strictly_above_eighty_percent() {
         let line = |limit: &str, available: &str| CreditLine { limit: d(limit), available: d(available) };
         assert_eq!(near_limit(&line("1000.00", "200.00")), None, "exactly 80%");
-        assert_eq!(near_limit(&line("1000.00", "190.00")), Some(Some(d("81.00"))));
+        assert_eq!(near_limit(&line("1000.00", "190.00")).unwrap().unwrap().to_string(), "81.00");
         assert_eq!(
             near_limit(&line("1000.00", "199.99")),
             Some(Some(d("80.01"))),

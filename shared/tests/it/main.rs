@@ -6,6 +6,7 @@
 //! the process writes, which other tests running beside it would add to.
 
 mod agency_access;
+mod agency_overview;
 mod agency_pricing;
 mod agency_purchases;
 mod billing;
