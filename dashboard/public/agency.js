@@ -9,10 +9,11 @@
 import { loadConfig } from './api.js';
 import { $, renderMessage, tableMessage } from './ui.js';
 import { loadClients } from './agency/clients.js';
-import { AGENCY_CLAIM, CLIENT_COLUMNS, state } from './agency/common.js';
+import { AGENCY_CLAIM, CLIENT_COLUMNS, closeOverview, state } from './agency/common.js';
 import { loadPricing, savePrices } from './agency/prices.js';
 import { loadPurchases, voidPurchase } from './agency/purchases.js';
 import { loadStatements } from './agency/statements.js';
+import { loadOverview } from './agency/overview.js';
 
 async function start() {
   $('prices-form').addEventListener('submit', (event) => {
@@ -45,13 +46,14 @@ async function start() {
     for (const [tbody, columns] of /** @type {[string, number][]} */ ([['price-rows', 6], ['client-rows', CLIENT_COLUMNS], ['purchase-rows', 8], ['statement-rows', 8]])) {
       tableMessage($(tbody), columns, 'Not available: this console is not configured.');
     }
+    closeOverview('Not available: this console is not configured.');
     return;
   }
   $('agency-id').textContent = state.api.agencyId;
   $('agency').hidden = false;
   $('dev-nav').hidden = !state.api.dev;
-  // Clients first: the purchases show their names.
-  await Promise.all([loadPricing(), loadClients(), loadStatements()]);
+  // Clients first: the purchases show their names (and the overview's lists link to their rows).
+  await Promise.all([loadOverview(), loadPricing(), loadClients(), loadStatements()]);
   if (!state.denied) await loadPurchases();
   document.body.dataset.ready = 'true';
 }

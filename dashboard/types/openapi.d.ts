@@ -409,6 +409,37 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/agencies/{agencyId}/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The caller's own agency (the token's `custom:agency_id`); any other is `403`. */
+                agencyId: components["parameters"]["AgencyId"];
+            };
+            cookie?: never;
+        };
+        /**
+         * What needs the agency's attention, and its cycle's purchases and margin per day.
+         * @description The console's first screen: its clients on hold (with the statement that holds them and what is due on
+         *     all their held statements), its clients owing more than 80% of their line, its clients' statements whose
+         *     collection failed (reason and next attempt), and the cycle's purchases (not voided) per UTC day at price,
+         *     at cost and their margin, every day from the cycle's first through today (all its days for a past
+         *     cycle), with totals equal to the sum of the days.
+         *     Bounded: the clients are read in pages of 100 from the same index as the clients route, at most 500;
+         *     their held statements in one BatchGetItem (at most 100); the days from one Query of running sums the
+         *     purchase and void transactions keep per agency and day (at most 31 items, no purchase is read). At most
+         *     7 DynamoDB calls; past a bound `truncated` is true and the lists cover the first `clientsRead` clients.
+         */
+        get: operations["getAgencyOverview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/webhooks/stripe": {
         parameters: {
             query?: never;
@@ -956,6 +987,97 @@ export interface components {
                 margin: components["schemas"]["AgencySignedMoney"];
             };
             lastStatement: components["schemas"]["LastStatement"];
+        };
+        AgencyOverview: {
+            agencyId: components["schemas"]["AccountId"];
+            currency: components["schemas"]["Currency"];
+            /** @description How many of the agency's clients the lists were drawn from (at most 500). */
+            clientsRead: number;
+            /**
+             * @description True when the agency has more clients than were read, or not every held statement was read: the
+             *     lists are then those of the first `clientsRead` clients (by account id); the clients route pages
+             *     through them all.
+             */
+            truncated: boolean;
+            /** @description Clients on hold, by account id. */
+            onHold: {
+                accountId: components["schemas"]["AccountId"];
+                name: string | null;
+                /** @description The oldest failed or overdue statement still unpaid (as on the clients route). */
+                holdStatementId: string;
+                /** @description How many of its statements hold it (each must be paid to lift the hold). */
+                heldStatements: number;
+                /** @description Due on all its held statements together; `null` when not all of them were read. */
+                amountDue: null | components["schemas"]["Money"];
+                /** @description The hold statement; `null` when it was not read (`truncated`). */
+                statement: components["schemas"]["LastStatement"];
+            }[];
+            /** @description Clients owing more than 80% of their line's limit, the most used first. */
+            nearLimit: {
+                accountId: components["schemas"]["AccountId"];
+                name: string | null;
+                creditLine: components["schemas"]["AgencyCreditLine"];
+                /** @description Owed / limit x 100, rounded up to two places (so never "80.00"); `null` for a zero limit with something owed. */
+                usedPercent: string | null;
+            }[];
+            /**
+             * @description Its clients' held statements whose collection failed: `payment_failed`, or `overdue` after a failed
+             *     attempt. By account id.
+             */
+            failedCollections: {
+                accountId: components["schemas"]["AccountId"];
+                name: string | null;
+                statementId: string;
+                /** Format: date-time */
+                cycleEnd: string;
+                /** @enum {string} */
+                status: "payment_failed" | "overdue";
+                amountDue: components["schemas"]["Money"];
+                /** Format: date-time */
+                dueAt: string | null;
+                /** @description The latest collection attempt's number; `null` when it was marked failed without one. */
+                attempt: number | null;
+                /** @description Why it failed, as a machine code (`card_declined`, ...); `null` when not known. */
+                reason: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the next automatic retry may start; `null` when none is scheduled.
+                 */
+                nextAttemptAt: string | null;
+            }[];
+            cycle: {
+                month: string;
+                /**
+                 * Format: date
+                 * @description The cycle's first day (UTC).
+                 */
+                start: string;
+                /**
+                 * Format: date
+                 * @description The cycle's last day (UTC).
+                 */
+                end: string;
+                /** @description Every day from `start` through today (through `end` for a past cycle, none for a future one). */
+                days: components["schemas"]["AgencyDay"][];
+                /** @description The sum of `days`. */
+                totals: components["schemas"]["AgencyDayTotals"];
+            };
+        };
+        /** @description One UTC day's purchases made under the agency (voided ones taken back out), at price and at cost, and the margin. */
+        AgencyDay: {
+            /** Format: date */
+            date: string;
+            purchases: number;
+            total: components["schemas"]["Money"];
+            totalAtCost: components["schemas"]["Money"];
+            margin: components["schemas"]["AgencySignedMoney"];
+        };
+        /** @description The days' sums. */
+        AgencyDayTotals: {
+            purchases: number;
+            total: components["schemas"]["Money"];
+            totalAtCost: components["schemas"]["Money"];
+            margin: components["schemas"]["AgencySignedMoney"];
         };
         AgencyCreditLimitChange: {
             /** @description The new limit at price, 0 to 10,000,000,000,000 with at most two decimals. */
@@ -2390,6 +2512,56 @@ export interface operations {
             /**
              * @description The path's `agencyId` is malformed (`invalid_agency_id`), or `limit` / `cursor` is invalid
              *     (`invalid_query_parameter`, with `parameter` naming it).
+             */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["AgencyProblem"] & {
+                        /** @constant */
+                        status?: 400;
+                        /** @enum {unknown} */
+                        code?: "invalid_agency_id" | "invalid_query_parameter";
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["AgencyForbidden"];
+            404: components["responses"]["AgencyGatewayNotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getAgencyOverview: {
+        parameters: {
+            query?: {
+                /** @description The billing cycle (a calendar month, UTC) as `YYYY-MM`; default the running one. */
+                cycle?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The caller's own agency (the token's `custom:agency_id`); any other is `403`. */
+                agencyId: components["parameters"]["AgencyId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The overview. */
+            200: {
+                headers: {
+                    "Cache-Control": components["headers"]["NoStore"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgencyOverview"];
+                };
+            };
+            /**
+             * @description The path's `agencyId` is malformed (`invalid_agency_id`), or `cycle` is not a month as `YYYY-MM`
+             *     from 2000-01 (`invalid_query_parameter`, `parameter` = `cycle`).
              */
             400: {
                 headers: {

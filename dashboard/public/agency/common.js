@@ -110,8 +110,19 @@ export function denyConsole(answer) {
   ])) {
     tableMessage($(tbody), columns, 'Not available with this sign-in.');
   }
+  closeOverview('Not available with this sign-in.');
   $('save-prices').disabled = true;
   for (const id of ['more-clients', 'more-purchases', 'more-statements']) $(id).hidden = true;
 }
 
 export const isDenied = (answer) => answer.status === 401 || answer.status === 403;
+
+/** The overview's sections when it cannot be shown: each list and the chart say why instead of "Loading". */
+export function closeOverview(text) {
+  for (const id of ['on-hold', 'near-limit', 'failed']) {
+    $(`${id}-count`).textContent = '—';
+    $(`${id}-empty`).textContent = text;
+  }
+  $('cycle-state').textContent = text;
+  $('attention').setAttribute('aria-busy', 'false');
+}

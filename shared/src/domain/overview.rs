@@ -152,7 +152,8 @@ pub fn near_limit(line: &CreditLine) -> Option<Option<Decimal>> {
     if owed * Decimal::ONE_HUNDRED <= line.limit * NEAR_LIMIT_PERCENT {
         return None;
     }
-    let mut percent = (owed * Decimal::ONE_HUNDRED / line.limit).round_dp_with_strategy(2, RoundingStrategy::AwayFromZero);
+    let mut percent =
+        (owed * Decimal::ONE_HUNDRED / line.limit).round_dp_with_strategy(2, RoundingStrategy::AwayFromZero);
     percent.rescale(2); // always two places: "81.00"
     Some(Some(percent))
 }

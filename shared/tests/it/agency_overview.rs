@@ -36,7 +36,12 @@ fn at(date: &str, hour: u64) -> SystemTime {
 }
 
 /// A purchase of `account` at `when`, at its agency's prices, through the purchase transaction.
-async fn purchase_at(env: &TestEnv, account: &str, when: SystemTime, quantities: &[(CreditType, u64)]) -> PurchaseRecord {
+async fn purchase_at(
+    env: &TestEnv,
+    account: &str,
+    when: SystemTime,
+    quantities: &[(CreditType, u64)],
+) -> PurchaseRecord {
     let store = &env.app.store;
     let agency_id = store.account(account).await.unwrap().unwrap().agency_id;
     let (default, agency) = store.pricing(&agency_id).await.unwrap();
@@ -48,7 +53,10 @@ async fn purchase_at(env: &TestEnv, account: &str, when: SystemTime, quantities:
 }
 
 async fn buy(env: &TestEnv, account: &str, quantities: Value) {
-    let a = answer(api::purchase_credits(&env.app, ApiEvent::purchase(account, &json!({"quantities": quantities})).request()).await);
+    let a = answer(
+        api::purchase_credits(&env.app, ApiEvent::purchase(account, &json!({"quantities": quantities})).request())
+            .await,
+    );
     assert_eq!(a.status, 201, "{}", a.body);
 }
 
@@ -90,11 +98,10 @@ async fn the_day_sums_equal_the_purchases_per_day_after_purchases_and_a_void_acr
     let o = overview(&env, NORTHWIND, Some("cycle=2026-10")).await;
     assert_eq!(o.status, 200, "{}", o.body);
     let cycle = &o.body["cycle"];
-    assert_eq!((cycle["month"].as_str(), cycle["start"].as_str(), cycle["end"].as_str()), (
-        Some("2026-10"),
-        Some("2026-10-01"),
-        Some("2026-10-31")
-    ));
+    assert_eq!(
+        (cycle["month"].as_str(), cycle["start"].as_str(), cycle["end"].as_str()),
+        (Some("2026-10"), Some("2026-10-01"), Some("2026-10-31"))
+    );
     let days = cycle["days"].as_array().unwrap();
     assert_eq!(days.len(), 31, "a past cycle shows all its days");
     let expected = expected_days(&env, NORTHWIND, &[COFFEE, BIKES]).await;
@@ -114,11 +121,10 @@ async fn the_day_sums_equal_the_purchases_per_day_after_purchases_and_a_void_acr
     assert_eq!(days[5]["total"], c.total.to_string());
     assert_eq!(days[5]["purchases"], 1);
     let totals = &cycle["totals"];
-    assert_eq!((totals["purchases"].as_i64(), money(&totals["total"]), money(&totals["totalAtCost"])), (
-        Some(count),
-        total,
-        cost
-    ));
+    assert_eq!(
+        (totals["purchases"].as_i64(), money(&totals["total"]), money(&totals["totalAtCost"])),
+        (Some(count), total, cost)
+    );
     assert_eq!(money(&totals["margin"]), total - cost);
     assert_eq!(count, 3);
 
@@ -140,11 +146,10 @@ async fn the_running_cycle_shows_its_days_through_today_with_todays_purchase() {
     assert_eq!(o.body["cycle"]["month"], Month::containing(now).to_string());
     assert_eq!(days.len(), today[8..].parse::<usize>().unwrap(), "every day from the 1st through today");
     let last = days.last().unwrap();
-    assert_eq!((last["date"].as_str(), last["purchases"].as_i64(), last["total"].as_str()), (
-        Some(today.as_str()),
-        Some(1),
-        Some("20.00")
-    ));
+    assert_eq!(
+        (last["date"].as_str(), last["purchases"].as_i64(), last["total"].as_str()),
+        (Some(today.as_str()), Some(1), Some("20.00"))
+    );
     assert_eq!(o.body["cycle"]["totals"]["total"], "20.00");
     // A cycle not begun shows no day and reads none.
     env.operations.reset();
@@ -178,34 +183,42 @@ async fn the_lists_hold_exactly_the_clients_that_need_attention_and_nothing_of_a
     let o = overview(&env, NORTHWIND, None).await;
     assert_eq!(o.status, 200, "{}", o.body);
     let body = &o.body;
-    assert_eq!((body["agencyId"].as_str(), body["clientsRead"].as_u64(), body["truncated"].as_bool()), (
-        Some(NORTHWIND),
-        Some(4),
-        Some(false)
-    ));
+    assert_eq!(
+        (body["agencyId"].as_str(), body["clientsRead"].as_u64(), body["truncated"].as_bool()),
+        (Some(NORTHWIND), Some(4), Some(false))
+    );
     let held_statement = env.app.store.statement(&declined).await.unwrap().unwrap();
     let due = api::views::money(held_statement.amount_due);
-    assert_eq!(body["onHold"], json!([{
-        "accountId": BIKES, "name": "Northside Bikes", "holdStatementId": declined, "heldStatements": 1,
-        "amountDue": due,
-        "statement": {
-            "statementId": declined, "cycleEnd": held_statement.cycle_end, "status": "payment_failed",
-            "amountDue": due, "dueAt": held_statement.due_at,
-            "paidAt": null, "collection": body["onHold"][0]["statement"]["collection"].clone(),
-        },
-    }]));
+    assert_eq!(
+        body["onHold"],
+        json!([{
+            "accountId": BIKES, "name": "Northside Bikes", "holdStatementId": declined, "heldStatements": 1,
+            "amountDue": due,
+            "statement": {
+                "statementId": declined, "cycleEnd": held_statement.cycle_end, "status": "payment_failed",
+                "amountDue": due, "dueAt": held_statement.due_at,
+                "paidAt": null, "collection": body["onHold"][0]["statement"]["collection"].clone(),
+            },
+        }])
+    );
     assert_eq!(body["onHold"][0]["statement"]["collection"]["state"], "failed");
-    assert_eq!(body["nearLimit"], json!([{
-        "accountId": "acct-northwind-above", "name": "Above 80", "usedPercent": "81.00",
-        "creditLine": {"limit": "1000.00", "outstanding": "810.00", "available": "190.00"},
-    }]));
+    assert_eq!(
+        body["nearLimit"],
+        json!([{
+            "accountId": "acct-northwind-above", "name": "Above 80", "usedPercent": "81.00",
+            "creditLine": {"limit": "1000.00", "outstanding": "810.00", "available": "190.00"},
+        }])
+    );
     let next_at = held_statement.collection.as_ref().and_then(|c| c.next_at.clone());
     assert!(next_at.is_some());
-    assert_eq!(body["failedCollections"], json!([{
-        "accountId": BIKES, "name": "Northside Bikes", "statementId": declined, "cycleEnd": held_statement.cycle_end,
-        "status": "payment_failed", "amountDue": due, "dueAt": held_statement.due_at,
-        "attempt": 1, "reason": "card_declined", "nextAttemptAt": next_at,
-    }]));
+    assert_eq!(
+        body["failedCollections"],
+        json!([{
+            "accountId": BIKES, "name": "Northside Bikes", "statementId": declined, "cycleEnd": held_statement.cycle_end,
+            "status": "payment_failed", "amountDue": due, "dueAt": held_statement.due_at,
+            "attempt": 1, "reason": "card_declined", "nextAttemptAt": next_at,
+        }])
+    );
     assert!(!body.to_string().contains(DENTAL), "another agency's client never shows: {body}");
 
     // Brightside sees its own: DENTAL held, failed, and near its 30.00 line (27.50 owed).
@@ -270,4 +283,20 @@ fn the_day_of_a_purchase_is_its_utc_date() {
     let late = at("2026-10-05", 0) + Duration::from_millis(86_399_999);
     assert_eq!(date_of(late), "2026-10-05");
     assert_eq!(date_of(UNIX_EPOCH), "1970-01-01");
+}
+
+/// The sample events answer what their names promise (`scripts/invoke-events.sh` sends them to `agency-read`).
+#[tokio::test]
+async fn the_sample_events_answer_as_named() {
+    let env = TestEnv::seeded().await;
+    for (file, status, code) in [
+        ("agency-read-overview.json", 200, None),
+        ("agency-read-overview-bad-input.json", 400, Some("invalid_query_parameter")),
+        ("agency-read-overview-forbidden.json", 403, Some("forbidden")),
+    ] {
+        let request = testkit::request_from_event(&testkit::event_json(file));
+        let a = answer(api::agency_read(&env.app, request).await);
+        assert_eq!(a.status, status, "{file}: {}", a.body);
+        assert_eq!(a.body["code"].as_str(), code, "{file}");
+    }
 }
