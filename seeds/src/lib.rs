@@ -14,7 +14,9 @@ use shared::domain::credit::{DEFAULT_AGENCY_CEILING_AT_COST, DEFAULT_CLIENT_CRED
 use shared::domain::{self, CreditType, Rate, RateOverride};
 use shared::storage::Store;
 
+pub mod overview;
 pub mod statements;
+pub use overview::seed_near_limit;
 pub use statements::{SettledReport, seed_settled_statements};
 
 /// Seed data, validated, every rate in its canonical form ([`domain::canonical_rate`]).

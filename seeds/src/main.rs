@@ -4,10 +4,17 @@
 //!
 //! With `SEED_SETTLED_STATEMENTS=1` (the dev stack), each seeded account also gets a settled statement for the
 //! dashboard: paid by card, or declined for `STACK_DECLINING_ACCOUNT` (default `acct-brightside-dental`), which
-//! then holds it ([`seed_loader::seed_settled_statements`]). Never against a deployed table: it bills a cycle.
+//! then holds it ([`seed_loader::seed_settled_statements`]); and `acct-northwind-bikes` (or
+//! `STACK_NEAR_LIMIT_ACCOUNT`) is left owing about 90% of its line ([`seed_loader::seed_near_limit`]), so the
+//! agency console's overview has a hold, a failed collection and a line near its limit to show. Never against a
+//! deployed table: it bills a cycle.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The client the dev stack leaves above 80% of its line for the agency console's overview (not the panel's
+/// account, whose line the browser tests spend; `STACK_NEAR_LIMIT_ACCOUNT` names another).
+const NEAR_LIMIT_ACCOUNT: &str = "acct-northwind-bikes";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -38,14 +45,21 @@ async fn main() -> ExitCode {
             let declining =
                 std::env::var("STACK_DECLINING_ACCOUNT").unwrap_or_else(|_| "acct-brightside-dental".to_owned());
             let now = std::time::SystemTime::now();
-            match seed_loader::seed_settled_statements(&store, &accounts, &declining, now).await {
-                Ok(settled) => {
+            let near_limit =
+                std::env::var("STACK_NEAR_LIMIT_ACCOUNT").unwrap_or_else(|_| NEAR_LIMIT_ACCOUNT.to_owned());
+            let settled = match seed_loader::seed_settled_statements(&store, &accounts, &declining, now).await {
+                Ok(settled) => seed_loader::seed_near_limit(&store, &near_limit, now).await.map(|used| (settled, used)),
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok((settled, used)) => {
                     println!(
-                        "seed-loader: {} (from {} file(s)); settled statements: {} paid, {} declined",
+                        "seed-loader: {} (from {} file(s)); settled statements: {} paid, {} declined; {near_limit} {}",
                         summary(&report),
                         files.len(),
                         settled.paid.len(),
-                        settled.declined.len()
+                        settled.declined.len(),
+                        used.map_or("already above 80% of its line".to_owned(), |p| format!("at {p}% of its line")),
                     );
                     ExitCode::SUCCESS
                 }

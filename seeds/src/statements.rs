@@ -104,7 +104,7 @@ pub async fn seed_settled_statements(
 }
 
 /// One small purchase at the account's agency's prices, through the purchase transaction.
-async fn purchase(store: &Store, account_id: &str, at: SystemTime) -> Result<(), String> {
+pub(crate) async fn purchase(store: &Store, account_id: &str, at: SystemTime) -> Result<(), String> {
     let account = store.account(account_id).await.map_err(|e| e.to_string())?.ok_or("a seeded account")?;
     let (default, agency) = store.pricing(&account.agency_id).await.map_err(|e| e.to_string())?;
     let pricing = domain::resolve_pricing(&account.agency_id, &default, agency.as_ref()).map_err(|e| e.to_string())?;

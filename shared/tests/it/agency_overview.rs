@@ -300,3 +300,23 @@ async fn the_sample_events_answer_as_named() {
         assert_eq!(a.body["code"].as_str(), code, "{file}");
     }
 }
+
+/// The dev stack's seeds leave one client near its limit (with the declined statement, the overview has all three
+/// lists to show): above 80%, once however often the loader runs.
+#[tokio::test]
+async fn the_dev_seeds_leave_a_client_above_eighty_percent_once() {
+    let env = TestEnv::seeded().await;
+    let now = SystemTime::now();
+    let used = testkit::seed_loader::seed_near_limit(&env.app.store, BIKES, now).await.unwrap();
+    assert!(used.is_some_and(|p| p > d("80") && p <= d("90")), "{used:?}");
+    assert_eq!(
+        testkit::seed_loader::seed_near_limit(&env.app.store, BIKES, now).await.unwrap(),
+        None,
+        "again: nothing"
+    );
+    let o = overview(&env, NORTHWIND, None).await;
+    let near: Vec<&str> =
+        o.body["nearLimit"].as_array().unwrap().iter().map(|c| c["accountId"].as_str().unwrap()).collect();
+    assert_eq!(near, [BIKES]);
+    assert_eq!(o.body["cycle"]["totals"]["purchases"], 1, "today's purchase is in the chart");
+}

@@ -378,9 +378,9 @@ async fn a_void_is_exactly_once_per_key_and_refusals_write_nothing() {
         assert_problem(&void(&env, &id_of(&other), &body, None).await, 400, "invalid_field");
     }
     assert_eq!(env.snapshot().await, before_refusals, "a refused void wrote something");
-    // Since `before`: only the Brightside purchase (its record, its ledger entry and its `credits.purchased`
-    // outbox item).
-    assert_eq!(before_refusals.len(), before.len() + 3);
+    // Since `before`: only the Brightside purchase (its record, its ledger entry, its `credits.purchased`
+    // outbox item and its agency's first sums of the day).
+    assert_eq!(before_refusals.len(), before.len() + 4);
     assert_eq!(env.drift(BIKES).await, Vec::<String>::new());
     reconcile_clean(&env).await;
 }
