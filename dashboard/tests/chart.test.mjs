@@ -75,3 +75,13 @@ test('the summary says what the chart shows, in exact money', () => {
   assert.equal(chartSummary({ ...cycle, days: [] }).desc, 'No day of this cycle has begun yet.');
   assert.equal(dayLabel('2026-12-03'), 'Dec 3');
 });
+
+test('drawn as narrow as a phone (343 units), a month of bars still fits inside the box, in order', () => {
+  const box = { ...BOX, width: 343 };
+  const month = Array.from({ length: 31 }, (_, i) => day(`2026-12-${String(i + 1).padStart(2, '0')}`, 1, `${i + 1}.00`, '0.50', `${i + 0.5}`));
+  const { bars } = chartLayout(month, box);
+  assert.equal(bars.length, 31);
+  assert.ok(bars[0].x >= box.left && bars[30].x + bars[30].width <= box.width - box.right);
+  for (let i = 1; i < bars.length; i++) assert.ok(bars[i - 1].x + bars[i - 1].width < bars[i].x, `bar ${i} after bar ${i - 1}`);
+  assert.ok(bars[0].width >= 2, 'a bar stays visible');
+});

@@ -62,13 +62,20 @@ export function formatCentsExact(cents) {
   return `${negative ? '−' : ''}$${whole}.${digits.slice(-2)}`;
 }
 
-/** The chart's drawing box (SVG user units; the SVG scales to its container through its viewBox). */
+/** @typedef {{ width: number, height: number, left: number, right: number, top: number, bottom: number }} Box */
+
+/**
+ * The chart's drawing box (SVG user units; the SVG scales to its container through its viewBox). The page draws it
+ * as wide as its container (320 to 640), so one unit is one CSS pixel and its 12-unit text stays 12 px.
+ * @type {Readonly<Box>}
+ */
 export const BOX = Object.freeze({ width: 640, height: 260, left: 64, right: 12, top: 14, bottom: 36 });
 
 /**
  * Where everything goes: the y axis (its range and ticks), one bar per day (purchases at price) and one margin
  * point per day, and which days get an x label (all when few, else every few so they never overlap at 375 px).
  * @param {Day[]} days
+ * @param {Box} [box]
  */
 export function chartLayout(days, box = BOX) {
   const rows = days.map((day) => ({

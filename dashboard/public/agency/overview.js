@@ -4,7 +4,7 @@
 // a hand-written SVG with the same numbers in a table beside it. The chart's arithmetic is agency/chart.js.
 import { statusLabel } from '../settlement.js';
 import { $, count, el, money } from '../ui.js';
-import { chartLayout, chartSummary, dayLabel, longDayLabel } from './chart.js';
+import { BOX, chartLayout, chartSummary, dayLabel, longDayLabel } from './chart.js';
 import { loadClients } from './clients.js';
 import { closeOverview, denyConsole, explain, isDenied, read, sectionMessage, state } from './common.js';
 
@@ -122,10 +122,27 @@ function renderAttention(body) {
   note.textContent = body.truncated ? `Only your first ${count(body.clientsRead)} clients were checked here; the clients table below has them all.` : '';
 }
 
+/** The cycle drawn last, drawn again when the chart's box changes width. @type {Overview['cycle'] | null} */
+let drawn = null;
+let drawnWidth = 0;
+addEventListener('resize', () => {
+  const width = chartWidth();
+  if (drawn && width !== drawnWidth) renderChart(drawn);
+});
+
+/** The chart's width in SVG units: its box's width in CSS pixels (320 to 640), so its text stays at 12 px. */
+function chartWidth() {
+  const width = Math.round($('chart').getBoundingClientRect().width || BOX.width);
+  return Math.min(BOX.width, Math.max(320, width));
+}
+
 /** @param {Overview['cycle']} cycle */
 function renderChart(cycle) {
   const { title, desc } = chartSummary(cycle);
-  const layout = chartLayout(cycle.days);
+  $('cycle-body').hidden = false; // measured below: it must be laid out
+  drawn = cycle;
+  drawnWidth = chartWidth();
+  const layout = chartLayout(cycle.days, { ...BOX, width: drawnWidth });
   const { box } = layout;
   const grid = layout.ticks.map((t) =>
     svg('g', { class: 'tick' }, svg('line', { x1: box.left, x2: box.width - box.right, y1: t.y, y2: t.y, class: t.cents === 0 ? 'axis' : 'grid' }), svg('text', { x: box.left - 6, y: t.y + 4, 'text-anchor': 'end', class: 'axis-label' }, t.label)),
