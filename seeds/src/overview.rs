@@ -18,7 +18,7 @@ pub async fn seed_near_limit(store: &Store, account_id: &str, now: SystemTime) -
         store.account(account_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("no account {account_id}"))
     };
     let account = read().await?;
-    if account.held_statement_ids.first().is_some() {
+    if !account.held_statement_ids.is_empty() {
         return Err(format!("{account_id} is on hold: it cannot buy, pick another account to bring near its limit"));
     }
     if account.credit_line.as_ref().and_then(near_limit).is_some() {

@@ -65,7 +65,7 @@ pub async fn list_clients(app: &App, request: Request) -> Response<Body> {
                     .last_statement_id
                     .as_deref()
                     .and_then(|id| client_statement(&by_id, id, &row.account.account_id))
-                    .map(|s| LastStatementView::of(s)),
+                    .map(LastStatementView::of),
             })
             .collect();
         let body = ClientsPage {

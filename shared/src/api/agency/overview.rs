@@ -82,7 +82,7 @@ pub async fn overview(app: &App, request: Request) -> Response<Body> {
                     held_statements: account.held_statement_ids.len(),
                     amount_due: all_read.then(|| money(held.iter().map(|s| s.amount_due).sum())),
                     statement: client_statement(&by_id, hold_statement_id, &account.account_id)
-                        .map(|s| LastStatementView::of(s)),
+                        .map(LastStatementView::of),
                 });
                 failed.extend(
                     held.into_iter().filter(|s| collection_failed(s)).map(|s| FailedCollectionView::of(account, s)),
