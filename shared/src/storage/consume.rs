@@ -8,7 +8,7 @@
 //! | 0 | account update |
 //! | 1 | consumption ledger entry |
 //! | 2 | consumption marker (exactly once per id; what happened kept on it for replays) |
-//! | 3.. | with a top-up: purchase, default and agency price checks, agency line, purchase ledger entry; with a top-up refused on a quote: the price checks |
+//! | 3.. | with a top-up: purchase, default and agency price checks, agency line, purchase ledger entry, the agency's day sums; with a top-up refused on a quote: the price checks |
 //! | then | outbox: `credits.consumed`, `credits.low`…, `credits.purchased` and `auto_topup.succeeded`… or `auto_topup.refused`… |
 
 use std::collections::HashMap;
@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::agency_days::{DayChange, day_sums_update};
 use super::balance_update::BalanceUpdate;
 use super::consumption::{
     AGENCY_ID, ConsumptionReceipt, EFFECTS, ENTRY_ID, REQUEST_HASH, consumption_receipt, quantities_value,
@@ -295,6 +296,8 @@ impl Store {
                     .put(ledger_entry_put(&self.table_name, &LedgerEntry::for_purchase(purchase))?)
                     .build(),
             );
+            // The agency's day sums, as every purchase adds to them (unconditional: it never cancels).
+            items.push(day_sums_update(&self.table_name, purchase, DayChange::Purchased)?);
         }
 
         // 4. The events, made once here: a resend of this attempt carries the same ids.

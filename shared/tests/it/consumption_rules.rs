@@ -134,6 +134,8 @@ async fn sixty_four_concurrent_consumptions_top_up_as_the_rule_and_the_cap_allow
     let client_line = env.app.store.account(COFFEE).await.unwrap().unwrap().credit_line.unwrap().available;
     let agency_line = env.app.store.agency_line(NORTHWIND).await.unwrap().unwrap().available;
     let purchases_before = env.app.store.all_purchases(COFFEE).await.unwrap().len();
+    let today = time::timestamp(SystemTime::now())[..10].to_owned();
+    let day_before = day_sums(&env, &today).await;
     let consumers = containers(&env, ConsumptionSettings::default());
 
     let answers = race(&consumers, "t", 64, json!({"audience": 1})).await;
@@ -150,6 +152,14 @@ async fn sixty_four_concurrent_consumptions_top_up_as_the_rule_and_the_cap_allow
     assert_eq!(account.credit_line.unwrap().available, client_line - total);
     assert_eq!(env.app.store.agency_line(NORTHWIND).await.unwrap().unwrap().available, agency_line - at_cost);
     assert_eq!(account.topups.map(|t| t.count), Some(3));
+    // The agency's day sums (its overview's chart) count the top-ups as any purchase.
+    assert!(topups.iter().all(|p| p.created_at.starts_with(&today)));
+    let day_after = day_sums(&env, &today).await;
+    assert_eq!(day_after.purchases - day_before.purchases, 3);
+    assert_eq!(
+        (day_after.total - day_before.total, day_after.total_at_cost - day_before.total_at_cost),
+        (total, at_cost)
+    );
     // Each top-up is a ledger entry of its own; the ledger sums to the balances (none negative), the line matches.
     let ledger = answer_ledger(&env).await;
     for purchase in &topups {
@@ -167,6 +177,12 @@ async fn sixty_four_concurrent_consumptions_top_up_as_the_rule_and_the_cap_allow
     assert!(refused.iter().all(|e| e["detail"]["reason"] == "daily_cap"));
     assert_eq!(answers.iter().filter(|a| a.get("topup").is_some()).count(), 3);
     assert_eq!(answers.iter().filter(|a| a["topupRefused"] == "daily_cap").count(), 14);
+}
+
+/// The agency's overview sums of one UTC day (zero before its first purchase).
+async fn day_sums(env: &TestEnv, day: &str) -> shared::domain::overview::DaySums {
+    let days = env.app.store.agency_days(NORTHWIND, day, day, 1).await.unwrap();
+    days.into_iter().next().map(|(_, sums)| sums).unwrap_or_default()
 }
 
 /// Both seeded prices of the agency set at once (one pricing version).
