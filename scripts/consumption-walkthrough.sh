@@ -26,38 +26,7 @@ export EVENTS_LOG
 
 run_id="${WALKTHROUGH_ID:-$(date -u +%H%M%S)$RANDOM}"
 account="acct-walk-topup-$run_id"
-steps=0
-step() { printf 'walk [%3ss]: %s\n' "$SECONDS" "$*"; }
-fail() { printf 'walk: FAIL %s\n' "$*" >&2; exit 1; }
-
-invoke() { cargo lambda invoke "$1" -P "$port" --data-ascii "$2" 2>&1 || true; }
-
-# check WHAT OUTPUT PYTHON_EXPR: the expression over `r` (the answer) and `body` (an API answer's parsed body).
-check() {
-  local what="$1" output="$2" expr="$3"
-  if CHECK_EXPR="$expr" python3 -c '
-import json, os, sys
-r = json.loads(sys.stdin.read())
-body = json.loads(r["body"]) if isinstance(r, dict) and isinstance(r.get("body"), str) and r["body"] else r
-sys.exit(0 if eval(os.environ["CHECK_EXPR"]) else 1)' <<<"$output" 2>/dev/null; then
-    steps=$((steps + 1)); step "ok   $what"
-  else
-    fail "$what: $(printf '%s' "$output" | head -c 1500)"
-  fi
-}
-
-# api_event TEMPLATE [BODY]: a sample API event (events/TEMPLATE.json) for this run's account, with BODY as its body.
-api_event() {
-  python3 - "$1" "$account" "${2:-}" <<'EOF'
-import json, sys, uuid
-template, account, body = sys.argv[1:4]
-event = json.loads(open(f"events/{template}.json").read().replace("acct-northwind-coffee", account))
-if body:
-    event["body"] = body
-event["requestContext"]["requestId"] = f"walk-{uuid.uuid4()}"
-print(json.dumps(event))
-EOF
-}
+source scripts/walkthrough-lib.sh
 
 # api METHOD PATH [BODY]: the API through the dev gateway with this account's dev token; prints
 # {"statusCode", "body"} as a function would answer.
@@ -86,9 +55,9 @@ step "run $run_id: account $account of agency-northwind"
 output="$(invoke provision-account "{\"action\": \"upsertAccount\", \"requestId\": \"walk-$account\",
   \"accountId\": \"$account\", \"agencyId\": \"agency-northwind\", \"name\": \"Walkthrough $account\"}")"
 check "provision-account $account -> applied" "$output" 'r["result"] == "applied"'
-output="$(invoke agency-write "$(api_event agency-write-credit-limit '{"creditLimit": "10000.00"}')")"
+output="$(invoke agency-write "$(api_event agency-write-credit-limit "$account" '{"creditLimit": "10000.00"}')")"
 check "agency-write credit limit 10000.00 -> 200" "$output" 'r["statusCode"] == 200'
-output="$(invoke purchase-credits "$(api_event purchase-credits '{"quantities": {"audience": 100}}')")"
+output="$(invoke purchase-credits "$(api_event purchase-credits "$account" '{"quantities": {"audience": 100}}')")"
 check "purchase-credits 100 audience -> 201" "$output" 'r["statusCode"] == 201'
 
 output="$(api PUT "/accounts/$account/alerts" '{"thresholds": {"audience": 50}}')"
@@ -116,10 +85,10 @@ purchase_id="$(printf '%s' "$topup" | python3 -c 'import json,sys; print(json.lo
 bought="$(events_of credits.purchased | grep "$purchase_id" || true)"
 check "bus: credits.purchased $purchase_id with trigger auto_topup" "${bought:-null}" \
   'body is not None and body["detail"]["trigger"] == "auto_topup"'
-output="$(invoke get-balances "$(api_event get-balances)")"
+output="$(invoke get-balances "$(api_event get-balances "$account")")"
 check "get-balances: audience 115 (100 - 60 - 25 + 100)" "$output" \
   'r["statusCode"] == 200 and body["balances"]["audience"] == 115'
-output="$(invoke list-purchases "$(api_event list-ledger)")"
+output="$(invoke list-purchases "$(api_event list-ledger "$account")")"
 check "ledger: the top-up purchase labelled auto_topup" "$output" \
   "r['statusCode'] == 200 and any(e.get('purchaseId') == '$purchase_id' and e.get('trigger') == 'auto_topup' for e in body['entries'])"
 

@@ -7,19 +7,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './browser.mjs';
 
 import { chartSummary, signedCents } from '../public/agency/chart.js';
 import { formatMoney } from '../public/money.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
 const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const NORTHWIND = 'agency-northwind';
@@ -28,7 +26,7 @@ const CLIENT = 'acct-northwind-coffee';
 
 let context;
 let page;
-let userDataDir;
+let closeBrowser;
 let clientToken;
 const tokens = {};
 
@@ -121,23 +119,11 @@ before(async () => {
   tokens[NORTHWIND] = agencyConfig.token;
   tokens[BRIGHTSIDE] = printToken('--print-agency-token', BRIGHTSIDE);
   clientToken = (await (await fetch(`${GATEWAY_URL}/dev/config.json`)).json()).token;
-  userDataDir = mkdtempSync(join(tmpdir(), 'overview-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1280, height: 900 },
-    // The pages' CSP (script-src 'self') would refuse the injected axe-core.
-    bypassCSP: true,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  ({ context, page, close: closeBrowser } = await launchBrowser('overview', { viewport: { width: 1280, height: 900 }, bypassCSP: true }));
 });
 
 after(async () => {
-  await context?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await closeBrowser?.();
 });
 
 test("the console opens with what needs attention and the cycle's chart, as the API has them; a purchase shows in today's bar", async () => {

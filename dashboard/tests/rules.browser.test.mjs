@@ -6,18 +6,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './browser.mjs';
 
 import { formatCents, parseRate, subtotalCents } from '../public/money.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
 const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const ACCOUNT = 'acct-northwind-coffee';
@@ -25,7 +23,7 @@ const WARMUP_MS = Number(process.env.WARMUP_TIMEOUT_MS ?? 600_000); // cargo lam
 
 let context;
 let page;
-let userDataDir;
+let closeBrowser;
 const bearer = execFileSync(process.execPath, [join(REPO, 'dev/gateway.mjs'), '--print-token', ACCOUNT], { encoding: 'utf8' }).trim();
 
 async function api(path, { method = 'GET', body } = {}) {
@@ -69,23 +67,11 @@ const status = (part) => page.locator(`#${part}-status`);
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
   await clearRules();
-  userDataDir = mkdtempSync(join(tmpdir(), 'rules-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1100, height: 900 },
-    // The page's CSP (script-src 'self') would refuse the injected axe-core.
-    bypassCSP: true,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  ({ context, page, close: closeBrowser } = await launchBrowser('rules', { viewport: { width: 1100, height: 900 }, bypassCSP: true }));
 });
 
 after(async () => {
-  await context?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await closeBrowser?.();
   await clearRules();
 });
 

@@ -5,19 +5,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { chromium } from 'playwright-core';
+import { launchBrowser } from './browser.mjs';
 
 import { formatMoney } from '../public/money.js';
 import { settlement } from '../public/settlement.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
 const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const AGENCY = 'agency-northwind';
@@ -26,7 +24,7 @@ const PAID_ACCOUNT = 'acct-northwind-coffee';
 
 let context;
 let page;
-let userDataDir;
+let closeBrowser;
 
 const token = (...args) => execFileSync(process.execPath, [join(REPO, 'dev/gateway.mjs'), ...args], { encoding: 'utf8' }).trim();
 
@@ -86,23 +84,11 @@ const DECLINED = statement('st-declined', 'payment_failed', {
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  userDataDir = mkdtempSync(join(tmpdir(), 'settlement-chromium-'));
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1100, height: 900 },
-    // The pages' CSP (script-src 'self') would refuse the injected axe-core; the other browser tests keep it on.
-    bypassCSP: true,
-  });
-  page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => console.error(`page error: ${err.message}`));
+  ({ context, page, close: closeBrowser } = await launchBrowser('settlement', { viewport: { width: 1100, height: 900 }, bypassCSP: true }));
 });
 
 after(async () => {
-  await context?.close();
-  if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+  await closeBrowser?.();
 });
 
 test("the panel lists the client's statements with amount, status and settlement; the held one's shows in the banner", async () => {

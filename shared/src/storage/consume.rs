@@ -413,16 +413,7 @@ fn effects(attempt: ConsumeAttempt<'_>) -> ConsumptionEffects {
     ConsumptionEffects {
         topup: attempt.topup.map(|purchase| TopupReceipt {
             purchase_id: purchase.purchase_id.clone(),
-            lines: purchase
-                .lines
-                .iter()
-                .map(|line| PurchasedLine {
-                    credit_type: line.credit_type,
-                    quantity: line.quantity,
-                    unit_price: line.unit_price,
-                    subtotal: line.subtotal,
-                })
-                .collect(),
+            lines: PurchasedLine::all_of(purchase),
             total: purchase.total,
         }),
         topup_refused: attempt.plan.topup_refused.as_ref().map(|r| r.reason),

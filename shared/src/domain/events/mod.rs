@@ -122,6 +122,22 @@ pub struct PurchasedLine {
     pub subtotal: Decimal,
 }
 
+impl PurchasedLine {
+    /// A purchase's lines as published: at price, their cost left out.
+    pub fn all_of(purchase: &super::PurchaseRecord) -> Vec<PurchasedLine> {
+        purchase
+            .lines
+            .iter()
+            .map(|line| PurchasedLine {
+                credit_type: line.credit_type,
+                quantity: line.quantity,
+                unit_price: line.unit_price,
+                subtotal: line.subtotal,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreditsPurchased {

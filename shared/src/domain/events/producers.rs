@@ -15,16 +15,7 @@ pub fn credits_purchased(purchase: &PurchaseRecord, trigger: PurchaseTrigger) ->
         account_id: purchase.account_id.clone(),
         agency_id: purchase.agency_id.clone(),
         purchase_id: purchase.purchase_id.clone(),
-        lines: purchase
-            .lines
-            .iter()
-            .map(|line| PurchasedLine {
-                credit_type: line.credit_type,
-                quantity: line.quantity,
-                unit_price: line.unit_price,
-                subtotal: line.subtotal,
-            })
-            .collect(),
+        lines: PurchasedLine::all_of(purchase),
         total: purchase.total,
         currency: purchase.currency.clone(),
         trigger,
