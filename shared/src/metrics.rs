@@ -439,6 +439,7 @@ mod tests {
             voided_at: None,
             voided_by: None,
             trigger: Default::default(),
+            in_day_sums: false,
         };
         let outcome = PurchaseOutcome::of(&Purchased::Created(Box::new(record)));
         assert_eq!(outcome.outcome, "created");

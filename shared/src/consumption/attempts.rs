@@ -45,10 +45,13 @@ pub(super) async fn consume(
         },
     };
     let mut pricing = None;
-    let mut ceiling_refused = false;
+    // The agency whose line refused this call's top-up (a refusal holds for that agency only; its transaction
+    // checks that the line still lacks the cost).
+    let mut ceiling_refused: Option<String> = None;
     let mut attempts = 0;
     loop {
-        let plan = match decide(consumer, &facts, consumption, today, &mut pricing, ceiling_refused, exact).await? {
+        let refused_here = ceiling_refused.as_deref() == Some(facts.agency_id.as_str());
+        let plan = match decide(consumer, &facts, consumption, today, &mut pricing, refused_here, exact).await? {
             Ok(plan) => plan,
             Err(short) if exact => {
                 // Decided before any transaction of this call: a replay of an earlier consumption answers first.
@@ -96,7 +99,8 @@ pub(super) async fn consume(
                 }
             }
             AttemptOutcome::PricingChanged => pricing = Some(consumer.pricing_of(&facts.agency_id, true).await?),
-            AttemptOutcome::AgencyCeiling => ceiling_refused = true,
+            AttemptOutcome::AgencyCeiling => ceiling_refused = Some(facts.agency_id.clone()),
+            AttemptOutcome::AgencyCeilingLifted => ceiling_refused = None,
         }
         if attempts >= MAX_ATTEMPTS {
             tracing::warn!(attempts, %account_id, "consumption: the account kept changing; giving up");

@@ -299,6 +299,7 @@ pub(crate) mod tests {
             voided_at: None,
             voided_by: None,
             trigger: Default::default(),
+            in_day_sums: false,
         }
     }
 

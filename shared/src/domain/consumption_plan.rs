@@ -114,6 +114,9 @@ pub struct TopupRefused {
     pub count_before: u32,
     /// The total the line was too small for (`CreditLimit`) or had room for (`AgencyCeiling`).
     pub total: Option<Decimal>,
+    /// `AgencyCeiling`: the top-up's total at cost, which the agency's line must still lack when the refusal
+    /// commits (a ceiling raised or a void in between makes the refusal false: the consumption plans again).
+    pub cost: Option<Decimal>,
 }
 
 /// A consumption that can commit.
@@ -171,21 +174,22 @@ pub fn plan(facts: &AccountFacts, quantities: &Quantities, inputs: PlanInputs<'_
     let mut topup = None;
     let mut topup_refused = None;
     if !wanted.is_empty() {
-        let refuse = |reason, total| Some(TopupRefused { reason, wanted: wanted.clone(), count_before, total });
+        let refuse =
+            |reason, total, cost| Some(TopupRefused { reason, wanted: wanted.clone(), count_before, total, cost });
         if facts.on_hold {
-            topup_refused = refuse(TopupRefusal::AccountOnHold, None);
+            topup_refused = refuse(TopupRefusal::AccountOnHold, None, None);
         } else if count_before >= inputs.daily_cap {
-            topup_refused = refuse(TopupRefusal::DailyCap, None);
+            topup_refused = refuse(TopupRefusal::DailyCap, None, None);
         } else {
             let Some(pricing) = inputs.pricing else { return Decision::NeedsPricing };
             let request = purchase::Quantities::from_pairs(wanted.iter().map(|(t, q)| (*t, *q)));
             match quote(pricing, &request) {
-                Err(_) => topup_refused = refuse(TopupRefusal::BelowMinimum, None),
+                Err(_) => topup_refused = refuse(TopupRefusal::BelowMinimum, None, None),
                 Ok(quote) if facts.line_available.is_none_or(|available| available < quote.total) => {
-                    topup_refused = refuse(TopupRefusal::CreditLimit, Some(quote.total))
+                    topup_refused = refuse(TopupRefusal::CreditLimit, Some(quote.total), None)
                 }
                 Ok(quote) if inputs.agency_ceiling_refused => {
-                    topup_refused = refuse(TopupRefusal::AgencyCeiling, Some(quote.total))
+                    topup_refused = refuse(TopupRefusal::AgencyCeiling, Some(quote.total), Some(quote.total_at_cost))
                 }
                 Ok(quote) => topup = Some(TopupPurchase { quote, count_before }),
             }

@@ -127,6 +127,10 @@ pub struct PurchaseRecord {
     /// client's, so every record written before the field reads as the client's.
     #[serde(default, skip_serializing_if = "PurchaseTrigger::is_client")]
     pub trigger: PurchaseTrigger,
+    /// Counted in its agency's day sums (the overview's chart) when recorded: every purchase since they exist. A
+    /// void takes a purchase back out of them only if so, so one recorded before never drives a day negative.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_day_sums: bool,
 }
 
 /// What started a purchase.
@@ -180,6 +184,7 @@ impl PurchaseRecord {
             voided_at: None,
             voided_by: None,
             trigger: PurchaseTrigger::Client,
+            in_day_sums: true,
         }
     }
 }

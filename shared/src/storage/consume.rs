@@ -8,13 +8,13 @@
 //! | 0 | account update |
 //! | 1 | consumption ledger entry |
 //! | 2 | consumption marker (exactly once per id; what happened kept on it for replays) |
-//! | 3.. | with a top-up: purchase, default and agency price checks, agency line, purchase ledger entry, the agency's day sums; with a top-up refused on a quote: the price checks |
+//! | 3.. | with a top-up: purchase, default and agency price checks, agency line, purchase ledger entry, the agency's day sums; with a top-up refused on a quote: the price checks (and, refused by the agency's ceiling, a check that its line still lacks the cost) |
 //! | then | outbox: `credits.consumed`, `credits.low`…, `credits.purchased` and `auto_topup.succeeded`… or `auto_topup.refused`… |
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,9 @@ pub enum AttemptOutcome {
     PricingChanged,
     /// The agency's line has not the top-up's cost available: plan again without it.
     AgencyCeiling,
+    /// A refusal by the agency's ceiling is no longer true (its line has the top-up's cost available now): plan
+    /// again with the top-up.
+    AgencyCeilingLifted,
 }
 
 impl Store {
@@ -286,6 +289,21 @@ impl Store {
             positions.pricing = Some(items.len());
             items.extend(pricing_checks(&self.table_name, pricing)?);
         }
+        if let Some(cost) =
+            plan.topup_refused.as_ref().filter(|r| r.reason == TopupRefusal::AgencyCeiling).and_then(|r| r.cost)
+        {
+            // The refusal commits only while the agency's line still lacks the top-up's cost.
+            positions.ceiling_check = Some(items.len());
+            let check = ConditionCheck::builder()
+                .table_name(&self.table_name)
+                .set_key(Some(keys::key(keys::agency_line(agency_id), keys::CREDIT_LINE_SK)))
+                .condition_expression("attribute_not_exists(#available) OR #available < :cost")
+                .expression_attribute_names("#available", keys::AVAILABLE_CREDIT)
+                .expression_attribute_values(":cost", n(cost))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         if let Some(purchase) = attempt.topup {
             positions.agency_line = Some(items.len());
             let line = LineUpdate::agency(&purchase.agency_id, -purchase.total_at_cost).build(&self.table_name)?;
@@ -332,6 +350,8 @@ struct Positions {
     pricing: Option<usize>,
     agency_line: Option<usize>,
     purchase_entry: Option<usize>,
+    /// A refusal by the agency's ceiling: the check that its line still lacks the cost.
+    ceiling_check: Option<usize>,
 }
 
 /// The account's one update: each type's change under the plan's condition, and every fact the plan decided by.
@@ -460,6 +480,9 @@ fn attempt_outcome(
     }
     if failed_at(positions.agency_line) {
         return Ok(Some(AttemptOutcome::AgencyCeiling));
+    }
+    if failed_at(positions.ceiling_check) {
+        return Ok(Some(AttemptOutcome::AgencyCeilingLifted));
     }
     Ok(None)
 }

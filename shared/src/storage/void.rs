@@ -198,8 +198,11 @@ impl Store {
             items.push(TransactWriteItem::builder().update(agency_line).build());
         }
 
-        // 4. Out of the agency's sums of the purchase's own day (before the key, which stays last).
-        items.push(day_sums_update(&self.table_name, purchase, DayChange::Voided)?);
+        // 4. Out of the agency's sums of the purchase's own day, if it was counted in them (a purchase recorded
+        //    before they existed was not); before the key, which stays last.
+        if purchase.in_day_sums {
+            items.push(day_sums_update(&self.table_name, purchase, DayChange::Voided)?);
+        }
 
         // 5. The `purchase.voided` event (at price: the cost given back to the agency's line is not in it).
         items.push(outbox_put(&self.table_name, event)?);

@@ -134,6 +134,52 @@ async fn the_day_sums_equal_the_purchases_per_day_after_purchases_and_a_void_acr
     assert_eq!(other.body["cycle"]["days"][4]["purchases"], 1);
 }
 
+/// A purchase recorded before the day sums existed (no `inDaySums` on its item, not in its day's sums): its void
+/// leaves the day alone instead of driving it below zero.
+#[tokio::test]
+async fn a_void_of_a_purchase_recorded_before_the_day_sums_leaves_them_alone() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let env = TestEnv::seeded().await;
+    let day = "2026-10-07";
+    let kept = purchase_at(&env, COFFEE, at(day, 8), &[(CreditType::Audience, 1)]).await;
+    let old = purchase_at(&env, BIKES, at(day, 9), &[(CreditType::Pixel, 2)]).await;
+    // As it was before the day sums: the item without the mark, the day without the purchase.
+    env.client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{BIKES}")))
+        .key("sk", AttributeValue::S(format!("PURCHASE#{}", old.purchase_id)))
+        .update_expression("REMOVE inDaySums")
+        .condition_expression("inDaySums = :yes")
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+    env.client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("AGENCYLINE#{NORTHWIND}")))
+        .key("sk", AttributeValue::S(format!("DAY#{day}")))
+        .update_expression("ADD purchases :minus, #total :total, totalAtCost :cost")
+        .expression_attribute_names("#total", "total")
+        .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+        .expression_attribute_values(":total", AttributeValue::N((-old.total).to_string()))
+        .expression_attribute_values(":cost", AttributeValue::N((-old.total_at_cost).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let event = ApiEvent::agency("POST", VOID, NORTHWIND)
+        .as_agency_admin(NORTHWIND)
+        .path_parameter("purchaseId", &old.purchase_id)
+        .json(&json!({"accountId": BIKES}));
+    let v = answer(api::agency_write(&env.app, event.request()).await);
+    assert_eq!(v.status, 200, "{}", v.body);
+    let o = overview(&env, NORTHWIND, Some("cycle=2026-10")).await;
+    let seventh = &o.body["cycle"]["days"][6];
+    assert_eq!(seventh["date"], day);
+    assert_eq!((seventh["purchases"].as_i64(), money(&seventh["total"])), (Some(1), kept.total), "{seventh}");
+}
+
 #[tokio::test]
 async fn the_running_cycle_shows_its_days_through_today_with_todays_purchase() {
     let env = TestEnv::seeded().await;

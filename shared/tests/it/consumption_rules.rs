@@ -397,3 +397,63 @@ async fn a_topup_the_agency_ceiling_refuses_is_learned_from_its_line_and_the_con
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["detail"]["reason"], "agency_ceiling");
 }
+
+/// A refusal by the agency's ceiling is decided on a line seen short in an earlier attempt; it commits only while
+/// the line still lacks the top-up's cost. With room there now (a ceiling raised, a void in between), the attempt
+/// writes nothing and says so, and the consumer's next plan buys the top-up.
+#[tokio::test]
+async fn a_refusal_by_the_agency_ceiling_commits_only_while_its_line_still_lacks_the_cost() {
+    use shared::domain::consumption_plan::{AccountFacts, Decision, PlanInputs, plan};
+    use shared::domain::events::TopupRefusal;
+    use shared::storage::{AttemptOutcome, ConsumeAttempt};
+
+    let env = TestEnv::seeded().await;
+    let start = balance(&env, Audience).await;
+    give(&env, Audience, 15 - start as i64).await;
+    set_rules(&env, &[], &[(Audience, 10, 10)]).await;
+    let account = env.app.store.account(COFFEE).await.unwrap().unwrap();
+    let (default, agency) = env.app.store.pricing(NORTHWIND).await.unwrap();
+    let pricing = shared::domain::resolve_pricing(NORTHWIND, &default, agency.as_ref()).unwrap();
+    let consumption = ledger::Consumption {
+        account_id: COFFEE.into(),
+        consumption_id: "ceiling-lifted".into(),
+        quantities: ledger::Quantities::from([(Audience, 6)]),
+        reason: "build".into(),
+        reference: None,
+    };
+    let created_at = time::timestamp(SystemTime::now());
+    let today = created_at[..10].to_owned();
+    // Planned as after an attempt the agency's line refused; the seeded line has room for the top-up.
+    let inputs = PlanInputs {
+        today: &today,
+        daily_cap: 3,
+        pricing: Some(&pricing),
+        agency_ceiling_refused: true,
+        balances_exact: true,
+    };
+    let Decision::Commit(refusing) = plan(&AccountFacts::of(&account), &consumption.quantities, inputs) else {
+        panic!("the balance suffices: the plan commits");
+    };
+    assert_eq!(refusing.topup_refused.as_ref().map(|r| r.reason), Some(TopupRefusal::AgencyCeiling));
+    let attempt = ConsumeAttempt {
+        consumption: &consumption,
+        agency_id: NORTHWIND,
+        entry_id: &uuid::Uuid::now_v7().to_string(),
+        created_at: &created_at,
+        today: &today,
+        plan: &refusing,
+        pricing: Some(&pricing),
+        topup: None,
+    };
+    assert_eq!(env.app.store.consume_planned(attempt).await.unwrap(), AttemptOutcome::AgencyCeilingLifted);
+    assert_eq!(balance(&env, Audience).await, 15, "nothing was written");
+    assert!(of_type(&outbox(&env).await, "auto_topup.refused").is_empty());
+
+    // The consumer itself, with that line: the top-up is bought.
+    let answer = serde_json::to_value(
+        consume_answered(&env.consumer, &consume("ceiling-lifted", json!({"audience": 6}))).await.unwrap(),
+    )
+    .unwrap();
+    assert!(answer.get("topup").is_some(), "{answer}");
+    assert_eq!(balance(&env, Audience).await, 19);
+}

@@ -134,6 +134,8 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:Query"], on: On::Indexes(STATEMENT_STATE_INDEX), keys: &[BUILDING] },
             // Each step's transaction: statement Update, part Put, purchase Updates, on the client or agency side.
             Grant { actions: &["dynamodb:UpdateItem", "dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT, AGENCY] },
+            // The account's agency for `statement.payable`, when the statement predates `lastPurchaseAt#`.
+            Grant { actions: &["dynamodb:GetItem"], on: On::Table, keys: &[ACCOUNT] },
         ],
         routes: &[],
     },
@@ -154,10 +156,15 @@ const FUNCTIONS: &[ExpectedFunction] = &[
             Grant { actions: &["dynamodb:BatchGetItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
             // The consumption and release transactions: Update balances, the client's line and the marker (and the
             // agency's line for a top-up), Put the ledger entries, the marker, the top-up purchase and the outbox;
-            // ConditionCheck both pricing versions. Never a write on a pricing item.
+            // ConditionCheck both pricing versions (and, for a refusal by the agency's ceiling, its line). Never a
+            // write on a pricing item.
             Grant { actions: &["dynamodb:UpdateItem"], on: On::Table, keys: &[ACCOUNT, AGENCY_LINE] },
             Grant { actions: &["dynamodb:PutItem"], on: On::Table, keys: &[ACCOUNT] },
-            Grant { actions: &["dynamodb:ConditionCheckItem"], on: On::Table, keys: &[DEFAULT_PRICING, AGENCY] },
+            Grant {
+                actions: &["dynamodb:ConditionCheckItem"],
+                on: On::Table,
+                keys: &[DEFAULT_PRICING, AGENCY, AGENCY_LINE],
+            },
         ],
         routes: &[],
     },
