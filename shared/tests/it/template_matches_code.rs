@@ -1967,9 +1967,10 @@ async fn the_agency_functions_touch_exactly_what_functions_lists() {
 /// (and so the template: an outbox Put a policy lacks would be AccessDenied for the whole transaction).
 #[tokio::test]
 async fn the_sweep_and_a_billing_run_touch_exactly_what_functions_lists() {
+    use aws_sdk_dynamodb::types::AttributeValue;
     use serde_json::json;
     use shared::billing::{self, BillingRun};
-    use shared::domain::billing::CycleEnd;
+    use shared::domain::billing::{CycleEnd, StatementKind};
     use std::time::{Duration, SystemTime};
     use testkit::{ApiEvent, BIKES, TestEnv, answer};
     let env = TestEnv::seeded().await;
@@ -1982,6 +1983,38 @@ async fn the_sweep_and_a_billing_run_touch_exactly_what_functions_lists() {
     env.operations.reset();
     let cycle_end = CycleEnd::at(SystemTime::now() + Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(10)).await;
+    // The client side billed alone first; its statement then loses `lastPurchaseAt#…`, as one billed before those
+    // attributes existed, so finishing the cycle also reads the account's agency (the GetItem FUNCTIONS grants).
+    let side = BillingRun {
+        payment_due_days: 0,
+        slice: Some(billing::BillingSlice { side: StatementKind::Client, part: None }),
+        ..BillingRun::new(cycle_end.clone())
+    };
+    billing::run_billing(&env.app.store, &side).await.unwrap();
+    let statement_sk = format!("STATEMENT#{}", cycle_end.as_str());
+    let statement = env
+        .client
+        .get_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{BIKES}")))
+        .key("sk", AttributeValue::S(statement_sk.clone()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the client statement, building");
+    let instants: Vec<String> = statement.keys().filter(|name| name.starts_with("lastPurchaseAt#")).cloned().collect();
+    assert_eq!(instants.len(), 1, "{statement:?}");
+    env.client
+        .update_item()
+        .table_name(&env.table)
+        .key("pk", AttributeValue::S(format!("ACCOUNT#{BIKES}")))
+        .key("sk", AttributeValue::S(statement_sk))
+        .update_expression("REMOVE #instant")
+        .expression_attribute_names("#instant", &instants[0])
+        .send()
+        .await
+        .unwrap();
     let run = BillingRun { payment_due_days: 0, ..BillingRun::new(cycle_end) };
     assert_eq!(billing::run_billing(&env.app.store, &run).await.unwrap().statements_made_payable, 2);
     assert_eq!(env.operations.accesses(), granted("BillingRunFunction"), "billing-run: what it did vs FUNCTIONS");
