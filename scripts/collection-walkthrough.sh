@@ -87,13 +87,7 @@ prepare() {
   step "localstripe customers: $good_customer (4242...), $declining_customer (4000 0000 0000 0341, declines)"
   for pair in "$good:$good_customer" "$declining:$declining_customer"; do
     local account="${pair%%:*}" customer="${pair#*:}" output
-    output="$(invoke provision-account "{\"action\": \"upsertAccount\", \"requestId\": \"walk-$account\",
-      \"accountId\": \"$account\", \"agencyId\": \"$agency\", \"name\": \"Walkthrough $account\",
-      \"stripeCustomerId\": \"$customer\"}")"
-    check "provision-account $account -> applied" "$output" 'r["result"] == "applied"'
-    # A provisioned account has no credit until its agency sets a limit.
-    output="$(invoke agency-write "$(api_event agency-write-credit-limit "$account" '{"creditLimit": "1000.00"}')")"
-    check "agency-write credit limit of $account -> 200" "$output" 'r["statusCode"] == 200'
+    provision_with_line "$account" "$agency" 1000.00 "$customer"
     output="$(invoke purchase-credits "$(api_event purchase-credits "$account" '{"quantities": {"pixel": 2}}')")"
     check "purchase-credits $account -> 201" "$output" 'r["statusCode"] == 201'
   done

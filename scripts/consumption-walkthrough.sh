@@ -52,11 +52,7 @@ consume() {
 }
 
 step "run $run_id: account $account of agency-northwind"
-output="$(invoke provision-account "{\"action\": \"upsertAccount\", \"requestId\": \"walk-$account\",
-  \"accountId\": \"$account\", \"agencyId\": \"agency-northwind\", \"name\": \"Walkthrough $account\"}")"
-check "provision-account $account -> applied" "$output" 'r["result"] == "applied"'
-output="$(invoke agency-write "$(api_event agency-write-credit-limit "$account" '{"creditLimit": "10000.00"}')")"
-check "agency-write credit limit 10000.00 -> 200" "$output" 'r["statusCode"] == 200'
+provision_with_line "$account" agency-northwind 10000.00
 output="$(invoke purchase-credits "$(api_event purchase-credits "$account" '{"quantities": {"audience": 100}}')")"
 check "purchase-credits 100 audience -> 201" "$output" 'r["statusCode"] == 201'
 

@@ -35,3 +35,15 @@ event["requestContext"]["requestId"] = f"walk-{uuid.uuid4()}"
 print(json.dumps(event))
 EOF
 }
+
+# provision_with_line ACCOUNT AGENCY LIMIT [STRIPE_CUSTOMER]: a new account of AGENCY (provision-account) and the
+# pay-later limit its agency gives it (agency-write): a provisioned account has no credit until then.
+provision_with_line() {
+  local account="$1" agency="$2" limit="$3" customer="${4:-}" output
+  output="$(invoke provision-account "{\"action\": \"upsertAccount\", \"requestId\": \"walk-$account\",
+    \"accountId\": \"$account\", \"agencyId\": \"$agency\", \"name\": \"Walkthrough $account\"${customer:+,
+    \"stripeCustomerId\": \"$customer\"}}")"
+  check "provision-account $account -> applied" "$output" 'r["result"] == "applied"'
+  output="$(invoke agency-write "$(api_event agency-write-credit-limit "$account" "{\"creditLimit\": \"$limit\"}")")"
+  check "agency-write credit limit $limit of $account -> 200" "$output" 'r["statusCode"] == 200'
+}

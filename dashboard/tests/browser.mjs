@@ -1,11 +1,24 @@
-// Headless Chromium for the browser tests: one fresh profile per test file, closed and removed after it.
-import { mkdtempSync, rmSync } from 'node:fs';
+// Headless Chromium for the browser tests: one fresh profile per test file, closed and removed after it; and
+// the axe-core check they run on it.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const AXE = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules/axe-core/axe.min.js'), 'utf8');
+
+/** axe-core's violations on `page` inside `selector` (WCAG 2 A/AA rules), one line each. */
+export async function axeViolations(page, selector) {
+  await page.addScriptTag({ content: AXE });
+  const result = await page.evaluate(
+    (include) => globalThis.axe.run({ include: [include] }, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } }),
+    selector,
+  );
+  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
 
 /**
  * Launches Chromium with a profile of its own (`name` prefixes its directory) and returns its context, its first

@@ -7,11 +7,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchBrowser } from './browser.mjs';
+import { axeViolations, launchBrowser } from './browser.mjs';
 
 import { chartSummary, signedCents } from '../public/agency/chart.js';
 import { formatMoney } from '../public/money.js';
@@ -19,7 +19,6 @@ import { formatMoney } from '../public/money.js';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
-const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const NORTHWIND = 'agency-northwind';
 const BRIGHTSIDE = 'agency-brightside';
 const CLIENT = 'acct-northwind-coffee';
@@ -59,15 +58,8 @@ async function openConsoleAs(agency) {
   }
 }
 
-/** axe-core's violations inside `selector` (WCAG 2 A/AA rules). */
-async function axe(selector) {
-  await page.addScriptTag({ content: AXE });
-  const result = await page.evaluate(
-    (include) => globalThis.axe.run({ include: [include] }, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } }),
-    selector,
-  );
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
+/** axe-core's violations inside `selector` on this file's page. */
+const axe = (selector) => axeViolations(page, selector);
 
 const listed = (list) => page.locator(`#${list}-list li`).evaluateAll((items) => items.map((li) => /** @type {HTMLElement} */ (li).dataset.account));
 

@@ -6,18 +6,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchBrowser } from './browser.mjs';
+import { axeViolations, launchBrowser } from './browser.mjs';
 
 import { formatCents, parseRate, subtotalCents } from '../public/money.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
-const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const ACCOUNT = 'acct-northwind-coffee';
 const WARMUP_MS = Number(process.env.WARMUP_TIMEOUT_MS ?? 600_000); // cargo lambda watch builds on first call
 
@@ -41,15 +40,8 @@ async function clearRules() {
   assert.equal((await api('/topups', { method: 'PUT', body: { rules: {} } })).status, 200);
 }
 
-/** axe-core's violations inside `selector` (WCAG 2 A/AA rules). */
-async function axe(selector) {
-  await page.addScriptTag({ content: AXE });
-  const result = await page.evaluate(
-    (include) => globalThis.axe.run({ include: [include] }, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } }),
-    selector,
-  );
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
+/** axe-core's violations inside `selector` on this file's page. */
+const axe = (selector) => axeViolations(page, selector);
 
 async function openPanel() {
   await page.goto(`${GATEWAY_URL}/`);

@@ -5,11 +5,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchBrowser } from './browser.mjs';
+import { axeViolations, launchBrowser } from './browser.mjs';
 
 import { formatMoney } from '../public/money.js';
 import { settlement } from '../public/settlement.js';
@@ -17,7 +17,6 @@ import { settlement } from '../public/settlement.js';
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const GATEWAY_URL = (process.env.GATEWAY_URL ?? 'http://127.0.0.1:3000').replace(/\/$/, '');
 const ARTIFACTS = join(REPO, '.artifacts', 'dashboard');
-const AXE = readFileSync(join(REPO, 'dashboard/node_modules/axe-core/axe.min.js'), 'utf8');
 const AGENCY = 'agency-northwind';
 const DECLINING = 'acct-brightside-dental'; // its seeded card declines (scripts/local-stack.sh)
 const PAID_ACCOUNT = 'acct-northwind-coffee';
@@ -46,15 +45,8 @@ async function openPanelAs(accountId) {
   return bearer;
 }
 
-/** axe-core's violations inside `selector` (WCAG 2 A/AA rules). */
-async function axe(selector) {
-  await page.addScriptTag({ content: AXE });
-  const result = await page.evaluate(
-    (include) => globalThis.axe.run({ include: [include] }, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } }),
-    selector,
-  );
-  return result.violations.map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
+/** axe-core's violations inside `selector` on this file's page. */
+const axe = (selector) => axeViolations(page, selector);
 
 const at = (days) => new Date(Date.UTC(2026, 11, 1 + days, 9)).toISOString();
 const statement = (id, status, extra) => ({

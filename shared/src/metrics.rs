@@ -400,7 +400,7 @@ pub fn record_reconcile(figures: &ReconcileFigures) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{PurchaseLine, PurchaseRecord};
+    use crate::domain::PurchaseLine;
 
     fn line(credit_type: CreditType, quantity: u64, subtotal: i64) -> PurchaseLine {
         PurchaseLine {
@@ -417,30 +417,16 @@ mod tests {
     fn a_created_purchase_is_recorded_from_its_record_not_from_response_fields() {
         // Every type, so a credit type whose figure silently stayed zero fails here; the response body plays no
         // part (a renamed view field cannot zero a metric).
-        let record = PurchaseRecord {
-            purchase_id: "p".into(),
-            account_id: "acct-a".into(),
-            agency_id: "agency-a".into(),
-            created_at: "2026-12-01T00:00:00.000Z".into(),
-            currency: "USD".into(),
-            lines: vec![
+        let record = crate::domain::billing::tests::purchase(
+            "p",
+            "acct-a",
+            vec![
                 line(CreditType::Audience, 1, 1),
                 line(CreditType::Enrichment, 2, 2),
                 line(CreditType::Pixel, 3, 3),
                 line(CreditType::CustomModel, 4, 4),
             ],
-            total: Decimal::new(1000, 2),
-            total_at_cost: Decimal::new(1000, 2),
-            billed_to_client: false,
-            billed_to_agency: false,
-            client_statement_id: None,
-            agency_statement_id: None,
-            idempotency_key: None,
-            voided_at: None,
-            voided_by: None,
-            trigger: Default::default(),
-            in_day_sums: false,
-        };
+        );
         let outcome = PurchaseOutcome::of(&Purchased::Created(Box::new(record)));
         assert_eq!(outcome.outcome, "created");
         assert_eq!(

@@ -54,22 +54,26 @@ async fn balance(env: &TestEnv, credit_type: CreditType) -> u64 {
     env.app.store.account(COFFEE).await.unwrap().unwrap().balances.get(credit_type)
 }
 
-/// Every event in the account's outbox, oldest first, each validated against its schema.
-async fn outbox(env: &TestEnv) -> Vec<Value> {
-    let items: Vec<_> = env
-        .client
+/// Every item of COFFEE's partition under a sort key prefix, in key order (strongly consistent).
+async fn coffee_items(env: &TestEnv, prefix: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    env.client
         .query()
         .table_name(&env.table)
-        .key_condition_expression("pk = :pk AND begins_with(sk, :outbox)")
+        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
         .expression_attribute_values(":pk", AttributeValue::S(format!("ACCOUNT#{COFFEE}")))
-        .expression_attribute_values(":outbox", AttributeValue::S("OUTBOX#".into()))
+        .expression_attribute_values(":prefix", AttributeValue::S(prefix.into()))
         .consistent_read(true)
         .into_paginator()
         .items()
         .send()
         .collect::<Result<Vec<_>, _>>()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Every event in the account's outbox, oldest first, each validated against its schema.
+async fn outbox(env: &TestEnv) -> Vec<Value> {
+    let items = coffee_items(env, "OUTBOX#").await;
     let events: Vec<Value> =
         items.iter().map(|item| serde_json::from_str(item["event"].as_s().unwrap()).unwrap()).collect();
     crate::events::validate(&events.iter().map(Value::to_string).collect::<Vec<_>>()).unwrap();
@@ -353,20 +357,7 @@ async fn what_a_consumption_costs_in_calls_with_and_without_rules() {
 
 /// Every ledger entry item of the account, as JSON.
 async fn answer_ledger(env: &TestEnv) -> Vec<Value> {
-    let items: Vec<_> = env
-        .client
-        .query()
-        .table_name(&env.table)
-        .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
-        .expression_attribute_values(":pk", AttributeValue::S(format!("ACCOUNT#{COFFEE}")))
-        .expression_attribute_values(":ledger", AttributeValue::S("LEDGER#".into()))
-        .consistent_read(true)
-        .into_paginator()
-        .items()
-        .send()
-        .collect::<Result<Vec<_>, _>>()
-        .await
-        .unwrap();
+    let items = coffee_items(env, "LEDGER#").await;
     items
         .iter()
         .map(|item| {
