@@ -181,16 +181,10 @@ impl PublishSettings {
     }
 }
 
-/// The publisher for these settings; the SDK's endpoint and region settings as usual
-/// (`AWS_ENDPOINT_URL_EVENTBRIDGE` points it at a local stand-in). Built from aws-config's defaults with the
-/// functions' timeouts and retries; `runtime`'s private SDK loader (its trimmed trust store) is the later step's
-/// to share.
+/// The publisher for these settings, built from the one SDK configuration every client here uses
+/// (`runtime::sdk_config`); `AWS_ENDPOINT_URL_EVENTBRIDGE` points it at a local stand-in.
 pub async fn publisher(settings: &PublishSettings) -> Publisher {
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(crate::runtime::timeout_config())
-        .retry_config(crate::runtime::retry_config())
-        .load()
-        .await;
+    let config = crate::runtime::sdk_config().await;
     Publisher::new(aws_sdk_eventbridge::Client::new(&config), &settings.bus_name)
 }
 

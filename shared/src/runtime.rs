@@ -196,7 +196,7 @@ pub fn app_in_background(settings: Settings<crate::api::Settings>) -> Deferred<A
 
 /// The SDK configuration every client here is built from: our timeouts, retries and HTTPS connector, and
 /// where Lambda's environment holds them, its region and the role's credentials given directly.
-async fn sdk_config() -> aws_config::SdkConfig {
+pub(crate) async fn sdk_config() -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(timeout_config())
         .retry_config(retry_config())

@@ -64,15 +64,6 @@ pub enum BalanceCondition {
     Between(u64, u64),
 }
 
-impl BalanceCondition {
-    pub fn holds(self, balance: u64) -> bool {
-        match self {
-            BalanceCondition::AtLeast(n) => balance >= n,
-            BalanceCondition::Between(lo, hi) => (lo..=hi).contains(&balance),
-        }
-    }
-}
-
 /// One consumed type: taken, bought by the top-up, and the balance it needs before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TypeChange {

@@ -42,13 +42,6 @@ pub struct ConsumptionRules {
     pub version: u64,
 }
 
-impl ConsumptionRules {
-    /// Whether a consumption has anything to decide besides the balance (else it stays one blind transaction).
-    pub fn is_empty(&self) -> bool {
-        self.alert_thresholds.is_empty() && self.topups.is_empty()
-    }
-}
-
 /// Auto top-ups made on one UTC day (`YYYY-MM-DD`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopupsOnDay {

@@ -26,6 +26,16 @@ impl BalanceUpdate {
     /// Each type's change (zeros skipped), on an account that exists; a negative change only while the balance
     /// stays >= 0; the ledger entry count up by one.
     pub(super) fn new(changes: impl IntoIterator<Item = (CreditType, i128)>) -> BalanceUpdate {
+        BalanceUpdate::with_floors(changes, true)
+    }
+
+    /// The same, without the `>= :q` floors: for a caller that states every changed balance's condition itself
+    /// (the planned consumption, whose ranges start at or above what it takes).
+    pub(super) fn conditioned_by_caller(changes: impl IntoIterator<Item = (CreditType, i128)>) -> BalanceUpdate {
+        BalanceUpdate::with_floors(changes, false)
+    }
+
+    fn with_floors(changes: impl IntoIterator<Item = (CreditType, i128)>, floors: bool) -> BalanceUpdate {
         let mut update = BalanceUpdate {
             adds: vec!["#entries :one".to_owned()],
             sets: Vec::new(),
@@ -37,7 +47,7 @@ impl BalanceUpdate {
             update.adds.push(format!("#b{i} :d{i}"));
             update.names.insert(format!("#b{i}"), keys::balance_attribute(credit_type).to_owned());
             update.values.insert(format!(":d{i}"), n(change));
-            if change < 0 {
+            if change < 0 && floors {
                 update.conditions.push(format!("#b{i} >= :q{i}"));
                 update.values.insert(format!(":q{i}"), n(change.unsigned_abs()));
             }

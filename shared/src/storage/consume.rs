@@ -113,7 +113,7 @@ pub enum AttemptOutcome {
 impl Store {
     /// Sends one attempt (resent with the same token only while its outcome is unknown or it conflicted).
     pub async fn consume_planned(&self, attempt: ConsumeAttempt<'_>) -> Result<AttemptOutcome, StoreError> {
-        let (items, positions) = self.planned_transaction(attempt)?;
+        let (items, positions, effects) = self.planned_transaction(attempt)?;
         let receipt = ConsumptionReceipt {
             account_id: attempt.consumption.account_id.clone(),
             consumption_id: attempt.consumption.consumption_id.clone(),
@@ -121,7 +121,7 @@ impl Store {
             created_at: attempt.created_at.to_owned(),
             quantities: attempt.consumption.quantities.clone(),
             released_at: None,
-            effects: effects(attempt),
+            effects,
         };
         let token = uuid::Uuid::now_v7().to_string();
         let outcome = self
@@ -223,7 +223,7 @@ impl Store {
     fn planned_transaction(
         &self,
         attempt: ConsumeAttempt<'_>,
-    ) -> Result<(Vec<TransactWriteItem>, Positions), StoreError> {
+    ) -> Result<(Vec<TransactWriteItem>, Positions, ConsumptionEffects), StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| internal("building the consumption transaction", e);
         let ConsumeAttempt { consumption, agency_id, entry_id, created_at, plan, .. } = attempt;
         if plan.changes.is_empty() {
@@ -339,7 +339,7 @@ impl Store {
         for event in &outbox {
             items.push(outbox_put(&self.table_name, event)?);
         }
-        Ok((items, positions))
+        Ok((items, positions, effects))
     }
 }
 
@@ -360,7 +360,8 @@ fn account_update(
     attempt: ConsumeAttempt<'_>,
 ) -> Result<aws_sdk_dynamodb::types::Update, StoreError> {
     let plan = attempt.plan;
-    let mut update = BalanceUpdate::new(plan.changes.iter().map(|c| (c.credit_type, c.change())))
+    // Each balance's condition is the plan's (its lower bound covers what is taken), not the default floor.
+    let mut update = BalanceUpdate::conditioned_by_caller(plan.changes.iter().map(|c| (c.credit_type, c.change())))
         .condition("#agency = :agency")
         .name("#agency", "agencyId")
         .value(":agency", s(attempt.agency_id))

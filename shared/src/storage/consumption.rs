@@ -254,16 +254,6 @@ impl Store {
             .await?;
         Ok(outcome.unwrap_or(AdjustOutcome::Adjusted(entry)))
     }
-
-    /// A consumption's marker as its receipt, if the account has one under that id.
-    pub async fn consumption(
-        &self,
-        account_id: &str,
-        consumption_id: &str,
-    ) -> Result<Option<ConsumptionReceipt>, StoreError> {
-        let item = self.get_item(keys::account(account_id), &keys::consumption_sk(consumption_id)).await?;
-        item.as_ref().map(consumption_receipt).transpose()
-    }
 }
 
 pub(super) fn quantities_value(quantities: &Quantities) -> AttributeValue {
