@@ -56,9 +56,11 @@ cat <<MSG
   Events (the table's stream -> publish-events -> a stand-in bus) print below as they happen; every envelope
   is in $EVENTS_LOG. To watch a low-balance alert and an auto top-up happen from
   cargo lambda invoke consume-credits (a fresh account, its rules set through the API), in another terminal:
-    scripts/consumption-walkthrough.sh $INVOKE_PORT
+    GATEWAY_PORT=$GATEWAY_PORT scripts/consumption-walkthrough.sh $INVOKE_PORT
 
   Ctrl-C stops everything.
 MSG
 tail -n 0 -F "$STACK_LOG_DIR/events.log" &
+events_tail=$!
+trap 'kill "$events_tail" 2>/dev/null; stack_stop' EXIT INT TERM
 wait
